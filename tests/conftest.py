@@ -1,0 +1,49 @@
+"""Shared fixtures: a temporary database path, a small seeded fleet, and a store holding it."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from twinlib.simulate import simulate_fleet
+from twinlib.store import open_store
+
+FLEET_START = "2026-02-10 00:00:00"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(monkeypatch, tmp_path):
+    """No test reads the developer's own TWIN_* settings or twin.toml."""
+    for var in [v for v in os.environ if v.startswith("TWIN_")]:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("TWIN_SETTINGS", str(tmp_path / "no-settings.toml"))
+
+
+@pytest.fixture
+def tmp_db(tmp_path):
+    """Path of a database file that does not exist yet."""
+    return tmp_path / "twin.db"
+
+
+@pytest.fixture(scope="session")
+def fleet():
+    """Three pumps, 3 hours at 1 s, seed 7, with one scripted bearing wear and one leak."""
+    return simulate_fleet(
+        assets=3, hours=3.0, freq_s=1.0, seed=7, start=FLEET_START, fault_rate=0.0,
+        faults=[
+            {"asset_id": "pump-01", "kind": "bearing_wear", "onset": "2026-02-10 01:00:00",
+             "duration_s": 7200},
+            {"asset_id": "pump-02", "kind": "leak", "onset": "2026-02-10 01:30:00",
+             "duration_s": 3600},
+        ])
+
+
+@pytest.fixture
+def store(tmp_db, fleet):
+    """A fresh SQLite store loaded with ``fleet`` (readings, assets, fault events)."""
+    s = open_store(tmp_db, create=True)
+    s.load_readings(fleet.readings)
+    s.upsert_assets(fleet.assets)
+    s.load_fault_events(fleet.events)
+    yield s
+    s.close()

@@ -1,0 +1,1 @@
+"""Subcommands of ``twin``: one module each, with ``register(subparsers)``."""

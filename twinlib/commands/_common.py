@@ -1,0 +1,18 @@
+"""Options shared by several subcommands."""
+from __future__ import annotations
+
+import argparse
+
+from ..config import Settings, get_settings
+
+__all__ = ["add_db_option", "settings_from"]
+
+
+def add_db_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", metavar="PATH",
+                        help="SQLite database (default: $TWIN_DB, else data/twin.db)")
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Settings with the command line's overrides (argument → environment → default)."""
+    return get_settings(db_path=getattr(args, "db", None))

@@ -1,0 +1,146 @@
+"""Settings and paths for every part of twinlib, decided in one place.
+
+Each setting comes from an explicit argument, else an environment variable, else a default.
+Library functions take paths or stores as arguments; only entry points (the CLI, the API
+factory, the dashboard notebook) call :func:`get_settings`.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "SENSORS",
+    "THRESHOLDS",
+    "UNITS",
+    "PHYSICAL_LIMITS",
+    "Settings",
+    "SettingsError",
+    "get_settings",
+    "load_settings_file",
+]
+
+#: The three sensors every reading carries, in the order used everywhere.
+SENSORS: tuple[str, ...] = ("temperature", "vibration", "pressure")
+
+#: Default alarm thresholds (the original project's): T > 85 °C, vibration > 0.8, P > 95 bar.
+THRESHOLDS: dict[str, float] = {"temperature": 85.0, "vibration": 0.8, "pressure": 95.0}
+
+UNITS: dict[str, str] = {"temperature": "°C", "vibration": "g RMS", "pressure": "bar"}
+
+#: Values outside these ranges cannot come from a working sensor on this kind of machine.
+PHYSICAL_LIMITS: dict[str, tuple[float, float]] = {
+    "temperature": (-50.0, 400.0),
+    "vibration": (0.0, 100.0),
+    "pressure": (-1.0, 1000.0),
+}
+
+
+class SettingsError(ValueError):
+    """A setting has a value twinlib cannot use (the message names it)."""
+
+
+# field name -> (environment variable, default, type)
+_SPEC: dict[str, tuple[str, Any, type]] = {
+    "db_path": ("TWIN_DB", "data/twin.db", Path),
+    "data_dir": ("TWIN_DATA_DIR", "data", Path),
+    "models_dir": ("TWIN_MODELS_DIR", "models", Path),
+    "reports_dir": ("TWIN_REPORTS_DIR", "reports", Path),
+    "settings_file": ("TWIN_SETTINGS", "twin.toml", Path),
+    "api_host": ("TWIN_API_HOST", "127.0.0.1", str),
+    "api_port": ("TWIN_API_PORT", 5000, int),
+    "dashboard_port": ("TWIN_DASHBOARD_PORT", 8050, int),
+    "api_token": ("TWIN_API_TOKEN", None, str),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings; build it with :func:`get_settings`."""
+
+    db_path: Path
+    data_dir: Path
+    models_dir: Path
+    reports_dir: Path
+    settings_file: Path
+    api_host: str
+    api_port: int
+    dashboard_port: int
+    api_token: str | None
+    file: dict = field(default_factory=dict, compare=False)
+
+    def thresholds(self, asset_id: str | None = None) -> dict[str, float]:
+        """Alarm thresholds: defaults, then ``[thresholds]``, then the asset's own overrides."""
+        out = dict(THRESHOLDS)
+        out.update({k: float(v) for k, v in self.file.get("thresholds", {}).items() if k in SENSORS})
+        if asset_id is not None:
+            asset = self.file.get("assets", {}).get(asset_id, {})
+            out.update({k: float(v) for k, v in asset.get("thresholds", {}).items() if k in SENSORS})
+        return out
+
+    def section(self, *path: str) -> dict:
+        """A (possibly nested) section of the settings file, ``{}`` when absent."""
+        node: Any = self.file
+        for key in path:
+            node = node.get(key, {}) if isinstance(node, dict) else {}
+        return node if isinstance(node, dict) else {}
+
+
+def load_settings_file(path: str | os.PathLike | None) -> dict:
+    """Parse the TOML settings file; a missing file means "all defaults" and gives ``{}``."""
+    if path is None:
+        return {}
+    p = Path(path)
+    if not p.exists():
+        return {}
+    try:
+        with p.open("rb") as fh:
+            return tomllib.load(fh)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"settings file {p}: {exc}") from exc
+
+
+def _coerce(name: str, value: Any, kind: type) -> Any:
+    if value is None:
+        return None
+    if kind is int:
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise SettingsError(f"{name} must be an integer, got {value!r}") from None
+    if kind is Path:
+        return Path(value)
+    return str(value)
+
+
+def get_settings(env: dict | None = None, **overrides: Any) -> Settings:
+    """Resolve every setting: keyword argument → environment variable → default.
+
+    ``env`` replaces ``os.environ`` (tests). Overrides that are ``None`` count as not given, so
+    CLI options can be passed straight through.
+    """
+    env = os.environ if env is None else env
+    unknown = set(overrides) - set(_SPEC)
+    if unknown:
+        raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
+    values: dict[str, Any] = {}
+    for name, (var, default, kind) in _SPEC.items():
+        value = overrides.get(name)
+        if value is None:
+            value = env.get(var) or None
+        if value is None:
+            value = default
+        values[name] = _coerce(name, value, kind)
+    file = load_settings_file(values["settings_file"])
+    if values["api_token"] is None:
+        token = file.get("api", {}).get("token")
+        values["api_token"] = str(token) if token else None
+    for port in ("api_port", "dashboard_port"):
+        if not 0 <= values[port] <= 65535:
+            raise SettingsError(f"{port} must be between 0 and 65535, got {values[port]}")
+    return Settings(**values, file=file)
+
+

@@ -1,0 +1,12 @@
+"""Where readings, assets, fault ground truth and alerts live.
+
+``open_store(path)`` returns a :class:`Store`; SQLite (WAL mode) is the embedded default. Every
+part of twinlib reads and writes through this interface, so another backend
+(PostgreSQL/TimescaleDB) only has to implement :class:`Store`.
+"""
+from .base import (OPTIONAL_COLUMNS, READING_COLUMNS, LoadResult, Reading, Store, StoreError,
+                   StoreMissingError)
+from .sqlite import SQLiteStore, open_store
+
+__all__ = ["open_store", "Store", "SQLiteStore", "Reading", "LoadResult", "StoreError",
+           "StoreMissingError", "READING_COLUMNS", "OPTIONAL_COLUMNS"]

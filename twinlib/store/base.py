@@ -1,0 +1,121 @@
+"""The store interface every backend implements (SQLite today, PostgreSQL/TimescaleDB later)."""
+from __future__ import annotations
+
+import abc
+from typing import NamedTuple
+
+import pandas as pd
+
+__all__ = [
+    "Reading",
+    "LoadResult",
+    "Store",
+    "StoreError",
+    "StoreMissingError",
+    "READING_COLUMNS",
+    "OPTIONAL_COLUMNS",
+]
+
+#: Columns of :class:`Reading`, in order.
+READING_COLUMNS = ("id", "asset_id", "ts", "temperature", "vibration", "pressure", "label")
+#: Operating-state columns a reading may carry besides the sensors.
+OPTIONAL_COLUMNS = ("label", "load", "speed", "ambient")
+
+
+class Reading(NamedTuple):
+    """One stored reading; ``ts`` is UTC epoch milliseconds, absent sensors are ``None``."""
+
+    id: int
+    asset_id: str
+    ts: int
+    temperature: float | None
+    vibration: float | None
+    pressure: float | None
+    label: str | None
+
+
+class LoadResult(NamedTuple):
+    """What a bulk load did: rows newly stored, and rows already there (kept, not doubled)."""
+
+    inserted: int
+    duplicates: int
+
+
+class StoreError(RuntimeError):
+    """The store cannot do what was asked (the message says why)."""
+
+
+class StoreMissingError(StoreError):
+    """The database does not exist (or has no schema); nothing was created."""
+
+
+class Store(abc.ABC):
+    """Readings, assets, fault ground truth and alerts, behind one interface.
+
+    Times are UTC epoch milliseconds. Query methods return :class:`Reading` tuples (cheap, for
+    request handlers and live views) or pandas DataFrames (for analysis).
+    """
+
+    @abc.abstractmethod
+    def init_schema(self) -> None: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    # assets
+    @abc.abstractmethod
+    def upsert_assets(self, assets: list[dict]) -> None: ...
+
+    @abc.abstractmethod
+    def assets(self) -> list[dict]: ...
+
+    # readings
+    @abc.abstractmethod
+    def load_readings(self, df: pd.DataFrame, progress: bool = False) -> LoadResult: ...
+
+    @abc.abstractmethod
+    def latest(self, n: int = 10, asset: str | None = None, since: int | None = None,
+               until: int | None = None) -> list[Reading]: ...
+
+    @abc.abstractmethod
+    def after(self, cursor: int, asset: str | None = None, limit: int = 10_000) -> list[Reading]: ...
+
+    @abc.abstractmethod
+    def latest_per_asset(self) -> dict[str, Reading]: ...
+
+    @abc.abstractmethod
+    def window(self, start: int | None = None, end: int | None = None, asset: str | None = None,
+               columns: list[str] | None = None) -> pd.DataFrame: ...
+
+    @abc.abstractmethod
+    def downsample(self, bucket_s: float, start: int | None = None, end: int | None = None,
+                   asset: str | None = None) -> pd.DataFrame: ...
+
+    @abc.abstractmethod
+    def count(self, asset: str | None = None) -> int: ...
+
+    @abc.abstractmethod
+    def max_id(self) -> int: ...
+
+    @abc.abstractmethod
+    def newest_ts(self, asset: str | None = None) -> int | None: ...
+
+    # ground truth
+    @abc.abstractmethod
+    def load_fault_events(self, df: pd.DataFrame) -> int: ...
+
+    @abc.abstractmethod
+    def fault_events(self, asset: str | None = None) -> pd.DataFrame: ...
+
+    # small key/value state (cursors of the alarm engine and the live sources)
+    @abc.abstractmethod
+    def get_meta(self, key: str, default: str | None = None) -> str | None: ...
+
+    @abc.abstractmethod
+    def set_meta(self, key: str, value: str) -> None: ...
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
