@@ -68,6 +68,7 @@ def register(sub) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    import pandas as pd
     from tqdm import tqdm
 
     from ..simulate import FleetSimulator
@@ -99,7 +100,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             bar.update(len(df))
     tmp.replace(out)
     events = sim.events()
-    events = events[events["onset"] < sim.t_ms].reset_index(drop=True) if len(events) else events
+    events = events[events["onset"] < pd.Timestamp(sim.t_ms, unit="ms")].reset_index(drop=True)
     events.to_csv(events_path(out), index=False)
     assets_path(out).write_text(json.dumps(sim.assets(), indent=2))
     print(f"wrote {rows:,} readings of {args.assets} asset(s) to {out} "

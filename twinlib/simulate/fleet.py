@@ -202,8 +202,8 @@ class FleetSimulator:
 
         rng = a.rng
         temp = temp + rng["temperature"].normal(0.0, p.noise_t, n)
-        vib = np.maximum(vib * (1.0 + 0.04 * rng["vibration"].standard_normal(n))
-                         + rng["vibration"].normal(0.0, p.noise_v, n), 0.0)
+        z = rng["vibration"].standard_normal((n, 2))  # drawn in pairs: chunking cannot reorder them
+        vib = np.maximum(vib * (1.0 + 0.04 * z[:, 0]) + p.noise_v * z[:, 1], 0.0)
         pres = pres + rng["pressure"].normal(0.0, p.noise_p, n)
         spike_u = rng["spikes"].random(n)
         measured = {"temperature": temp, "vibration": vib, "pressure": pres}
