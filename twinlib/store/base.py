@@ -81,6 +81,9 @@ class Store(abc.ABC):
     def after(self, cursor: int, asset: str | None = None, limit: int = 10_000) -> list[Reading]: ...
 
     @abc.abstractmethod
+    def asset_ids(self) -> list[str]: ...
+
+    @abc.abstractmethod
     def latest_per_asset(self) -> dict[str, Reading]: ...
 
     @abc.abstractmethod

@@ -171,11 +171,17 @@ class SQLiteStore(AlertsMixin, Store):
         sql = f"{_READING_SQL} WHERE id > ?{where.replace(' WHERE', ' AND')} ORDER BY id LIMIT ?"
         return [Reading(*r) for r in self.conn.execute(sql, (int(cursor), *args, int(limit)))]
 
+    def asset_ids(self) -> list[str]:
+        """Every asset with readings: one index seek per asset, not a scan of the history."""
+        sql = ("WITH RECURSIVE a(id) AS (SELECT MIN(asset_id) FROM readings UNION ALL "
+               "SELECT (SELECT MIN(asset_id) FROM readings WHERE asset_id > a.id) FROM a "
+               "WHERE a.id IS NOT NULL) SELECT id FROM a WHERE id IS NOT NULL")
+        return [r[0] for r in self.conn.execute(sql)]
+
     def latest_per_asset(self) -> dict[str, Reading]:
         """Each asset's newest reading (one index probe per asset)."""
-        ids = [r[0] for r in self.conn.execute("SELECT DISTINCT asset_id FROM readings")]
         out = {}
-        for asset_id in ids:
+        for asset_id in self.asset_ids():
             row = self.conn.execute(f"{_READING_SQL} WHERE asset_id = ? ORDER BY ts DESC LIMIT 1",
                                     (asset_id,)).fetchone()
             if row:
@@ -290,7 +296,7 @@ def _frame_columns(df: pd.DataFrame) -> list[list]:
             cols.append([None] * n)
         elif name == "label":
             lab = df[name]
-            cols.append([None if (v is None or v != v) else str(v) for v in lab.tolist()])
+            cols.append(lab.astype(object).where(lab.notna(), None).tolist())
         else:
             cols.append(df[name].to_numpy(dtype=float).tolist())
     return cols

@@ -1,0 +1,58 @@
+# twinlib — `make up` runs the whole system, `make test` passes the tests. Both start from nothing.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+TWIN   := $(BIN)/twin
+DATA   ?= data
+DB     ?= $(DATA)/twin.db
+
+.PHONY: help venv install data model up test test-fast bench notebooks clean distclean
+
+help:
+	@echo "make up      - set up, generate history, train models, run simulator + API (:5000) + dashboard (:8050)"
+	@echo "make test    - set up and run the whole test suite (unit, notebooks, API, browser, MQTT)"
+	@echo "make bench   - measure speed and size into reports/bench.json"
+	@echo "make data | model | notebooks | clean"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@touch $@
+
+venv install: $(STAMP)
+
+data: $(STAMP)
+	@test -f $(DATA)/readings.csv || $(TWIN) generate --out $(DATA)/readings.csv
+	$(TWIN) init-db --db $(DB)
+	$(TWIN) store --db $(DB) --csv $(DATA)/readings.csv
+
+model: data
+	@test -f models/fault_detection_rf.pkl -a -f models/fault_detection_xgb.pkl || $(TWIN) train --db $(DB)
+
+up: $(STAMP)
+	$(TWIN) up
+
+notebooks: $(STAMP)
+	$(TWIN) notebooks run
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest tests -m "not browser and not mqtt and not slow"
+
+bench: $(STAMP)
+	$(TWIN) bench
+
+clean:
+	rm -rf reports .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) $(DATA)/*.csv $(DATA)/*.json $(DATA)/*.db* models/*.pkl models/*.json
