@@ -87,3 +87,13 @@ def test_menu_runs_the_original_options(workdir, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert out.count("done") == 4 and "unknown option '9'" in out
     assert (workdir / "data" / "twin.db").exists()
+
+
+def test_generate_is_reproducible_by_default(workdir):
+    a, b = workdir / "a.csv", workdir / "b.csv"
+    assert main(["generate", "--assets", "1", "--hours", "0.2", "--out", str(a)]) == 0
+    assert main(["generate", "--assets", "1", "--hours", "0.2", "--out", str(b)]) == 0
+    assert a.read_text() == b.read_text()
+    assert main(["generate", "--assets", "1", "--hours", "0.2", "--end", "2026-02-10 01:00:00",
+                 "--out", str(a)]) == 0
+    assert a.read_text().splitlines()[1].startswith("2026-02-10 00:48:00,pump-01,")

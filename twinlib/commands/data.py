@@ -34,7 +34,10 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     p.add_argument("--fault-rate", type=float, default=0.5,
                    help="fault episodes per asset per day (default 0.5)")
-    p.add_argument("--start", help="first timestamp (default: --hours before now, UTC)")
+    when = p.add_mutually_exclusive_group()
+    when.add_argument("--start", help="first timestamp, UTC (default: --hours before --end)")
+    when.add_argument("--end", help="end of the history, UTC, or 'now' (default: the latest "
+                      "midnight UTC, so the same options give the same file all day)")
     p.add_argument("--out", help="CSV path (default: <data dir>/readings.csv)")
     p.set_defaults(func=cmd_generate)
 
@@ -72,7 +75,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..simulate import FleetSimulator
-    from ..timeutil import now_ms
     settings = settings_from(args)
     if args.assets < 1:
         raise CommandError("--assets must be at least 1", 2)
@@ -80,7 +82,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise CommandError("--hours must be positive", 2)
     freq_s = parse_duration(args.freq)
     out = Path(args.out) if args.out else settings.data_dir / "readings.csv"
-    start = to_ms(args.start) if args.start else (now_ms() // 1000) * 1000 - int(args.hours * 3_600_000)
+    start = to_ms(args.start) if args.start else _end_ms(args.end) - int(args.hours * 3_600_000)
     sim = FleetSimulator(assets=args.assets, freq_s=freq_s, seed=args.seed, start=start,
                          fault_rate=args.fault_rate)
     steps = max(1, int(round(args.hours * 3600 / freq_s)))
@@ -106,6 +108,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
     print(f"wrote {rows:,} readings of {args.assets} asset(s) to {out} "
           f"({len(events)} fault episode(s) in {events_path(out).name})")
     return 0
+
+
+def _end_ms(end: str | None) -> int:
+    from ..timeutil import now_ms
+    if end is None:
+        return now_ms() // 86_400_000 * 86_400_000
+    if end.strip().lower() == "now":
+        return now_ms() // 1000 * 1000
+    return to_ms(end)
 
 
 def cmd_init_db(args: argparse.Namespace) -> int:
