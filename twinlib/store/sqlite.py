@@ -16,11 +16,7 @@ from ..config import SENSORS
 from ..timeutil import now_ms, to_ms, to_ms_array
 from .base import LoadResult, Reading, Store, StoreError, StoreMissingError
 
-try:  # the alarm engine's SQL lives beside its owner, twinlib.detect
-    from ._alerts import AlertsMixin
-except ImportError:  # pragma: no cover - only while the detection wing is absent
-    class AlertsMixin:  # type: ignore[no-redef]
-        pass
+from ._alerts import AlertsMixin
 
 __all__ = ["SQLiteStore", "open_store"]
 

@@ -1,0 +1,111 @@
+"""One contract, every detector: batch and streaming, higher score = more anomalous."""
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from twinlib.detect.detectors import DETECTORS, NotFittedError, make_detector
+
+# small, fast settings for each detector (the contract does not depend on them)
+PARAMS = {
+    "zscore": {"window": 60},
+    "ewma": {"alpha": 0.05},
+    "cusum": {"k": 0.5},
+    "pca": {"n_components": 2, "refit_every": 200},
+    "iforest": {"n_estimators": 50, "seed": 0, "refit_every": 200},
+    "twin": {"grace": 300, "residual_smooth": None},
+}
+COLS = ["temperature", "vibration", "pressure"]
+
+
+def correlated(n, rng):
+    z = rng.normal(size=(n, 1))
+    return np.hstack([z, 0.8 * z, -0.5 * z]) + rng.normal(0, 0.3, (n, 3))
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(42)
+    train = pd.DataFrame(correlated(1500, rng), columns=COLS)
+    test = pd.DataFrame(correlated(800, rng), columns=COLS)
+    spikes = np.sort(rng.choice(np.arange(100, 800, 50), 12, replace=False))  # spaced out
+    test.iloc[spikes, 0] += 8.0
+    truth = np.zeros(800, dtype=bool)
+    truth[spikes] = True
+    return train, test, truth
+
+
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+def test_batch_contract(name, data):
+    train, test, truth = data
+    det = make_detector(name, **PARAMS[name])
+    with pytest.raises(NotFittedError):
+        det.score(test)
+    assert det.fit(train) is det
+    assert np.isfinite(det.threshold_)
+    s = det.score(test)
+    assert s.shape == (len(test),) and np.isfinite(s).all()
+    p = det.predict(test)
+    assert set(np.unique(p)) <= {0, 1} and p.sum() >= truth.sum() // 3
+    assert roc_auc_score(truth, s) > 0.8, "higher score must mean more anomalous"
+    # seeded and deterministic; clone is unfitted with equal parameters; pickles
+    again = make_detector(name, **PARAMS[name]).fit(train)
+    assert np.array_equal(again.score(test), s)
+    twin = det.clone()
+    assert twin.get_params() == det.get_params() and not hasattr(twin, "threshold_")
+    assert np.array_equal(pickle.loads(pickle.dumps(det)).score(test), s)
+
+
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+def test_threshold_is_set_in_one_place(name, data):
+    train, test, _ = data
+    fixed = make_detector(name, **PARAMS[name], threshold=123.0).fit(train)
+    assert fixed.threshold_ == 123.0
+    q = make_detector(name, **PARAMS[name], q=0.5, factor=1.0).fit(train)
+    assert q.predict(train).mean() == pytest.approx(0.5, abs=0.1)
+
+
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+def test_streaming_contract(name, data):
+    train, test, truth = data
+    det = make_detector(name, **PARAMS[name])
+    rows = train.to_dict("records")
+    assert det.score_one(rows[0]) == 0.0              # warm-up: no opinion yet
+    for x in rows:
+        det.score_one(x)
+        det.learn_one(x)
+    normal, spiky = [], []
+    for x, is_spike in zip(test.to_dict("records"), truth):
+        s = det.score_one(x)
+        assert isinstance(s, float) and np.isfinite(s)
+        (spiky if is_spike else normal).append(s)
+        det.learn_one(x)
+    assert np.median(spiky) > np.quantile(normal, 0.9)
+    assert isinstance(det.predict_one(test.iloc[0].to_dict()), (bool, np.bool_))
+
+
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+def test_bad_input_is_refused(name, data):
+    train, _, _ = data
+    det = make_detector(name, **PARAMS[name]).fit(train)
+    with pytest.raises(ValueError):
+        det.score(train.drop(columns=["pressure"]))
+
+
+def test_unknown_detector_name():
+    with pytest.raises(ValueError, match="unknown detector"):
+        make_detector("lstm")
+
+
+def test_cusum_finds_slow_drift_that_zscore_misses():
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, 3000)
+    drift = x.copy()
+    drift[1500:] += np.linspace(0, 2.5, 1500)         # 2.5 σ over 25 minutes
+    cus = make_detector("cusum").fit(x[:1000])
+    z = make_detector("zscore", window=60).fit(x[:1000])
+    assert cus.predict(drift)[2500:].mean() > 0.9
+    assert z.predict(drift)[2500:].mean() < 0.05
+    assert cus.predict(x)[1000:].mean() < 0.05        # h=5, k=0.5: a false run every ~500

@@ -1,0 +1,106 @@
+"""The SKAB protocol on a tiny SKAB-format fixture written by the test (no SKAB data needed)."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from twinlib.cli import main
+from twinlib.detect.skab import (CHOSEN, NAB_PROFILES, find_skab_files, format_skab, nab_score,
+                                 run_skab, skab_json)
+
+SKAB_COLS = ["Accelerometer1RMS", "Accelerometer2RMS", "Current", "Pressure", "Temperature",
+             "Thermocouple", "Voltage", "Volume Flow RateRMS"]
+
+
+def skab_frame(rng, n=700, onset=500, end=650, labelled=True):
+    t = pd.date_range("2020-03-09 10:00:00", periods=n, freq="1s")
+    load = 1.0 + 0.1 * np.sin(np.arange(n) / 40.0) + rng.normal(0, 0.01, n)
+    X = {
+        "Accelerometer1RMS": 0.026 + 0.002 * load + rng.normal(0, 3e-4, n),
+        "Accelerometer2RMS": 0.040 + 0.003 * load + rng.normal(0, 5e-4, n),
+        "Current": 1.0 * load + rng.normal(0, 0.05, n),
+        "Pressure": 0.1 + rng.normal(0, 0.2, n),
+        "Temperature": 77 + 2 * load + rng.normal(0, 0.2, n),
+        "Thermocouple": 26 + rng.normal(0, 0.05, n),
+        "Voltage": 230 + 10 * load + rng.normal(0, 3, n),
+        "Volume Flow RateRMS": 32 * load + rng.normal(0, 0.3, n),
+    }
+    df = pd.DataFrame({"datetime": t.strftime("%Y-%m-%d %H:%M:%S"), **X})
+    if labelled:
+        anomaly = np.zeros(n)
+        anomaly[onset:end] = 1
+        df.loc[onset:end - 1, "Volume Flow RateRMS"] -= 3.0      # a closing valve
+        df.loc[onset:end - 1, "Current"] += 0.3
+        cp = np.zeros(n)
+        cp[[onset, end]] = 1
+        df["anomaly"], df["changepoint"] = anomaly, cp
+    return df
+
+
+@pytest.fixture
+def skab_dir(tmp_path):
+    rng = np.random.default_rng(0)
+    (tmp_path / "valve1").mkdir()
+    (tmp_path / "anomaly-free").mkdir()
+    for i in range(3):
+        skab_frame(rng).to_csv(tmp_path / "valve1" / f"{i}.csv", sep=";", index=False)
+    skab_frame(rng, 300, 200, 250).to_csv(tmp_path / "valve1" / "short.csv", sep=";", index=False)
+    skab_frame(rng, labelled=False).to_csv(tmp_path / "anomaly-free" / "anomaly-free.csv",
+                                           sep=";", index=False)
+    return tmp_path
+
+
+def test_nab_score_extremes():
+    std = NAB_PROFILES["standard"]
+    true = [100.0, 500.0]
+    perfect = nab_score(true, [100.0, 500.0], 60, std)
+    assert 100 * (perfect[0] - perfect[1]) / (perfect[2] - perfect[1]) == pytest.approx(100)
+    s, null, best = nab_score(true, [], 60, std)
+    assert s == null == -2.0
+    late = nab_score(true, [155.0, 555.0], 60, std)[0]
+    early = nab_score(true, [101.0, 501.0], 60, std)[0]
+    assert null < late < early < best                 # earlier in the window scores more
+    fp_only = nab_score(true, [20.0, 300.0], 60, std)[0]
+    assert fp_only < null                             # false alarms cost
+    assert nab_score(true, [20.0], 60, NAB_PROFILES["low_fp"])[0] < \
+        nab_score(true, [20.0], 60, std)[0]
+
+
+def test_files_are_found_and_unlabelled_ones_noted(skab_dir):
+    files, notes = find_skab_files(skab_dir)
+    assert [f.name for f in files] == ["0.csv", "1.csv", "2.csv", "short.csv"]
+    assert any("anomaly-free.csv" in n for n in notes)
+    with pytest.raises(FileNotFoundError):
+        find_skab_files(skab_dir / "nope")
+
+
+def test_protocol_scores_the_chosen_method(skab_dir):
+    result = run_skab(skab_dir)
+    assert len(result["files"]) == 3
+    assert any("short.csv" in n and "skipped" in n for n in result["notes"])
+    r = result["methods"][CHOSEN]
+    assert r["tp"] + r["fn"] == 3 * 150               # pooled over the test parts (rows ≥ 400)
+    assert r["tp"] + r["fp"] + r["fn"] + r["tn"] == 3 * 300
+    assert r["f1"] > 0.8 and r["far"] < 0.1 and r["mar"] < 0.3
+    assert r["nab"]["standard"] > 0
+    table = format_skab(result)
+    assert "Conv-AE" in table and CHOSEN in table
+    line = json.loads(skab_json(result))
+    assert set(line) >= {"f1", "far", "mar"} and line["files"] == 3
+
+
+def test_twin_skab_command_prints_table_then_json(skab_dir, capsys):
+    assert main(["skab", "--data", str(skab_dir)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert any("Conv-AE" in line for line in out)
+    last = json.loads(out[-1])
+    assert all(0.0 <= last[k] <= 1.0 for k in ("f1", "far", "mar"))
+    assert main(["skab", "--data", str(skab_dir / "missing")]) == 2
+    assert "no such directory" in capsys.readouterr().err
+
+
+def test_bad_skab_file_is_a_clear_error(tmp_path):
+    (tmp_path / "bad.csv").write_text("datetime;a;anomaly\nnot-a-date;1;0\n" + "2020-01-01 00:00:00;1;0\n" * 500)
+    with pytest.raises(ValueError, match="line 2"):
+        run_skab(tmp_path)

@@ -1,0 +1,36 @@
+"""Detection and alarms: rules with a real alarm lifecycle, detectors, scoring, and SKAB.
+
+How the parts fit:
+
+* :func:`detect_anomalies` — the original project's one-row check, kept as it was (messages
+  "⚠️ High temperature", … or "✅ All systems normal").
+* :mod:`.rules` — threshold (warning/critical, hold time, deadband, low side), flat-line,
+  impossible-value and stale-data rules, configured from the settings file; and the per-asset
+  state machine that applies them.
+* :class:`AlarmEngine` (:mod:`.engine`) — runs the rules over every new reading in the store,
+  behind a persisted cursor, and keeps one alerts row per alarm (raised → updated → escalated →
+  cleared; acknowledged by people). :func:`asset_status` summarises it per asset.
+* :mod:`.detectors` — statistical and multivariate detectors with one contract (batch
+  ``fit/score/predict``, streaming ``learn_one/score_one``; higher score = more anomalous):
+  rolling z-score, EWMA, CUSUM, PCA T²+Q, isolation forest and the twin-residual detector built
+  on :class:`twinlib.twin.TwinModel`.
+* :mod:`.scoring` — precision/recall/F1, false alarms per asset-day, detection delay, per fault
+  kind; rules and detectors side by side on the simulated fleet.
+* :mod:`.skab` — the SKAB pump benchmark under its published protocol.
+"""
+from .detectors import (CUSUM, DETECTORS, PCAT2Q, Detector, EWMAScore, IsolationForestDetector,
+                        RollingZScore, TwinResidualDetector, make_detector)
+from .engine import AlarmEngine, AlarmEvent, asset_status
+from .legacy import ALL_NORMAL, LEGACY_MESSAGES, detect_anomalies
+from .rules import (AssetRuleMachine, FlatlineRule, ImpossibleRule, RuleBook, RuleSet, StaleRule,
+                    ThresholdRule, default_ruleset, ruleset_from_settings)
+from .scoring import compare_on_fleet, evaluate_alarms, outlier_metrics
+from .skab import run_skab
+
+__all__ = ["detect_anomalies", "ALL_NORMAL", "LEGACY_MESSAGES",
+           "AlarmEngine", "AlarmEvent", "asset_status",
+           "ThresholdRule", "FlatlineRule", "ImpossibleRule", "StaleRule", "RuleSet", "RuleBook",
+           "AssetRuleMachine", "default_ruleset", "ruleset_from_settings",
+           "Detector", "RollingZScore", "EWMAScore", "CUSUM", "PCAT2Q", "IsolationForestDetector",
+           "TwinResidualDetector", "DETECTORS", "make_detector",
+           "evaluate_alarms", "compare_on_fleet", "outlier_metrics", "run_skab"]
