@@ -24,7 +24,7 @@ def register(sub) -> None:
 
 
 def _run_servers() -> None:
-    procs = [subprocess.Popen([sys.executable, "-m", "twinlib.cli", name]) for name in ("api", "dashboard")]
+    procs = [subprocess.Popen([sys.executable, "-m", "twinlib", name]) for name in ("api", "dashboard")]
     print("API on http://localhost:5000/data, dashboard on http://localhost:8050 — Ctrl-C to stop")
     try:
         for p in procs:

@@ -1,0 +1,308 @@
+"""The monitor end to end: readings → store → alarms → notifications; restarts; signals."""
+import json
+from pathlib import Path
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from monitor_helpers import WebhookReceiver, wait_until
+from twinlib.ingest import write_csv
+from twinlib.ingest.sources import ReplaySource, SimSource
+from twinlib.detect import AlarmEngine
+from twinlib.monitor import (HEARTBEAT_KEY, Monitor, MonitorBusyError, MonitorLock, build_engine,
+                             read_heartbeat)
+from twinlib.notify import Notifier, WebhookChannel
+from twinlib.store import open_store
+from twinlib.timeutil import to_ms
+
+
+#: Rules pinned for these tests (the defaults may be tuned): raise after 3 readings over the
+#: level, clear after 5 back under it.
+RULES = {"rules": {"hold_readings": 3, "clear_readings": 5}}
+
+
+def engine_for(store):
+    return AlarmEngine(store, RULES)
+
+
+def overheating_recording(path, *, hot_from=20, hot_to=40, n=60, asset="pump-07",
+                          start="2026-02-10 00:00:00"):
+    """A 1 Hz recording whose temperature goes over the critical level and comes back."""
+    rng = np.random.default_rng(0)  # noise: a constant sensor would be a stuck sensor
+    temp = 60.0 + rng.normal(0, 0.3, n)
+    temp[hot_from:hot_to] += 41.0  # ~101 °C: over the critical level (95)
+    df = pd.DataFrame({"timestamp": pd.date_range(start, periods=n, freq="1s"),
+                       "asset_id": asset, "temperature": temp.round(2),
+                       "vibration": (0.3 + rng.normal(0, 0.01, n)).round(4),
+                       "pressure": (40.0 + rng.normal(0, 0.3, n)).round(2)})
+    write_csv(df, path)
+    return df
+
+
+def test_alarm_raises_clears_and_reaches_the_webhook(tmp_path, webhook):
+    overheating_recording(tmp_path / "rec.csv")
+    store = open_store(tmp_path / "t.db", create=True)
+    notifier = Notifier([WebhookChannel(webhook.url)], backoff_s=0.01)
+    mon = Monitor(store, ReplaySource(tmp_path / "rec.csv", speed=float("inf")),
+                  engine=engine_for(store), notifier=notifier, batch_rows=7)
+    stats = mon.run(duration_s=30)
+    assert stats.inserted == 60
+    assert stats.events["raised"] == 1 and stats.events["cleared"] == 1
+    got = webhook.payloads()
+    assert [p["kind"] for p in got] == ["raised", "cleared"]
+    raised = got[0]
+    assert raised["asset_id"] == "pump-07" and raised["rule"] == "temperature_high"
+    assert raised["severity"] == "critical" and raised["value"] > 95
+    assert raised["ts"] == to_ms("2026-02-10 00:00:20")  # the alarm starts at the first breach
+    alerts = store.list_alerts(asset="pump-07")
+    assert len(alerts) == 1 and alerts[0]["state"] == "cleared"
+
+
+def test_a_hanging_webhook_does_not_slow_ingestion(tmp_path):
+    slow = WebhookReceiver(delay_s=5.0)
+    try:
+        overheating_recording(tmp_path / "rec.csv", n=3000, hot_from=100, hot_to=200)
+        store = open_store(tmp_path / "t.db", create=True)
+        notifier = Notifier([WebhookChannel(slow.url, timeout_s=10)], retries=0)
+        mon = Monitor(store, ReplaySource(tmp_path / "rec.csv", speed=float("inf")),
+                      engine=engine_for(store), notifier=notifier, batch_rows=100)
+        start = time.monotonic()
+        thread = threading.Thread(target=mon.run, kwargs={"duration_s": 60})
+        thread.start()
+        # every reading is stored and checked while the endpoint has not answered once
+        assert wait_until(lambda: store.count() == 3000 and mon.stats.events["cleared"] == 1, 4)
+        assert time.monotonic() - start < 4.0
+        assert slow.answered == 0
+        assert mon.stats.notifications == 2
+        thread.join(30)
+    finally:
+        slow.close()
+
+
+def test_bad_readings_are_reported_and_the_monitor_goes_on(tmp_path, caplog):
+    path = tmp_path / "rec.csv"
+    path.write_text("timestamp,asset_id,temperature,vibration,pressure\n"
+                    "2026-02-10 00:00:00,pump-01,50,0.2,40\n"
+                    "2026-02-10 00:00:01,pump-01,9999,0.2,40\n"     # outside physical limits
+                    "2026-02-10 00:00:02,bad id!,50,0.2,40\n"       # invalid asset id
+                    "2026-02-10 00:00:03,pump-01,50,0.2,40\n")
+    store = open_store(tmp_path / "t.db", create=True)
+    mon = Monitor(store, ReplaySource(path, speed=float("inf")), engine=engine_for(store))
+    stats = mon.run(duration_s=30)
+    assert stats.inserted == 2 and stats.rejected == 2 and stats.received == 4
+    reasons = " | ".join(r["reason"] for r in mon.recent_rejects)
+    assert "physically possible" in reasons and "invalid asset_id" in reasons
+    assert read_heartbeat(store)["stats"]["rejected"] == 2
+
+
+def test_heartbeat_tells_who_writes_and_what_it_did(tmp_db):
+    store = open_store(tmp_db, create=True)
+    mon = Monitor(store, SimSource(assets=2, rate=10.0), tick_s=0.1)
+    mon.run(duration_s=0.6)
+    beat = read_heartbeat(store)
+    assert beat["pid"] == os.getpid() and beat["source"] == "sim"
+    assert beat["stats"]["inserted"] == store.count() > 0
+    assert json.loads(store.get_meta(HEARTBEAT_KEY))["assets"] == 2
+
+
+def test_no_stale_alarms_while_catching_up(tmp_path):
+    clock = {"ms": to_ms("2026-02-10 00:00:00")}
+    store = open_store(tmp_path / "t.db", create=True)
+    src = SimSource(assets=2, seed=5, fault_rate=0.0, start_ms=clock["ms"],
+                    clock=lambda: clock["ms"])
+    mon = Monitor(store, src, engine=engine_for(store), batch_rows=500, tick_s=1e-6)
+    mon.open()
+    clock["ms"] += 2 * 3600 * 1000  # two hours behind: 14,402 readings to catch up
+    while True:
+        batch = mon.run_once()
+        if batch is None or not batch.more:
+            break
+    assert store.count() == 2 * 7201
+    assert mon.stats.events["raised"] == 0  # a healthy fleet, merely late, is not stale
+
+
+def test_old_events_are_recorded_but_not_notified(tmp_path, webhook):
+    overheating_recording(tmp_path / "rec.csv")
+    store = open_store(tmp_path / "t.db", create=True)
+    notifier = Notifier([WebhookChannel(webhook.url)])
+    # replay clock at the end of the file; the alarm lies ~40 s before: older than 10 s
+    mon = Monitor(store, ReplaySource(tmp_path / "rec.csv", speed=float("inf")),
+                  engine=engine_for(store), notifier=notifier, batch_rows=100,
+                  notify_max_age_s=10)
+    stats = mon.run(duration_s=30)
+    assert stats.events["raised"] == 1 and stats.events["cleared"] == 1
+    assert stats.not_notified_old == 2
+    # the clearing is recent, but a "cleared" for an alarm nobody was told of is noise too
+    assert webhook.payloads() == [] and len(store.list_alerts()) == 1
+
+
+def test_only_one_monitor_per_database(tmp_db):
+    with MonitorLock(tmp_db):
+        with pytest.raises(MonitorBusyError, match="already writing"):
+            MonitorLock(tmp_db).acquire()
+    MonitorLock(tmp_db).acquire().release()  # free again once released
+
+
+# -- the `twin run` process ------------------------------------------------------------------
+TWIN = [sys.executable, "-c", "import sys; from twinlib.cli import main; sys.exit(main())"]
+
+
+def twin(*args, env=None, **kw):
+    return subprocess.Popen([*TWIN, *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def beating(db):
+    """A monitor has written its first heartbeat into this database."""
+    try:
+        store = open_store(db, readonly=True)
+    except Exception:
+        return False
+    try:
+        return read_heartbeat(store) is not None
+    except Exception:
+        return False
+    finally:
+        store.close()
+
+
+def run_env(tmp_path):
+    env = dict(os.environ)
+    env["TWIN_DB"] = str(tmp_path / "twin.db")
+    env["TWIN_SETTINGS"] = str(tmp_path / "twin.toml")
+    return env
+
+
+@pytest.mark.slow
+def test_twin_run_stops_cleanly_and_resumes_without_gaps(tmp_path, webhook, capsys,
+                                                         monkeypatch):
+    (tmp_path / "twin.toml").write_text(f'[notify.webhook]\nurl = "{webhook.url}"\n')
+    env = run_env(tmp_path)
+    for round_, sig in enumerate((signal.SIGTERM, signal.SIGINT)):  # a restart between the two
+        proc = twin("run", "--source", "sim", "--assets", "2", "--rate", "20", "--tick", "0.2",
+                    env=env)
+        assert wait_until(lambda: beating(tmp_path / "twin.db"), 30)
+        store = open_store(tmp_path / "twin.db")
+        target = 60 * (round_ + 1)
+        assert wait_until(lambda: store.count() >= target, 30), proc.stderr.read()
+        store.close()
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=20)
+        assert proc.returncode == 0, err
+        assert f"{sig.name} received, stopping" in err
+        assert "twin run: stopped" in err and "notify: webhook" in err
+        if round_ == 0:
+            time.sleep(0.5)  # readings fall due while the monitor is down
+    store = open_store(tmp_path / "twin.db")
+    df = store.window()
+    assert not df.duplicated(["asset_id", "ts"]).any()
+    for _, one in df.groupby("asset_id"):
+        # at 20 Hz a step is 50 ms: the restart filled the downtime, no reading is missing
+        assert set(np.diff(one["ts"].to_numpy())) == {50}
+    from twinlib.cli import main
+
+    monkeypatch.setenv("TWIN_DB", env["TWIN_DB"])
+    capsys.readouterr()
+    assert main(["run", "--check"]) == 0
+    assert json.loads(capsys.readouterr().out)["source"] == "sim"
+    assert main(["run", "--check", "--max-age", "0.001"]) == 1  # too old for a tight limit
+
+
+def test_twin_run_refuses_a_second_monitor(tmp_path):
+    env = run_env(tmp_path)
+    with MonitorLock(tmp_path / "twin.db"):
+        proc = twin("run", "--source", "sim", "--duration", "5", env=env)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "already writing this database" in err
+
+
+def test_twin_run_option_errors_are_clear(tmp_path, capsys, monkeypatch):
+    from twinlib.cli import main
+
+    monkeypatch.setenv("TWIN_DB", str(tmp_path / "twin.db"))
+    assert main(["run", "--source", "replay"]) == 2
+    assert "needs a file" in capsys.readouterr().err
+    assert main(["run", "--source", "replay", "--file", str(tmp_path / "none.csv")]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert main(["run", "--source", "sim", "--speed", "max"]) == 2
+    assert "for replays" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--source", "sim", "--speed", "-3"])
+    assert exc.value.code == 2 and "speed must be > 0" in capsys.readouterr().err
+    assert not (tmp_path / "twin.db").exists()  # nothing was created by a refused start
+
+
+def test_a_failed_store_write_is_retried_and_loses_nothing(tmp_path, monkeypatch):
+    import sqlite3
+
+    overheating_recording(tmp_path / "rec.csv", n=50)
+    store = open_store(tmp_path / "t.db", create=True)
+    real = store.load_readings
+    calls = {"n": 0}
+
+    def flaky(df, progress=False):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second batch meets a locked database
+            raise sqlite3.OperationalError("database is locked")
+        return real(df, progress=progress)
+    monkeypatch.setattr(store, "load_readings", flaky)
+    mon = Monitor(store, ReplaySource(tmp_path / "rec.csv", speed=float("inf")), batch_rows=10,
+                  tick_s=0.01)
+    stats = mon.run(duration_s=30)
+    assert stats.store_errors == 1 and stats.inserted == 50 and store.count() == 50
+
+
+def test_twin_run_replays_a_nab_recording_to_the_end(tmp_path):
+    nab = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "nab" / \
+        "machine_temperature_system_failure.csv"
+    if not nab.exists():
+        pytest.skip(f"dataset {nab} not present")
+    env = run_env(tmp_path)
+    proc = twin("run", "--source", "replay", "--file", str(nab), "--speed", "max", env=env)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "source exhausted" in err and "22,683 stored" in err and "12 rejected" in err
+    store = open_store(tmp_path / "twin.db")
+    assert store.count(asset="nab-machine_temperature_system_failure") == 22683
+
+
+def test_engine_takes_its_rules_from_the_settings_file(tmp_path):
+    from twinlib.config import get_settings
+
+    settings_file = tmp_path / "twin.toml"
+    settings_file.write_text("[thresholds]\ntemperature = 70\ntemperature_critical = 120\n"
+                             "[rules]\nhold_readings = 3\nclear_readings = 5\n")
+    path = tmp_path / "rec.csv"
+    df = overheating_recording(path)
+    df.loc[20:39, "temperature"] -= 26.0  # ~75 °C: only over the level set in the file
+    write_csv(df, path)
+    store = open_store(tmp_path / "t.db", create=True)
+    engine = build_engine(store, get_settings(settings_file=settings_file))
+    stats = Monitor(store, ReplaySource(path, speed=float("inf")), engine=engine).run(
+        duration_s=30)
+    assert stats.events["raised"] == 1
+    assert store.list_alerts()[0]["severity"] == "warning"
+
+
+def test_broken_detection_does_not_stop_ingestion(tmp_path, caplog):
+    class BrokenEngine:
+        def process_new(self):
+            raise RuntimeError("rule bug")
+
+        def check_stale(self, now_ms):
+            return []
+
+    overheating_recording(tmp_path / "rec.csv", n=30)
+    store = open_store(tmp_path / "t.db", create=True)
+    mon = Monitor(store, ReplaySource(tmp_path / "rec.csv", speed=float("inf")),
+                  engine=BrokenEngine(), batch_rows=10)
+    stats = mon.run(duration_s=30)
+    assert stats.inserted == 30 and stats.detect_errors >= 3
+    assert sum("detection failed" in r.message for r in caplog.records) == 1  # not a flood

@@ -1,0 +1,184 @@
+"""The MQTT source against a real Mosquitto broker, fed by the real `mosquitto_pub` client."""
+import json
+import threading
+
+import pytest
+
+from monitor_helpers import wait_until
+from twinlib.api import create_app
+from twinlib.config import get_settings
+from twinlib.detect import AlarmEngine
+from twinlib.ingest.sources import MqttSource, parse_broker, parse_payload, topic_asset
+from twinlib.monitor import Monitor
+from twinlib.store import open_store
+from twinlib.timeutil import to_ms
+
+
+# -- payloads and topics (no broker needed) --------------------------------------------------
+def test_topic_carries_the_asset_id():
+    assert topic_asset("twin/+/readings", "twin/pump-01/readings") == "pump-01"
+    assert topic_asset("site/+/+/telemetry", "site/a/b/telemetry") == "a"
+    assert topic_asset("twin/#", "twin/pump-01/readings") is None
+
+
+def test_broker_address_parsing():
+    assert parse_broker("10.0.0.5") == ("10.0.0.5", 1883)
+    assert parse_broker("mqtt://broker:1884") == ("broker", 1884)
+    with pytest.raises(ValueError, match="port"):
+        parse_broker("broker:abc")
+
+
+def test_payload_shapes_one_reading_a_list_or_a_batch_object():
+    one = b'{"timestamp": "2026-02-10 00:00:00", "temperature": 50, "vibration": 0.2, ' \
+          b'"pressure": 40}'
+    rows, rejects = parse_payload(one, "twin/p1/readings", "twin/+/readings", 0)
+    assert rejects == [] and rows[0]["asset_id"] == "p1" and rows[0]["temperature"] == 50
+    batch = json.dumps([{"ts": 1_770_000_000_000, "temperature": 1, "vibration": 0,
+                         "pressure": 1}] * 3).encode()
+    rows, _ = parse_payload(batch, "twin/p1/readings", "twin/+/readings", 0)
+    assert len(rows) == 3 and rows[0]["timestamp"] == 1_770_000_000_000
+    wrapped = json.dumps({"readings": [{"timestamp": 1_770_000_000, "temperature": 1}]}).encode()
+    rows, _ = parse_payload(wrapped, "twin/p1/readings", "twin/+/readings", 0)
+    assert rows[0]["timestamp"] == 1_770_000_000_000  # epoch seconds become ms
+
+
+def test_payload_without_time_gets_the_receive_time():
+    rows, _ = parse_payload(b'{"temperature": 1}', "twin/p1/readings", "twin/+/readings", 12345)
+    assert rows[0]["timestamp"] == 12345
+
+
+@pytest.mark.parametrize("payload, words", [
+    (b"not json", "not JSON"),
+    (b"[1, 2]", "not a JSON object"),
+    (b'{"asset_id": "other", "temperature": 1}', "does not match"),
+])
+def test_bad_payloads_are_rejected_with_a_reason(payload, words):
+    rows, rejects = parse_payload(payload, "twin/p1/readings", "twin/+/readings", 0)
+    assert rows == [] and rejects and words in rejects[0].reason
+
+
+# -- against Mosquitto -----------------------------------------------------------------------
+class Running:
+    """A monitor with an MQTT source in a background thread."""
+
+    def __init__(self, db, broker, **kw):
+        self.store = open_store(db, create=True)
+        self.source = MqttSource(broker.broker, client_id=kw.pop("client_id", "twin-test"), **kw)
+        self.monitor = Monitor(self.store, self.source, engine=AlarmEngine(self.store),
+                               tick_s=0.1)
+        self.thread = threading.Thread(target=self.monitor.run, daemon=True)
+        self.thread.start()
+        assert self.source.wait_connected(10), "monitor did not connect to mosquitto"
+
+    def stop(self):
+        self.monitor.stop()
+        self.thread.join(10)
+        assert not self.thread.is_alive()
+        self.store.close()
+
+
+def reading(ts, temperature=55.0, **extra):
+    return json.dumps({"timestamp": ts, "temperature": temperature, "vibration": 0.21,
+                       "pressure": 41.5, **extra})
+
+
+@pytest.mark.mqtt
+def test_mosquitto_pub_telemetry_appears_in_get_data(tmp_path, mosquitto):
+    db = tmp_path / "twin.db"
+    mon = Running(db, mosquitto)
+    try:
+        mosquitto.publish("twin/pump-09/readings", reading("2026-02-10 12:00:00", 61.25))
+        batch = json.dumps([json.loads(reading(f"2026-02-10 12:00:0{i}")) for i in range(1, 4)])
+        mosquitto.publish("twin/pump-10/readings", batch)
+        assert wait_until(lambda: mon.store.count() == 4, 10)
+    finally:
+        mon.stop()
+    app = create_app(get_settings(db_path=db))
+    rows = app.test_client().get("/data?limit=10").get_json()
+    rows = rows["data"] if isinstance(rows, dict) and "data" in rows else rows
+    by_asset = {r["asset_id"] for r in rows}
+    assert by_asset == {"pump-09", "pump-10"}
+    first = next(r for r in rows if r["asset_id"] == "pump-09")
+    assert first["temperature"] == 61.25 and first["timestamp"] == "2026-02-10 12:00:00"
+
+
+@pytest.mark.mqtt
+def test_bad_messages_are_reported_and_good_ones_still_stored(tmp_path, mosquitto):
+    mon = Running(tmp_path / "twin.db", mosquitto)
+    try:
+        mosquitto.publish("twin/pump-01/readings", "{broken")
+        mosquitto.publish("twin/pump-01/readings", reading("2026-02-10 12:00:00", 9999))
+        mosquitto.publish("twin/pump-01/readings", reading("2026-02-10 12:00:01"))
+        assert wait_until(lambda: mon.monitor.stats.received == 3, 10)
+        assert wait_until(lambda: mon.store.count() == 1, 5)
+        assert mon.monitor.stats.rejected == 2
+        reasons = " | ".join(r["reason"] for r in mon.monitor.recent_rejects)
+        assert "not JSON" in reasons and "physically possible" in reasons
+    finally:
+        mon.stop()
+
+
+@pytest.mark.mqtt
+def test_readings_published_while_the_monitor_is_down_arrive_after_restart(tmp_path, mosquitto):
+    db = tmp_path / "twin.db"
+    mon = Running(db, mosquitto, client_id="twin-restart")
+    mosquitto.publish("twin/pump-01/readings", reading("2026-02-10 12:00:00"))
+    assert wait_until(lambda: mon.store.count() == 1, 10)
+    mon.stop()
+    # the broker keeps the persistent session's QoS 1 messages until the monitor is back
+    for i in range(1, 6):
+        mosquitto.publish("twin/pump-01/readings", reading(f"2026-02-10 12:00:0{i}"))
+    mosquitto.publish("twin/pump-01/readings", reading("2026-02-10 12:00:00"))  # a resend
+    mon = Running(db, mosquitto, client_id="twin-restart")
+    try:
+        assert wait_until(lambda: mon.monitor.stats.received == 6, 10)
+        assert wait_until(lambda: mon.store.count() == 6, 5)
+        assert mon.monitor.stats.duplicates == 1  # kept once
+        ts = sorted(r.ts for r in mon.store.latest(10))
+        assert ts == [to_ms(f"2026-02-10 12:00:0{i}") for i in range(6)]
+    finally:
+        mon.stop()
+
+
+@pytest.mark.mqtt
+def test_mqtt_alarm_is_raised_from_published_telemetry(tmp_path, mosquitto):
+    mon = Running(tmp_path / "twin.db", mosquitto)
+    try:
+        batch = [json.loads(reading(f"2026-02-10 12:00:{i:02d}", 60.0 + (30 if i >= 5 else 0)
+                                    + i * 0.01)) for i in range(10)]
+        mosquitto.publish("twin/pump-03/readings", json.dumps({"readings": batch}))
+        assert wait_until(lambda: mon.monitor.stats.events["raised"] >= 1, 10)
+        alerts = mon.store.list_alerts(asset="pump-03")
+        assert alerts and alerts[0]["rule"] == "temperature_high"
+    finally:
+        mon.stop()
+
+
+class _Msg:
+    """What paho hands to on_message."""
+
+    def __init__(self, mid, payload, qos):
+        self.mid, self.payload, self.qos, self.topic = mid, payload, qos, "twin/p1/readings"
+
+
+def test_qos0_overflow_is_reported_not_silent():
+    src = MqttSource("127.0.0.1:1", qos=0, client_id=None, max_buffer=5)
+    one = reading("2026-02-10 00:00:00").encode()
+    for mid in range(8):
+        src._on_message(src.client, None, _Msg(mid, one, 0))
+    batch = src.read(1000)
+    assert len(batch.frame) == 5 and src.dropped == 3
+    assert len(batch.rejects) == 3 and "buffer full" in batch.rejects[0].reason
+    src.close()
+
+
+def test_qos1_messages_are_acknowledged_only_after_commit():
+    src = MqttSource("127.0.0.1:1", qos=1, client_id=None)
+    acked = []
+    src.client.ack = lambda mid, qos: acked.append(mid)
+    src._on_message(src.client, None, _Msg(7, reading("2026-02-10 00:00:00").encode(), 1))
+    batch = src.read(1000)
+    assert len(batch.frame) == 1 and acked == []  # read but not yet stored: not acknowledged
+    src.commit(None)
+    assert acked == [7]
+    src.close()

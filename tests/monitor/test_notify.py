@@ -1,0 +1,213 @@
+"""Notifications: webhook JSON, SMTP e-mail, retries with back-off, never blocking the caller."""
+import dataclasses
+import hashlib
+import hmac
+import json
+import time
+
+import numpy as np
+import pytest
+
+from monitor_helpers import WebhookReceiver, free_port, wait_until
+from twinlib.notify import (EmailChannel, Notifier, WebhookChannel, event_payload,
+                            notifier_from_settings)
+
+
+@dataclasses.dataclass
+class Event:
+    """Shaped like twinlib.detect.AlarmEvent (the fields notifications read)."""
+
+    kind: str
+    alert_id: int
+    asset_id: str
+    rule: str
+    sensor: str
+    severity: str
+    value: float
+    ts: int
+    message: str
+
+
+def make_event(kind="raised", value=91.5, alert_id=7):
+    return Event(kind, alert_id, "pump-01", "temperature_high", "temperature", "critical",
+                 np.float64(value), 1_770_000_000_250, f"pump-01 temperature {value} > 85")
+
+
+def test_payload_is_plain_json_with_readable_time():
+    payload = event_payload(make_event())
+    text = json.dumps(payload)  # numpy values must have become plain numbers
+    assert json.loads(text)["value"] == 91.5
+    assert payload["kind"] == payload["event"] == "raised"
+    assert payload["asset_id"] == "pump-01" and payload["alert_id"] == 7
+    assert payload["time"] == "2026-02-02 02:40:00.250"
+
+
+def test_webhook_posts_each_event_as_json(webhook):
+    notifier = Notifier([WebhookChannel(webhook.url, headers={"X-Test": "1"})], backoff_s=0.01)
+    assert notifier.submit([make_event("raised"), make_event("cleared")]) == 2
+    assert notifier.flush(5)
+    notifier.close()
+    got = webhook.payloads()
+    assert [p["kind"] for p in got] == ["raised", "cleared"]  # in order
+    assert got[0]["rule"] == "temperature_high" and got[0]["severity"] == "critical"
+    req = webhook.requests[0]
+    assert req["headers"]["Content-Type"] == "application/json"
+    assert req["headers"]["X-Test"] == "1"
+    assert notifier.stats()["webhook"]["sent"] == 2
+
+
+def test_webhook_signature_lets_the_receiver_check_the_sender(webhook):
+    notifier = Notifier([WebhookChannel(webhook.url, secret="s3cret")])
+    notifier.submit([make_event()])
+    assert notifier.flush(5)
+    notifier.close()
+    req = webhook.requests[0]
+    expected = hmac.new(b"s3cret", req["body"], hashlib.sha256).hexdigest()
+    assert req["headers"]["X-Twin-Signature"] == f"sha256={expected}"
+
+
+def test_webhook_retries_with_growing_backoff_then_delivers():
+    receiver = WebhookReceiver(statuses=[500, 503])
+    try:
+        notifier = Notifier([WebhookChannel(receiver.url)], retries=3, backoff_s=0.2)
+        notifier.submit([make_event()])
+        assert notifier.flush(10)
+        notifier.close()
+        times = [r["at"] for r in receiver.requests]
+        assert [r["status"] for r in receiver.requests] == [500, 503, 200]
+        gaps = np.diff(times)
+        assert gaps[0] >= 0.18 and gaps[1] >= 0.38  # 0.2 s, then doubled to 0.4 s
+        stats = notifier.stats()["webhook"]
+        assert stats["sent"] == 1 and stats["retried"] == 2 and stats["failed"] == 0
+        assert receiver.payloads()[0]["kind"] == "raised"
+    finally:
+        receiver.close()
+
+
+def test_webhook_gives_up_after_retries_and_says_so(caplog):
+    receiver = WebhookReceiver(statuses=[500] * 10)
+    try:
+        notifier = Notifier([WebhookChannel(receiver.url)], retries=2, backoff_s=0.01)
+        notifier.submit([make_event()])
+        assert notifier.flush(10)
+        notifier.close()
+        assert len(receiver.requests) == 3
+        stats = notifier.stats()["webhook"]
+        assert stats["failed"] == 1 and stats["sent"] == 0
+        assert "HTTP 500" in stats["last_error"]
+        assert any("giving up" in r.message for r in caplog.records)
+    finally:
+        receiver.close()
+
+
+def test_submit_does_not_wait_for_a_hanging_endpoint():
+    receiver = WebhookReceiver(delay_s=3.0)
+    try:
+        notifier = Notifier([WebhookChannel(receiver.url, timeout_s=5.0)], retries=0)
+        start = time.monotonic()
+        for _ in range(50):
+            notifier.submit([make_event()])
+        elapsed = time.monotonic() - start
+        assert elapsed < 0.5, f"submit blocked for {elapsed:.2f} s"
+        assert notifier.stats()["webhook"]["queued"] == 50
+        notifier.close(timeout=0.2)
+        assert notifier.stats()["webhook"]["abandoned"] >= 48  # reported, not silent
+    finally:
+        receiver.close()
+
+
+def test_unreachable_webhook_is_reported_not_raised():
+    url = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens there
+    notifier = Notifier([WebhookChannel(url, timeout_s=1.0)], retries=1, backoff_s=0.01)
+    notifier.submit([make_event()])
+    assert notifier.flush(10)
+    notifier.close()
+    stats = notifier.stats()["webhook"]
+    assert stats["failed"] == 1 and "unreachable" in stats["last_error"]
+
+
+def test_full_queue_drops_oldest_and_counts_it(caplog):
+    receiver = WebhookReceiver(delay_s=1.0)
+    try:
+        notifier = Notifier([WebhookChannel(receiver.url)], retries=0, queue_size=3)
+        notifier.submit([make_event(alert_id=i) for i in range(10)])
+        stats = notifier.stats()["webhook"]
+        assert stats["dropped"] >= 6  # 10 queued into 3 places (one may be in flight)
+        assert any("queue full" in r.message for r in caplog.records)
+        notifier.close(timeout=0.1)
+    finally:
+        receiver.close()
+
+
+def test_email_reaches_the_smtp_server(smtp_sink):
+    channel = EmailChannel("127.0.0.1", ["ops@example.org", "oncall@example.org"],
+                           port=smtp_sink.port, sender="twin@example.org")
+    notifier = Notifier([channel], backoff_s=0.01)
+    notifier.submit([make_event("escalated")])
+    assert notifier.flush(10)
+    notifier.close()
+    assert wait_until(lambda: len(smtp_sink.messages) == 1, 5)
+    env = smtp_sink.messages[0]
+    assert env.mail_from == "twin@example.org"
+    assert sorted(env.rcpt_tos) == ["oncall@example.org", "ops@example.org"]
+    text = env.content.decode()
+    assert "Subject: [twinlib] ESCALATED critical pump-01: temperature_high" in text
+    assert "pump-01 temperature 91.5 > 85" in text
+
+
+def test_email_to_a_dead_server_fails_after_retries():
+    channel = EmailChannel("127.0.0.1", "ops@example.org", port=free_port(), timeout_s=1.0)
+    notifier = Notifier([channel], retries=1, backoff_s=0.01)
+    notifier.submit([make_event()])
+    assert notifier.flush(10)
+    notifier.close()
+    stats = notifier.stats()["email"]
+    assert stats["failed"] == 1 and stats["retried"] == 1
+
+
+def test_channels_only_send_the_event_kinds_they_want(webhook):
+    notifier = Notifier([WebhookChannel(webhook.url, events=["raised"])])
+    notifier.submit([make_event("raised"), make_event("cleared"), make_event("escalated")])
+    assert notifier.flush(5)
+    notifier.close()
+    assert [p["kind"] for p in webhook.payloads()] == ["raised"]
+
+
+def test_settings_file_configures_both_channels(webhook, smtp_sink):
+    file = {"notify": {"retries": 1, "backoff_s": 0.01,
+                       "webhook": {"url": webhook.url, "timeout_s": 2},
+                       "email": {"host": "127.0.0.1", "port": smtp_sink.port,
+                                 "from": "twin@example.org", "to": "ops@example.org"}}}
+    notifier = notifier_from_settings(file)
+    assert [c.name for c in notifier.channels] == ["webhook", "email"]
+    notifier.submit([make_event()])
+    assert notifier.flush(10)
+    notifier.close()
+    assert len(webhook.payloads()) == 1
+    assert wait_until(lambda: len(smtp_sink.messages) == 1, 5)
+
+
+def test_no_notify_section_means_no_channels():
+    notifier = notifier_from_settings({})
+    assert notifier.channels == [] and notifier.submit([make_event()]) == 0
+    notifier.close()
+
+
+@pytest.mark.parametrize("file, words", [
+    ({"notify": {"webhook": {"url": "ftp://x"}}}, "http"),
+    ({"notify": {"webhook": {}}}, "needs url"),
+    ({"notify": {"webhook": {"url": "http://x", "urll": 1}}}, "unknown keys"),
+    ({"notify": {"email": {"host": "h"}}}, "needs host and to"),
+    ({"notify": {"email": {"host": "h", "to": "not-an-address"}}}, "recipient"),
+    ({"notify": {"webhook": {"url": "http://x", "events": ["exploded"]}}}, "unknown event"),
+])
+def test_settings_mistakes_are_named_at_startup(file, words):
+    with pytest.raises(ValueError, match=words):
+        notifier_from_settings(file)
+
+
+def test_disabled_channel_is_ignored():
+    notifier = notifier_from_settings({"notify": {"webhook": {"url": "http://x",
+                                                              "enabled": False}}})
+    assert notifier.channels == []
+    notifier.close()

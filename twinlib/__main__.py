@@ -1,0 +1,4 @@
+"""``python -m twinlib``: the same as the ``twin`` command."""
+from twinlib.cli import main
+
+raise SystemExit(main())

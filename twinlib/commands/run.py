@@ -1,0 +1,233 @@
+"""``twin run``: the live monitor — a source streamed through validation, the store, the alarm
+engine and notifications until Ctrl-C / SIGTERM (or the end of a replay).
+
+    twin run --source sim --assets 4 --rate 1
+    twin run --source replay --speed 300 --file machine_temperature_system_failure.csv
+    twin run --source mqtt --broker 127.0.0.1:1883 --topic 'twin/+/readings'
+    twin run --check            # exit 0 if a monitor wrote a heartbeat recently (health checks)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import signal
+import sys
+
+from twinlib.cli import CommandError
+from twinlib.commands._common import add_db_option
+from twinlib.config import SENSORS, get_settings
+
+__all__ = ["register", "build_source", "parse_speed"]
+
+SOURCES = ("sim", "replay", "mqtt")
+
+
+def parse_speed(text: str) -> float:
+    """`--speed`: a factor > 0, or `max` for as fast as the pipeline takes it."""
+    if str(text).strip().lower() in ("max", "inf"):
+        return math.inf
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"speed must be a number or 'max', got {text!r}") from None
+    if not value > 0 or math.isnan(value):
+        raise argparse.ArgumentTypeError(f"speed must be > 0, got {text!r}")
+    return value
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+        return value
+    return parse
+
+
+def _sensors(text: str) -> tuple[str, ...]:
+    names = tuple(s.strip() for s in text.split(",") if s.strip())
+    unknown = [s for s in names if s not in SENSORS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"sensors must be a comma list of {', '.join(SENSORS)}")
+    return names
+
+
+def register(subparsers) -> None:
+    """Add ``twin run`` to the CLI."""
+    p = subparsers.add_parser(
+        "run", help="run the live monitor (sim, replay or MQTT source)",
+        description="The live monitor: stream readings from a source through validation into the "
+                    "store, run the alarm engine on what arrived, and send notifications "
+                    "([notify.webhook] / [notify.email] in the settings file). Stops cleanly on "
+                    "Ctrl-C or SIGTERM; a restart resumes where it stopped.")
+    p.add_argument("--source", choices=SOURCES, default="sim",
+                   help="where readings come from (default: sim)")
+    add_db_option(p)
+    sim = p.add_argument_group("sim source")
+    sim.add_argument("--assets", type=_positive(int), default=4,
+                     help="number of simulated pumps (default 4)")
+    sim.add_argument("--rate", type=_positive(float), default=1.0,
+                     help="readings per second per asset (default 1)")
+    sim.add_argument("--seed", type=int, default=42,
+                     help="simulator seed (default 42, the same pumps as `twin generate`)")
+    sim.add_argument("--fault-rate", type=float, default=0.5,
+                     help="fault episodes per asset per day (default 0.5)")
+    rep = p.add_argument_group("replay source")
+    rep.add_argument("file", nargs="?", help="recording to replay (same as --file)")
+    rep.add_argument("--file", dest="file_opt", metavar="FILE",
+                     help="twinlib CSV, SKAB (;-separated) or NAB (timestamp,value) file")
+    rep.add_argument("--speed", type=parse_speed, default=1.0,
+                     help="replay: speed factor, e.g. 60 (one recorded minute per second), or "
+                          "'max'; sim: time-lapse factor (faults develop this much faster; "
+                          "readings keep --rate). Default 1 (real time)")
+    rep.add_argument("--format", choices=("auto", "twinlib", "skab", "nab"), default="auto",
+                     help="file format (default: from the header)")
+    rep.add_argument("--asset", help="asset id for the replayed readings (default: from the "
+                                     "file name; twinlib CSVs carry their own)")
+    rep.add_argument("--timestamps", choices=("original", "now"), default=None,
+                     help="now: move the replay onto the wall clock (first row = start of the "
+                          "replay, intervals divided by --speed), so the dashboard and stale "
+                          "checks see a live machine; original: keep the recorded times. "
+                          "Default: now, or original with --speed max")
+    mq = p.add_argument_group("mqtt source")
+    mq.add_argument("--broker", default="127.0.0.1:1883", help="host[:port] (default "
+                                                               "127.0.0.1:1883)")
+    mq.add_argument("--topic", default="twin/+/readings",
+                    help="subscription; the '+' level is the asset id (default twin/+/readings)")
+    mq.add_argument("--qos", type=int, choices=(0, 1, 2), default=1,
+                    help="subscription QoS (default 1: at-least-once, acknowledged after storing)")
+    mq.add_argument("--client-id", default="twin-monitor",
+                    help="MQTT client id; the broker keeps this session's messages while the "
+                         "monitor is down (default twin-monitor)")
+    mq.add_argument("--username", help="broker user (password from $TWIN_MQTT_PASSWORD)")
+    loop = p.add_argument_group("monitor")
+    loop.add_argument("--required", type=_sensors, default=None,
+                      help="sensors a reading must have, comma-separated (default: all three; "
+                           "NAB: temperature)")
+    loop.add_argument("--tick", type=_positive(float), default=1.0,
+                      help="seconds between staleness checks and heartbeats (default 1)")
+    loop.add_argument("--batch", type=_positive(int), default=5000,
+                      help="most readings stored per transaction (default 5000)")
+    loop.add_argument("--duration", type=_positive(float), default=None,
+                      help="stop after this many seconds (default: run until stopped)")
+    loop.add_argument("--no-notify", action="store_true",
+                      help="do not send notifications (alarms are still recorded)")
+    loop.add_argument("--notify-max-age", type=_positive(float), default=3600.0,
+                      help="do not notify about alarms on readings older than this many seconds "
+                           "(history loaded before the first start); default 3600")
+    loop.add_argument("--log-level", default="INFO",
+                      choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="default INFO")
+    loop.add_argument("--check", action="store_true",
+                      help="do not run: exit 0 if a monitor wrote a heartbeat into the database "
+                           "within --max-age seconds, else 1 (for health checks)")
+    loop.add_argument("--max-age", type=_positive(float), default=30.0,
+                      help="heartbeat age accepted by --check (default 30 s)")
+    p.set_defaults(func=_run)
+
+
+def build_source(args: argparse.Namespace):
+    """The source the options ask for."""
+    from twinlib.ingest.sources import MqttSource, ReplaySource, SimSource
+
+    if args.source == "sim":
+        if math.isinf(args.speed):
+            raise CommandError("--speed max is for replays; give the sim a factor, e.g. 10", 2)
+        return SimSource(assets=args.assets, rate=args.rate, seed=args.seed,
+                         fault_rate=args.fault_rate, speed=args.speed)
+    if args.source == "replay":
+        if args.file and args.file_opt and args.file != args.file_opt:
+            raise CommandError("give the replay file once (FILE or --file)", 2)
+        path = args.file_opt or args.file
+        if not path:
+            raise CommandError("--source replay needs a file: twin run --source replay --file "
+                               "FILE", 2)
+        try:
+            timestamps = args.timestamps or ("original" if math.isinf(args.speed) else "now")
+            source = ReplaySource(path, speed=args.speed, fmt=args.format, asset=args.asset,
+                                  timestamps=timestamps)
+        except FileNotFoundError as exc:
+            raise CommandError(str(exc), 2) from exc
+        if args.required:
+            source.required = args.required
+        return source
+    source = MqttSource(args.broker, topic=args.topic, qos=args.qos, client_id=args.client_id,
+                        username=args.username, password=os.environ.get("TWIN_MQTT_PASSWORD"),
+                        required=args.required or SENSORS)
+    return source
+
+
+def _check(settings, max_age: float) -> int:
+    from twinlib.monitor import read_heartbeat
+    from twinlib.store import open_store
+    from twinlib.timeutil import now_ms
+
+    if not settings.db_path.exists():
+        print(f"no database at {settings.db_path}", file=sys.stderr)
+        return 1
+    store = open_store(settings.db_path, readonly=True)
+    try:
+        beat = read_heartbeat(store)
+    finally:
+        store.close()
+    if beat is None:
+        print("no monitor heartbeat yet", file=sys.stderr)
+        return 1
+    age = (now_ms() - int(beat.get("ts", 0))) / 1000.0
+    print(json.dumps({"age_s": round(age, 1), **beat}, default=str))
+    return 0 if age <= max_age else 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    from twinlib.monitor import Monitor, MonitorBusyError, MonitorLock, build_engine
+    from twinlib.notify import notifier_from_settings
+    from twinlib.store import open_store
+
+    settings = get_settings(db_path=args.db)
+    if args.check:
+        return _check(settings, args.max_age)
+    logging.basicConfig(level=getattr(logging, args.log_level), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    source = build_source(args)
+    notifier = None if args.no_notify else notifier_from_settings(settings.file)
+    settings.db_path.parent.mkdir(parents=True, exist_ok=True)
+    lock = MonitorLock(settings.db_path)
+    try:
+        lock.acquire()
+    except MonitorBusyError as exc:
+        source.close()
+        raise CommandError(str(exc)) from exc
+    store = open_store(settings.db_path, create=True)
+    monitor = None
+    try:
+        engine = build_engine(store, settings)
+        monitor = Monitor(store, source, engine=engine, notifier=notifier, tick_s=args.tick,
+                          batch_rows=args.batch, notify_max_age_s=args.notify_max_age)
+
+        def _stop(signum, frame):
+            logging.getLogger("twinlib.monitor").info("monitor: %s received, stopping",
+                                                       signal.Signals(signum).name)
+            monitor.stop()
+        signal.signal(signal.SIGINT, _stop)
+        signal.signal(signal.SIGTERM, _stop)
+        channels = [c.name for c in notifier.channels] if notifier else []
+        print(f"twin run: {args.source} → {settings.db_path} (notify: "
+              f"{', '.join(channels) or 'none'}); Ctrl-C to stop", file=sys.stderr, flush=True)
+        stats = monitor.run(duration_s=args.duration)
+    finally:
+        if monitor is None:
+            source.close()
+            if notifier is not None:
+                notifier.close(timeout=1.0)
+        store.close()
+        lock.release()
+    print(f"twin run: stopped — {stats.inserted:,} stored, {stats.duplicates:,} already present, "
+          f"{stats.rejected:,} rejected, alarms raised {stats.events.get('raised', 0)}, "
+          f"escalated {stats.events.get('escalated', 0)}, cleared "
+          f"{stats.events.get('cleared', 0)}", file=sys.stderr)
+    return 0

@@ -1,0 +1,119 @@
+"""Read recorded sensor files — twinlib's own CSV, SKAB and NAB — as twinlib-shaped chunks.
+
+Each format is mapped onto twinlib's columns (`timestamp, asset_id, temperature, vibration,
+pressure[, label, load, speed, ambient]`):
+
+- twinlib CSV (`twin export`): the columns already have these names (`ts` in ms also works);
+- SKAB (`;`-separated, `datetime` column, local time taken as UTC): `Temperature` →
+  temperature, `Accelerometer1RMS` → vibration, `Pressure` → pressure;
+- NAB (`timestamp,value`): `value` → temperature; the other sensors are absent, so these
+  readings are ingested with `required=("temperature",)`.
+
+Files are read in chunks, so a recording of any length replays in bounded memory.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Iterator, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from twinlib.config import SENSORS
+
+__all__ = ["FORMATS", "Recording", "sniff_format", "open_recording", "timestamps_ms"]
+
+FORMATS = ("auto", "twinlib", "skab", "nab")
+
+_SKAB_MAP = {"datetime": "timestamp", "Temperature": "temperature",
+             "Accelerometer1RMS": "vibration", "Pressure": "pressure"}
+_NAB_MAP = {"timestamp": "timestamp", "value": "temperature"}
+_TWIN_OPTIONAL = ("label", "load", "speed", "ambient")
+
+
+class Recording(NamedTuple):
+    """An opened recording: its format, the asset it describes, and a chunk iterator."""
+
+    fmt: str
+    asset_id: str | None  # None: the file has an asset_id column (twinlib CSV)
+    required: tuple[str, ...]
+    chunks: Iterator[pd.DataFrame]
+
+
+def sniff_format(path: str | Path) -> str:
+    """Tell twinlib CSV, SKAB and NAB apart from the header line."""
+    with open(path, encoding="utf-8-sig", errors="replace") as fh:
+        header = fh.readline().strip()
+    if ";" in header and "datetime" in header.split(";"):
+        return "skab"
+    fields = [f.strip().strip('"') for f in header.split(",")]
+    if fields == ["timestamp", "value"]:
+        return "nab"
+    if "asset_id" in fields and ("timestamp" in fields or "ts" in fields):
+        return "twinlib"
+    raise ValueError(f"{path}: cannot tell the format from the header {header[:120]!r}; "
+                     f"expected twinlib CSV (timestamp,asset_id,…), SKAB (datetime;…) or NAB "
+                     f"(timestamp,value) — or pass the format explicitly")
+
+
+def _default_asset(path: Path, fmt: str) -> str:
+    stem = path.stem
+    if fmt == "skab" and stem.isdigit():  # valve1/3.csv → skab-valve1-3
+        stem = f"{path.parent.name}-{stem}"
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{fmt}-{stem}").strip("-")
+    return name[:64]
+
+
+def open_recording(path: str | Path, fmt: str = "auto", *, asset: str | None = None,
+                   chunksize: int = 50_000) -> Recording:
+    """Open a recording for chunked reading in twinlib columns (see the module docstring)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"replay file not found: {path}")
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose from {FORMATS}")
+    if fmt == "auto":
+        fmt = sniff_format(path)
+    if fmt == "twinlib":
+        reader = pd.read_csv(path, chunksize=chunksize, dtype={"asset_id": str, "label": str})
+
+        def chunks():
+            for chunk in reader:
+                if asset is not None:
+                    chunk["asset_id"] = asset
+                keep = [c for c in ("timestamp", "ts", "asset_id", *SENSORS, *_TWIN_OPTIONAL)
+                        if c in chunk.columns]
+                yield chunk[keep]
+        return Recording(fmt, asset, SENSORS, chunks())
+
+    mapping = _SKAB_MAP if fmt == "skab" else _NAB_MAP
+    sep = ";" if fmt == "skab" else ","
+    asset_id = asset or _default_asset(path, fmt)
+    reader = pd.read_csv(path, sep=sep, chunksize=chunksize, usecols=list(mapping),
+                         dtype={"datetime": str, "timestamp": str})
+    required = SENSORS if fmt == "skab" else ("temperature",)
+
+    def mapped():
+        for chunk in reader:
+            out = chunk.rename(columns=mapping)
+            out.insert(1, "asset_id", asset_id)
+            yield out[["timestamp", "asset_id", *[s for s in SENSORS if s in out.columns]]]
+    return Recording(fmt, asset_id, required, mapped())
+
+
+def timestamps_ms(frame: pd.DataFrame) -> np.ndarray:
+    """Each row's time in ms as float64; NaN where the timestamp cannot be read."""
+    if "ts" in frame.columns and "timestamp" not in frame.columns:
+        return pd.to_numeric(frame["ts"], errors="coerce").to_numpy(dtype=np.float64)
+    col = frame["timestamp"]
+    if pd.api.types.is_datetime64_any_dtype(col):
+        dt = col
+    else:
+        # utc=True: naive times are UTC, times with an offset are converted
+        dt = pd.to_datetime(col, errors="coerce", format="ISO8601", utc=True)
+    if isinstance(dt.dtype, pd.DatetimeTZDtype):
+        dt = dt.dt.tz_convert("UTC").dt.tz_localize(None)
+    out = dt.to_numpy(dtype="datetime64[ms]").astype(np.int64).astype(np.float64)
+    out[dt.isna().to_numpy()] = np.nan
+    return out

@@ -1,0 +1,320 @@
+"""The monitor: the single live writer — source → validate → store → detect → notify.
+
+`Monitor.run` loops until stopped (SIGINT/SIGTERM in `twin run`, or a replay reaching its end):
+
+1. ask the source for the readings that are due (bounded batches, so memory stays bounded
+   however far behind the monitor is);
+2. store them through `twinlib.ingest.ingest_frame` (the one validation path). Bad readings are
+   logged with their line and reason and counted — never fatal; then the source commits its
+   position (store meta or MQTT acknowledgement), so a restart resumes exactly after what was
+   stored;
+3. run detection behind its persisted cursor: `engine.process_new()` over every reading that
+   arrived since the last call (whoever wrote it), plus `engine.check_stale(now)` once a tick;
+4. hand the resulting `AlarmEvent`s (raised / escalated / cleared) to the `Notifier`, which
+   delivers in the background, so a dead webhook never slows ingestion. Events about readings
+   older than `notify_max_age_s` (default 1 h, on the source's clock) are recorded as alarms
+   but not sent: the first start over a loaded history would otherwise page someone about
+   last week.
+
+Once a tick the monitor writes a heartbeat (`monitor.heartbeat` in the store meta: time, pid,
+source, counters) that `twin run --check` and the compose health check read. Only one monitor
+may write a given database: `MonitorLock` holds an advisory lock beside the database file.
+"""
+from __future__ import annotations
+
+import collections
+import fcntl
+import json
+import logging
+import os
+import socket
+import sqlite3
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from twinlib.ingest import ValidationError, ingest_frame
+from twinlib.ingest.sources.base import SourceReject
+from twinlib.timeutil import now_ms
+
+__all__ = ["Monitor", "MonitorStats", "MonitorLock", "MonitorBusyError", "HEARTBEAT_KEY",
+           "read_heartbeat", "build_engine"]
+
+log = logging.getLogger("twinlib.monitor")
+
+HEARTBEAT_KEY = "monitor.heartbeat"
+
+
+class MonitorBusyError(RuntimeError):
+    """Another monitor already writes this database."""
+
+
+class MonitorLock:
+    """An advisory lock (`<db>.monitor.lock`) that keeps a database to one live writer.
+
+    The kernel drops the lock when the process dies, so a crash never leaves a stale lock.
+    """
+
+    def __init__(self, db_path: str | os.PathLike):
+        self.path = Path(f"{db_path}.monitor.lock")
+        self._fh = None
+
+    def acquire(self) -> "MonitorLock":
+        fh = open(self.path, "a+")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise MonitorBusyError(f"a monitor ({holder}) is already writing this database; "
+                                   f"stop it first (lock file {self.path})") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        fh.flush()
+        self._fh = fh
+        return self
+
+    def release(self) -> None:
+        if self._fh is not None:
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+@dataclass
+class MonitorStats:
+    """Counters of one monitor run (also written into the heartbeat)."""
+
+    started_ms: int = 0
+    batches: int = 0
+    received: int = 0       # readings the source handed over
+    inserted: int = 0       # readings newly stored
+    duplicates: int = 0     # readings already stored (a replayed batch after a restart)
+    rejected: int = 0       # readings refused, each one logged with its reason
+    store_errors: int = 0   # store writes that failed and were retried
+    events: dict = field(default_factory=lambda: {"raised": 0, "escalated": 0, "cleared": 0})
+    notifications: int = 0  # notifications queued for delivery
+    not_notified_old: int = 0  # events about readings older than notify_max_age_s
+    detect_errors: int = 0
+    last_reading_ms: int | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def read_heartbeat(store) -> dict | None:
+    """The last heartbeat a monitor wrote into this store (None if none ever did)."""
+    text = store.get_meta(HEARTBEAT_KEY)
+    if not text:
+        return None
+    try:
+        beat = json.loads(text)
+    except ValueError:
+        return None
+    return beat if isinstance(beat, dict) else None
+
+
+def build_engine(store, settings=None):
+    """The alarm engine with the rules of the settings file (`[thresholds]`, `[rules]`,
+    per-asset overrides); defaults without one."""
+    from twinlib.detect import AlarmEngine
+
+    return AlarmEngine(store, settings.file if settings is not None else None)
+
+
+class Monitor:
+    """Run one source through the store, the alarm engine and the notifier (module docstring)."""
+
+    def __init__(self, store, source, *, engine=None, notifier=None, tick_s: float = 1.0,
+                 batch_rows: int = 5000, max_logged_rejects: int = 20, heartbeat: bool = True,
+                 notify_max_age_s: float = 3600.0):
+        if tick_s <= 0 or batch_rows < 1:
+            raise ValueError("tick_s must be > 0 and batch_rows >= 1")
+        self.store, self.source = store, source
+        self.engine, self.notifier = engine, notifier
+        self.tick_s, self.batch_rows = float(tick_s), int(batch_rows)
+        self.max_logged_rejects = int(max_logged_rejects)
+        self.heartbeat = heartbeat
+        self.notify_max_age_s = float(notify_max_age_s)
+        self.stats = MonitorStats()
+        self.recent_rejects: collections.deque = collections.deque(maxlen=100)
+        self.stop_event = threading.Event()
+        self._retry = None          # a batch whose store write failed, retried first
+        self._next_tick = 0.0
+        self._detect_log_due = 0.0
+        self._silenced: set = set()  # alerts whose raise was too old to notify
+        self._opened = False
+
+    # -- pieces of one loop iteration ----------------------------------------------------------
+    def _report_rejects(self, rejects: list, where: str) -> None:
+        for k, r in enumerate(rejects):
+            line, reason = getattr(r, "line", None), getattr(r, "reason", str(r))
+            self.recent_rejects.append({"source": where, "line": line, "reason": reason})
+            if k < self.max_logged_rejects:
+                log.warning("%s: rejected %s%s", where, f"line {line}: " if line else "", reason)
+        if len(rejects) > self.max_logged_rejects:
+            log.warning("%s: … and %d more rejected in this batch", where,
+                        len(rejects) - self.max_logged_rejects)
+        self.stats.rejected += len(rejects)
+
+    def _ingest(self, batch) -> bool:
+        """Store one batch; False when the store failed (the batch is kept and retried)."""
+        name = self.source.name
+        frame = batch.frame
+        if frame is not None and len(frame):
+            try:
+                report = ingest_frame(self.store, frame, source=name,
+                                      required=tuple(self.source.required),
+                                      line_offset=batch.line_offset)
+            except ValidationError as exc:  # the whole batch is unusable (e.g. columns missing)
+                self._report_rejects([SourceReject(None, f"{exc} — all {len(frame)} reading(s) "
+                                                         f"of this batch refused", "")], name)
+                self.stats.rejected += len(frame) - 1
+            except sqlite3.Error as exc:
+                self.stats.store_errors += 1
+                log.error("%s: store write failed (%s); retrying the batch", name, exc)
+                return False
+            else:
+                self.stats.inserted += report.inserted
+                self.stats.duplicates += report.duplicates
+                self._report_rejects(report.rejects, name)
+                for note in report.notes:
+                    log.info("%s: %s", name, note)
+                if report.inserted:
+                    self.stats.last_reading_ms = now_ms()
+        self._report_rejects(batch.rejects, name)
+        self.stats.received += (len(frame) if frame is not None else 0) + len(batch.rejects)
+        self.stats.batches += 1
+        try:
+            self.source.commit(self.store)
+        except sqlite3.Error as exc:
+            # the readings are stored; only the position is not: a restart re-reads this batch
+            # and the store keeps each reading once
+            log.warning("%s: position not saved (%s)", name, exc)
+        return True
+
+    def _notify(self, events: list) -> None:
+        fresh = []
+        oldest = self.source.now_ms() - int(self.notify_max_age_s * 1000)
+        for event in events:
+            kind = getattr(event, "kind", None)
+            alert_id = getattr(event, "alert_id", None)
+            self.stats.events[kind] = self.stats.events.get(kind, 0) + 1
+            log.info("alarm %s: %s", kind, getattr(event, "message", None) or event)
+            ts = getattr(event, "ts", None)
+            if kind == "raised" and ts is not None and ts < oldest:
+                # e.g. the first start over a loaded history: news from last week is noise,
+                # and so are the later events of that alarm (a "cleared" nobody was told of)
+                self._silenced.add(alert_id)
+                self.stats.not_notified_old += 1
+            elif alert_id in self._silenced or (ts is not None and ts < oldest):
+                self.stats.not_notified_old += 1
+                if kind == "cleared":
+                    self._silenced.discard(alert_id)
+            else:
+                fresh.append(event)
+        if fresh and self.notifier is not None:
+            self.stats.notifications += self.notifier.submit(fresh)
+
+    def _detect(self, *, stale: bool) -> None:
+        if self.engine is None:
+            return
+        try:
+            events = list(self.engine.process_new())
+            if stale:
+                events += list(self.engine.check_stale(self.source.now_ms()))
+        except Exception:  # ingestion goes on even if detection is broken; the cursor waits
+            self.stats.detect_errors += 1
+            if time.monotonic() >= self._detect_log_due:  # one traceback per 10 s, not per batch
+                self._detect_log_due = time.monotonic() + 10.0
+                log.exception("detection failed (%d times so far); the readings are stored and "
+                              "will be checked when it works again", self.stats.detect_errors)
+            return
+        self._notify(events)
+
+    def _beat(self) -> None:
+        if not self.heartbeat:
+            return
+        beat = {"ts": now_ms(), "pid": os.getpid(), "host": socket.gethostname(),
+                "tick_s": self.tick_s, **self.source.describe(), "stats": self.stats.as_dict()}
+        if self.notifier is not None:
+            beat["notify"] = self.notifier.stats()
+        try:
+            self.store.set_meta(HEARTBEAT_KEY, json.dumps(beat, default=str))
+        except sqlite3.Error as exc:
+            log.warning("heartbeat not written (%s)", exc)
+
+    # -- the loop -------------------------------------------------------------------------------
+    def open(self) -> None:
+        """Restore the source's position and start it (run() does this)."""
+        if not self._opened:
+            self.stats.started_ms = now_ms()
+            self.source.open(self.store)
+            self._opened = True
+
+    def run_once(self) -> Any:
+        """One iteration: read a batch, store it, detect; returns the batch (None if idle)."""
+        self.open()
+        batch = self._retry or self.source.read(self.batch_rows)
+        if batch is not None:
+            self._retry = None if self._ingest(batch) else batch
+        tick = time.monotonic() >= self._next_tick
+        # While catching up (more is due) the data lags the clock: a stale check would raise
+        # alarms for readings that are merely still in the queue.
+        self._detect(stale=tick and not (batch is not None and batch.more))
+        if tick:
+            self._next_tick = time.monotonic() + self.tick_s
+            self._beat()
+        return batch
+
+    def run(self, *, duration_s: float | None = None) -> MonitorStats:
+        """Loop until `stop()` (or a signal handler setting `stop_event`), the end of a replay,
+        or `duration_s` seconds; returns the counters."""
+        end = time.monotonic() + duration_s if duration_s is not None else float("inf")
+        self.open()
+        log.info("monitor: %s", json.dumps(self.source.describe(), default=str))
+        try:
+            while not self.stop_event.is_set() and time.monotonic() < end:
+                batch = self.run_once()
+                if self._retry is not None:
+                    self.stop_event.wait(min(self.tick_s, 1.0))
+                    continue
+                if batch is None and getattr(self.source, "exhausted", False):
+                    log.info("monitor: source exhausted")
+                    break
+                if batch is not None and batch.more:
+                    continue
+                wait = min(self._next_tick - time.monotonic(), end - time.monotonic())
+                self.source.wait(max(0.0, wait), self.stop_event)
+        finally:
+            self.close()
+        return self.stats
+
+    def stop(self) -> None:
+        """Ask `run` to finish (safe from a signal handler or another thread)."""
+        self.stop_event.set()
+
+    def close(self) -> None:
+        """Final detection pass, flush notifications, release the source."""
+        try:
+            if self._opened:
+                self._detect(stale=False)
+                self._beat()
+        finally:
+            try:
+                self.source.close()
+            finally:
+                if self.notifier is not None:
+                    self.notifier.flush(timeout=5.0)
+                    self.notifier.close(timeout=1.0)
+        log.info("monitor stopped: %s", json.dumps(self.stats.as_dict(), default=str))
