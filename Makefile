@@ -7,7 +7,7 @@ TWIN   := $(BIN)/twin
 DATA   ?= data
 DB     ?= $(DATA)/twin.db
 
-.PHONY: help venv install data model up test test-fast bench notebooks clean distclean
+.PHONY: help venv install data model up test test-notebooks test-fast bench notebooks clean distclean
 
 help:
 	@echo "make up      - set up, generate history, train models, run simulator + API (:5000) + dashboard (:8050)"
@@ -42,7 +42,14 @@ notebooks: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests
-	$(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks
+	$(MAKE) --no-print-directory test-notebooks
+
+# nbval runs every notebook (01–04 first, so the dashboard then finds a filled database) on
+# temporary paths: the tests never touch data/, models/ or reports/.
+test-notebooks: $(STAMP)
+	tmp=$$(mktemp -d) && TWIN_DB=$$tmp/twin.db TWIN_DATA_DIR=$$tmp/data TWIN_MODELS_DIR=$$tmp/models \
+	  TWIN_REPORTS_DIR=$$tmp/reports $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks; \
+	  rc=$$?; rm -rf $$tmp; exit $$rc
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests -m "not browser and not mqtt and not slow"

@@ -1,0 +1,107 @@
+"""Fault models: training time, per-reading inference time, notebook pipeline wall time.
+
+Also the cost of one ``forecast_asset`` call (per asset, per API request or dashboard tick).
+
+``run(quick=False)`` measures on the default data (what ``twin generate`` makes: 4 pumps, 24 h at
+1 s, seed 42, plus the simulated fault library ``twin train`` adds) and runs the four notebooks
+with their default parameters. ``quick=True`` shrinks everything for a smoke run. All files go
+to a temporary directory.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+__all__ = ["run"]
+
+
+def _median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def run(quick: bool = False) -> dict:
+    from twinlib.ingest import ingest_frame
+    from twinlib.models.cards import load_model
+    from twinlib.models.forecast import forecast_asset
+    from twinlib.models.notebooks import run_notebooks
+    from twinlib.models.train import model_path, train_models, training_history
+    from twinlib.simulate import simulate_fleet
+    from twinlib.store import open_store
+
+    hours = 4.0 if quick else 24.0
+    library_hours = 4.0 if quick else 24.0
+    out: dict = {"data": {"assets": 4, "hours": hours, "freq_s": 1.0, "seed": 42}}
+    with tempfile.TemporaryDirectory(prefix="bench-models-") as tmp:
+        tmp = Path(tmp)
+        fleet = simulate_fleet(assets=4, hours=hours, seed=42, start="2026-02-10 00:00:00")
+        with open_store(tmp / "twin.db", create=True) as store:
+            ingest_frame(store, fleet.readings, source="simulator")
+            store.load_fault_events(fleet.events)
+            started = time.perf_counter()
+            readings, _, spec = training_history(store, seed=0, library_hours=library_hours)
+            load_s = time.perf_counter() - started
+            # What the API and each dashboard tick pay per asset (no model involved).
+            forecast_s = _median_time(lambda: forecast_asset(store, "pump-01"), 20)
+        out["forecast_asset_ms"] = round(forecast_s * 1e3, 2)
+        started = time.perf_counter()
+        cards = train_models(readings, tmp / "models", seed=0)
+        train_s = time.perf_counter() - started
+        out["training"] = {
+            "readings": int(len(readings)),
+            "library_assets": len(spec["assets"]) if spec else 0,
+            "load_and_library_s": round(load_s, 2),
+            "train_both_s": round(train_s, 2),
+            "per_model_s": {k: c["training_seconds"] for k, c in cards.items()},
+            "feature_s": next(iter(cards.values()))["feature_seconds"],
+            "rows_used": {k: c["training_data"]["rows_used"] for k, c in cards.items()},
+            "macro_f1_held_out": {k: round(c["metrics"]["held_out"]["macro_f1"], 4)
+                                  for k, c in cards.items()},
+        }
+
+        batch = fleet.readings.iloc[: (20_000 if quick else 100_000)]
+        live = fleet.readings[fleet.readings["asset_id"] == "pump-01"].iloc[-1800:]
+        inference = {}
+        for kind in cards:
+            model, _ = load_model(model_path(tmp / "models", kind))
+            X = model.features(batch)
+            features_s = _median_time(lambda: model.features(batch), 3)
+            predict_s = _median_time(lambda: model.predict_features(X), 3)
+            # Live use: classify an asset's newest reading from its last 30 min of history.
+            latest_s = _median_time(lambda: model.predict(live)[-1], 5)
+            inference[kind] = {
+                "batch_readings": int(len(batch)),
+                "features_us_per_reading": round(features_s / len(batch) * 1e6, 2),
+                "predict_us_per_reading": round(predict_s / len(batch) * 1e6, 2),
+                "total_us_per_reading": round((features_s + predict_s) / len(batch) * 1e6, 2),
+                "latest_reading_ms": round(latest_s * 1e3, 2),
+            }
+        out["inference"] = inference
+
+        params = ({"assets": 3, "hours": 3, "fault_rate": 8, "library_assets": 3,
+                   "library_hours": 4, "max_train_rows": 5000} if quick else {})
+        started = time.perf_counter()
+        results = run_notebooks(params, reports_dir=tmp / "reports", db_path=tmp / "nb.db",
+                                models_dir=tmp / "nb-models")
+        out["notebooks"] = {
+            "parameters": "tiny (quick)" if quick else "defaults",
+            "wall_s": round(time.perf_counter() - started, 2),
+            "per_notebook_s": {r["notebook"]: r["seconds"] for r in results},
+            "macro_f1": results[2]["figures"]["macro_f1"],
+        }
+    out["cpu_count"] = os.cpu_count()
+    return out
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import json
+    import sys
+
+    print(json.dumps(run(quick="--quick" in sys.argv), indent=2))

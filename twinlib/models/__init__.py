@@ -1,0 +1,71 @@
+"""Fault models: which fault is developing, and how long until a sensor crosses its threshold.
+
+How the parts fit:
+
+* :mod:`~twinlib.models.features` turns raw readings into causal rolling features per asset and
+  sensor (level, spread, change, slope, jumps, flat-lining, and residuals from the
+  :class:`twinlib.twin.TwinModel` fitted on healthy training rows).
+* :mod:`~twinlib.models.classifiers` — :class:`FaultClassifier` (RandomForest ``"rf"`` or
+  XGBoost ``"xgb"``) names each reading's fault class: healthy, bearing_wear, cooling_failure,
+  blockage, leak, sensor_fault.
+* :mod:`~twinlib.models.train` splits history into training assets/times and held-out
+  assets/times (no leakage), adds a simulated fault library when the stored history lacks
+  fault classes, trains, and saves ``models/fault_detection_{rf,xgb}.pkl``.
+* :mod:`~twinlib.models.cards` writes the JSON model card beside each file and is the only way
+  to load one: SHA-256 verified before unpickling, feature set and library versions checked.
+* :mod:`~twinlib.models.forecast` — :func:`forecast_asset(store, asset_id, now_ms=None)
+  <twinlib.models.forecast.forecast_asset>` forecasts threshold crossings with an uncertainty
+  range (the API and the dashboard call it); no trained model is needed.
+* :mod:`~twinlib.models.evaluate` scores classifiers held out (macro-F1, per-class scores,
+  confusion matrix) and forecasts against known failure times (error vs lead time).
+* :mod:`~twinlib.models.pipeline` holds the one-call steps the notebooks and ``twin train`` /
+  ``twin evaluate`` share; :mod:`~twinlib.models.notebooks` runs the notebooks with papermill;
+  :mod:`~twinlib.models.figures` draws the report figures headless.
+
+Only the forecast is imported eagerly: the API and the dashboard need it, and it must not pull
+scikit-learn, XGBoost or matplotlib into their processes.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from twinlib.models.forecast import ForecastParams, forecast_asset, forecast_frame
+
+__all__ = [
+    "forecast_asset",
+    "forecast_frame",
+    "ForecastParams",
+    "FaultClassifier",
+    "CLASSES",
+    "MODEL_KINDS",
+    "FeatureBuilder",
+    "FeatureSpec",
+    "load_model",
+    "save_model",
+    "ModelCardError",
+    "UnknownModelError",
+    "ModelIntegrityError",
+    "ModelMismatchError",
+    "ModelVersionWarning",
+    "train_models",
+    "split_history",
+    "evaluate_models",
+    "run_notebooks",
+]
+
+_LAZY = {
+    "FaultClassifier": "classifiers", "CLASSES": "classifiers", "MODEL_KINDS": "classifiers",
+    "FeatureBuilder": "features", "FeatureSpec": "features",
+    "load_model": "cards", "save_model": "cards", "ModelCardError": "cards",
+    "UnknownModelError": "cards", "ModelIntegrityError": "cards", "ModelMismatchError": "cards",
+    "ModelVersionWarning": "cards",
+    "train_models": "train", "split_history": "train",
+    "evaluate_models": "evaluate", "run_notebooks": "notebooks",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

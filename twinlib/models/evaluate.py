@@ -1,0 +1,251 @@
+"""Held-out evaluation: classifier scores on unseen assets and times, forecast error vs lead time.
+
+* :func:`classification_scores` — macro-F1, accuracy, per-class precision/recall/F1/support and the
+  confusion matrix. Macro-F1 averages over the classes present in the truth (a class with no test
+  rows has no defined recall); predictions of absent classes still count as errors.
+* :func:`evaluate_classifier` — scores a saved model on exactly the held-out rows of its card's
+  split (test assets, test time range), computing features from those assets' full history,
+  which is causal and never used in training.
+* :func:`evaluate_forecasts` — for every simulated degradation with a known failure time, asks
+  :func:`~twinlib.models.forecast.forecast_frame` at several lead times before the failure and
+  compares the forecast crossing with the truth: mean absolute error per lead time, how often a
+  forecast was made at all, and how often the truth fell inside the forecast range. It also
+  counts forecasts made on healthy stretches (false forecasts).
+* :func:`evaluate_models` — all of it for the models in a models directory, as one JSON-ready dict
+  with ``macro_f1`` per model.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+
+from twinlib.models.cards import load_model
+from twinlib.models.classifiers import CLASSES, class_labels
+from twinlib.models.features import reading_times
+from twinlib.models.forecast import ForecastParams, forecast_frame
+from twinlib.models.train import Split, augmentation_data, fingerprint, load_history, model_path
+
+__all__ = [
+    "LEAD_HOURS",
+    "classification_scores",
+    "evaluate_classifier",
+    "evaluate_forecasts",
+    "evaluate_models",
+    "failure_events",
+]
+
+#: Lead times (hours before the known failure) at which forecasts are scored.
+LEAD_HOURS = (0.25, 0.5, 1.0, 2.0, 3.0, 4.0)
+
+_HOUR_MS = 3_600_000
+
+
+def classification_scores(y_true: Sequence[str], y_pred: Sequence[str]) -> dict:
+    """Macro-F1, accuracy, per-class scores and the confusion matrix (rows: truth)."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    y_true = np.asarray(y_true, dtype=str)
+    y_pred = np.asarray(y_pred, dtype=str)
+    if len(y_true) == 0:
+        raise ValueError("no held-out rows to score")
+    present = [c for c in CLASSES if c in set(y_true)]
+    labels = [c for c in CLASSES if c in set(y_true) | set(y_pred)]
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    per_class = {
+        c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+        for i, c in enumerate(labels)
+    }
+    cm = confusion_matrix(y_true, y_pred, labels=labels)
+    return {
+        "macro_f1": float(np.mean([per_class[c]["f1"] for c in present])),
+        "accuracy": float(np.mean(y_true == y_pred)),
+        "n": int(len(y_true)),
+        "classes_scored": present,
+        "per_class": per_class,
+        "confusion": {"labels": labels, "matrix": cm.tolist()},
+    }
+
+
+def evaluate_classifier(model, card: dict, readings: pd.DataFrame) -> dict:
+    """Score ``model`` on the held-out rows of ``readings`` named by its card's split."""
+    split = Split.from_dict(card["split"])
+    history = readings[readings["asset_id"].isin(split.test_assets).to_numpy()]
+    rows = split.test_mask(history) & history["label"].notna().to_numpy()
+    if not rows.any():
+        raise ValueError("none of the model's held-out rows are in this data "
+                         f"(test assets {list(split.test_assets)})")
+    X = model.features(history)[rows]
+    truth = class_labels(history["label"])[rows]
+    scores = classification_scores(truth, model.predict_features(X))
+    scores["split"] = split.to_dict()
+    scores["feature_importance"] = model.feature_importances()
+    return scores
+
+
+def _to_ms(value) -> int | None:
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NaT:
+        return None
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    ts = pd.Timestamp(value)
+    if pd.isna(ts):
+        return None
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return int(ts.value // 1_000_000)
+
+
+def failure_events(events) -> list[dict]:
+    """Ground-truth episodes with a known failure time, as dicts with ms times."""
+    if events is None:
+        return []
+    rows = events.to_dict("records") if isinstance(events, pd.DataFrame) else list(events)
+    out = []
+    for e in rows:
+        failure = _to_ms(e.get("failure"))
+        if failure is None or not e.get("sensor"):
+            continue
+        out.append({"asset_id": str(e["asset_id"]), "kind": e["kind"], "sensor": e["sensor"],
+                    "onset": _to_ms(e["onset"]), "end": _to_ms(e.get("end")), "failure": failure})
+    return out
+
+
+def evaluate_forecasts(readings: pd.DataFrame, events, thresholds: Callable[[str], Mapping],
+                       *, lead_hours: Sequence[float] = LEAD_HOURS,
+                       params: ForecastParams | None = None,
+                       healthy_every_h: float = 1.0) -> dict:
+    """Forecast error against known failure times, per lead time; plus false forecasts.
+
+    ``thresholds(asset_id)`` gives the alarm thresholds the forecast aims at. A lead time is
+    scored for an episode only when the degradation had begun at least 15 minutes before
+    (``failure - lead >= onset + 15 min``): before that there is nothing to extrapolate.
+    """
+    params = params or ForecastParams()
+    failures = failure_events(events)
+    ms_all = reading_times(readings)
+    ids = readings["asset_id"].to_numpy()
+    by_asset = {}
+    for a in pd.unique(ids):
+        pos = np.flatnonzero(ids == a)
+        by_asset[a] = (readings.iloc[pos], ms_all[pos])
+    trials = []
+    for ev in failures:
+        if ev["asset_id"] not in by_asset:
+            continue
+        frame, ms = by_asset[ev["asset_id"]]
+        for lead in lead_hours:
+            now = ev["failure"] - int(lead * _HOUR_MS)
+            if now < ev["onset"] + 15 * 60_000:
+                continue
+            window = frame[(ms > now - params.lookback_s * 1000) & (ms <= now)]
+            hit = [f for f in forecast_frame(window, thresholds(ev["asset_id"]), now_ms=now,
+                                             params=params) if f["sensor"] == ev["sensor"]]
+            trial = {"asset_id": ev["asset_id"], "kind": ev["kind"], "sensor": ev["sensor"],
+                     "lead_h": float(lead), "forecast": bool(hit)}
+            if hit:
+                f = hit[0]
+                trial["predicted_h"] = f["hours_to_threshold"]
+                trial["abs_error_h"] = abs(f["eta"] - ev["failure"]) / _HOUR_MS
+                trial["covered"] = bool(f["eta_low"] <= ev["failure"]
+                                        and (f["eta_high"] is None or ev["failure"] <= f["eta_high"]))
+            trials.append(trial)
+    per_lead = []
+    for lead in lead_hours:
+        rows = [t for t in trials if t["lead_h"] == float(lead)]
+        made = [t for t in rows if t["forecast"]]
+        errors = [t["abs_error_h"] for t in made]
+        per_lead.append({
+            "lead_h": float(lead),
+            "episodes": len(rows),
+            "forecasts": len(made),
+            "forecast_rate": len(made) / len(rows) if rows else None,
+            "mae_h": float(np.mean(errors)) if errors else None,
+            "median_abs_error_h": float(np.median(errors)) if errors else None,
+            "coverage": float(np.mean([t["covered"] for t in made])) if made else None,
+        })
+    healthy = _false_forecasts(by_asset, events, thresholds, params, healthy_every_h)
+    all_errors = [t["abs_error_h"] for t in trials if t["forecast"]]
+    return {
+        "episodes_with_failure": len(failures),
+        "trials": len(trials),
+        "mae_h": float(np.mean(all_errors)) if all_errors else None,
+        "per_lead": per_lead,
+        "healthy_checks": healthy["checks"],
+        "false_forecasts": healthy["false"],
+        "false_forecast_rate": healthy["rate"],
+        "params": vars(params),
+        "details": trials,
+    }
+
+
+def _false_forecasts(by_asset, events, thresholds, params, every_h) -> dict:
+    """Forecasts made while an asset was healthy, with no fault for the lookback and 6 h after."""
+    rows = events.to_dict("records") if isinstance(events, pd.DataFrame) else list(events or [])
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for e in rows:
+        onset = _to_ms(e["onset"])
+        end = _to_ms(e.get("end")) or onset
+        spans.setdefault(str(e["asset_id"]), []).append((onset, end))
+    checks = false = 0
+    for asset, (frame, ms) in by_asset.items():
+        if len(ms) == 0:
+            continue
+        step = int(every_h * _HOUR_MS)
+        for now in range(int(ms.min()) + params.lookback_s * 1000, int(ms.max()) + 1, step):
+            lo, hi = now - params.lookback_s * 1000, now + 6 * _HOUR_MS
+            if any(s < hi and e >= lo for s, e in spans.get(str(asset), [])):
+                continue
+            window = frame[(ms > lo) & (ms <= now)]
+            checks += 1
+            false += bool(forecast_frame(window, thresholds(asset), now_ms=now, params=params))
+    return {"checks": checks, "false": false, "rate": false / checks if checks else None}
+
+
+def evaluate_models(store, models_dir: str | os.PathLike, *, kinds: Sequence[str] = ("rf", "xgb"),
+                    thresholds: Callable[[str], Mapping] | None = None,
+                    strict: bool = False, progress=None) -> dict:
+    """Evaluate the saved models (hash-verified) and the forecasts on the store's history.
+
+    Returns a JSON-ready dict: ``{"generated_at", "macro_f1": {kind: value}, "models": {kind:
+    scores}, "forecast": {...}}``.
+    """
+    say = progress or (lambda msg: None)
+    if thresholds is None:
+        from twinlib.config import get_settings
+
+        settings = get_settings()
+        thresholds = settings.thresholds
+    loaded = {kind: load_model(model_path(models_dir, kind), strict=strict) for kind in kinds}
+    # Read only from where the earliest training range began (the store may be far longer).
+    starts = [c["split"].get("train_start_ms") for _, c in loaded.values()]
+    start = min(starts) if starts and None not in starts else None
+    readings, events = load_history(store, start_ms=start), store.fault_events()
+    augmentation = next((c["training_data"].get("augmentation") for _, c in loaded.values()
+                         if c["training_data"].get("augmentation")), None)
+    if augmentation:
+        say(f"regenerating the simulated fault library ({len(augmentation['assets'])} pumps)")
+        extra, extra_events = augmentation_data(augmentation)
+        columns = [c for c in readings.columns if c in extra.columns]
+        readings = pd.concat([readings[columns], extra[columns]], ignore_index=True)
+        events = pd.concat([events, extra_events], ignore_index=True) if len(events) else extra_events
+    report = {"generated_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+              "readings": int(len(readings)), "augmentation": augmentation,
+              "macro_f1": {}, "models": {}}
+    for kind, (model, card) in loaded.items():
+        say(f"scoring {kind} on its held-out assets {card['split']['test_assets']}")
+        scores = evaluate_classifier(model, card, readings)
+        split = Split.from_dict(card["split"])
+        seen = fingerprint(readings[split.train_mask(readings)])
+        scores["card"] = {k: card.get(k) for k in ("name", "created_at", "sha256", "training_seconds")}
+        # False when the stored history changed inside the training range since training.
+        scores["training_data_unchanged"] = seen["sha256"] == card["training_data"]["sha256"]
+        report["models"][kind] = scores
+        report["macro_f1"][kind] = scores["macro_f1"]
+    say("scoring time-to-threshold forecasts on simulated failures")
+    report["forecast"] = evaluate_forecasts(readings, events, thresholds)
+    return report

@@ -1,0 +1,324 @@
+"""Training the fault classifiers on stored history, with a held-out split and model cards.
+
+The split holds out whole assets *and* the end of the time range: training sees only the
+training assets before ``split_ms``; evaluation scores only the test assets from
+``test_start_ms = split_ms + gap`` on. No test asset and no test time range ever reaches
+training (not even the twin inside the feature builder, which is fitted on training rows only);
+the gap (one long feature window) keeps the held-out range from starting where training ends.
+The split is written into each model card, so ``twin evaluate`` later scores exactly the rows
+the model never saw.
+
+Stored history is often poor in faults (the default ``twin generate`` fleet has one or two
+episodes a day), and a classifier cannot learn a class it never saw. :func:`training_history`
+therefore adds, when the stored history lacks a fault class (``augment="auto"``), a simulated
+*fault library*: a seeded fleet of extra pumps (``sim-01``…) going through every fault kind
+over the same time range. It joins the history before the split, so its assets are held out
+and scored like any other; the card records its parameters and ``twin evaluate`` regenerates it
+exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from twinlib.config import SENSORS
+from twinlib.models.cards import save_model
+from twinlib.models.classifiers import CLASSES, MODEL_KINDS, FaultClassifier, class_labels
+from twinlib.models.features import FeatureBuilder, FeatureSpec, reading_times
+
+__all__ = ["Split", "split_history", "load_history", "fingerprint", "train_models", "model_path",
+           "AUGMENT_MODES", "augmentation_spec", "augmentation_data", "training_history"]
+
+AUGMENT_MODES = ("auto", "always", "never")
+
+
+@dataclass(frozen=True)
+class Split:
+    """Which assets and times train a model, and which are held out for its evaluation."""
+
+    train_assets: tuple[str, ...]
+    test_assets: tuple[str, ...]
+    split_ms: int
+    test_start_ms: int
+    train_start_ms: int | None = None
+
+    def train_mask(self, readings: pd.DataFrame) -> np.ndarray:
+        """Rows a model may learn from: training assets, from ``train_start_ms`` to ``split_ms``."""
+        ms = reading_times(readings)
+        mask = readings["asset_id"].isin(self.train_assets).to_numpy() & (ms < self.split_ms)
+        if self.train_start_ms is not None:
+            mask &= ms >= self.train_start_ms
+        return mask
+
+    def test_mask(self, readings: pd.DataFrame) -> np.ndarray:
+        """Rows a model is scored on: test assets, from ``test_start_ms`` on."""
+        ms = reading_times(readings)
+        return readings["asset_id"].isin(self.test_assets).to_numpy() & (ms >= self.test_start_ms)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["train_assets"], d["test_assets"] = list(self.train_assets), list(self.test_assets)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Split":
+        start = d.get("train_start_ms")
+        return cls(tuple(d["train_assets"]), tuple(d["test_assets"]), int(d["split_ms"]),
+                   int(d["test_start_ms"]), None if start is None else int(start))
+
+
+def split_history(readings: pd.DataFrame, *, test_fraction: float = 0.25,
+                  time_fraction: float = 0.3, gap_s: int = 1800, seed: int = 0) -> Split:
+    """Choose held-out assets and a held-out final time range for ``readings``.
+
+    ``round(n_assets * test_fraction)`` assets (at least one) are held out; the last
+    ``time_fraction`` of the time range is held out. Assets are chosen greedily (ties broken by
+    a seeded shuffle) so the test range covers as many fault classes as possible while the
+    training range keeps every class it had — otherwise a small fleet can leave a class with no
+    test rows, or no training rows, by chance.
+    """
+    assets = sorted(str(a) for a in pd.unique(readings["asset_id"]))
+    if len(assets) < 2:
+        raise ValueError("a held-out split needs at least two assets (simulate a larger fleet)")
+    if not (0 < time_fraction < 1 and 0 < test_fraction < 1):
+        raise ValueError("test_fraction and time_fraction must be between 0 and 1")
+    ms = reading_times(readings)
+    t0, t1 = int(ms.min()), int(ms.max())
+    split_ms = t0 + int((t1 - t0) * (1.0 - time_fraction))
+    test_start = split_ms + gap_s * 1000
+    if test_start >= t1:
+        raise ValueError("history too short for the held-out time range plus the gap "
+                         f"({gap_s} s); simulate more hours")
+    classes = class_labels(readings["label"]) if "label" in readings.columns \
+        else np.full(len(readings), "healthy")
+    ids = readings["asset_id"].to_numpy()
+    in_test_time, in_train_time = ms >= test_start, ms < split_ms
+    test_classes = {a: set(classes[(ids == a) & in_test_time]) for a in assets}
+    train_classes = {a: set(classes[(ids == a) & in_train_time]) for a in assets}
+    n_test = min(max(1, int(round(len(assets) * test_fraction))), len(assets) - 1)
+    order = [str(a) for a in np.random.default_rng(seed).permutation(assets)]
+    chosen: list[str] = []
+    for _ in range(n_test):
+        covered = set().union(*(test_classes[a] for a in chosen)) if chosen else set()
+        best, best_score = None, None
+        for a in order:
+            if a in chosen:
+                continue
+            rest = [b for b in assets if b not in chosen and b != a]
+            kept = set().union(*(train_classes[b] for b in rest)) if rest else set()
+            lost = len(set().union(*train_classes.values()) - kept)
+            score = len(test_classes[a] - covered) - 2 * lost
+            if best_score is None or score > best_score:
+                best, best_score = a, score
+        chosen.append(best)
+    test_assets = tuple(sorted(chosen))
+    train_assets = tuple(a for a in assets if a not in chosen)
+    return Split(train_assets, test_assets, split_ms, test_start, t0)
+
+
+def load_history(store, asset: str | None = None, *, hours: float | None = None,
+                 start_ms: int | None = None) -> pd.DataFrame:
+    """Stored readings (of one asset, or all), time-ascending, with labels and state.
+
+    ``hours`` keeps only the last hours before the newest reading; ``start_ms`` starts there.
+    """
+    first, last = None, None
+    for info in store.assets():
+        if asset is not None and info["asset_id"] != asset:
+            continue
+        if info.get("first_ts") is None:
+            continue
+        first = info["first_ts"] if first is None else min(first, info["first_ts"])
+        last = info["last_ts"] if last is None else max(last, info["last_ts"])
+    if first is None:
+        raise ValueError("the store holds no readings; run `twin generate` and `twin store` first")
+    if hours:
+        first = max(first, last - int(hours * 3_600_000))
+    if start_ms is not None:
+        first = max(first, int(start_ms))
+    return store.window(int(first), int(last), asset=asset)
+
+
+#: Fault kinds the library cycles through (dropout leaves no labelled rows, so it is left out).
+_LIBRARY_KINDS = ("bearing_wear", "cooling_failure", "blockage", "leak", "sensor_stuck",
+                  "sensor_spike", "sensor_drift")
+
+
+def augmentation_spec(readings: pd.DataFrame, *, seed: int = 0, assets: int = 8,
+                      hours: float = 24.0) -> dict:
+    """Parameters of the simulated fault library for ``readings`` (JSON-ready, deterministic).
+
+    Each library pump runs healthy for an hour, then goes through the fault kinds one after
+    another (each pump starting at a different kind, 30 min of health between episodes, each
+    episode as short as its kind allows), so even a short library holds every class.
+    """
+    from twinlib.config import SENSORS as sensors
+    from twinlib.simulate.faults import DURATIONS_S
+
+    ms = reading_times(readings)
+    start, span_h = int(ms.min()), (int(ms.max()) - int(ms.min())) / 3_600_000.0
+    hours = round(max(span_h, float(hours)), 4)
+    end = start + int(hours * 3_600_000)
+    taken = set(str(a) for a in pd.unique(readings["asset_id"]))
+    names, i = [], 1
+    while len(names) < assets:
+        name = f"sim-{i:02d}"
+        if name not in taken:
+            names.append(name)
+        i += 1
+    faults = []
+    for k, name in enumerate(names):
+        t, j = start + 3_600_000, k
+        while True:
+            kind = _LIBRARY_KINDS[j % len(_LIBRARY_KINDS)]
+            duration_s = float(DURATIONS_S[kind][0])
+            if t + duration_s * 1000 > end:
+                break
+            episode = {"asset_id": name, "kind": kind, "onset": int(t), "duration_s": duration_s}
+            if kind.startswith("sensor_"):
+                episode["sensor"] = sensors[(j + k) % len(sensors)]
+            faults.append(episode)
+            t += int(duration_s * 1000) + 1_800_000
+            j += 1
+    step = np.diff(np.unique(ms))
+    freq_s = float(np.median(step)) / 1000.0 if len(step) else 1.0
+    # A seed far from the store's own, so no library pump replays a stored pump's noise.
+    return {"assets": names, "hours": hours, "freq_s": freq_s, "seed": 1_000_003 + int(seed),
+            "start_ms": start, "faults": faults}
+
+
+def augmentation_data(spec: dict):
+    """The simulated fault library described by ``spec``: ``(readings, events)``."""
+    from twinlib.simulate import simulate_fleet
+
+    res = simulate_fleet(assets=list(spec["assets"]), hours=spec["hours"], freq_s=spec["freq_s"],
+                         seed=spec["seed"], start=int(spec["start_ms"]), fault_rate=0.0,
+                         faults=[dict(f) for f in spec["faults"]])
+    readings = res.readings.copy()
+    readings.insert(0, "ts", reading_times(readings))
+    return readings, res.events
+
+
+def training_history(store, *, augment: str = "auto", seed: int = 0, library_assets: int = 8,
+                     library_hours: float = 24.0, history_hours: float | None = 48.0):
+    """Stored history (plus the fault library when needed): ``(readings, events, spec|None)``.
+
+    Only the last ``history_hours`` of the store are used (``None``/0: all of it), so the cost
+    of training stays bounded however long the live monitor has been writing.
+    The library has ``library_assets`` pumps over the stored span (at least ``library_hours``).
+    """
+    if augment not in AUGMENT_MODES:
+        raise ValueError(f"augment must be one of {AUGMENT_MODES}, got {augment!r}")
+    readings = load_history(store, hours=history_hours)
+    events = store.fault_events()
+    present = set(class_labels(readings["label"])) if "label" in readings.columns else set()
+    if augment == "never" or (augment == "auto" and present >= set(CLASSES)):
+        return readings, events, None
+    spec = augmentation_spec(readings, seed=seed, assets=library_assets, hours=library_hours)
+    extra, extra_events = augmentation_data(spec)
+    columns = [c for c in readings.columns if c in extra.columns]
+    merged = pd.concat([readings[columns], extra[columns]], ignore_index=True)
+    events = pd.concat([events, extra_events], ignore_index=True) if len(events) else extra_events
+    return merged, events, spec
+
+
+def fingerprint(readings: pd.DataFrame) -> dict:
+    """A content hash and summary of the rows a model was trained on."""
+    cols = ["asset_id"] + [c for c in (*SENSORS, "label") if c in readings.columns]
+    frame = readings[cols].copy()
+    frame.insert(0, "ts", reading_times(readings))
+    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    ms = frame["ts"].to_numpy()
+    return {
+        "sha256": hashlib.sha256(hashed.tobytes()).hexdigest(),
+        "rows": int(len(frame)),
+        "assets": sorted(str(a) for a in pd.unique(frame["asset_id"])),
+        "start_ms": int(ms.min()) if len(ms) else None,
+        "end_ms": int(ms.max()) if len(ms) else None,
+    }
+
+
+def model_path(models_dir: str | os.PathLike, kind: str) -> Path:
+    """``<models_dir>/fault_detection_<kind>.pkl``."""
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; expected one of {sorted(MODEL_KINDS)}")
+    return Path(models_dir) / f"{MODEL_KINDS[kind]}.pkl"
+
+
+def train_models(readings: pd.DataFrame, models_dir: str | os.PathLike, *,
+                 kinds: tuple[str, ...] = ("rf", "xgb"), seed: int = 0,
+                 max_train_rows: int = 30_000, spec: FeatureSpec | None = None,
+                 source: str | None = None, augmentation: dict | None = None,
+                 progress=None) -> dict[str, dict]:
+    """Train one classifier per kind on the training split, score it held out, save it + card.
+
+    Returns ``{kind: card}``. ``progress`` (a callable taking a message) reports each step.
+    ``augmentation`` is the fault-library spec that ``readings`` includes (recorded in the card).
+    """
+    from twinlib.models.evaluate import classification_scores
+
+    say = progress or (lambda msg: None)
+    spec = spec or FeatureSpec()
+    split = split_history(readings, gap_s=spec.long_window_s, seed=seed)
+    train = readings[split.train_mask(readings)]
+    test_history = readings[readings["asset_id"].isin(split.test_assets).to_numpy()]
+    # Rows without a label (real data of unknown condition) cannot be scored.
+    test_rows = split.test_mask(test_history) & test_history["label"].notna().to_numpy()
+    y_test = class_labels(test_history["label"])[test_rows]
+    data_print = fingerprint(train)
+    say(f"computing features of {len(train):,} training readings ({len(split.train_assets)} assets)")
+    started = time.perf_counter()
+    builder = FeatureBuilder(spec.window_s, spec.long_window_s, spec.baseline_s, seed=seed).fit(train)
+    X_train = builder.transform(train)
+    X_test = builder.transform(test_history)[test_rows]
+    feature_seconds = time.perf_counter() - started
+    cards = {}
+    for kind in kinds:
+        say(f"training {kind}")
+        started = time.perf_counter()
+        model = FaultClassifier(kind, seed=seed, window_s=spec.window_s,
+                                long_window_s=spec.long_window_s, baseline_s=spec.baseline_s,
+                                max_train_rows=max_train_rows).fit(train, builder=builder,
+                                                                   features=X_train)
+        seconds = time.perf_counter() - started + feature_seconds
+        scores = classification_scores(y_test, model.predict_features(X_test))
+        say(f"{kind}: held-out macro-F1 {scores['macro_f1']:.3f} on {len(y_test):,} readings "
+            f"({seconds:.1f} s)")
+        card = {
+            "name": MODEL_KINDS[kind],
+            "kind": kind,
+            "estimator": type(model.estimator_).__name__,
+            "features": model.feature_names_,
+            "feature_spec": spec.to_dict(),
+            "classes": [str(c) for c in model.classes_],
+            "all_classes": list(CLASSES),
+            "metrics": {"held_out": scores},
+            "training_data": {
+                **data_print,
+                "source": source,
+                "augmentation": augmentation,
+                "rows_used": model.n_train_rows_,
+                "class_counts": model.train_class_counts_,
+                "source_class_counts": model.source_class_counts_,
+                "subsampled": model.n_train_rows_ < model.n_source_rows_,
+                "subsampling": (
+                    f"features computed on all {model.n_source_rows_:,} training readings; the "
+                    f"classifier was fitted on an even per-asset stride of {model.n_train_rows_:,}"
+                    f" (cap {max_train_rows:,})"
+                ),
+            },
+            "split": split.to_dict(),
+            "seed": seed,
+            "training_seconds": round(seconds, 2),
+            "feature_seconds": round(feature_seconds, 2),
+            "top_features": dict(list(model.feature_importances().items())[:10]),
+        }
+        cards[kind] = save_model(model, model_path(models_dir, kind), card)
+    return cards
