@@ -1,0 +1,142 @@
+"""End to end in headless Chromium: a writer feeds the store, `twin dashboard` serves the page."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "reports" / "screenshots"
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CARD_VALUES = """() => ['temperature', 'vibration', 'pressure'].map(
+    s => (document.querySelector(`.twin-card-${s} .value`) || {}).textContent || '')"""
+NO_SCROLLBARS = """() => {
+    const d = document.documentElement;
+    return {sw: d.scrollWidth, cw: d.clientWidth, sh: d.scrollHeight, ch: d.clientHeight,
+            bodySh: document.body.scrollHeight, iw: innerWidth, ih: innerHeight};
+}"""
+
+
+def _open(page, url, timeout_ms=60_000):
+    page.goto(url, wait_until="domcontentloaded")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.twin-card .value')].length === 4 && "
+        "[...document.querySelectorAll('.twin-card .value')].every(e => /\\d/.test(e.textContent) || /Normal|Alert/.test(e.textContent))",
+        timeout=timeout_ms)
+
+
+def _assert_fits(page):
+    box = page.evaluate(NO_SCROLLBARS)
+    assert box["sw"] <= box["cw"] and box["sh"] <= box["ch"], box
+
+
+def test_live_dashboard_in_chromium(dashboard_server, live_db, page_factory):
+    _, writer = live_db
+    page = page_factory(1366, 768)
+    began = time.monotonic()
+    _open(page, dashboard_server.url)
+    load_s = time.monotonic() - began
+
+    # the four cards show values
+    values = page.evaluate(CARD_VALUES)
+    assert all(any(ch.isdigit() for ch in v) for v in values), values
+    status = page.inner_text(".twin-status .value")
+    assert "Normal" in status or "Alert" in status
+    assert page.locator(".bqplot path.line").count() >= 3           # the three sensor lines
+    assert page.locator(".twin-asset").count() == 3                  # one tile per pump
+    assert "LIVE" in page.inner_text(".twin-live")
+
+    # a value changes within a few seconds (the writer adds a row per pump every second)
+    first_row = page.inner_text(".twin-table tbody tr:first-child")
+    page.wait_for_function(
+        "(before) => document.querySelector('.twin-table tbody tr:first-child').innerText !== before",
+        arg=first_row, timeout=6_000)
+    page.wait_for_function(f"(before) => JSON.stringify(({CARD_VALUES})()) !== JSON.stringify(before)",
+                           arg=values, timeout=8_000)
+
+    # no scrollbar at 1366x768, once the live data is in
+    _assert_fits(page)
+
+    # a reading above 85 °C: the status card turns to Alert, the alarm appears in the list
+    writer.overheat("pump-01")
+    page.wait_for_function(
+        "() => /Alert/.test(document.querySelector('.twin-status .value').textContent) && "
+        "/High temperature/i.test(document.querySelector('.twin-status').textContent)",
+        timeout=8_000)
+    assert "95.0" in page.inner_text(".twin-card-temperature .value")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.twin-alarm')].some(e => /pump-01/.test(e.textContent))",
+        timeout=10_000)
+    assert page.text_content(".twin-alarm .sev") in ("critical", "warning")
+    _assert_fits(page)
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "dashboard-1366x768.png"))
+
+    # acknowledge from the page: the button goes, the row says who acknowledged
+    page.locator(".twin-alarm .twin-ack").first.click()
+    page.wait_for_function("() => /acked by dashboard/.test(document.querySelector('.twin-alarms').textContent)",
+                           timeout=6_000)
+
+    # choose another asset, then a downsampled window
+    page.locator(".twin-asset-pump-02").click()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.twin-table tbody td:nth-child(2)')].every(td => td.textContent === 'pump-02')",
+        timeout=6_000)
+    page.get_by_role("button", name="1 h", exact=True).click()
+    page.wait_for_function("() => document.querySelector('.twin-window .mod-active').textContent === '1 h'",
+                           timeout=6_000)
+    assert page.errors == [], page.errors
+    print(f"page with live values after {load_s:.1f} s")
+
+
+def test_no_scrollbars_at_1920x1080_and_the_kernel_goes_with_the_tab(dashboard_server, page_factory):
+    page = page_factory(1920, 1080)
+    _open(page, dashboard_server.url)
+    _assert_fits(page)
+    page.screenshot(path=str(SCREENSHOTS / "dashboard-1920x1080.png"))
+    assert len(dashboard_server.kernels()) == 1
+    page.close(run_before_unload=True)
+    deadline = time.monotonic() + 15
+    while dashboard_server.kernels() and time.monotonic() < deadline:
+        time.sleep(0.25)
+    assert dashboard_server.kernels() == [], dashboard_server.log()[-2000:]
+
+
+def test_voila_json_culls_the_kernel_of_a_tab_closed_without_goodbye(live_db, tmp_path, page_factory):
+    """A tab that vanishes without its shutdown request (crash, XSRF refusal) loses its kernel to
+    the culler: voila.json as shipped, only the timings shortened."""
+    import subprocess
+
+    from conftest import DashboardServer, _wait_for_port, free_port
+    from twinlib.commands.dashboard import find_notebook, voila_command
+
+    port = free_port()
+    argv, env, cwd = voila_command(find_notebook(), "127.0.0.1", port, live_db[0])
+    argv = [a for a in argv if "disable_check_xsrf" not in a]       # the shutdown request fails
+    # the idle timeout must outlast the page load: the kernel has no connection until the page's
+    # websocket opens (at 120 s in voila.json there is room to spare)
+    argv += ["--MappingKernelManager.cull_idle_timeout=12", "--MappingKernelManager.cull_interval=1"]
+    env["TWIN_SETTINGS"] = str(tmp_path / "none.toml")
+    server = DashboardServer.__new__(DashboardServer)
+    server.port, server.url = port, f"http://127.0.0.1:{port}/"
+    server.log_path = tmp_path / "voila-cull.log"
+    server._log = open(server.log_path, "wb")
+    server.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=server._log, stderr=subprocess.STDOUT)
+    try:
+        _wait_for_port(port, server.proc)
+        page = page_factory(1366, 768)
+        _open(page, server.url)
+        page.wait_for_timeout(14_000)        # longer than the idle timeout, tab open: kept
+        assert len(server.kernels()) == 1, server.log()[-2000:]
+        assert "Culling '" not in server.log()     # (the startup line says "Culling kernels")
+        page.context.close()                 # no beforeunload, no shutdown request
+        deadline = time.monotonic() + 30
+        while server.kernels() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert server.kernels() == [], server.log()[-2000:]
+        assert "Culling 'idle' kernel" in server.log()
+    finally:
+        server.stop()

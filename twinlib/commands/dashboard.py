@@ -1,0 +1,90 @@
+"""``twin dashboard``: serve the live dashboard notebook with Voilà (127.0.0.1:8050 by default).
+
+Voilà runs in this process's place (exec), so stopping ``twin dashboard`` stops the server and
+its kernels. It starts in ``notebooks/`` so that ``notebooks/voila.json`` (kernel culling) is
+read; the database path is resolved here and handed to every kernel as ``TWIN_DB``.
+"""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import sys
+from pathlib import Path
+
+from twinlib.cli import CommandError
+from twinlib.commands._common import add_db_option
+from twinlib.config import get_settings
+
+__all__ = ["register", "voila_command", "find_notebook", "NOTEBOOK"]
+
+NOTEBOOK = "dashboard.ipynb"
+
+
+def find_notebook() -> Path:
+    """The dashboard notebook: ``notebooks/dashboard.ipynb`` beside the twinlib package."""
+    import twinlib
+
+    path = Path(twinlib.__file__).resolve().parents[1] / "notebooks" / NOTEBOOK
+    if not path.is_file():
+        raise CommandError(f"dashboard notebook not found at {path} (run from a twinlib checkout)")
+    return path
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def voila_command(notebook: Path, host: str, port: int, db_path: Path,
+                  environ: dict | None = None) -> tuple[list[str], dict, Path]:
+    """The Voilà command line, environment and working directory for the dashboard."""
+    argv = [
+        sys.executable, "-m", "voila", str(notebook),
+        "--no-browser",
+        f"--port={port}",
+        f"--Voila.ip={host}",
+        "--Voila.port_retries=0",          # the asked-for port or a clear failure, never another
+    ]
+    if _is_loopback(host):
+        # Lets the page's shutdown request on tab close through (it lacks an _xsrf token), so a
+        # closed tab frees its kernel at once; culling (voila.json) catches the rest. Only on
+        # loopback: on a shared address the XSRF check stays.
+        argv.append("--Voila.tornado_settings={'disable_check_xsrf': True}")
+    env = dict(os.environ if environ is None else environ)
+    env["TWIN_DB"] = str(Path(db_path).resolve())
+    return argv, env, notebook.parent
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = get_settings(db_path=args.db, dashboard_port=args.port)
+    host = args.host
+    notebook = find_notebook()
+    argv, env, cwd = voila_command(notebook, host, settings.dashboard_port, settings.db_path)
+    if not Path(env["TWIN_DB"]).exists():
+        print(f"twin dashboard: warning: database {env['TWIN_DB']} does not exist yet; the page "
+              "waits for it (create it with `twin init-db` or a writer)", file=sys.stderr)
+    shown = "localhost" if _is_loopback(host) else host
+    print(f"twin dashboard: serving {env['TWIN_DB']} on http://{shown}:{settings.dashboard_port}",
+          file=sys.stderr, flush=True)
+    os.chdir(cwd)
+    os.execve(argv[0], argv, env)
+    return 0  # pragma: no cover - execve does not return
+
+
+def register(subparsers) -> None:
+    """Add ``twin dashboard`` to the CLI."""
+    p = subparsers.add_parser(
+        "dashboard", help="serve the live dashboard (Voilà)",
+        description="Serve notebooks/dashboard.ipynb with Voilà: fleet overview, cards, charts, "
+                    "alarms, refreshed every 2 s. Open http://localhost:8050.")
+    p.add_argument("--port", type=int, default=None,
+                   help="port (default: TWIN_DASHBOARD_PORT or 8050)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default: 127.0.0.1)")
+    add_db_option(p)
+    p.set_defaults(func=_run)

@@ -1,0 +1,262 @@
+"""The dashboard's only door to the store: what one refresh tick reads, and the one write (ack).
+
+`DashboardData` keeps one store connection per thread (SQLite connections belong to the thread
+that opened them), so the live loop can run its queries on a worker thread while button handlers
+acknowledge alarms on the kernel's main thread. Every read goes through the store's indexed
+methods — `after(cursor)`, `latest`, `latest_per_asset`, `downsample`, `list_alerts` — so the cost
+of a tick follows the number of new readings, not the size of the history.
+
+The detection wing (`twinlib.detect`: `detect_anomalies`, `asset_status`) and the forecasts
+(`twinlib.models.forecast.forecast_asset`) are imported when first needed — importing them costs
+about a second, which a light first paint leaves to the live loop's first tick.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from twinlib.dashboard import theme
+
+__all__ = ["DashboardData", "Plan", "Tick", "StoreUnavailable", "choose_bucket_s", "alarm_key"]
+
+log = logging.getLogger(__name__)
+
+
+class StoreUnavailable(RuntimeError):
+    """The database cannot be opened (missing file, or a path that is not a twinlib store)."""
+
+
+def choose_bucket_s(window_s: int, points: int = theme.CHART_POINTS) -> int:
+    """Return the smallest round bucket (seconds) that draws `window_s` in at most `points` buckets."""
+    wanted = max(1, -(-int(window_s) // int(points)))
+    for bucket in theme.NICE_BUCKETS_S:
+        if bucket >= wanted:
+            return bucket
+    return theme.NICE_BUCKETS_S[-1]
+
+
+def alarm_key(alarms) -> tuple:
+    """What identifies a set of active alarms for display: ids, severities, ack flags."""
+    return tuple(sorted((a["id"], a.get("severity"), bool(a.get("acked"))) for a in alarms))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one tick must read, decided on the loop thread before the queries run elsewhere."""
+
+    generation: int
+    cursor: int | None          # None: (re)load everything for `asset`
+    asset: str
+    window_s: int
+    history_since: int | None   # downsample buckets from this ms on (None: none needed)
+    want_statuses: bool
+    want_forecasts: bool
+    assets: tuple = ()          # assets known so far (forecasts are made for these)
+    alarm_key: tuple = ()       # the active alarms shown now (a change re-reads the statuses)
+    detect: bool = True         # False: a light first paint, without the detection wing
+    thresholds: tuple = ()      # (sensor, limit) pairs of the shown asset
+    newest: Any = None          # the shown asset's newest reading, when it still needs checking
+
+
+@dataclass
+class Tick:
+    """What one tick read; applied to the widgets on the loop thread."""
+
+    plan: Plan
+    asset: str = ""                                    # the asset shown (chosen on reload if unset)
+    cursor: int = 0
+    reloaded: bool = False
+    readings: list = field(default_factory=list)       # new since the cursor (ascending id)
+    backfill: list = field(default_factory=list)       # on reload: the selected asset's recent readings
+    latest: dict = field(default_factory=dict)         # on reload: asset_id -> newest Reading
+    alarms: list = field(default_factory=list)         # active alerts, newest first
+    statuses: dict | None = None                       # asset_id -> status (None: not read this tick)
+    history: pd.DataFrame | None = None                # downsample buckets (None: not read this tick)
+    bucket_s: int = 0
+    forecasts: dict | None = None                      # asset_id -> forecast list
+    anomalies: list | None = None                      # messages for the shown asset's newest
+                                                       # reading (None: not checked this tick)
+    error: str = ""
+
+
+def _optional(module: str, name: str) -> Callable | None:
+    """Return `module.name` when that wing provides it, else None (checked on every call: a
+    wing that lands while the dashboard runs is picked up)."""
+    try:
+        return getattr(importlib.import_module(module), name, None)
+    except ImportError:
+        return None
+
+
+class DashboardData:
+    """Reads what the dashboard shows from one SQLite store, one connection per thread."""
+
+    def __init__(self, db_path: str | Path | None = None, *, store: Any = None):
+        if db_path is None and store is None:
+            raise ValueError("DashboardData needs a db_path or a store")
+        if db_path is None:
+            db_path = getattr(store, "path", None)
+        self.db_path = Path(db_path) if db_path is not None else None
+        self._local = threading.local()
+        self._given_store = store
+        self._given_thread = threading.get_ident()
+        self._lock = threading.Lock()
+        self._opened: list = []
+
+    # -- connections -----------------------------------------------------------------------
+    @property
+    def store(self):
+        """The store for the calling thread (opened on first use)."""
+        if self._given_store is not None and (
+            self.db_path is None or threading.get_ident() == self._given_thread
+        ):
+            return self._given_store
+        store = getattr(self._local, "store", None)
+        if store is None:
+            from twinlib.store import StoreError, StoreMissingError, open_store
+
+            try:
+                store = open_store(self.db_path, create=False)
+            except StoreMissingError as exc:
+                raise StoreUnavailable(f"no database at {self.db_path}") from exc
+            except StoreError as exc:           # not a twinlib database, or unreadable
+                raise StoreUnavailable(str(exc)) from exc
+            self._local.store = store
+            with self._lock:
+                self._opened.append(store)
+        return store
+
+    def close(self) -> None:
+        """Close the connections this object opened (not a store it was given)."""
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for store in opened:
+            close = getattr(store, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:  # a connection of a finished thread: nothing left to do
+                    log.debug("closing a dashboard store failed", exc_info=True)
+        self._local = threading.local()
+
+    # -- reads -----------------------------------------------------------------------------
+    def collect(self, plan: Plan) -> Tick:
+        """Run the queries one tick needs (called on the worker thread by the live loop)."""
+        tick = Tick(plan=plan, asset=plan.asset)
+        try:
+            store = self.store
+            if plan.cursor is None or not self._read_new(store, plan, tick):
+                self._reload(store, plan, tick)
+            tick.alarms = store.list_alerts(state="active", limit=100)
+            if plan.detect and alarm_key(tick.alarms) != plan.alarm_key:
+                # Statuses summarise the alarms: when those changed, so did they.
+                tick.plan = plan = replace(plan, want_statuses=True)
+            if plan.want_statuses:
+                tick.statuses = self.statuses(store)
+            if plan.detect:
+                newest = self._newest_of(tick, plan)
+                if newest is not None:
+                    tick.anomalies = self.anomalies(newest, dict(plan.thresholds) or None)
+            since = plan.history_since
+            if tick.reloaded and plan.window_s > theme.LIVE_WINDOW_MAX_S and tick.asset:
+                since = tick.latest[tick.asset].ts - plan.window_s * 1000
+            if since is not None and tick.asset:
+                tick.bucket_s = choose_bucket_s(plan.window_s)
+                # Start on a bucket boundary so the first bucket is whole, not a sliver.
+                since -= since % (tick.bucket_s * 1000)
+                tick.history = store.downsample(tick.bucket_s, start=since, asset=tick.asset)
+            if plan.want_forecasts:
+                tick.forecasts = self.forecasts(store, list(plan.assets) or None)
+        except StoreUnavailable as exc:
+            tick.error = str(exc)
+        return tick
+
+    @staticmethod
+    def _newest_of(tick: Tick, plan: Plan):
+        """The shown asset's newest reading if this tick brought one (else the plan's, if any)."""
+        if tick.reloaded:
+            return tick.latest.get(tick.asset)
+        mine = [r for r in tick.readings if r.asset_id == tick.asset]
+        newest = max(mine, key=lambda r: r.ts, default=None)
+        if plan.newest is not None and (newest is None or plan.newest.ts > newest.ts):
+            return plan.newest
+        return newest
+
+    def _reload(self, store, plan: Plan, tick: Tick) -> None:
+        """Read the whole current picture: cursor, newest reading per asset, recent history."""
+        tick.reloaded = True
+        tick.readings = []
+        tick.cursor = int(store.max_id() or 0)
+        tick.latest = dict(store.latest_per_asset())
+        if plan.asset not in tick.latest:
+            tick.asset = sorted(tick.latest)[0] if tick.latest else ""
+        if tick.asset:
+            since = tick.latest[tick.asset].ts - theme.LIVE_WINDOW_MAX_S * 1000
+            rows = store.latest(n=theme.BACKFILL_MAX_ROWS, asset=tick.asset, since=since)
+            # Rows committed after max_id() was read arrive through the cursor next tick.
+            tick.backfill = [r for r in reversed(rows) if r.id <= tick.cursor]
+
+    def _read_new(self, store, plan: Plan, tick: Tick) -> bool:
+        """Read the readings that arrived since the cursor; False when the backlog is too big."""
+        cursor = plan.cursor
+        for _ in range(theme.CURSOR_MAX_PAGES):
+            page = store.after(cursor, limit=theme.CURSOR_PAGE)
+            tick.readings.extend(page)
+            if page:
+                cursor = page[-1].id
+            if len(page) < theme.CURSOR_PAGE:
+                tick.cursor = cursor
+                return True
+        # A backlog this large (a bulk import landed, or the kernel was suspended): drawing it row
+        # by row would stall the page, so the caller reloads the current picture instead.
+        return False
+
+    def statuses(self, store=None) -> dict | None:
+        """Each asset's status from the detection wing (None until that wing provides it)."""
+        asset_status = _optional("twinlib.detect", "asset_status")
+        if asset_status is None:
+            return None
+        return asset_status(store if store is not None else self.store)
+
+    def forecasts(self, store=None, assets: list | None = None) -> dict | None:
+        """Each asset's time-to-threshold forecasts (a list of per-sensor dicts, `[]` when
+        nothing is degrading); None while the models wing is not installed."""
+        forecast_asset = _optional("twinlib.models.forecast", "forecast_asset")
+        if forecast_asset is None:
+            return None
+        store = store if store is not None else self.store
+        if assets is None:
+            assets = sorted(store.latest_per_asset())
+        result = {}
+        for asset_id in assets:
+            try:
+                result[asset_id] = list(forecast_asset(store, asset_id))
+            except Exception:
+                # One asset's failed forecast must not blank the fleet: its tile says so.
+                log.warning("forecast for %s failed", asset_id, exc_info=True)
+        return result
+
+    def anomalies(self, reading, thresholds: dict | None = None) -> list[str]:
+        """The detection wing's messages for one reading (the newest of the selected asset);
+        `[]` when all is normal."""
+        detect_anomalies = _optional("twinlib.detect", "detect_anomalies")
+        if detect_anomalies is None or reading is None:
+            return []
+        frame = pd.DataFrame([reading._asdict() if hasattr(reading, "_asdict") else dict(reading)])
+        all_normal = _optional("twinlib.detect", "ALL_NORMAL")
+        return [str(m) for m in detect_anomalies(frame, thresholds) if m != all_normal]
+
+    def active_alarms(self) -> list[dict]:
+        """Active alerts, newest first."""
+        return self.store.list_alerts(state="active", limit=100)
+
+    def acknowledge(self, alert_id: int, by: str = theme.ACK_BY) -> dict:
+        """Acknowledge one alert: the dashboard's only write."""
+        return self.store.acknowledge_alert(int(alert_id), by)

@@ -1,0 +1,202 @@
+"""Defaults of the dashboard: colours, timings, window choices and the page CSS, in one place.
+
+Every widget reads its look and its rhythm from here, so a change of palette or refresh period
+is one edit. Colours follow the original dashboard: a near-black page (#020617), teal (#14b8a6)
+headings and values, cyan (#2dd4bf) card borders.
+"""
+
+from twinlib.config import UNITS
+
+__all__ = [
+    "BACKGROUND", "SURFACE", "SURFACE_RAISED", "TEAL", "CYAN", "TEXT", "MUTED", "GRID",
+    "OK", "WARNING", "CRITICAL", "STALE",
+    "TITLE", "SUBTITLE", "REFRESH_INTERVAL_S", "STALE_AFTER_S", "HISTORY_REFRESH_S",
+    "FORECAST_REFRESH_S", "TABLE_ROWS", "FLEET_FULL_TILES", "ALARM_ROWS", "CURSOR_PAGE", "CURSOR_MAX_PAGES",
+    "WINDOWS", "DEFAULT_WINDOW_S", "LIVE_WINDOW_MAX_S", "CHART_POINTS", "NICE_BUCKETS_S",
+    "SPARK_POINTS", "TREND_WINDOW_S", "BACKFILL_MAX_ROWS", "SENSOR_COLORS", "SENSOR_LABELS", "SENSOR_UNITS", "SENSOR_DECIMALS",
+    "CHART_HEIGHT", "TIME_FORMAT", "DAY_TIME_FORMAT", "ACK_BY", "CSS",
+]
+
+# -- palette ---------------------------------------------------------------------------------
+BACKGROUND = "#020617"
+SURFACE = "#0b1222"
+SURFACE_RAISED = "#111a2e"
+TEAL = "#14b8a6"
+CYAN = "#2dd4bf"
+TEXT = "#e2e8f0"
+MUTED = "#94a3b8"
+GRID = "#1e293b"
+OK = "#22c55e"
+WARNING = "#f59e0b"
+CRITICAL = "#ef4444"
+STALE = "#64748b"
+
+# -- words -----------------------------------------------------------------------------------
+TITLE = "Equipment Digital Twin"
+SUBTITLE = "Fleet monitoring · temperature, vibration, pressure"
+ACK_BY = "dashboard"
+
+# -- rhythm ----------------------------------------------------------------------------------
+REFRESH_INTERVAL_S = 2.0     # one tick of the live loop
+STALE_AFTER_S = 10.0         # no new reading for this long -> "data stale"
+HISTORY_REFRESH_S = 10.0     # downsampled windows re-read their newest buckets this often
+FORECAST_REFRESH_S = 60.0    # forecasts fit trends over an hour of readings: far less often
+CURSOR_PAGE = 10_000         # rows per store.after() call
+CURSOR_MAX_PAGES = 20        # a backlog larger than this is skipped (the charts reload instead)
+BACKFILL_MAX_ROWS = 20_000   # readings of the selected asset kept for the live windows
+
+# -- sizes -----------------------------------------------------------------------------------
+TABLE_ROWS = 5
+FLEET_FULL_TILES = 5          # more assets than this: one-line tiles, so the fleet row stays short
+ALARM_ROWS = 4
+SPARK_POINTS = 60
+TREND_WINDOW_S = 60          # the trend arrow is the slope over this many seconds of readings
+TIME_FORMAT = "%H:%M:%S"       # chart time axis (bqplot's default is a 12-hour clock)
+DAY_TIME_FORMAT = "%b %d %H:%M"
+CHART_HEIGHT = "max(190px, calc(100vh - 480px))"   # the charts take what the other rows leave
+
+# -- time windows: (label, seconds); windows up to LIVE_WINDOW_MAX_S draw raw readings kept in
+# memory, longer ones draw store.downsample buckets (mean line, min-max band).
+WINDOWS = (
+    ("1 min", 60),
+    ("5 min", 300),
+    ("15 min", 900),
+    ("1 h", 3_600),
+    ("6 h", 21_600),
+    ("24 h", 86_400),
+    ("7 d", 604_800),
+)
+DEFAULT_WINDOW_S = 300
+LIVE_WINDOW_MAX_S = 900
+CHART_POINTS = 300           # target buckets per downsampled chart
+NICE_BUCKETS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1_800, 3_600, 7_200, 21_600, 86_400)
+
+# -- sensors ---------------------------------------------------------------------------------
+SENSOR_LABELS = {"temperature": "Temperature", "vibration": "Vibration", "pressure": "Pressure"}
+SENSOR_UNITS = dict(UNITS)   # °C, g RMS, bar
+SENSOR_DECIMALS = {"temperature": 1, "vibration": 3, "pressure": 1}
+SENSOR_COLORS = {"temperature": TEAL, "vibration": "#38bdf8", "pressure": "#a78bfa"}
+
+# -- page CSS --------------------------------------------------------------------------------
+# Voilà's lab template pads the page and paints it white; the rules below make the whole page
+# the dashboard's dark surface and size every block so that 1366x768 shows it without scrolling.
+CSS = f"""
+<style>
+html, body, body.jp-Notebook, .jp-Notebook, #rendered_cells, .jp-Cell, .jp-OutputArea,
+.jp-OutputArea-child, .jp-OutputArea-output, main, .voila-container {{
+  background: {BACKGROUND} !important;
+}}
+html, body {{ margin: 0 !important; padding: 0 !important; }}
+body.jp-Notebook, .jp-Notebook {{ padding: 0 !important; }}
+#rendered_cells, .jp-Cell, .jp-Cell-outputWrapper, .jp-OutputArea, .jp-OutputArea-child,
+.jp-OutputArea-output {{ padding: 0 !important; margin: 0 !important; overflow: visible !important; }}
+.jp-OutputPrompt, .jp-InputPrompt, .jp-OutputArea-prompt {{ display: none !important; }}
+.jp-Cell-inputWrapper {{ display: none !important; }}
+
+.twin-dashboard {{
+  box-sizing: border-box; width: 100%; max-width: 1880px; margin: 0 auto;
+  padding: 10px 16px 8px 16px; gap: 10px;
+  color: {TEXT}; font-family: "Inter", "Segoe UI", system-ui, -apple-system, sans-serif;
+}}
+.twin-dashboard .widget-html-content, .twin-dashboard .widget-html {{ color: {TEXT}; }}
+.twin-dashboard .widget-html, .twin-dashboard .widget-html-content {{ margin: 0; line-height: normal; height: auto; }}
+
+/* header */
+.twin-header {{ align-items: center; gap: 12px; flex-wrap: wrap; }}
+.twin-title h1 {{ margin: 0; font-size: 22px; font-weight: 700; color: {TEAL}; letter-spacing: .2px; }}
+.twin-title p {{ margin: 2px 0 0 0; font-size: 12px; color: {MUTED}; }}
+.twin-spacer {{ flex: 1 1 auto; }}
+.twin-summary {{ font-size: 12px; color: {MUTED}; white-space: nowrap; }}
+.twin-summary b {{ color: {TEXT}; font-weight: 600; }}
+.twin-summary .warning {{ color: {WARNING}; }} .twin-summary .critical {{ color: {CRITICAL}; }}
+.twin-live {{ font-size: 12px; font-weight: 600; padding: 4px 10px; border-radius: 999px;
+  border: 1px solid {GRID}; background: {SURFACE}; white-space: nowrap; }}
+.twin-live .dot {{ display: inline-block; width: 8px; height: 8px; border-radius: 50%; margin-right: 6px; }}
+.twin-live.live {{ color: {OK}; }} .twin-live.live .dot {{ background: {OK}; box-shadow: 0 0 6px {OK}; }}
+.twin-live.stale {{ color: {WARNING}; border-color: {WARNING}; }} .twin-live.stale .dot {{ background: {WARNING}; }}
+.twin-live.nodata {{ color: {STALE}; }} .twin-live.nodata .dot {{ background: {STALE}; }}
+.twin-window .widget-toggle-button {{ width: auto; min-width: 46px; padding: 0 8px; height: 26px; font-size: 12px; }}
+.twin-window .widget-toggle-buttons {{ display: flex; }}
+.twin-dashboard .jupyter-button {{ background: {SURFACE}; color: {MUTED}; border: 1px solid {GRID};
+  border-radius: 6px; margin: 0 3px 0 0; box-shadow: none; }}
+.twin-dashboard .jupyter-button:hover {{ color: {TEXT}; border-color: {CYAN}; }}
+.twin-dashboard .jupyter-button.mod-active {{ background: {TEAL}; color: {BACKGROUND}; border-color: {TEAL}; font-weight: 600; }}
+
+/* fleet overview */
+.twin-fleet {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(230px, 1fr)); gap: 8px; }}
+.twin-dashboard .twin-asset {{ height: 58px; width: auto; margin: 0; padding: 4px 10px; text-align: left;
+  white-space: pre-line; line-height: 16px; font-size: 12px; color: {TEXT};
+  border-left: 4px solid {STALE}; overflow: hidden; }}
+.twin-dashboard .twin-asset.ok {{ border-left-color: {OK}; }}
+.twin-dashboard .twin-asset.warning {{ border-left-color: {WARNING}; }}
+.twin-dashboard .twin-asset.critical {{ border-left-color: {CRITICAL}; }}
+.twin-fleet.compact {{ grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)); gap: 6px; }}
+.twin-dashboard .twin-fleet.compact .twin-asset {{ height: 28px; line-height: 18px; padding: 2px 8px; }}
+.twin-dashboard .twin-asset.selected {{ border-color: {CYAN}; border-left-width: 4px; background: {SURFACE_RAISED};
+  box-shadow: 0 0 0 1px {CYAN} inset; }}
+
+/* metric cards */
+.twin-cards {{ display: grid; grid-template-columns: repeat(4, minmax(0, 1fr)); gap: 10px; }}
+.twin-card {{ background: {SURFACE}; border: 1px solid {CYAN}; border-radius: 10px; padding: 10px 14px;
+  min-height: 104px; box-sizing: border-box; overflow: hidden; }}
+.twin-card .widget-html, .twin-card .widget-html-content {{ width: 100%; min-width: 0; overflow: hidden; }}
+.twin-card .label {{ font-size: 13px; color: {MUTED}; font-weight: 600; text-transform: none; }}
+.twin-card .value {{ font-size: 30px; font-weight: 700; color: {TEAL}; line-height: 38px; white-space: nowrap; }}
+.twin-card .value .unit {{ font-size: 15px; color: {MUTED}; font-weight: 500; margin-left: 4px; }}
+.twin-card .value.over {{ color: {CRITICAL}; }}
+.twin-card .value.near {{ color: {WARNING}; }}
+.twin-card .foot {{ display: flex; align-items: center; justify-content: space-between; gap: 8px;
+  font-size: 12px; color: {MUTED}; }}
+.twin-card .trend.up {{ color: {WARNING}; }} .twin-card .trend.down {{ color: {CYAN}; }}
+.twin-card svg {{ display: block; }}
+.twin-status .value {{ font-size: 22px; line-height: 30px; }}
+.twin-status.alert {{ border-color: {CRITICAL}; }}
+.twin-status.alert .value {{ color: {CRITICAL}; }}
+.twin-status.stale .value, .twin-status.nodata .value {{ color: {WARNING}; }}
+.twin-status ul {{ margin: 2px 0 0 0; padding-left: 16px; font-size: 12px; color: {TEXT}; }}
+.twin-status li {{ white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }}
+
+/* charts */
+.twin-charts {{ display: grid; grid-template-columns: repeat(3, minmax(0, 1fr)); gap: 10px; }}
+.twin-chart {{ background: {SURFACE}; border: 1px solid {GRID}; border-radius: 10px; overflow: hidden; }}
+.twin-chart .bqplot {{ background: {SURFACE}; }}
+.twin-chart .bqplot .axis text, .twin-chart .bqplot .axislabel {{ fill: {MUTED} !important; font-size: 11px; }}
+.twin-chart .bqplot .axis path, .twin-chart .bqplot .axis line {{ stroke: {GRID} !important; }}
+.twin-chart .bqplot .mainheading {{ fill: {TEAL} !important; font-size: 13px !important; font-weight: 600; }}
+
+/* lower row: table + alarms */
+.twin-lower {{ display: grid; grid-template-columns: minmax(0, 3fr) minmax(0, 2fr); gap: 10px; }}
+.twin-panel {{ background: {SURFACE}; border: 1px solid {GRID}; border-radius: 10px; padding: 8px 12px;
+  box-sizing: border-box; overflow: hidden; }}
+.twin-panel h3 {{ margin: 0 0 4px 0; font-size: 13px; color: {TEAL}; font-weight: 600; }}
+.twin-panel h3 .count {{ color: {MUTED}; font-weight: 500; margin-left: 6px; }}
+.twin-table table {{ width: 100%; border-collapse: collapse; font-size: 12.5px; font-variant-numeric: tabular-nums; }}
+.twin-table th {{ text-align: right; color: {MUTED}; font-weight: 600; padding: 3px 8px; border-bottom: 1px solid {GRID}; }}
+.twin-table td {{ text-align: right; padding: 3px 8px; border-bottom: 1px solid {GRID}; color: {TEXT}; height: 18px; }}
+.twin-table th:first-child, .twin-table td:first-child, .twin-table th:nth-child(2), .twin-table td:nth-child(2) {{ text-align: left; }}
+.twin-table td.over {{ color: {CRITICAL}; font-weight: 700; }}
+.twin-alarms .empty {{ color: {MUTED}; font-size: 12px; padding: 6px 0; }}
+.twin-alarm {{ align-items: center; gap: 8px; border-bottom: 1px solid {GRID}; padding: 2px 0; }}
+.twin-alarm .widget-html {{ flex: 1 1 0; min-width: 0; overflow: hidden; }}
+.twin-alarm .widget-html-content {{ display: block; min-width: 0; overflow: hidden; }}
+.twin-alarm .text {{ font-size: 12px; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }}
+.twin-alarm .sev {{ display: inline-block; font-size: 10px; font-weight: 700; padding: 1px 6px; border-radius: 4px;
+  margin-right: 6px; text-transform: uppercase; }}
+.twin-alarm .sev.critical {{ background: {CRITICAL}; color: white; }}
+.twin-alarm .sev.warning {{ background: {WARNING}; color: {BACKGROUND}; }}
+.twin-alarm .acked {{ color: {MUTED}; }}
+.twin-dashboard .twin-ack {{ height: 24px; width: 64px; font-size: 11px; flex: 0 0 auto; color: {CYAN}; border-color: {CYAN}; }}
+.twin-alarms .more {{ color: {MUTED}; font-size: 11px; padding-top: 3px; }}
+.twin-message {{ color: {WARNING}; font-size: 13px; }}
+
+/* narrower screens: fewer columns, the page may then scroll */
+@media (max-width: 1100px) {{
+  .twin-cards {{ grid-template-columns: repeat(2, minmax(0, 1fr)); }}
+  .twin-charts {{ grid-template-columns: minmax(0, 1fr); }}
+  .twin-lower {{ grid-template-columns: minmax(0, 1fr); }}
+}}
+@media (min-height: 1000px) {{
+  .twin-card {{ min-height: 124px; }}
+}}
+</style>
+"""
