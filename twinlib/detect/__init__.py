@@ -18,14 +18,28 @@ How the parts fit:
   kind; rules and detectors side by side on the simulated fleet.
 * :mod:`.skab` — the SKAB pump benchmark under its published protocol.
 """
-from .detectors import (CUSUM, DETECTORS, PCAT2Q, Detector, EWMAScore, IsolationForestDetector,
-                        RollingZScore, TwinResidualDetector, make_detector)
+import importlib
+
 from .engine import AlarmEngine, AlarmEvent, asset_status
 from .legacy import ALL_NORMAL, LEGACY_MESSAGES, detect_anomalies
 from .rules import (AssetRuleMachine, FlatlineRule, ImpossibleRule, RuleBook, RuleSet, StaleRule,
                     ThresholdRule, default_ruleset, ruleset_from_settings)
-from .scoring import compare_on_fleet, evaluate_alarms, outlier_metrics
-from .skab import run_skab
+
+# The detectors pull in scikit-learn (over a second to import); the live paths (monitor, API,
+# dashboard) need only the rules and the engine, so these load on first use.
+_LAZY = {name: ".detectors" for name in ("CUSUM", "DETECTORS", "PCAT2Q", "Detector", "EWMAScore",
+                                         "IsolationForestDetector", "RollingZScore",
+                                         "TwinResidualDetector", "make_detector")}
+_LAZY.update({"compare_on_fleet": ".scoring", "evaluate_alarms": ".scoring",
+              "outlier_metrics": ".scoring", "run_skab": ".skab"})
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["detect_anomalies", "ALL_NORMAL", "LEGACY_MESSAGES",
            "AlarmEngine", "AlarmEvent", "asset_status",

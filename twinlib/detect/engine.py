@@ -315,7 +315,7 @@ def asset_status(store, now_ms: int | None = None, rules=None) -> dict[str, dict
     """
     book = _rulebook(rules)
     latest = store.latest_per_asset()
-    assets = set(latest) | {a["asset_id"] for a in store.assets()}
+    assets = set(latest) | {a["asset_id"] for a in store.assets(counts=False)}
     by_asset: dict[str, list[dict]] = {}
     for row in store.active_alerts():
         by_asset.setdefault(row["asset_id"], []).append(row)

@@ -100,17 +100,23 @@ class SQLiteStore(AlertsMixin, Store):
                 "ON CONFLICT(asset_id) DO UPDATE SET kind = excluded.kind, params = excluded.params",
                 rows)
 
-    def assets(self) -> list[dict]:
-        """Every asset that has metadata or readings, with its reading span and count."""
-        stats = {a: (lo, hi, n) for a, lo, hi, n in self.conn.execute(
-            "SELECT asset_id, MIN(ts), MAX(ts), COUNT(*) FROM readings GROUP BY asset_id")}
+    def assets(self, counts: bool = True) -> list[dict]:
+        """Every asset that has metadata or readings, with its reading span (and count).
+
+        The span costs two index seeks per asset; ``counts=False`` skips the per-asset count,
+        which has to walk the asset's part of the index (slow on a long history).
+        """
         meta = {a: (k, p) for a, k, p in self.conn.execute("SELECT asset_id, kind, params FROM assets")}
         out = []
-        for asset_id in sorted(set(stats) | set(meta)):
+        for asset_id in sorted(set(self.asset_ids()) | set(meta)):
             kind, params = meta.get(asset_id, ("pump", "{}"))
-            lo, hi, n = stats.get(asset_id, (None, None, 0))
-            out.append({"asset_id": asset_id, "kind": kind, "params": json.loads(params),
-                        "first_ts": lo, "last_ts": hi, "count": n})
+            lo = self.conn.execute("SELECT MIN(ts) FROM readings WHERE asset_id = ?", (asset_id,)).fetchone()[0]
+            hi = self.conn.execute("SELECT MAX(ts) FROM readings WHERE asset_id = ?", (asset_id,)).fetchone()[0]
+            row = {"asset_id": asset_id, "kind": kind, "params": json.loads(params),
+                   "first_ts": lo, "last_ts": hi}
+            if counts:
+                row["count"] = self.count(asset_id)
+            out.append(row)
         return out
 
     # -- readings: writes ------------------------------------------------------------------
