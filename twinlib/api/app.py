@@ -1,0 +1,65 @@
+"""The Flask application factory.
+
+``create_app(settings=None, test_config=None)`` builds the app from :class:`twinlib.config.Settings`
+(``get_settings()`` when not given) and then applies ``test_config`` (a mapping of Flask config
+keys, e.g. ``{"DB_PATH": ..., "API_TOKEN": ...}``). Config keys the app reads:
+
+- ``DB_PATH`` — the SQLite database (opened read-only for reads, never created);
+- ``API_TOKEN`` — bearer token for writes (``None``: writes refused);
+- ``CORS_ORIGINS`` — origins allowed from browsers (list or comma-separated string);
+- ``MAX_CONTENT_LENGTH`` — request body limit (16 MiB);
+- ``DATA_FAST_PATH`` — answer parameterless ``GET /data`` below Flask (default on; see
+  :mod:`twinlib.api.fastpath`).
+
+Debug mode is never switched on here; ``twin api`` serves the app with gunicorn.
+"""
+from __future__ import annotations
+
+import os
+
+from flask import Flask
+
+from twinlib.api.cors import install_cors, parse_origins
+from twinlib.api.errors import register_error_handlers
+from twinlib.api.fastpath import DataFastPath
+from twinlib.api.stores import StoreProvider
+from twinlib.api.views import BLUEPRINTS
+from twinlib.config import Settings, get_settings
+
+__all__ = ["create_app", "CORS_ENV"]
+
+#: Environment variable listing CORS origins when the settings file has no ``[api] cors_origins``.
+CORS_ENV = "TWIN_API_CORS_ORIGINS"
+
+
+def _cors_setting(settings: Settings) -> tuple[str, ...]:
+    # Environment first, then the settings file, like every other setting.
+    env_value = os.environ.get(CORS_ENV)
+    if env_value:
+        return parse_origins(env_value)
+    return parse_origins(settings.section("api").get("cors_origins"))
+
+
+def create_app(settings: Settings | None = None, test_config: dict | None = None) -> Flask:
+    """Build the twinlib REST API as a Flask app."""
+    settings = settings if settings is not None else get_settings()
+    app = Flask("twinlib.api")
+    app.config.from_mapping(
+        DB_PATH=str(settings.db_path),
+        API_TOKEN=settings.api_token,
+        CORS_ORIGINS=_cors_setting(settings),
+        MAX_CONTENT_LENGTH=16 * 1024 * 1024,
+        DEBUG=False,
+    )
+    if test_config:
+        app.config.from_mapping(test_config)
+    app.config["CORS_ORIGINS"] = parse_origins(app.config["CORS_ORIGINS"])
+    app.extensions["twinlib.settings"] = settings
+    app.extensions["twinlib.stores"] = StoreProvider(app.config["DB_PATH"])
+    register_error_handlers(app)
+    for bp in BLUEPRINTS:
+        app.register_blueprint(bp)
+    install_cors(app, app.config["CORS_ORIGINS"])
+    if app.config.get("DATA_FAST_PATH", True):
+        app.wsgi_app = DataFastPath(app.wsgi_app, app.extensions["twinlib.stores"])
+    return app

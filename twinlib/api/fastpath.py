@@ -1,0 +1,41 @@
+"""A WSGI shortcut for the original request, ``GET /data`` without parameters.
+
+That one request is what dashboards and scripts poll thousands of times a second. Answering it
+costs ~130 µs of CPU in twinlib's code, but Flask's request machinery (context, routing,
+response object) adds ~145 µs more; measured per request under gunicorn here. This middleware
+answers exactly that request itself — same store call, same bytes and headers as the ``data``
+blueprint — and hands everything else to Flask untouched: any parameter, any other method or
+path, a browser ``Origin`` (so CORS stays Flask's job), and every failure (so a missing or broken
+database gets the one JSON error path).
+"""
+from __future__ import annotations
+
+import orjson
+
+from twinlib.api.jsonio import readings_to_list
+from twinlib.api.stores import StoreProvider
+
+__all__ = ["DataFastPath"]
+
+_HEADERS_JSON = "application/json"
+
+
+class DataFastPath:
+    """WSGI middleware serving parameterless ``GET /data`` without entering Flask."""
+
+    def __init__(self, wsgi_app, provider: StoreProvider, limit: int = 10):
+        self.wsgi_app = wsgi_app
+        self.provider = provider
+        self.limit = limit
+
+    def __call__(self, environ, start_response):
+        if (environ.get("PATH_INFO") == "/data" and environ.get("REQUEST_METHOD") == "GET"
+                and not environ.get("QUERY_STRING") and "HTTP_ORIGIN" not in environ):
+            try:
+                body = orjson.dumps(readings_to_list(self.provider.reader().latest(self.limit)))
+            except Exception:  # let Flask meet the same failure and answer it as JSON
+                return self.wsgi_app(environ, start_response)
+            start_response("200 OK", [("Content-Type", _HEADERS_JSON),
+                                      ("Content-Length", str(len(body)))])
+            return [body]
+        return self.wsgi_app(environ, start_response)

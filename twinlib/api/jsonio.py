@@ -1,0 +1,133 @@
+"""JSON bodies: orjson responses and the wire shapes of readings, alarms and buckets.
+
+Times leave the API as ``YYYY-MM-DD HH:MM:SS`` text (UTC), like the original ``GET /data``.
+Missing sensor values and NaN become ``null``.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import orjson
+from flask import Response, request
+
+from twinlib.api.errors import ApiError
+
+from twinlib.store import Reading
+from twinlib.timeutil import format_ts
+
+__all__ = [
+    "json_response",
+    "read_json_body",
+    "reading_to_dict",
+    "readings_to_list",
+    "alert_to_dict",
+    "clean_number",
+    "format_optional_ts",
+    "format_ts_cached",
+]
+
+_OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+def json_response(obj, status: int = 200, headers: dict | None = None) -> Response:
+    """A JSON response serialised with orjson (NaN and numpy scalars handled)."""
+    resp = Response(orjson.dumps(obj, option=_OPTS), status=status, mimetype="application/json")
+    if headers:
+        resp.headers.update(headers)
+    return resp
+
+
+def read_json_body():
+    """The request body parsed as strict JSON (400 naming ``body`` when it is not).
+
+    orjson rather than the stdlib: it refuses ``NaN``/``Infinity`` literals and numbers that
+    overflow a double, and stops at 1024 levels of nesting instead of raising RecursionError.
+    """
+    try:
+        return orjson.loads(request.get_data(cache=True))
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, f"body is not valid JSON: {exc}", parameter="body") from None
+
+
+def clean_number(value):
+    """A float for JSON: ``None`` for missing or non-finite values."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def format_optional_ts(ms):
+    """``format_ts`` that passes ``None`` through."""
+    return None if ms is None else format_ts(ms)
+
+
+_SECONDS: dict[int, str] = {}
+_SECONDS_MAX = 4096
+
+
+def format_ts_cached(ms: int) -> str:
+    """:func:`twinlib.timeutil.format_ts` with the per-second text cached.
+
+    ``GET /data`` formats the same few seconds over and over (the newest readings); strftime is
+    most of the formatting cost. Same output as ``format_ts`` for every input.
+    """
+    sec, frac = divmod(int(ms), 1000)
+    text = _SECONDS.get(sec)
+    if text is None:
+        if len(_SECONDS) >= _SECONDS_MAX:
+            _SECONDS.clear()
+        text = _SECONDS[sec] = format_ts(sec * 1000)
+    return f"{text}.{frac:03d}" if frac else text
+
+
+def reading_to_dict(r: Reading) -> dict:
+    """The original ``GET /data`` row: id, timestamp, the three sensors, plus asset_id."""
+    return {
+        "id": r.id,
+        "timestamp": format_ts(r.ts),
+        "temperature": r.temperature,
+        "vibration": r.vibration,
+        "pressure": r.pressure,
+        "asset_id": r.asset_id,
+    }
+
+
+def readings_to_list(rows) -> list[dict]:
+    """``reading_to_dict`` over a list of readings (the hot path of ``GET /data``)."""
+    return [
+        {
+            "id": r[0],
+            "timestamp": format_ts_cached(r[2]),
+            "temperature": r[3],
+            "vibration": r[4],
+            "pressure": r[5],
+            "asset_id": r[1],
+        }
+        for r in rows
+    ]
+
+
+_ALERT_TIMES = ("started_at", "last_seen", "ended_at", "acked_at")
+
+
+def alert_to_dict(alert: dict) -> dict:
+    """An alarm on the wire: store fields, times as text, ``acked`` as a boolean."""
+    return {
+        "id": int(alert["id"]),
+        "asset_id": alert["asset_id"],
+        "rule": alert["rule"],
+        "sensor": alert.get("sensor"),
+        "severity": alert["severity"],
+        "state": alert["state"],
+        "message": alert["message"],
+        "started_at": format_optional_ts(alert.get("started_at")),
+        "last_seen": format_optional_ts(alert.get("last_seen")),
+        "ended_at": format_optional_ts(alert.get("ended_at")),
+        "peak_value": clean_number(alert.get("peak_value")),
+        "trigger_count": int(alert.get("trigger_count") or 0),
+        "acked": bool(alert.get("acked")),
+        "acked_by": alert.get("acked_by"),
+        "acked_at": format_optional_ts(alert.get("acked_at")),
+    }

@@ -1,0 +1,442 @@
+"""The OpenAPI 3.0 description of the API, served at ``/openapi.json``.
+
+Written by hand next to the views and checked against them by a schemathesis run
+(``tests/api/test_schemathesis.py``): every operation, parameter, response code and body shape the
+views produce is here, and nothing else.
+"""
+from __future__ import annotations
+
+from twinlib.api.params import BUCKETS
+
+__all__ = ["build_spec", "SPEC_VERSION"]
+
+SPEC_VERSION = "1.0.0"
+
+_TIME_DESC = ("UTC time: `YYYY-MM-DD HH:MM:SS[.fff]`, `YYYY-MM-DD`, ISO 8601 (`T`, optional "
+              "offset or `Z`), or integer epoch milliseconds. Inclusive.")
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _err(description: str) -> dict:
+    return _json(_ref("Error"), description)
+
+
+_NUM = {"type": "number", "nullable": True}
+_TS = {"type": "string", "example": "2026-02-10 14:30:00",
+       "description": "UTC, `YYYY-MM-DD HH:MM:SS` (`.fff` added when milliseconds are not zero)"}
+_TS_NULL = {**_TS, "nullable": True}
+
+_ERRORS = {
+    "400": _err("A parameter is invalid; `parameter` names it."),
+    "503": _err("The database is missing or unreadable (nothing is created)."),
+}
+_ASSET_404 = {"404": _err("Unknown asset.")}
+_AUTH = {
+    "401": _err("Missing or wrong bearer token."),
+    "403": _err("Writes are disabled: no API token is configured."),
+}
+
+
+def _q(name: str, schema: dict, description: str, required: bool = False) -> dict:
+    return {"name": name, "in": "query", "required": required, "schema": schema,
+            "description": description}
+
+
+_SINCE = _q("since", {"type": "string", "minLength": 1}, "Earliest reading time. " + _TIME_DESC)
+_UNTIL = _q("until", {"type": "string", "minLength": 1},
+            "Latest reading time; not before `since`. " + _TIME_DESC)
+_ASSET_Q = _q("asset", {"type": "string", "minLength": 1, "maxLength": 200},
+              "Only this asset (404 when unknown).")
+_ASSET_PATH = {"name": "asset_id", "in": "path", "required": True,
+               "schema": {"type": "string", "minLength": 1, "maxLength": 200,
+                          "pattern": "^[^/]+$"}}
+_ALARM_PATH = {"name": "alarm_id", "in": "path", "required": True,
+               "schema": {"type": "integer", "minimum": 0}}
+
+_SCHEMAS = {
+    "Error": {
+        "type": "object",
+        "required": ["status", "error", "message"],
+        "properties": {
+            "status": {"type": "integer"},
+            "error": {"type": "string"},
+            "message": {"type": "string"},
+            "parameter": {"type": "string", "description": "The parameter at fault."},
+            "reason": {"type": "string", "enum": ["missing", "unreadable"],
+                       "description": "Why the database is unavailable (503 only)."},
+        },
+    },
+    "Reading": {
+        "type": "object",
+        "description": "One reading in the original `GET /data` shape.",
+        "required": ["id", "timestamp", "temperature", "vibration", "pressure", "asset_id"],
+        "additionalProperties": False,
+        "properties": {
+            "id": {"type": "integer"},
+            "timestamp": _TS,
+            "temperature": {**_NUM, "description": "°C"},
+            "vibration": {**_NUM, "description": "g RMS"},
+            "pressure": {**_NUM, "description": "bar"},
+            "asset_id": {"type": "string"},
+        },
+    },
+    "AssetReading": {
+        "type": "object",
+        "required": ["id", "timestamp", "temperature", "vibration", "pressure", "label"],
+        "additionalProperties": False,
+        "properties": {
+            "id": {"type": "integer"},
+            "timestamp": _TS,
+            "temperature": _NUM,
+            "vibration": _NUM,
+            "pressure": _NUM,
+            "label": {"type": "string", "nullable": True,
+                      "description": "`healthy`, a fault kind, or null when unknown."},
+        },
+    },
+    "AssetStatus": {
+        "type": "object",
+        "description": ("The alarm engine's view of the asset now (`twinlib.detect.asset_status`): "
+                        "the worst of its active alarms, `stale` when no reading arrived within "
+                        "the stale limit."),
+        "required": ["status", "messages"],
+        "additionalProperties": False,
+        "properties": {
+            "status": {"type": "string", "enum": ["normal", "warning", "stale", "critical"]},
+            "messages": {"type": "array", "items": {"type": "string"},
+                         "description": "Active alarms' messages, critical first."},
+        },
+    },
+    "Asset": {
+        "type": "object",
+        "required": ["asset_id", "kind", "params", "status", "latest"],
+        "additionalProperties": False,
+        "properties": {
+            "asset_id": {"type": "string"},
+            "kind": {"type": "string", "nullable": True},
+            "params": {"type": "object"},
+            "status": _ref("AssetStatus"),
+            "latest": {**_ref("AssetReading"), "nullable": True},
+        },
+    },
+    "SensorStats": {
+        "type": "object",
+        "required": ["min", "mean", "max"],
+        "properties": {"min": _NUM, "mean": _NUM, "max": _NUM},
+    },
+    "Bucket": {
+        "type": "object",
+        "required": ["timestamp", "n", "temperature", "vibration", "pressure"],
+        "properties": {
+            "timestamp": {**_TS, "description": "Start of the bucket (UTC)."},
+            "n": {"type": "integer", "minimum": 1},
+            "temperature": _ref("SensorStats"),
+            "vibration": _ref("SensorStats"),
+            "pressure": _ref("SensorStats"),
+        },
+    },
+    "History": {
+        "type": "object",
+        "required": ["asset_id", "bucket", "since", "until"],
+        "properties": {
+            "asset_id": {"type": "string"},
+            "bucket": {"type": "string", "enum": list(BUCKETS), "nullable": True},
+            "since": _TS_NULL,
+            "until": _TS_NULL,
+            "truncated": {"type": "boolean",
+                          "description": "Raw history only: more readings matched than `limit`."},
+            "readings": {"type": "array", "items": _ref("AssetReading"),
+                         "description": "Raw history only, oldest first."},
+            "buckets": {"type": "array", "items": _ref("Bucket"),
+                        "description": "Downsampled history only, oldest first."},
+        },
+    },
+    "Forecast": {
+        "type": "object",
+        "required": ["sensor", "threshold", "current", "slope_per_hour", "eta", "eta_low",
+                     "eta_high", "hours_to_threshold"],
+        "properties": {
+            "sensor": {"type": "string", "enum": ["temperature", "vibration", "pressure"]},
+            "threshold": _NUM,
+            "current": _NUM,
+            "slope_per_hour": _NUM,
+            "eta": _TS_NULL,
+            "eta_low": _TS_NULL,
+            "eta_high": {**_TS_NULL, "description": "Null when the crossing may never come."},
+            "hours_to_threshold": _NUM,
+        },
+    },
+    "Forecasts": {
+        "type": "object",
+        "required": ["asset_id", "as_of", "forecasts"],
+        "properties": {
+            "asset_id": {"type": "string"},
+            "as_of": {**_TS_NULL, "description": "The asset's newest reading: the forecast's now."},
+            "forecasts": {"type": "array", "items": _ref("Forecast"),
+                          "description": "Empty when nothing is trending toward a threshold."},
+        },
+    },
+    "Alarm": {
+        "type": "object",
+        "required": ["id", "asset_id", "rule", "sensor", "severity", "state", "message",
+                     "started_at", "last_seen", "ended_at", "peak_value", "trigger_count",
+                     "acked", "acked_by", "acked_at"],
+        "additionalProperties": False,
+        "properties": {
+            "id": {"type": "integer"},
+            "asset_id": {"type": "string"},
+            "rule": {"type": "string"},
+            "sensor": {"type": "string", "nullable": True},
+            "severity": {"type": "string", "enum": ["warning", "critical"]},
+            "state": {"type": "string", "enum": ["active", "cleared"]},
+            "message": {"type": "string"},
+            "started_at": _TS,
+            "last_seen": _TS,
+            "ended_at": _TS_NULL,
+            "peak_value": _NUM,
+            "trigger_count": {"type": "integer"},
+            "acked": {"type": "boolean"},
+            "acked_by": {"type": "string", "nullable": True},
+            "acked_at": _TS_NULL,
+        },
+    },
+    "Health": {
+        "type": "object",
+        "required": ["status", "database", "max_id", "newest_reading", "age_s", "checked_at"],
+        "properties": {
+            "status": {"type": "string", "enum": ["ok"]},
+            "database": {"type": "string", "enum": ["reachable"]},
+            "max_id": {"type": "integer", "description": "Highest reading id (0 when empty)."},
+            "newest_reading": _TS_NULL,
+            "age_s": {"type": "number", "nullable": True,
+                      "description": "Seconds since the newest reading's timestamp."},
+            "checked_at": _TS,
+        },
+    },
+    "ReadingIn": {
+        "type": "object",
+        "description": ("One reading to store. Unknown fields are ignored and named in `notes`. "
+                        "Values are checked like a CSV import (physical limits, duplicates); a "
+                        "reading that fails is reported in `rejected`, the others are stored."),
+        "required": ["asset_id", "timestamp"],
+        "properties": {
+            "asset_id": {"type": "string", "minLength": 1,
+                         "description": ("Letters, digits and `_ . : -`, at most 64 characters; "
+                                         "other ids are rejected readings.")},
+            "timestamp": {"oneOf": [{"type": "string"}, {"type": "integer"}],
+                          "description": "UTC text time or integer epoch milliseconds."},
+            "temperature": _NUM,
+            "vibration": _NUM,
+            "pressure": _NUM,
+            "label": {"type": "string", "nullable": True},
+            "load": _NUM,
+            "speed": _NUM,
+            "ambient": _NUM,
+        },
+    },
+    "Batch": {
+        "type": "object",
+        "required": ["readings"],
+        "properties": {
+            "readings": {"type": "array", "maxItems": 10000, "items": _ref("ReadingIn")},
+        },
+    },
+    "IngestReport": {
+        "type": "object",
+        "required": ["received", "inserted", "duplicates", "rejected", "notes"],
+        "properties": {
+            "received": {"type": "integer"},
+            "inserted": {"type": "integer", "description": "Readings newly stored."},
+            "duplicates": {"type": "integer",
+                           "description": "Readings already stored (same asset and time): kept once."},
+            "rejected": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["index", "reason"],
+                    "properties": {
+                        "index": {"type": "integer", "description": "Position in `readings`."},
+                        "reason": {"type": "string"},
+                        "raw": {"description": "The reading as sent."},
+                    },
+                },
+            },
+            "notes": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+}
+
+
+def _paths() -> dict:
+    return {
+        "/data": {"get": {
+            "summary": "Latest readings, newest first (the original contract).",
+            "operationId": "getData",
+            "tags": ["readings"],
+            "parameters": [
+                _q("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10},
+                   "How many readings (1–1000)."),
+                _ASSET_Q, _SINCE, _UNTIL,
+            ],
+            "responses": {
+                "200": _json({"type": "array", "items": _ref("Reading")},
+                             "The readings, newest first."),
+                **_ERRORS, **_ASSET_404,
+            },
+        }},
+        "/assets": {"get": {
+            "summary": "Every asset with its latest reading and status.",
+            "operationId": "listAssets",
+            "tags": ["assets"],
+            "responses": {
+                "200": _json({"type": "array", "items": _ref("Asset")}, "The fleet, by asset id."),
+                "503": _ERRORS["503"],
+            },
+        }},
+        "/assets/{asset_id}": {"get": {
+            "summary": "One asset with its latest reading and status.",
+            "operationId": "getAsset",
+            "tags": ["assets"],
+            "parameters": [_ASSET_PATH],
+            "responses": {"200": _json(_ref("Asset"), "The asset."),
+                          "404": _err("Unknown asset."), "503": _ERRORS["503"]},
+        }},
+        "/assets/{asset_id}/readings": {"get": {
+            "summary": "Reading history, raw or downsampled (min/mean/max per bucket).",
+            "description": (
+                "Without `bucket`: the newest `limit` readings in the range, oldest first. "
+                "With `bucket`: per-bucket statistics over `since`…`until` (default: the 24 h "
+                "up to the newest reading), at most 10,000 buckets."),
+            "operationId": "getHistory",
+            "tags": ["assets"],
+            "parameters": [
+                _ASSET_PATH,
+                _q("bucket", {"type": "string", "enum": list(BUCKETS)},
+                   "Downsample to 1-minute, 5-minute or 1-hour buckets."),
+                _q("limit", {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000},
+                   "Raw history: how many readings (1–10000)."),
+                _SINCE, _UNTIL,
+            ],
+            "responses": {"200": _json(_ref("History"), "The history."),
+                          **_ERRORS, **_ASSET_404},
+        }},
+        "/assets/{asset_id}/forecast": {"get": {
+            "summary": "Time-to-threshold forecasts for the sensors trending toward a threshold.",
+            "operationId": "getForecast",
+            "tags": ["assets"],
+            "parameters": [_ASSET_PATH],
+            "responses": {"200": _json(_ref("Forecasts"), "The forecasts."),
+                          "404": _err("Unknown asset."), "503": _ERRORS["503"]},
+        }},
+        "/alarms": {"get": {
+            "summary": "Alarms, newest first.",
+            "operationId": "listAlarms",
+            "tags": ["alarms"],
+            "parameters": [
+                _q("state", {"type": "string", "enum": ["active", "cleared"]}, "Only this state."),
+                _ASSET_Q,
+                _q("acked", {"type": "string", "enum": ["true", "false", "1", "0"]},
+                   "Only acknowledged (`true`) or unacknowledged (`false`) alarms."),
+                _q("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+                   "How many alarms (1–1000)."),
+            ],
+            "responses": {"200": _json({"type": "array", "items": _ref("Alarm")}, "The alarms."),
+                          **_ERRORS, **_ASSET_404},
+        }},
+        "/alarms/{alarm_id}": {"get": {
+            "summary": "One alarm.",
+            "operationId": "getAlarm",
+            "tags": ["alarms"],
+            "parameters": [_ALARM_PATH],
+            "responses": {"200": _json(_ref("Alarm"), "The alarm."),
+                          "404": _err("Unknown alarm."), "503": _ERRORS["503"]},
+        }},
+        "/alarms/{alarm_id}/ack": {"post": {
+            "summary": "Acknowledge an alarm.",
+            "operationId": "acknowledgeAlarm",
+            "tags": ["alarms"],
+            "security": [{"bearerAuth": []}],
+            "parameters": [_ALARM_PATH],
+            "requestBody": {
+                "required": False,
+                "content": {"application/json": {"schema": {
+                    "type": "object",
+                    "properties": {"by": {"type": "string", "minLength": 1, "maxLength": 100,
+                                          "description": "Who acknowledges (default `api`)."}},
+                }}},
+            },
+            "responses": {"200": _json(_ref("Alarm"), "The acknowledged alarm."),
+                          "400": _ERRORS["400"], **_AUTH,
+                          "404": _err("Unknown alarm."), "503": _ERRORS["503"]},
+        }},
+        "/readings": {"post": {
+            "summary": "Store a batch of readings (validated like a CSV import; idempotent).",
+            "description": (
+                "Each reading is validated; valid ones are stored, invalid ones are reported in "
+                "`rejected` with their position and reason. Sending the same batch again stores "
+                "nothing new (`duplicates`). A body that is not a `{\"readings\": [...]}` object "
+                "of reading objects with the declared field types is refused whole (400)."),
+            "operationId": "postReadings",
+            "tags": ["readings"],
+            "security": [{"bearerAuth": []}],
+            "requestBody": {"required": True,
+                            "content": {"application/json": {"schema": _ref("Batch")}}},
+            "responses": {"200": _json(_ref("IngestReport"), "What was stored and rejected."),
+                          "400": _ERRORS["400"], **_AUTH,
+                          "413": _err("The body is too large."),
+                          "415": _err("The body is not JSON."),
+                          "503": _ERRORS["503"]},
+        }},
+        "/export.csv": {"get": {
+            "summary": "Readings of a time range as CSV (the import format).",
+            "operationId": "exportCsv",
+            "tags": ["readings"],
+            "parameters": [
+                {**_SINCE, "required": True}, {**_UNTIL, "required": True}, _ASSET_Q,
+            ],
+            "responses": {
+                "200": {"description": "CSV with a header row, oldest reading first.",
+                        "content": {"text/csv": {"schema": {"type": "string"}}}},
+                **_ERRORS, **_ASSET_404,
+            },
+        }},
+        "/health": {"get": {
+            "summary": "Database reachable, and the age of the newest reading.",
+            "operationId": "health",
+            "tags": ["service"],
+            "responses": {"200": _json(_ref("Health"), "The database is reachable."),
+                          "503": _ERRORS["503"]},
+        }},
+        "/openapi.json": {"get": {
+            "summary": "This document.",
+            "operationId": "openapi",
+            "tags": ["service"],
+            "responses": {"200": _json({"type": "object"}, "The OpenAPI description.")},
+        }},
+    }
+
+
+def build_spec() -> dict:
+    """The OpenAPI document (a fresh dict each call)."""
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "twinlib API",
+            "version": SPEC_VERSION,
+            "description": (
+                "Readings, assets, alarms and forecasts of the twinlib digital twin. All times "
+                "are UTC. Every error is JSON: `{status, error, message[, parameter]}`."),
+        },
+        "paths": _paths(),
+        "components": {
+            "schemas": _SCHEMAS,
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+        },
+    }

@@ -1,0 +1,158 @@
+"""Assets: the fleet with each asset's latest reading and status, one asset's reading history
+(raw or downsampled to 1-minute, 5-minute or 1-hour buckets) and its forecast."""
+from __future__ import annotations
+
+from flask import Blueprint, current_app
+
+from twinlib.api.errors import ApiError
+from twinlib.api.jsonio import clean_number, format_optional_ts, json_response
+from twinlib.api.params import BUCKETS, get_bucket, get_int, get_range
+from twinlib.api.queries import asset_ids, asset_meta, has_asset
+from twinlib.api.stores import read_store
+from twinlib.config import SENSORS
+from twinlib.detect import asset_status
+from twinlib.store import Reading, Store
+from twinlib.timeutil import format_ts, now_ms
+
+__all__ = ["bp", "MAX_BUCKETS", "MAX_HISTORY_LIMIT", "DEFAULT_BUCKET_SPAN_MS"]
+
+bp = Blueprint("assets", __name__)
+
+#: A downsampled history never has more buckets than this (a chart has no more pixels).
+MAX_BUCKETS = 10_000
+#: Raw history returns at most this many readings per request.
+MAX_HISTORY_LIMIT = 10_000
+#: Without ``since``, a downsampled history covers the 24 h before ``until``.
+DEFAULT_BUCKET_SPAN_MS = 24 * 3600 * 1000
+
+
+def _reading(r: Reading | None) -> dict | None:
+    if r is None:
+        return None
+    return {"id": r.id, "timestamp": format_ts(r.ts), "temperature": r.temperature,
+            "vibration": r.vibration, "pressure": r.pressure, "label": r.label}
+
+
+def _statuses(store: Store) -> dict[str, dict]:
+    """Live status per asset: active alarms, and staleness measured against the wall clock."""
+    settings = current_app.extensions["twinlib.settings"]
+    return asset_status(store, now_ms=now_ms(), rules=settings.file)
+
+
+def _asset_body(asset_id: str, meta: dict, latest: Reading | None, status) -> dict:
+    return {
+        "asset_id": asset_id,
+        "kind": meta.get("kind"),
+        "params": meta.get("params", {}),
+        "status": status,
+        "latest": _reading(latest),
+    }
+
+
+def _require_asset(store: Store, asset_id: str) -> None:
+    if not has_asset(store, asset_id):
+        raise ApiError(404, f"unknown asset {asset_id!r}", parameter="asset_id")
+
+
+@bp.get("/assets")
+def list_assets():
+    """Every asset with its latest reading and status."""
+    store = read_store()
+    meta = asset_meta(store)
+    statuses = _statuses(store)
+    out = []
+    for asset_id in sorted(set(asset_ids(store)) | set(statuses)):
+        rows = store.latest(1, asset=asset_id)
+        out.append(_asset_body(asset_id, meta.get(asset_id, {}), rows[0] if rows else None,
+                               _status_of(statuses, asset_id)))
+    return json_response(out)
+
+
+@bp.get("/assets/<asset_id>")
+def get_asset(asset_id: str):
+    """One asset with its latest reading and status."""
+    store = read_store()
+    _require_asset(store, asset_id)
+    rows = store.latest(1, asset=asset_id)
+    meta = asset_meta(store).get(asset_id, {})
+    return json_response(_asset_body(asset_id, meta, rows[0] if rows else None,
+                                     _status_of(_statuses(store), asset_id)))
+
+
+def _status_of(statuses: dict, asset_id: str) -> dict:
+    # asset_status covers every asset with metadata, readings or alarms, like asset_ids().
+    status = statuses[asset_id]
+    return {"status": status["status"], "messages": list(status["messages"])}
+
+
+@bp.get("/assets/<asset_id>/readings")
+def get_history(asset_id: str):
+    """Reading history: raw readings (oldest first), or min/mean/max per time bucket."""
+    limit = get_int("limit", 1000, 1, MAX_HISTORY_LIMIT)
+    bucket_s = get_bucket()
+    since, until = get_range()
+    store = read_store()
+    _require_asset(store, asset_id)
+    if bucket_s is None:
+        rows = store.latest(limit, asset=asset_id, since=since, until=until)
+        rows.reverse()
+        return json_response({
+            "asset_id": asset_id, "bucket": None,
+            "since": format_optional_ts(since), "until": format_optional_ts(until),
+            "truncated": len(rows) == limit,
+            "readings": [_reading(r) for r in rows],
+        })
+    bucket_name = next(k for k, v in BUCKETS.items() if v == bucket_s)
+    if until is None:
+        until = store.newest_ts(asset_id)
+    if since is None and until is not None:
+        since = until - DEFAULT_BUCKET_SPAN_MS
+    if since is not None and until is not None and (until - since) // (bucket_s * 1000) >= MAX_BUCKETS:
+        raise ApiError(400, f"range too long for bucket={bucket_name}: at most {MAX_BUCKETS} "
+                            "buckets; narrow since/until or use a larger bucket", parameter="since")
+    buckets = []
+    if until is not None:
+        df = store.downsample(bucket_s, start=since, end=until, asset=asset_id)
+        cols = {c: df[c].tolist() for c in df.columns}
+        for i, start in enumerate(cols["bucket"]):
+            item = {"timestamp": format_ts(start), "n": int(cols["n"][i])}
+            for s in SENSORS:
+                item[s] = {a: clean_number(cols[f"{s}_{a}"][i]) for a in ("min", "mean", "max")}
+            buckets.append(item)
+    return json_response({
+        "asset_id": asset_id, "bucket": bucket_name,
+        "since": format_optional_ts(since), "until": format_optional_ts(until),
+        "buckets": buckets,
+    })
+
+
+@bp.get("/assets/<asset_id>/forecast")
+def get_forecast(asset_id: str):
+    """Time-to-threshold forecasts: the sensors of one asset trending toward their thresholds."""
+    store = read_store()
+    _require_asset(store, asset_id)
+    # Imported here: the models wing pulls in numerical code the hot path never needs.
+    from twinlib.models.forecast import forecast_asset
+
+    settings = current_app.extensions["twinlib.settings"]
+    as_of = store.newest_ts(asset_id)
+    items = [] if as_of is None else forecast_asset(
+        store, asset_id, now_ms=as_of, thresholds=settings.thresholds(asset_id))
+    return json_response({
+        "asset_id": asset_id,
+        "as_of": format_optional_ts(as_of),
+        "forecasts": [_forecast_item(f) for f in items],
+    })
+
+
+def _forecast_item(f: dict) -> dict:
+    return {
+        "sensor": f["sensor"],
+        "threshold": clean_number(f["threshold"]),
+        "current": clean_number(f["current"]),
+        "slope_per_hour": clean_number(f["slope_per_hour"]),
+        "eta": format_optional_ts(f.get("eta")),
+        "eta_low": format_optional_ts(f.get("eta_low")),
+        "eta_high": format_optional_ts(f.get("eta_high")),
+        "hours_to_threshold": clean_number(f["hours_to_threshold"]),
+    }
