@@ -54,6 +54,7 @@ _SPEC: dict[str, tuple[str, Any, type]] = {
     "api_port": ("TWIN_API_PORT", 5000, int),
     "dashboard_port": ("TWIN_DASHBOARD_PORT", 8050, int),
     "api_token": ("TWIN_API_TOKEN", None, str),
+    "api_cors_origins": ("TWIN_API_CORS_ORIGINS", None, str),
 }
 
 
@@ -70,6 +71,7 @@ class Settings:
     api_port: int
     dashboard_port: int
     api_token: str | None
+    api_cors_origins: str | list | None  # comma-separated text or a list; None = no CORS
     file: dict = field(default_factory=dict, compare=False)
 
     def thresholds(self, asset_id: str | None = None) -> dict[str, float]:
@@ -138,6 +140,8 @@ def get_settings(env: dict | None = None, **overrides: Any) -> Settings:
     if values["api_token"] is None:
         token = file.get("api", {}).get("token")
         values["api_token"] = str(token) if token else None
+    if values["api_cors_origins"] is None:
+        values["api_cors_origins"] = file.get("api", {}).get("cors_origins")
     for port in ("api_port", "dashboard_port"):
         if not 0 <= values[port] <= 65535:
             raise SettingsError(f"{port} must be between 0 and 65535, got {values[port]}")

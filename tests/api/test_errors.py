@@ -144,8 +144,8 @@ def test_cors_origins_from_settings_file_and_environment(tmp_path, monkeypatch, 
     client = create_app(settings).test_client()
     resp = client.get("/health", headers={"Origin": "http://from-file:1"})
     assert resp.headers["Access-Control-Allow-Origin"] == "http://from-file:1"
-    monkeypatch.setenv("TWIN_API_CORS_ORIGINS", "http://from-env:2")
-    client = create_app(settings).test_client()
+    monkeypatch.setenv("TWIN_API_CORS_ORIGINS", "http://from-env:2")  # the environment wins
+    client = create_app(get_settings(db_path=store.path, settings_file=toml)).test_client()
     assert client.get("/health", headers={"Origin": "http://from-env:2"}).headers[
         "Access-Control-Allow-Origin"] == "http://from-env:2"
     assert "Access-Control-Allow-Origin" not in client.get(

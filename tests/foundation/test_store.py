@@ -133,3 +133,16 @@ def test_nan_sensor_values_are_stored_as_null(tmp_db):
     (r,) = s.latest(1)
     assert r.temperature == 20.0 and r.vibration is None and r.pressure is None
     s.close()
+
+
+def test_asset_lookups_use_the_index(store):
+    assert store.asset_ids() == ["pump-01", "pump-02", "pump-03"]
+    store.upsert_assets([{"asset_id": "pump-99", "kind": "pump", "params": {}}])
+    assert store.asset_ids()[-1] == "pump-99" and store.has_asset("pump-99")
+    assert store.has_asset("pump-01") and not store.has_asset("nope")
+    quiet = {a["asset_id"]: a for a in store.assets(counts=False)}
+    assert "count" not in quiet["pump-01"] and quiet["pump-99"]["first_ts"] is None
+    start, end = to_ms("2026-02-10 01:00:00"), to_ms("2026-02-10 01:00:09")
+    assert store.count("pump-01", start, end) == 10 and store.count(start=start, end=end) == 30
+    assert store.next_ts(start + 1, "pump-01") == start + 1000
+    assert store.next_ts(to_ms("2030-01-01")) is None

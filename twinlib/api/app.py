@@ -15,7 +15,6 @@ Debug mode is never switched on here; ``twin api`` serves the app with gunicorn.
 """
 from __future__ import annotations
 
-import os
 
 from flask import Flask
 
@@ -26,19 +25,7 @@ from twinlib.api.stores import StoreProvider
 from twinlib.api.views import BLUEPRINTS
 from twinlib.config import Settings, get_settings
 
-__all__ = ["create_app", "CORS_ENV"]
-
-#: Environment variable listing CORS origins when the settings file has no ``[api] cors_origins``.
-CORS_ENV = "TWIN_API_CORS_ORIGINS"
-
-
-def _cors_setting(settings: Settings) -> tuple[str, ...]:
-    # Environment first, then the settings file, like every other setting.
-    env_value = os.environ.get(CORS_ENV)
-    if env_value:
-        return parse_origins(env_value)
-    return parse_origins(settings.section("api").get("cors_origins"))
-
+__all__ = ["create_app"]
 
 def create_app(settings: Settings | None = None, test_config: dict | None = None) -> Flask:
     """Build the twinlib REST API as a Flask app."""
@@ -47,7 +34,7 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
     app.config.from_mapping(
         DB_PATH=str(settings.db_path),
         API_TOKEN=settings.api_token,
-        CORS_ORIGINS=_cors_setting(settings),
+        CORS_ORIGINS=parse_origins(settings.api_cors_origins),
         MAX_CONTENT_LENGTH=16 * 1024 * 1024,
         DEBUG=False,
     )

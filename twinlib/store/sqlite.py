@@ -108,7 +108,7 @@ class SQLiteStore(AlertsMixin, Store):
         """
         meta = {a: (k, p) for a, k, p in self.conn.execute("SELECT asset_id, kind, params FROM assets")}
         out = []
-        for asset_id in sorted(set(self.asset_ids()) | set(meta)):
+        for asset_id in self.asset_ids():
             kind, params = meta.get(asset_id, ("pump", "{}"))
             lo = self.conn.execute("SELECT MIN(ts) FROM readings WHERE asset_id = ?", (asset_id,)).fetchone()[0]
             hi = self.conn.execute("SELECT MAX(ts) FROM readings WHERE asset_id = ?", (asset_id,)).fetchone()[0]
@@ -174,11 +174,23 @@ class SQLiteStore(AlertsMixin, Store):
         return [Reading(*r) for r in self.conn.execute(sql, (int(cursor), *args, int(limit)))]
 
     def asset_ids(self) -> list[str]:
-        """Every asset with readings: one index seek per asset, not a scan of the history."""
+        """Every asset the store knows (metadata or readings), sorted.
+
+        Walks the (asset_id, ts) index one asset at a time ("skip scan"): the cost grows with the
+        number of assets, not of readings (``SELECT DISTINCT`` reads the whole index).
+        """
         sql = ("WITH RECURSIVE a(id) AS (SELECT MIN(asset_id) FROM readings UNION ALL "
                "SELECT (SELECT MIN(asset_id) FROM readings WHERE asset_id > a.id) FROM a "
-               "WHERE a.id IS NOT NULL) SELECT id FROM a WHERE id IS NOT NULL")
+               "WHERE a.id IS NOT NULL) SELECT id FROM a WHERE id IS NOT NULL "
+               "UNION SELECT asset_id FROM assets ORDER BY 1")
         return [r[0] for r in self.conn.execute(sql)]
+
+    def has_asset(self, asset_id: str) -> bool:
+        """Whether the store knows this asset (metadata or readings); two index probes."""
+        row = self.conn.execute(
+            "SELECT 1 FROM assets WHERE asset_id = ? UNION ALL "
+            "SELECT 1 FROM readings WHERE asset_id = ? LIMIT 1", (asset_id, asset_id)).fetchone()
+        return row is not None
 
     def latest_per_asset(self) -> dict[str, Reading]:
         """Each asset's newest reading (one index probe per asset)."""
@@ -229,9 +241,15 @@ class SQLiteStore(AlertsMixin, Store):
         df["n"] = df["n"].astype(np.int64)
         return df
 
-    def count(self, asset: str | None = None) -> int:
-        where, args = _where(asset=asset)
+    def count(self, asset: str | None = None, start: int | None = None, end: int | None = None) -> int:
+        """Readings (of one asset, with ``start <= ts <= end``): an index range count."""
+        where, args = _where(asset=asset, start=start, end=end)
         return self.conn.execute(f"SELECT COUNT(*) FROM readings{where}", args).fetchone()[0]
+
+    def next_ts(self, start: int, asset: str | None = None) -> int | None:
+        """The first reading time at or after ``start`` (an index probe), or ``None``."""
+        where, args = _where(asset=asset, start=start)
+        return self.conn.execute(f"SELECT MIN(ts) FROM readings{where}", args).fetchone()[0]
 
     def max_id(self) -> int:
         return self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM readings").fetchone()[0]

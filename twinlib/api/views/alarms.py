@@ -7,7 +7,6 @@ from twinlib.api.auth import require_token
 from twinlib.api.errors import ApiError
 from twinlib.api.jsonio import alert_to_dict, json_response, read_json_body
 from twinlib.api.params import get_bool, get_choice, get_int, get_text
-from twinlib.api.queries import has_asset
 from twinlib.api.stores import read_store, write_store
 
 __all__ = ["bp", "STATES", "MAX_ALARMS"]
@@ -28,7 +27,7 @@ def list_alarms():
     acked = get_bool("acked")
     limit = get_int("limit", 100, 1, MAX_ALARMS)
     store = read_store()
-    if asset is not None and not has_asset(store, asset):
+    if asset is not None and not store.has_asset(asset):
         raise ApiError(404, f"unknown asset {asset!r}", parameter="asset")
     alerts = store.list_alerts(state=state, asset=asset, acked=acked, limit=limit)
     return json_response([alert_to_dict(a) for a in alerts])

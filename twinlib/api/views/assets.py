@@ -7,7 +7,6 @@ from flask import Blueprint, current_app
 from twinlib.api.errors import ApiError
 from twinlib.api.jsonio import clean_number, format_optional_ts, json_response
 from twinlib.api.params import BUCKETS, get_bucket, get_int, get_range
-from twinlib.api.queries import asset_ids, asset_meta, has_asset
 from twinlib.api.stores import read_store
 from twinlib.config import SENSORS
 from twinlib.detect import asset_status
@@ -50,7 +49,7 @@ def _asset_body(asset_id: str, meta: dict, latest: Reading | None, status) -> di
 
 
 def _require_asset(store: Store, asset_id: str) -> None:
-    if not has_asset(store, asset_id):
+    if not store.has_asset(asset_id):
         raise ApiError(404, f"unknown asset {asset_id!r}", parameter="asset_id")
 
 
@@ -58,10 +57,10 @@ def _require_asset(store: Store, asset_id: str) -> None:
 def list_assets():
     """Every asset with its latest reading and status."""
     store = read_store()
-    meta = asset_meta(store)
+    meta = {a["asset_id"]: a for a in store.assets(counts=False)}
     statuses = _statuses(store)
     out = []
-    for asset_id in sorted(set(asset_ids(store)) | set(statuses)):
+    for asset_id in sorted(set(store.asset_ids()) | set(statuses)):
         rows = store.latest(1, asset=asset_id)
         out.append(_asset_body(asset_id, meta.get(asset_id, {}), rows[0] if rows else None,
                                _status_of(statuses, asset_id)))
@@ -74,7 +73,7 @@ def get_asset(asset_id: str):
     store = read_store()
     _require_asset(store, asset_id)
     rows = store.latest(1, asset=asset_id)
-    meta = asset_meta(store).get(asset_id, {})
+    meta = next((a for a in store.assets(counts=False) if a["asset_id"] == asset_id), {})
     return json_response(_asset_body(asset_id, meta, rows[0] if rows else None,
                                      _status_of(_statuses(store), asset_id)))
 

@@ -12,7 +12,6 @@ from flask import Blueprint, request
 from twinlib.api.errors import ApiError
 from twinlib.api.jsonio import json_response, readings_to_list
 from twinlib.api.params import get_int, get_range, get_text
-from twinlib.api.queries import has_asset
 from twinlib.api.stores import read_store
 
 __all__ = ["bp", "MAX_LIMIT"]
@@ -34,6 +33,6 @@ def get_data():
     store = read_store()
     rows = store.latest(limit, asset=asset, since=since, until=until)
     # Only an empty answer can hide an unknown asset; checking then keeps the hot path one query.
-    if not rows and asset is not None and not has_asset(store, asset):
+    if not rows and asset is not None and not store.has_asset(asset):
         raise ApiError(404, f"unknown asset {asset!r}", parameter="asset")
     return json_response(readings_to_list(rows))

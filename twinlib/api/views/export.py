@@ -12,7 +12,6 @@ from flask import Blueprint, Response, current_app
 
 from twinlib.api.errors import ApiError
 from twinlib.api.params import get_range, get_text
-from twinlib.api.queries import count_range, has_asset, next_ts
 from twinlib.api.stores import read_store
 from twinlib.ingest import EXPORT_COLUMNS, write_csv
 from twinlib.store import open_store
@@ -39,7 +38,7 @@ def _csv_chunks(db_path, since: int, until: int, asset: str | None):
         start = since
         while start <= until:
             # Jump over empty stretches: the loop runs once per slice that holds readings.
-            start = next_ts(store, start, asset)
+            start = store.next_ts(start, asset)
             if start is None or start > until:
                 break
             end = min(until, start + SLICE_MS - 1)
@@ -64,9 +63,9 @@ def export_csv():
         raise ApiError(400, "until is required", parameter="until")
     asset = get_text("asset")
     store = read_store()
-    if asset is not None and not has_asset(store, asset):
+    if asset is not None and not store.has_asset(asset):
         raise ApiError(404, f"unknown asset {asset!r}", parameter="asset")
-    n = count_range(store, since, until, asset)
+    n = store.count(asset, since, until)
     if n > MAX_EXPORT_ROWS:
         raise ApiError(400, f"the range holds {n} readings; at most {MAX_EXPORT_ROWS} per export "
                             "(narrow since/until)", parameter="since")
