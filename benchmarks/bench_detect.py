@@ -20,30 +20,12 @@ from twinlib.detect.detectors import CUSUM, PCAT2Q, EWMAScore, RollingZScore, Tw
 from twinlib.detect.rules import AssetRuleMachine, default_ruleset
 from twinlib.simulate import simulate_fleet
 from twinlib.store import open_store
+from _timing import best_of, median_us  # noqa: E402  (benchmarks/ is on sys.path)
 
 START = "2026-01-01 00:00:00"
 SENSORS = ("temperature", "vibration", "pressure")
 SKAB_DIR = Path(os.environ.get("TWIN_SKAB_DIR",
                                Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "skab-dev"))
-
-
-def _best(fn, repeat=3):
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
-def _median_us(fn, repeat=500):
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter_ns()
-        fn()
-        times.append(time.perf_counter_ns() - t0)
-    return round(statistics.median(times) / 1000, 2)
 
 
 def _frame(n: int) -> pd.DataFrame:
@@ -60,12 +42,12 @@ def _vectorised(quick: bool) -> dict:
     rules = default_ruleset()
     flags = np.empty(n, dtype=bool)
     out = {"rows": n}
-    t = _best(lambda: rules.breaches(cols, out=flags), 5)
+    t = best_of(lambda: rules.breaches(cols, out=flags), 5)
     out["threshold_rules_readings_per_s"] = round(n / t)
     for name, det in (("rolling_zscore", RollingZScore(window=60)), ("ewma", EWMAScore()),
                       ("cusum", CUSUM()), ("pca_t2q", PCAT2Q(n_components=2))):
         det.fit(df.iloc[:20_000])
-        t = _best(lambda: det.score(df), 3)
+        t = best_of(lambda: det.score(df), 3)
         out[f"{name}_readings_per_s"] = round(n / t)
     return out
 
@@ -82,7 +64,7 @@ def _incremental(quick: bool) -> dict:
         r = rows[i % len(rows)]
         m.step(1_767_225_600_000 + i * 1000, r)
 
-    out["rule_machine_step_us"] = _median_us(step_rules, 2000)
+    out["rule_machine_step_us"] = median_us(step_rules, 2000, digits=2)
     for name, det in (("rolling_zscore", RollingZScore(window=60)), ("ewma", EWMAScore()),
                       ("cusum", CUSUM()), ("pca_t2q", PCAT2Q(n_components=2)),
                       ("twin_residual", TwinResidualDetector(grace=3600))):
@@ -96,7 +78,7 @@ def _incremental(quick: bool) -> dict:
             det.score_one(x)
             det.learn_one(x)
 
-        out[f"{name}_score_learn_one_us"] = _median_us(one, 500 if quick else 2000)
+        out[f"{name}_score_learn_one_us"] = median_us(one, 500 if quick else 2000, digits=2)
     # the live path: one reading written, then process_new() on it (SQLite transaction included)
     with tempfile.TemporaryDirectory() as tmp:
         st = open_store(Path(tmp) / "b.db", create=True)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import statistics
 import tempfile
 import time
 from importlib import resources
@@ -14,27 +13,9 @@ import numpy as np
 
 from twinlib.simulate import FleetSimulator, simulate_fleet
 from twinlib.store import open_store
+from _timing import best_of, median_us  # noqa: E402  (benchmarks/ is on sys.path)
 
 START = "2026-01-01 00:00:00"
-
-
-def _best(fn, repeat=3):
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
-def _median_us(fn, repeat=200):
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter_ns()
-        fn()
-        times.append(time.perf_counter_ns() - t0)
-    return round(statistics.median(times) / 1000, 1)
 
 
 def _generation(quick: bool) -> dict:
@@ -46,7 +27,7 @@ def _generation(quick: bool) -> dict:
         nonlocal rows
         rows = len(simulate_fleet(assets=n_assets, hours=hours, seed=1, start=START, fault_rate=1.0).readings)
 
-    best = _best(go)
+    best = best_of(go)
     return {"rows": rows, "seconds": round(best, 3), "readings_per_s": round(rows / best)}
 
 
@@ -124,10 +105,10 @@ def _queries(tmp: Path, rows_target: int) -> dict:
     out = {
         "rows": n,
         "load_s": round(load_s, 1),
-        "latest10_all_us": _median_us(lambda: store.latest(10)),
-        "latest10_asset_us": _median_us(lambda: store.latest(10, asset="pump-07")),
-        "cursor_after_last_tick_us": _median_us(lambda: store.after(top - assets * 2)),
-        "latest_per_asset_us": _median_us(lambda: store.latest_per_asset(), repeat=50),
+        "latest10_all_us": median_us(lambda: store.latest(10)),
+        "latest10_asset_us": median_us(lambda: store.latest(10, asset="pump-07")),
+        "cursor_after_last_tick_us": median_us(lambda: store.after(top - assets * 2)),
+        "latest_per_asset_us": median_us(lambda: store.latest_per_asset(), repeat=50),
         "db_bytes": size,
         "db_bytes_per_million_readings": round(size / n * 1e6),
     }

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # the bench modules share _timing.py
 
 
 def _machine() -> dict:
