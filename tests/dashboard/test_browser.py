@@ -110,7 +110,7 @@ def test_voila_json_culls_the_kernel_of_a_tab_closed_without_goodbye(live_db, tm
     the culler: voila.json as shipped, only the timings shortened."""
     import subprocess
 
-    from conftest import DashboardServer, _wait_for_port, free_port
+    from dashboard_support import DashboardServer, _wait_for_port, free_port
     from twinlib.commands.dashboard import find_notebook, voila_command
 
     port = free_port()

@@ -6,7 +6,6 @@ Missing sensor values and NaN become ``null``.
 from __future__ import annotations
 
 import math
-import time
 
 import orjson
 from flask import Response, request
