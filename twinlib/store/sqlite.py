@@ -131,24 +131,23 @@ class SQLiteStore(AlertsMixin, Store):
         n = len(df)
         if n == 0:
             return LoadResult(0, 0)
-        cols = _frame_columns(df)
         before = self.conn.total_changes
         bar = None
         if progress:
             from tqdm import tqdm
             bar = tqdm(total=n, unit="rows", desc="store", disable=None)
+        width = len(_LOAD_COLUMNS)
+        step = width * _ROWS_PER_STATEMENT
+        # Chunks bound memory: a 10M-row frame as Python objects at once would need gigabytes.
         with self.transaction():
             for lo in range(0, n, _CHUNK_ROWS):
                 hi = min(n, lo + _CHUNK_ROWS)
-                flat = list(chain.from_iterable(zip(*(c[lo:hi] for c in cols))))
-                width = len(_LOAD_COLUMNS)
+                flat = _flat_chunk(df, lo, hi)
                 full = (hi - lo) // _ROWS_PER_STATEMENT
-                step = width * _ROWS_PER_STATEMENT
                 for k in range(full):
                     self.conn.execute(self._insert_full, flat[k * step:(k + 1) * step])
-                rest = (hi - lo) - full * _ROWS_PER_STATEMENT
-                if rest:
-                    self.conn.execute(_insert_sql(rest), flat[full * step:])
+                if (hi - lo) % _ROWS_PER_STATEMENT:
+                    self.conn.execute(_insert_sql((hi - lo) % _ROWS_PER_STATEMENT), flat[full * step:])
                 if bar is not None:
                     bar.update(hi - lo)
         if bar is not None:
@@ -299,6 +298,11 @@ def _where(*, asset=None, start=None, end=None) -> tuple[str, tuple]:
         parts.append("ts <= ?")
         args.append(int(end))
     return (" WHERE " + " AND ".join(parts) if parts else ""), tuple(args)
+
+
+def _flat_chunk(df: pd.DataFrame, lo: int, hi: int) -> list:
+    """Rows ``lo:hi`` as one flat parameter list, row after row, in ``_LOAD_COLUMNS`` order."""
+    return list(chain.from_iterable(zip(*_frame_columns(df.iloc[lo:hi]))))
 
 
 def _frame_columns(df: pd.DataFrame) -> list[list]:
