@@ -8,9 +8,13 @@
   which is causal and never used in training.
 * :func:`evaluate_forecasts` — for every simulated degradation with a known failure time, asks
   :func:`~twinlib.models.forecast.forecast_frame` at several lead times before the failure and
-  compares the forecast crossing with the truth: mean absolute error per lead time, how often a
-  forecast was made at all, and how often the truth fell inside the forecast range. It also
+  compares the forecast crossing with the truth: mean absolute error per lead time (of ``eta``,
+  the trend line's crossing, and ``expected_mae_h`` of the calibrated ``eta_expected``), how often
+  a forecast was made at all, and how often the truth fell inside the forecast range. It also
   counts forecasts made on healthy stretches (false forecasts).
+* :func:`simulate_degradations` / :func:`calibrate_forecast` — a seeded library of simulated
+  degradations, and the forecast's model-error table
+  (:data:`twinlib.models.forecast.CALIBRATION`) measured on it.
 * :func:`evaluate_models` — all of it for the models in a models directory, as one JSON-ready dict
   with ``macro_f1`` per model.
 """
@@ -32,11 +36,13 @@ from twinlib.models.train import Split, augmentation_data, fingerprint, load_his
 
 __all__ = [
     "LEAD_HOURS",
+    "calibrate_forecast",
     "classification_scores",
     "evaluate_classifier",
     "evaluate_forecasts",
     "evaluate_models",
     "failure_events",
+    "simulate_degradations",
 ]
 
 #: Lead times (hours before the known failure) at which forecasts are scored.
@@ -118,12 +124,15 @@ def failure_events(events) -> list[dict]:
 def evaluate_forecasts(readings: pd.DataFrame, events, thresholds: Callable[[str], Mapping],
                        *, lead_hours: Sequence[float] = LEAD_HOURS,
                        params: ForecastParams | None = None,
-                       healthy_every_h: float = 1.0) -> dict:
+                       healthy_every_h: float | None = 1.0) -> dict:
     """Forecast error against known failure times, per lead time; plus false forecasts.
 
     ``thresholds(asset_id)`` gives the alarm thresholds the forecast aims at. A lead time is
     scored for an episode only when the degradation had begun at least 15 minutes before
     (``failure - lead >= onset + 15 min``): before that there is nothing to extrapolate.
+    ``coverage`` is the share of forecasts whose ``[eta_low, eta_high]`` held the failure
+    (``nominal_coverage``: what the forecast claims). Healthy stretches are checked every
+    ``healthy_every_h`` hours (``None``: not at all).
     """
     params = params or ForecastParams()
     failures = failure_events(events)
@@ -150,6 +159,10 @@ def evaluate_forecasts(readings: pd.DataFrame, events, thresholds: Callable[[str
             if hit:
                 f = hit[0]
                 trial["predicted_h"] = f["hours_to_threshold"]
+                trial["true_h"] = (ev["failure"] - now) / _HOUR_MS
+                if "eta_expected" in f:
+                    expected_error = abs(f["eta_expected"] - ev["failure"])
+                    trial["expected_abs_error_h"] = expected_error / _HOUR_MS
                 trial["abs_error_h"] = abs(f["eta"] - ev["failure"]) / _HOUR_MS
                 trial["covered"] = bool(f["eta_low"] <= ev["failure"]
                                         and (f["eta_high"] is None or ev["failure"] <= f["eta_high"]))
@@ -159,6 +172,7 @@ def evaluate_forecasts(readings: pd.DataFrame, events, thresholds: Callable[[str
         rows = [t for t in trials if t["lead_h"] == float(lead)]
         made = [t for t in rows if t["forecast"]]
         errors = [t["abs_error_h"] for t in made]
+        expected = [t["expected_abs_error_h"] for t in made if "expected_abs_error_h" in t]
         per_lead.append({
             "lead_h": float(lead),
             "episodes": len(rows),
@@ -167,18 +181,26 @@ def evaluate_forecasts(readings: pd.DataFrame, events, thresholds: Callable[[str
             "mae_h": float(np.mean(errors)) if errors else None,
             "median_abs_error_h": float(np.median(errors)) if errors else None,
             "coverage": float(np.mean([t["covered"] for t in made])) if made else None,
+            "expected_mae_h": float(np.mean(expected)) if expected else None,
         })
-    healthy = _false_forecasts(by_asset, events, thresholds, params, healthy_every_h)
+    healthy = ({"checks": 0, "false": 0, "rate": None} if healthy_every_h is None
+               else _false_forecasts(by_asset, events, thresholds, params, healthy_every_h))
     all_errors = [t["abs_error_h"] for t in trials if t["forecast"]]
+    all_covered = [t["covered"] for t in trials if t["forecast"]]
     return {
         "episodes_with_failure": len(failures),
         "trials": len(trials),
         "mae_h": float(np.mean(all_errors)) if all_errors else None,
+        "expected_mae_h": (float(np.mean([t["expected_abs_error_h"] for t in trials
+                                          if "expected_abs_error_h" in t]))
+                           if any("expected_abs_error_h" in t for t in trials) else None),
+        "coverage": float(np.mean(all_covered)) if all_covered else None,
+        "nominal_coverage": params.coverage,
         "per_lead": per_lead,
         "healthy_checks": healthy["checks"],
         "false_forecasts": healthy["false"],
         "false_forecast_rate": healthy["rate"],
-        "params": vars(params),
+        "params": {k: v for k, v in vars(params).items() if k != "calibration"},
         "details": trials,
     }
 
@@ -204,6 +226,92 @@ def _false_forecasts(by_asset, events, thresholds, params, every_h) -> dict:
             checks += 1
             false += bool(forecast_frame(window, thresholds(asset), now_ms=now, params=params))
     return {"checks": checks, "false": false, "rate": false / checks if checks else None}
+
+
+#: The progressive fault kinds with a failure time (a leak lowers pressure: no upper crossing).
+_DEGRADATIONS = ("cooling_failure", "bearing_wear", "blockage")
+#: Straight-line lead times (hours) at which the calibration table is split into bins.
+_CALIBRATION_EDGES_H = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+def simulate_degradations(seed: int, *, assets: int = 12, hours: float = 24.0,
+                          start: str = "2026-02-10 00:00:00"):
+    """A seeded fleet going through degradations with failure times (a ``SimulationResult``).
+
+    Each pump runs healthy for an hour, then through cooling failures, bearing wear and
+    blockages in turn (each pump starting at a different kind), each of a random length within
+    its kind's range, with 1.5 h of health between them (the lookback sees one episode only).
+    """
+    from twinlib.simulate import simulate_fleet
+    from twinlib.simulate.faults import DURATIONS_S
+    from twinlib.timeutil import to_ms
+
+    rng = np.random.default_rng(seed)
+    t0 = to_ms(start)
+    end = t0 + int(hours * _HOUR_MS)
+    faults = []
+    for a in range(assets):
+        t, k = t0 + _HOUR_MS, a
+        while True:
+            kind = _DEGRADATIONS[k % len(_DEGRADATIONS)]
+            duration_s = float(rng.uniform(*DURATIONS_S[kind]))
+            if t + duration_s * 1000 > end:
+                break
+            faults.append({"asset_id": f"pump-{a + 1:02d}", "kind": kind, "onset": int(t),
+                           "duration_s": duration_s})
+            t += int(duration_s * 1000) + int(1.5 * _HOUR_MS)
+            k += 1
+    return simulate_fleet(assets=assets, hours=hours, seed=seed, start=t0, fault_rate=0.0,
+                          faults=faults)
+
+
+def calibrate_forecast(seeds: Sequence[int] = (100, 101, 102, 103, 104), *, assets: int = 12,
+                       hours: float = 24.0, step_min: float = 5.0, coverage: float = 0.8,
+                       min_bin: int = 30, params: ForecastParams | None = None,
+                       quantiles: tuple[float, float, float] | None = None) -> dict:
+    """Re-derive :data:`twinlib.models.forecast.CALIBRATION` from simulated degradations.
+
+    For each seed, :func:`simulate_degradations` is forecast every ``step_min`` minutes from
+    15 min after each onset until its failure (default thresholds); every forecast of the failing
+    sensor pairs the straight-line hours ``h`` with the true hours ``T``. Per sensor and bin of
+    ``h`` (split at :data:`_CALIBRATION_EDGES_H`), the table holds the median ``log h`` and the
+    ``(1 − coverage)/2``, 0.5 and ``(1 + coverage)/2`` quantiles of ``log(T / h)``; a bin with
+    fewer than ``min_bin`` forecasts of the sensor uses every sensor's forecasts in that bin, and
+    a bin with fewer than ``min_bin`` in all is left out. Deterministic for given arguments.
+    """
+    from twinlib.config import THRESHOLDS
+
+    base = params or ForecastParams()
+    params = ForecastParams(**{**{k: v for k, v in vars(base).items()
+                                  if k not in ("calibration", "coverage")}, "calibration": {}})
+    step_h = step_min / 60.0
+    leads = np.round(np.arange(step_h, 12.0 + step_h / 2, step_h), 6)
+    rows = []
+    for seed in seeds:
+        fleet = simulate_degradations(seed, assets=assets, hours=hours)
+        report = evaluate_forecasts(fleet.readings, fleet.events, lambda a: THRESHOLDS,
+                                    lead_hours=tuple(leads), params=params, healthy_every_h=None)
+        rows += [(t["sensor"], t["predicted_h"], t["true_h"]) for t in report["details"]
+                 if t["forecast"]]
+    sensors = np.array([r[0] for r in rows])
+    log_h = np.log([r[1] for r in rows])
+    ratio = np.log([r[2] / r[1] for r in rows])
+    bins = np.digitize(log_h, np.log(_CALIBRATION_EDGES_H))
+    qs = quantiles or ((1.0 - coverage) / 2.0, 0.5, (1.0 + coverage) / 2.0)
+    table = {}
+    for sensor in sorted(set(sensors)):
+        cols: dict[str, list[float]] = {"log_hours": [], "q_low": [], "q_mid": [], "q_high": []}
+        for b in range(len(_CALIBRATION_EDGES_H) + 1):
+            pick = (bins == b) & (sensors == sensor)
+            if pick.sum() < min_bin:
+                pick = bins == b
+                if pick.sum() < min_bin:
+                    continue
+            cols["log_hours"].append(round(float(np.median(log_h[pick])), 4))
+            for key, q in zip(("q_low", "q_mid", "q_high"), qs):
+                cols[key].append(round(float(np.quantile(ratio[pick], q)), 4))
+        table[sensor] = {k: tuple(v) for k, v in cols.items()}
+    return {"coverage": coverage, "forecasts": len(rows), "table": table}
 
 
 def evaluate_models(store, models_dir: str | os.PathLike, *, kinds: Sequence[str] = ("rf", "xgb"),
