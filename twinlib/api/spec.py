@@ -167,10 +167,15 @@ _SCHEMAS = {
             "threshold": _NUM,
             "current": _NUM,
             "slope_per_hour": _NUM,
-            "eta": _TS_NULL,
+            "eta": {**_TS_NULL, "description": "Where the fitted straight trend crosses the threshold."},
             "eta_low": _TS_NULL,
             "eta_high": {**_TS_NULL, "description": "Null when the crossing may never come."},
             "hours_to_threshold": _NUM,
+            "eta_expected": {**_TS_NULL, "description": "Calibrated crossing time (degradations "
+                             "usually speed up near the end)."},
+            "expected_hours_to_threshold": _NUM,
+            "coverage": {**_NUM, "description": "How often [eta_low, eta_high] holds the true "
+                         "crossing time (nominal, e.g. 0.8)."},
         },
     },
     "Forecasts": {

@@ -154,4 +154,7 @@ def _forecast_item(f: dict) -> dict:
         "eta_low": format_optional_ts(f.get("eta_low")),
         "eta_high": format_optional_ts(f.get("eta_high")),
         "hours_to_threshold": clean_number(f["hours_to_threshold"]),
+        "eta_expected": format_optional_ts(f.get("eta_expected")),
+        "expected_hours_to_threshold": clean_number(f.get("expected_hours_to_threshold")),
+        "coverage": clean_number(f.get("coverage")),
     }
