@@ -51,6 +51,9 @@ def test_missing_required_column_refuses_the_file():
         read_csv(io.StringIO("timestamp,temperature,vibration\n2026-01-01,1,0.1\n"))
     with pytest.raises(ValidationError, match="empty"):
         read_csv(io.StringIO(""))
+    with pytest.raises(ValidationError, match="duplicate column.*temperature"):
+        read_csv(io.StringIO("timestamp,temperature,vibration,pressure,Temperature\n"
+                             "2026-01-01,1,0.1,2,3\n"))
 
 
 def test_optional_columns_and_timezones():

@@ -78,7 +78,11 @@ def validate_frame(df: pd.DataFrame, *, required: tuple[str, ...] = SENSORS, lin
     ``lines[i]`` when given, else ``i + line_offset``.
     """
     n = len(df)
-    cols = {str(c).strip().lower(): c for c in df.columns}
+    names = [str(c).strip().lower() for c in df.columns]
+    doubled = sorted({c for c in names if names.count(c) > 1})
+    if doubled:
+        raise ValidationError(f"duplicate column(s): {', '.join(doubled)}")
+    cols = dict(zip(names, df.columns))
     ts_col = next((cols[a] for a in _TS_ALIASES if a in cols), None)
     has_ms = ts_col is None and "ts" in cols
     missing = [c for c in required if c not in cols]
@@ -90,8 +94,8 @@ def validate_frame(df: pd.DataFrame, *, required: tuple[str, ...] = SENSORS, lin
     line_no = np.asarray(lines, dtype=np.int64) if lines is not None else np.arange(n) + line_offset
     reasons: dict[int, list[str]] = {}
 
-    def flag(rows, why: str) -> None:
-        reasons.setdefault(int(rows), []).append(why)
+    def flag(i, why: str) -> None:
+        reasons.setdefault(int(i), []).append(why)
 
     # timestamps: parsed in one vectorised call; only the failures are looked at one by one
     if has_ms:
