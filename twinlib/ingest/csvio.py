@@ -14,12 +14,13 @@ import numpy as np
 import pandas as pd
 
 from ..config import SENSORS
+from ..store import OPTIONAL_COLUMNS
 from ..timeutil import format_ts_array
 from .validate import Reject, ValidationError, ValidationResult, validate_frame
 
 __all__ = ["read_csv", "write_csv", "EXPORT_COLUMNS"]
 
-EXPORT_COLUMNS = ("timestamp", "asset_id", *SENSORS, "label", "load", "speed", "ambient")
+EXPORT_COLUMNS = ("timestamp", "asset_id", *SENSORS, *OPTIONAL_COLUMNS)
 
 
 def read_csv(source: str | os.PathLike | io.TextIOBase, *, required: tuple[str, ...] = SENSORS,

@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 
 from twinlib.models.features import FeatureBuilder, FeatureSpec
-from twinlib.simulate import fault_class
+from twinlib.simulate import FAULT_CLASSES, fault_class
 
 __all__ = ["CLASSES", "MODEL_KINDS", "FaultClassifier", "class_labels"]
 
 #: Every class a fault classifier can name, in report order.
-CLASSES = ("healthy", "bearing_wear", "cooling_failure", "blockage", "leak", "sensor_fault")
+CLASSES = FAULT_CLASSES
 
 #: Model kind → file stem under the models directory.
 MODEL_KINDS = {"rf": "fault_detection_rf", "xgb": "fault_detection_xgb"}

@@ -32,6 +32,7 @@ from twinlib.config import SENSORS
 from twinlib.models.cards import save_model
 from twinlib.models.classifiers import CLASSES, MODEL_KINDS, FaultClassifier, class_labels
 from twinlib.models.features import FeatureBuilder, FeatureSpec, reading_times
+from twinlib.simulate import LABELS
 
 __all__ = ["Split", "split_history", "load_history", "fingerprint", "train_models", "model_path",
            "AUGMENT_MODES", "augmentation_spec", "augmentation_data", "training_history"]
@@ -147,8 +148,7 @@ def load_history(store, asset: str | None = None, *, hours: float | None = None,
 
 
 #: Fault kinds the library cycles through (dropout leaves no labelled rows, so it is left out).
-_LIBRARY_KINDS = ("bearing_wear", "cooling_failure", "blockage", "leak", "sensor_stuck",
-                  "sensor_spike", "sensor_drift")
+_LIBRARY_KINDS = LABELS[1:]
 
 
 def augmentation_spec(readings: pd.DataFrame, *, seed: int = 0, assets: int = 8,

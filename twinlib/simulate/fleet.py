@@ -162,7 +162,7 @@ class FleetSimulator:
             "timestamp": np.repeat(t, k).astype("datetime64[ms]"),
             "asset_id": np.tile(np.array(self.asset_ids, dtype=object), n),
         }
-        for key in (*SENSORS, "label", "load", "speed", "ambient"):
+        for key in READING_FIELDS[2:]:
             data[key] = stack(key)
         df = pd.DataFrame(data)
         if not keep.all():

@@ -16,10 +16,6 @@ __all__ = [
     "OPTIONAL_COLUMNS",
 ]
 
-#: Columns of :class:`Reading`, in order.
-READING_COLUMNS = ("id", "asset_id", "ts", "temperature", "vibration", "pressure", "label")
-#: Operating-state columns a reading may carry besides the sensors.
-OPTIONAL_COLUMNS = ("label", "load", "speed", "ambient")
 
 
 class Reading(NamedTuple):
@@ -32,6 +28,13 @@ class Reading(NamedTuple):
     vibration: float | None
     pressure: float | None
     label: str | None
+
+
+#: Columns of :class:`Reading`, in order.
+READING_COLUMNS = Reading._fields
+#: What a reading may carry besides its asset, time and sensors: the label and operating state.
+OPTIONAL_COLUMNS = ("label", "load", "speed", "ambient")
+_STATE_COLUMNS = OPTIONAL_COLUMNS[1:]
 
 
 class LoadResult(NamedTuple):

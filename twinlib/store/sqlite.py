@@ -14,16 +14,17 @@ import pandas as pd
 
 from ..config import SENSORS
 from ..timeutil import now_ms, to_ms, to_ms_array
-from .base import LoadResult, Reading, Store, StoreError, StoreMissingError
+from .base import (_STATE_COLUMNS, OPTIONAL_COLUMNS, READING_COLUMNS, LoadResult, Reading, Store,
+                   StoreError, StoreMissingError)
 
 from ._alerts import AlertsMixin
 
 __all__ = ["SQLiteStore", "open_store"]
 
-_LOAD_COLUMNS = ("asset_id", "ts", *SENSORS, "label", "load", "speed", "ambient")
+_LOAD_COLUMNS = ("asset_id", "ts", *SENSORS, *OPTIONAL_COLUMNS)
 _ROWS_PER_STATEMENT = 1000  # 9 columns × 1000 rows stays under SQLite's 32,766 variables
 _CHUNK_ROWS = 100_000       # rows turned into Python objects at a time (bounds memory)
-_READING_SQL = "SELECT id, asset_id, ts, temperature, vibration, pressure, label FROM readings"
+_READING_SQL = f"SELECT {', '.join(READING_COLUMNS)} FROM readings"
 
 
 def _insert_sql(rows: int) -> str:
@@ -204,7 +205,7 @@ class SQLiteStore(AlertsMixin, Store):
     def window(self, start: int | None = None, end: int | None = None, asset: str | None = None,
                columns: list[str] | None = None) -> pd.DataFrame:
         """Readings with ``start <= ts <= end`` as a DataFrame (ts ascending, plus ``timestamp``)."""
-        allowed = ("id", "asset_id", "ts", *SENSORS, "label", "load", "speed", "ambient")
+        allowed = ("id", *_LOAD_COLUMNS)
         cols = list(allowed if columns is None else columns)
         bad = [c for c in cols if c not in allowed]
         if bad:
@@ -217,7 +218,7 @@ class SQLiteStore(AlertsMixin, Store):
         df = pd.DataFrame(cur.fetchall(), columns=cols)
         df["ts"] = df["ts"].astype(np.int64)
         for c in cols:
-            if c in SENSORS or c in ("load", "speed", "ambient"):
+            if c in SENSORS or c in _STATE_COLUMNS:
                 df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
         df.insert(cols.index("ts") + 1, "timestamp", pd.to_datetime(df["ts"].to_numpy(), unit="ms"))
         return df
@@ -315,7 +316,7 @@ def _frame_columns(df: pd.DataFrame) -> list[list]:
     else:
         raise ValueError("readings need a 'timestamp' or 'ts' column")
     cols = [df["asset_id"].astype(str).tolist(), ts.tolist()]
-    for name in (*SENSORS, "label", "load", "speed", "ambient"):
+    for name in _LOAD_COLUMNS[2:]:
         if name not in df.columns:
             cols.append([None] * n)
         elif name == "label":
