@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .kinds import BUILTIN_KINDS, DEFAULT_KIND, Kind, KindError, load_kinds
+
 __all__ = [
     "SENSORS",
     "THRESHOLDS",
@@ -23,20 +25,19 @@ __all__ = [
     "load_settings_file",
 ]
 
-#: The three sensors every reading carries, in the order used everywhere.
-SENSORS: tuple[str, ...] = ("temperature", "vibration", "pressure")
+_PUMP = BUILTIN_KINDS[DEFAULT_KIND]
 
-#: Default alarm thresholds (the original project's): T > 85 °C, vibration > 0.8, P > 95 bar.
-THRESHOLDS: dict[str, float] = {"temperature": 85.0, "vibration": 0.8, "pressure": 95.0}
+#: The pump's measured signals (the default kind's), in order. Code that serves any kind asks the
+#: asset's :class:`~twinlib.kinds.Kind` instead (``Settings.kind_for``).
+SENSORS: tuple[str, ...] = _PUMP.measured
 
-UNITS: dict[str, str] = {"temperature": "°C", "vibration": "g RMS", "pressure": "bar"}
+#: The pump's alarm thresholds (the original project's): T > 85 °C, vibration > 0.8, P > 95 bar.
+THRESHOLDS: dict[str, float] = _PUMP.thresholds()
 
-#: Values outside these ranges cannot come from a working sensor on this kind of machine.
-PHYSICAL_LIMITS: dict[str, tuple[float, float]] = {
-    "temperature": (-50.0, 400.0),
-    "vibration": (0.0, 100.0),
-    "pressure": (-1.0, 1000.0),
-}
+UNITS: dict[str, str] = {s: _PUMP.signal(s).unit for s in SENSORS}
+
+#: Values outside these ranges cannot come from a working pump sensor.
+PHYSICAL_LIMITS: dict[str, tuple[float, float]] = {s: _PUMP.signal(s).valid for s in SENSORS}
 
 
 class SettingsError(ValueError):
@@ -73,6 +74,32 @@ class Settings:
     api_token: str | None
     api_cors_origins: str | list | None  # comma-separated text or a list; None = no CORS
     file: dict = field(default_factory=dict, compare=False)
+    kinds: dict = field(default_factory=lambda: dict(BUILTIN_KINDS), compare=False)
+
+    def asset_section(self, asset_id: str) -> dict:
+        """``[assets."<asset_id>"]`` of the settings file, ``{}`` when absent."""
+        node = (self.file.get("assets", {}) or {}).get(asset_id, {})
+        return node if isinstance(node, dict) else {}
+
+    def kind(self, name: str) -> Kind:
+        """The kind called ``name`` (built-in or from the settings file)."""
+        try:
+            return self.kinds[name]
+        except KeyError:
+            raise SettingsError(f"unknown kind {name!r}; known kinds: {', '.join(sorted(self.kinds))} "
+                                f"(define it under [kinds.{name}] in the settings file)") from None
+
+    def kind_for(self, asset_id: str | None, stored_kind: str | None = None) -> Kind:
+        """An asset's kind: ``[assets."<id>"] kind`` in the settings file, else the kind the store
+        recorded for it, else the pump."""
+        name = (self.asset_section(asset_id).get("kind") if asset_id else None) or stored_kind \
+            or DEFAULT_KIND
+        return self.kind(str(name))
+
+    def location_for(self, asset_id: str, stored_location: str | None = None) -> str | None:
+        """An asset's location path (``plant-1/line-2``): the settings file's, else the store's."""
+        loc = self.asset_section(asset_id).get("location")
+        return str(loc) if loc else stored_location
 
     def thresholds(self, asset_id: str | None = None) -> dict[str, float]:
         """Alarm thresholds: defaults, then ``[thresholds]``, then the asset's own overrides."""
@@ -145,6 +172,10 @@ def get_settings(env: dict | None = None, **overrides: Any) -> Settings:
     for port in ("api_port", "dashboard_port"):
         if not 0 <= values[port] <= 65535:
             raise SettingsError(f"{port} must be between 0 and 65535, got {values[port]}")
-    return Settings(**values, file=file)
+    try:
+        kinds = load_kinds(file, source=str(values["settings_file"]))
+    except KindError as exc:
+        raise SettingsError(f"settings file {values['settings_file']}: {exc}") from exc
+    return Settings(**values, file=file, kinds=kinds)
 
 

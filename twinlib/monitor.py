@@ -175,6 +175,7 @@ class Monitor:
             try:
                 report = ingest_frame(self.store, frame, source=name,
                                       required=tuple(self.source.required),
+                                      kind=getattr(self.source, "kind", None),
                                       line_offset=batch.line_offset)
             except ValidationError as exc:  # the whole batch is unusable (e.g. columns missing)
                 self._report_rejects([SourceReject(None, f"{exc} — all {len(frame)} reading(s) "

@@ -14,11 +14,17 @@ def _reading(i, asset="pump-09", **over):
 
 
 def _rows(path, asset):
-    con = sqlite3.connect(path)
-    rows = con.execute("SELECT ts, temperature, vibration, pressure, label, load FROM readings "
-                       "WHERE asset_id = ? ORDER BY ts", (asset,)).fetchall()
-    con.close()
-    return rows
+    from twinlib.store import open_store
+    with open_store(path) as st:
+        if not st.has_asset(asset):
+            return []
+        df = st.window(asset=asset)
+    return [(int(r.ts), _none(r.temperature), _none(r.vibration), _none(r.pressure), r.label,
+             _none(getattr(r, "load", float("nan")))) for r in df.itertuples()]
+
+
+def _none(v):
+    return None if v is None or v != v else v
 
 
 def test_batch_is_stored_and_served(client, auth, store):

@@ -160,23 +160,29 @@ def test_nab_replay_stores_temperature_only_and_reports_duplicates(tmp_db):
     dup = raw.duplicated("timestamp").sum()  # the recording repeats some timestamps
     assert stats.inserted == len(raw) - dup and stats.rejected == dup
     df = store.window(asset="nab-machine_temperature_system_failure")
-    assert df["vibration"].isna().all() and df["pressure"].isna().all()
+    assert store.asset("nab-machine_temperature_system_failure")["kind"] == "machine-temperature"
+    assert store.asset("nab-machine_temperature_system_failure")["signals"] == ["temperature"]
+    assert "vibration" not in df.columns and "pressure" not in df.columns
     first = raw.iloc[0]
     assert df["ts"].iloc[0] == to_ms(first["timestamp"])
     assert df["temperature"].iloc[0] == pytest.approx(first["value"])
 
 
-def test_skab_replay_maps_the_pump_sensors(tmp_db):
+def test_skab_replay_keeps_all_eight_channels(tmp_db):
     needs(SKAB)
     store = open_store(tmp_db, create=True)
     stats = Monitor(store, ReplaySource(SKAB, speed=float("inf")), heartbeat=False).run(
         duration_s=60)
     raw = pd.read_csv(SKAB, sep=";")
     assert stats.inserted == len(raw) and stats.rejected == 0
+    meta = store.asset("skab-valve1-0")
+    assert meta["kind"] == "skab-testbed"
+    channels = [c for c in raw.columns if c not in ("datetime", "anomaly", "changepoint")]
+    assert len(channels) == 8
+    assert meta["signals"] == [c.replace(" ", "_") for c in channels]
     df = store.window(asset="skab-valve1-0")
-    for sensor, column in (("temperature", "Temperature"), ("vibration", "Accelerometer1RMS"),
-                           ("pressure", "Pressure")):
-        np.testing.assert_allclose(df[sensor].to_numpy(), raw[column].to_numpy())
+    for column in channels:
+        np.testing.assert_allclose(df[column.replace(" ", "_")].to_numpy(), raw[column].to_numpy())
 
 
 def test_twinlib_csv_replay_restores_the_readings(tmp_path, fleet):

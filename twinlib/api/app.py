@@ -48,5 +48,6 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
         app.register_blueprint(bp)
     install_cors(app, app.config["CORS_ORIGINS"])
     if app.config.get("DATA_FAST_PATH", True):
-        app.wsgi_app = DataFastPath(app.wsgi_app, app.extensions["twinlib.stores"])
+        app.wsgi_app = DataFastPath(app.wsgi_app, app.extensions["twinlib.stores"],
+                                    kinds=settings.kinds)
     return app

@@ -23,8 +23,9 @@ _HEADERS_JSON = "application/json"
 class DataFastPath:
     """WSGI middleware serving parameterless ``GET /data`` without entering Flask."""
 
-    def __init__(self, wsgi_app, provider: StoreProvider, limit: int = 10):
+    def __init__(self, wsgi_app, provider: StoreProvider, limit: int = 10, kinds=None):
         self.wsgi_app = wsgi_app
+        self.kinds = kinds
         self.provider = provider
         self.limit = limit
 
@@ -32,7 +33,7 @@ class DataFastPath:
         if (environ.get("PATH_INFO") == "/data" and environ.get("REQUEST_METHOD") == "GET"
                 and not environ.get("QUERY_STRING") and "HTTP_ORIGIN" not in environ):
             try:
-                body = orjson.dumps(readings_to_list(self.provider.reader().latest(self.limit)))
+                body = orjson.dumps(readings_to_list(self.provider.reader().latest(self.limit), self.kinds))
             except Exception:  # let Flask meet the same failure and answer it as JSON
                 return self.wsgi_app(environ, start_response)
             start_response("200 OK", [("Content-Type", _HEADERS_JSON),

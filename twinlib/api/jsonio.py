@@ -6,12 +6,14 @@ Missing sensor values and NaN become ``null``.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import orjson
 from flask import Response, request
 
 from twinlib.api.errors import ApiError
 
+from twinlib.kinds import BUILTIN_KINDS, Kind
 from twinlib.store import Reading
 from twinlib.timeutil import format_ts
 
@@ -81,31 +83,32 @@ def format_ts_cached(ms: int) -> str:
     return f"{text}.{frac:03d}" if frac else text
 
 
-def reading_to_dict(r: Reading) -> dict:
-    """The original ``GET /data`` row: id, timestamp, the three sensors, plus asset_id."""
-    return {
-        "id": r.id,
-        "timestamp": format_ts(r.ts),
-        "temperature": r.temperature,
-        "vibration": r.vibration,
-        "pressure": r.pressure,
-        "asset_id": r.asset_id,
-    }
+def _measured(kind: str, kinds: Mapping[str, Kind] | None, values: dict) -> tuple[str, ...]:
+    k = (kinds or BUILTIN_KINDS).get(kind)
+    return k.measured if k is not None else tuple(values)
 
 
-def readings_to_list(rows) -> list[dict]:
+def reading_to_dict(r: Reading, kinds: Mapping[str, Kind] | None = None) -> dict:
+    """The original ``GET /data`` row: id, timestamp, the asset's measured signals (for a pump:
+    temperature, vibration, pressure), plus asset_id."""
+    out = {"id": r.id, "timestamp": format_ts(r.ts)}
+    for name in _measured(r.kind, kinds, r.values):
+        out[name] = r.values.get(name)
+    out["asset_id"] = r.asset_id
+    return out
+
+
+def readings_to_list(rows, kinds: Mapping[str, Kind] | None = None) -> list[dict]:
     """``reading_to_dict`` over a list of readings (the hot path of ``GET /data``)."""
-    return [
-        {
-            "id": r[0],
-            "timestamp": format_ts_cached(r[2]),
-            "temperature": r[3],
-            "vibration": r[4],
-            "pressure": r[5],
-            "asset_id": r[1],
-        }
-        for r in rows
-    ]
+    out = []
+    for r in rows:
+        row = {"id": r.id, "timestamp": format_ts_cached(r.ts)}
+        values = r.values
+        for name in _measured(r.kind, kinds, values):
+            row[name] = values.get(name)
+        row["asset_id"] = r.asset_id
+        out.append(row)
+    return out
 
 
 _ALERT_TIMES = ("started_at", "last_seen", "ended_at", "acked_at")

@@ -131,7 +131,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=_run)
 
 
-def build_source(args: argparse.Namespace):
+def build_source(args: argparse.Namespace, kinds=None):
     """The source the options ask for."""
     from twinlib.ingest.sources import MqttSource, ReplaySource, SimSource
 
@@ -150,7 +150,7 @@ def build_source(args: argparse.Namespace):
         try:
             timestamps = args.timestamps or ("original" if math.isinf(args.speed) else "now")
             source = ReplaySource(path, speed=args.speed, fmt=args.format, asset=args.asset,
-                                  timestamps=timestamps)
+                                  timestamps=timestamps, kinds=kinds)
         except FileNotFoundError as exc:
             raise CommandError(str(exc), 2) from exc
         if args.required:
@@ -193,7 +193,7 @@ def _run(args: argparse.Namespace) -> int:
         return _check(settings, args.max_age)
     logging.basicConfig(level=getattr(logging, args.log_level), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    source = build_source(args)
+    source = build_source(args, settings.kinds)
     notifier = None if args.no_notify else notifier_from_settings(settings.file)
     settings.db_path.parent.mkdir(parents=True, exist_ok=True)
     lock = MonitorLock(settings.db_path)

@@ -249,7 +249,7 @@ class DashboardData:
         detect_anomalies = _optional("twinlib.detect", "detect_anomalies")
         if detect_anomalies is None or reading is None:
             return []
-        frame = pd.DataFrame([reading._asdict() if hasattr(reading, "_asdict") else dict(reading)])
+        frame = pd.DataFrame([reading.as_row() if hasattr(reading, "as_row") else dict(reading)])
         all_normal = _optional("twinlib.detect", "ALL_NORMAL")
         return [str(m) for m in detect_anomalies(frame, thresholds) if m != all_normal]
 

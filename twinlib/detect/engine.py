@@ -278,15 +278,9 @@ class AlarmEngine:
         """id → (load, speed, ambient) for the chunk, only when some asset has a twin rule."""
         if not any(self._machine(a).rules.twin is not None for a in {r.asset_id for r in rows}):
             return {}
-        conn = getattr(self.store, "conn", None)
-        if conn is not None:  # SQLiteStore: one indexed range query on the id key
-            cur = conn.execute("SELECT id, load, speed, ambient FROM readings WHERE id BETWEEN ? AND ?",
-                               (rows[0].id, rows[-1].id))
-            return {r[0]: r[1:] for r in cur}
-        lo, hi = min(r.ts for r in rows), max(r.ts for r in rows)
-        win = self.store.window(lo, hi, columns=["id", "load", "speed", "ambient"])
-        vals = win[["load", "speed", "ambient"]].to_numpy(dtype=float).tolist()
-        return {i: tuple(None if v != v else v for v in row) for i, row in zip(win["id"].tolist(), vals)}
+        # Readings carry every signal of their asset, operating state included.
+        return {r.id: (r.values.get("load"), r.values.get("speed"), r.values.get("ambient"))
+                for r in rows}
 
     def check_stale(self, now_ms: int | None = None) -> list[AlarmEvent]:
         """Raise a stale-data alarm for every asset silent for longer than its limit."""

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import PHYSICAL_LIMITS, SENSORS
+from ..kinds import Kind
 
 __all__ = ["Reject", "ValidationResult", "ValidationError", "validate_frame", "DEFAULT_ASSET",
            "ASSET_ID_PATTERN"]
@@ -67,7 +68,8 @@ def _cell(series: pd.Series, i: int) -> str:
     return "" if v is None or (isinstance(v, float) and v != v) else str(v).strip()
 
 
-def validate_frame(df: pd.DataFrame, *, required: tuple[str, ...] = SENSORS, line_offset: int = 2,
+def validate_frame(df: pd.DataFrame, *, required: tuple[str, ...] | None = None,
+                   kind: Kind | None = None, line_offset: int = 2,
                    default_asset: str = DEFAULT_ASSET, lines: np.ndarray | None = None) -> ValidationResult:
     """Check a batch of readings and return what can be stored.
 
@@ -76,15 +78,28 @@ def validate_frame(df: pd.DataFrame, *, required: tuple[str, ...] = SENSORS, lin
     ms), the sensors in ``required`` (others optional), optional ``asset_id`` (else
     ``default_asset``), ``label``, ``load``, ``speed``, ``ambient``. Row *i* is reported as line
     ``lines[i]`` when given, else ``i + line_offset``.
+
+    ``kind`` (an :class:`~twinlib.kinds.Kind`) names the signals to read instead of the pump's,
+    with their physically possible ranges; column names match its signal names in any case.
+    ``required`` (default: the pump's three sensors, or none of a kind's) must be present as
+    columns. Columns that are neither a reading field nor a signal are reported in the notes.
     """
     n = len(df)
+    numeric = kind.names if kind is not None else _NUMERIC
+    limits = kind.valid if kind is not None else PHYSICAL_LIMITS
+    if required is None:
+        required = () if kind is not None else SENSORS
+    spelled = {name.lower(): name for name in numeric}
     names = [str(c).strip().lower() for c in df.columns]
+    names = [spelled.get(c, c) for c in names]
     doubled = sorted({c for c in names if names.count(c) > 1})
     if doubled:
         raise ValidationError(f"duplicate column(s): {', '.join(doubled)}")
     cols = dict(zip(names, df.columns))
     ts_col = next((cols[a] for a in _TS_ALIASES if a in cols), None)
     has_ms = ts_col is None and "ts" in cols
+    unknown = [str(c) for c, nm in zip(df.columns, names)
+               if nm not in numeric and nm not in (*_TS_ALIASES, "ts", "asset_id", "label", "kind", "location")]
     missing = [c for c in required if c not in cols]
     if ts_col is None and not has_ms:
         missing.insert(0, "timestamp")
@@ -122,7 +137,7 @@ def validate_frame(df: pd.DataFrame, *, required: tuple[str, ...] = SENSORS, lin
 
     # numbers
     values: dict[str, np.ndarray] = {}
-    for name in _NUMERIC:
+    for name in numeric:
         if name not in cols:
             continue
         raw = df[cols[name]]
@@ -143,8 +158,8 @@ def validate_frame(df: pd.DataFrame, *, required: tuple[str, ...] = SENSORS, lin
                 flag(i, f"{name} is not a finite number ({text!r})")
             else:
                 flag(i, f"non-numeric {name} {text!r}")
-        if name in PHYSICAL_LIMITS:
-            lo, hi = PHYSICAL_LIMITS[name]
+        if name in limits:
+            lo, hi = limits[name]
             with np.errstate(invalid="ignore"):
                 out = np.isfinite(num) & ((num < lo) | (num > hi))
             for i in np.nonzero(out)[0]:
@@ -187,14 +202,18 @@ def validate_frame(df: pd.DataFrame, *, required: tuple[str, ...] = SENSORS, lin
     rejects = [Reject(int(line_no[i]), "; ".join(reasons[i]), _row(df, i)) for i in sorted(reasons)]
     keep = ~bad
     clean = pd.DataFrame({"asset_id": asset_ids[keep], "ts": ts_ms[keep]})
-    for name in _NUMERIC:
+    for name in numeric:
         if name in values:
             clean[name] = values[name][keep]
-        elif name in SENSORS:
+        elif kind is None and name in SENSORS:
             clean[name] = np.nan
     clean["label"] = labels[keep]
     clean.insert(2, "timestamp", clean["ts"].to_numpy().astype("datetime64[ms]"))
     notes: list[str] = []
+    if unknown:
+        what = f"signals of kind {kind.name!r}" if kind is not None else "reading columns"
+        notes.append(f"column(s) {', '.join(unknown)} are not {what}: not stored "
+                     f"(declare them in the asset's kind to keep them)")
     # out of order: stored by timestamp all the same; say so
     late = int((clean.groupby("asset_id", sort=False)["ts"].diff() < 0).sum())
     if late:

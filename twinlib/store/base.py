@@ -12,36 +12,61 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreMissingError",
+    "StoreBusyError",
+    "SchemaVersionError",
     "READING_COLUMNS",
+    "RESERVED_COLUMNS",
     "OPTIONAL_COLUMNS",
 ]
 
 
 
 class Reading(NamedTuple):
-    """One stored reading; ``ts`` is UTC epoch milliseconds, absent sensors are ``None``."""
+    """One stored reading: ``ts`` is UTC epoch milliseconds; ``values`` maps every signal of the
+    asset (measured and operating state, in the asset's order) to a float or ``None`` (absent).
+
+    ``reading.temperature`` reads ``values["temperature"]`` (``None`` when the asset has no such
+    signal), so code written for pumps keeps reading pump readings the way it always did.
+    """
 
     id: int
     asset_id: str
     ts: int
-    temperature: float | None
-    vibration: float | None
-    pressure: float | None
     label: str | None
+    values: dict
+    kind: str = "pump"
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self.values.get(name)
+
+    def get(self, name: str, default=None):
+        v = self.values.get(name)
+        return default if v is None else v
+
+    def as_row(self) -> dict:
+        """A flat dict: ``id, asset_id, ts``, one key per signal, ``label``."""
+        return {"id": self.id, "asset_id": self.asset_id, "ts": self.ts, **self.values,
+                "label": self.label}
 
 
-#: Columns of :class:`Reading`, in order.
+#: The fields of :class:`Reading`, in order.
 READING_COLUMNS = Reading._fields
-#: What a reading may carry besides its asset, time and sensors: the label and operating state.
+#: Columns of a readings frame that are not signals.
+RESERVED_COLUMNS = ("id", "asset_id", "ts", "timestamp", "label", "kind", "location")
+#: What a pump reading may carry besides its asset, time and sensors (the first release's columns).
 OPTIONAL_COLUMNS = ("label", "load", "speed", "ambient")
-_STATE_COLUMNS = OPTIONAL_COLUMNS[1:]
 
 
 class LoadResult(NamedTuple):
-    """What a bulk load did: rows newly stored, and rows already there (kept, not doubled)."""
+    """What a bulk load did: rows newly stored, and rows already there (kept, not doubled);
+    ``conflicts`` counts the duplicates whose values differ from the stored ones (the stored
+    values are kept)."""
 
     inserted: int
     duplicates: int
+    conflicts: int = 0
 
 
 class StoreError(RuntimeError):
@@ -50,6 +75,14 @@ class StoreError(RuntimeError):
 
 class StoreMissingError(StoreError):
     """The database does not exist (or has no schema); nothing was created."""
+
+
+class StoreBusyError(StoreError):
+    """Another writer holds the database for longer than the busy timeout; retry later."""
+
+
+class SchemaVersionError(StoreError):
+    """The database was written by another twinlib version; ``twin init-db`` upgrades it."""
 
 
 class Store(abc.ABC):

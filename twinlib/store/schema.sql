@@ -1,33 +1,52 @@
--- twinlib SQLite schema. Times are UTC epoch milliseconds (INTEGER).
+-- twinlib SQLite schema, version 2. Times are UTC epoch milliseconds (INTEGER).
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
 
+-- key: the compact integer readings are stored under. signals: the asset's value layout — the
+-- names of the float64 values packed in readings.vals, in order. It only ever grows (appending a
+-- signal never rewrites old readings; old readings simply have fewer values).
 CREATE TABLE IF NOT EXISTS assets (
-    asset_id   TEXT PRIMARY KEY,
-    kind       TEXT NOT NULL DEFAULT 'pump',
-    params     TEXT NOT NULL DEFAULT '{}',
+    asset_id   TEXT    PRIMARY KEY,
+    key        INTEGER NOT NULL UNIQUE,
+    kind       TEXT    NOT NULL DEFAULT 'pump',
+    params     TEXT    NOT NULL DEFAULT '{}',
+    location   TEXT,
+    signals    TEXT    NOT NULL DEFAULT '[]',
     created_at INTEGER
 );
 
--- id is insertion order: the live cursor ("everything newer than id N") whatever the timestamps.
-CREATE TABLE IF NOT EXISTS readings (
-    id          INTEGER PRIMARY KEY,
-    asset_id    TEXT    NOT NULL,
-    ts          INTEGER NOT NULL,
-    temperature REAL,
-    vibration   REAL,
-    pressure    REAL,
-    label       TEXT,
-    load        REAL,
-    speed       REAL,
-    ambient     REAL
+CREATE TABLE IF NOT EXISTS labels (
+    code INTEGER PRIMARY KEY,
+    name TEXT    NOT NULL UNIQUE
 );
--- One reading per asset and instant: loading the same data twice keeps the first copy.
-CREATE UNIQUE INDEX IF NOT EXISTS readings_asset_ts ON readings (asset_id, ts);
--- Fleet-wide "latest N" and time windows.
-CREATE INDEX IF NOT EXISTS readings_ts ON readings (ts);
+
+-- One B-tree, clustered by (asset, ts): one reading per asset and instant (loading the same data
+-- twice keeps the first copy), latest-N and windows are index seeks. vals: float64 little-endian
+-- in the asset's layout order, NaN = absent. id: insertion order, the live cursor and /data's id.
+CREATE TABLE IF NOT EXISTS readings (
+    asset INTEGER NOT NULL,
+    ts    INTEGER NOT NULL,
+    id    INTEGER NOT NULL,
+    label INTEGER,
+    vals  BLOB    NOT NULL,
+    PRIMARY KEY (asset, ts)
+) WITHOUT ROWID;
+
+-- The live cursor's index: each load writes one entry per asset, the contiguous id range [lo, hi]
+-- it assigned and the time span [ts_lo, ts_hi] those readings cover. "Readings after id N" is a few
+-- range seeks into readings instead of a second index on every reading. Entries older than the
+-- retention of the log are pruned; a cursor older than that falls back to a scan (still correct).
+CREATE TABLE IF NOT EXISTS ingest_log (
+    hi    INTEGER PRIMARY KEY,
+    lo    INTEGER NOT NULL,
+    asset INTEGER NOT NULL,
+    ts_lo INTEGER NOT NULL,
+    ts_hi INTEGER NOT NULL,
+    at    INTEGER NOT NULL,
+    mono  INTEGER NOT NULL DEFAULT 1   -- 1: ids rise with ts inside the entry (every load's are)
+);
 
 -- Ground truth from the simulator (or from a labelled recording).
 CREATE TABLE IF NOT EXISTS fault_events (

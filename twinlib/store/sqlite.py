@@ -1,10 +1,20 @@
-"""SQLite implementation of the store: WAL mode, bulk multi-row loads, cursor queries."""
+"""SQLite implementation of the store: WAL mode, one clustered B-tree of readings, a small ingest log.
+
+Layout (schema version 2, numbers in ``docs/DESIGN.md``): readings live in one ``WITHOUT ROWID``
+table keyed ``(asset, ts)`` — ``asset`` is a small integer key, not the text id — and each
+reading's signal values are packed as float64 in one BLOB, in the asset's own value layout
+(``assets.signals``). Any kind of equipment fits, a reading costs one B-tree entry whatever its
+number of signals, and the pump's six values take 48 bytes. The live cursor (``id``, insertion
+order) is served by ``ingest_log``, one entry per asset and load, instead of a second index on
+every reading.
+"""
 from __future__ import annotations
 
 import contextlib
 import json
 import os
 import sqlite3
+import struct
 from importlib import resources
 from itertools import chain
 from pathlib import Path
@@ -12,25 +22,46 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..config import SENSORS
 from ..timeutil import now_ms, to_ms, to_ms_array
-from .base import (_STATE_COLUMNS, OPTIONAL_COLUMNS, READING_COLUMNS, LoadResult, Reading, Store,
-                   StoreError, StoreMissingError)
-
 from ._alerts import AlertsMixin
+from .base import (RESERVED_COLUMNS, LoadResult, Reading, SchemaVersionError, Store,
+                   StoreBusyError, StoreError, StoreMissingError)
 
-__all__ = ["SQLiteStore", "open_store"]
+__all__ = ["SQLiteStore", "open_store", "SCHEMA_VERSION"]
 
-_LOAD_COLUMNS = ("asset_id", "ts", *SENSORS, *OPTIONAL_COLUMNS)
-_ROWS_PER_STATEMENT = 1000  # 9 columns × 1000 rows stays under SQLite's 32,766 variables
-_CHUNK_ROWS = 100_000       # rows turned into Python objects at a time (bounds memory)
-_READING_SQL = f"SELECT {', '.join(READING_COLUMNS)} FROM readings"
+SCHEMA_VERSION = 2
+#: The first release's readings columns: what a version-1 database holds.
+_V1_SIGNALS = ("temperature", "vibration", "pressure", "load", "speed", "ambient")
+_ROWS_PER_STATEMENT = 2000   # 5 parameters a row: 10,000 per statement (limit 32,766)
+_CHUNK_ROWS = 100_000        # rows turned into Python objects at a time (bounds memory)
+_LOG_KEEP_MS = 7 * 86_400_000  # ingest-log entries kept this long (older cursors scan)
+_PRUNE_EVERY = 512           # loads between two prunings of the ingest log
+_SELECT = "SELECT asset, ts, id, label, vals FROM readings"
+_F8 = np.dtype("<f8")
 
 
 def _insert_sql(rows: int) -> str:
-    one = "(" + ",".join("?" * len(_LOAD_COLUMNS)) + ")"
-    return (f"INSERT OR IGNORE INTO readings ({','.join(_LOAD_COLUMNS)}) VALUES "
-            + ",".join([one] * rows))
+    return ("INSERT OR IGNORE INTO readings (asset, ts, id, label, vals) VALUES "
+            + ",".join(["(?,?,?,?,?)"] * rows))
+
+
+def _schema_statements() -> list[str]:
+    text = resources.files("twinlib.store").joinpath("schema.sql").read_text()
+    lines = [ln for ln in text.splitlines() if not ln.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+class _Asset:
+    """One row of the assets table, as the store uses it."""
+
+    __slots__ = ("asset_id", "key", "kind", "params", "location", "signals", "created_at")
+
+    def __init__(self, asset_id, key, kind, params, location, signals, created_at):
+        self.asset_id, self.key, self.kind = asset_id, key, kind
+        self.params = json.loads(params or "{}")
+        self.location = location
+        self.signals = list(json.loads(signals or "[]"))
+        self.created_at = created_at
 
 
 class SQLiteStore(AlertsMixin, Store):
@@ -39,6 +70,8 @@ class SQLiteStore(AlertsMixin, Store):
     Use :func:`open_store` rather than the constructor. ``conn`` is in autocommit mode; group
     writes with ``with store.transaction():``.
     """
+
+    backend = "sqlite"
 
     def __init__(self, path: str | os.PathLike, *, readonly: bool = False):
         self.path = Path(path)
@@ -54,31 +87,65 @@ class SQLiteStore(AlertsMixin, Store):
             self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA busy_timeout=5000")
         self._insert_full = _insert_sql(_ROWS_PER_STATEMENT)
+        self._by_id: dict[str, _Asset] = {}
+        self._by_key: dict[int, _Asset] = {}
+        self._label_code: dict[str, int] = {}
+        self._label_name: dict[int, str] = {}
+        self._structs: dict[int, struct.Struct] = {}
+        self._loads = 0
+        self._after_hint: tuple | None = None  # (last id given by after(), {asset key: (id, ts)})
 
     # -- lifecycle -------------------------------------------------------------------------
     def init_schema(self) -> None:
-        """Create every table and index that is missing (idempotent)."""
-        schema = resources.files("twinlib.store").joinpath("schema.sql").read_text()
-        self.conn.executescript(schema)
-        if self.get_meta("schema_version") is None:
-            self.set_meta("schema_version", "1")
+        """Create what is missing and upgrade an older database in place (idempotent).
+
+        A version-1 database (the first release: one REAL column per pump sensor) is migrated in
+        one transaction: every reading keeps its id, asset, time, values and label.
+        """
+        if self.readonly:
+            raise StoreError("store is open read-only")
+        with self.transaction():
+            if self._is_v1():
+                self._migrate_v1()
+            for stmt in _schema_statements():
+                self.conn.execute(stmt)
+            self.set_meta("schema_version", str(SCHEMA_VERSION))
+        self._reload_assets()
 
     def has_schema(self) -> bool:
         row = self.conn.execute(
             "SELECT 1 FROM sqlite_master WHERE type='table' AND name='readings'").fetchone()
         return row is not None
 
+    def schema_version(self) -> int:
+        try:
+            v = self.get_meta("schema_version")
+        except sqlite3.OperationalError:
+            return 0
+        return int(v) if v else (1 if self.has_schema() else 0)
+
     def close(self) -> None:
         self.conn.close()
 
     @contextlib.contextmanager
     def transaction(self):
-        """``BEGIN IMMEDIATE … COMMIT``; rolls back whole on any error."""
-        self.conn.execute("BEGIN IMMEDIATE")
+        """``BEGIN IMMEDIATE … COMMIT``; rolls back whole on any error. Nested use joins the
+        outer transaction. A writer that cannot get the lock within the busy timeout raises
+        :class:`StoreBusyError`."""
+        if self.conn.in_transaction:
+            yield self.conn
+            return
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StoreBusyError(f"database {self.path} is busy with another writer: {exc}") from exc
+            raise
         try:
             yield self.conn
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
             raise
         self.conn.execute("COMMIT")
 
@@ -92,171 +159,506 @@ class SQLiteStore(AlertsMixin, Store):
                           "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, str(value)))
 
     # -- assets ----------------------------------------------------------------------------
+    def _reload_assets(self) -> None:
+        rows = self.conn.execute(
+            "SELECT asset_id, key, kind, params, location, signals, created_at FROM assets").fetchall()
+        self._by_id = {r[0]: _Asset(*r) for r in rows}
+        self._by_key = {a.key: a for a in self._by_id.values()}
+
+    def _asset(self, asset_id: str) -> _Asset | None:
+        a = self._by_id.get(asset_id)
+        if a is None:
+            self._reload_assets()
+            a = self._by_id.get(asset_id)
+        return a
+
+    def _asset_by_key(self, key: int) -> _Asset:
+        a = self._by_key.get(key)
+        if a is None:
+            self._reload_assets()
+            a = self._by_key[key]
+        return a
+
+    def _register(self, asset_id: str, kind: str, signals: list[str], params: dict | None = None,
+                  location: str | None = None) -> _Asset:
+        """Insert a new asset row (inside the caller's transaction)."""
+        key = self.conn.execute("SELECT COALESCE(MAX(key), 0) + 1 FROM assets").fetchone()[0]
+        self.conn.execute(
+            "INSERT INTO assets (asset_id, key, kind, params, location, signals, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (asset_id, key, kind, json.dumps(params or {}), location, json.dumps(signals), now_ms()))
+        a = _Asset(asset_id, key, kind, json.dumps(params or {}), location, json.dumps(signals), now_ms())
+        self._by_id[asset_id] = a
+        self._by_key[key] = a
+        return a
+
     def upsert_assets(self, assets: list[dict]) -> None:
-        rows = [(a["asset_id"], a.get("kind", "pump"), json.dumps(a.get("params", {})), now_ms())
-                for a in assets]
+        """Create or update assets: ``asset_id``, ``kind``, and optional ``params``, ``location``
+        and ``signals`` (the value layout; new names are appended, existing ones kept in place)."""
         with self.transaction():
-            self.conn.executemany(
-                "INSERT INTO assets (asset_id, kind, params, created_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(asset_id) DO UPDATE SET kind = excluded.kind, params = excluded.params",
-                rows)
+            self._reload_assets()
+            for spec in assets:
+                aid = spec["asset_id"]
+                cur = self._by_id.get(aid)
+                signals = list(spec.get("signals") or [])
+                if cur is None:
+                    self._register(aid, spec.get("kind") or "pump", signals, spec.get("params"),
+                                   spec.get("location"))
+                    continue
+                layout = cur.signals + [s for s in signals if s not in cur.signals]
+                self.conn.execute(
+                    "UPDATE assets SET kind = ?, params = ?, location = ?, signals = ? WHERE key = ?",
+                    (spec.get("kind") or cur.kind,
+                     json.dumps(spec["params"]) if "params" in spec else json.dumps(cur.params),
+                     spec["location"] if "location" in spec else cur.location,
+                     json.dumps(layout), cur.key))
+            self._reload_assets()
+
+    def _asset_dict(self, a: _Asset) -> dict:
+        return {"asset_id": a.asset_id, "kind": a.kind, "location": a.location,
+                "params": dict(a.params), "signals": list(a.signals)}
+
+    def asset(self, asset_id: str) -> dict | None:
+        """One asset's metadata (``asset_id, kind, location, params, signals``), or ``None``."""
+        a = self._asset(asset_id)
+        return None if a is None else self._asset_dict(a)
 
     def assets(self, counts: bool = True) -> list[dict]:
-        """Every asset that has metadata or readings, with its reading span (and count).
+        """Every asset with its metadata and reading span (and count).
 
         The span costs two index seeks per asset; ``counts=False`` skips the per-asset count,
-        which has to walk the asset's part of the index (slow on a long history).
+        which has to walk the asset's part of the table (slow on a long history).
         """
-        meta = {a: (k, p) for a, k, p in self.conn.execute("SELECT asset_id, kind, params FROM assets")}
+        self._reload_assets()
         out = []
-        for asset_id in self.asset_ids():
-            kind, params = meta.get(asset_id, ("pump", "{}"))
-            lo = self.conn.execute("SELECT MIN(ts) FROM readings WHERE asset_id = ?", (asset_id,)).fetchone()[0]
-            hi = self.conn.execute("SELECT MAX(ts) FROM readings WHERE asset_id = ?", (asset_id,)).fetchone()[0]
-            row = {"asset_id": asset_id, "kind": kind, "params": json.loads(params),
-                   "first_ts": lo, "last_ts": hi}
+        for aid in sorted(self._by_id):
+            a = self._by_id[aid]
+            lo, hi = self.conn.execute("SELECT MIN(ts), MAX(ts) FROM readings WHERE asset = ?",
+                                       (a.key,)).fetchone()
+            row = {**self._asset_dict(a), "first_ts": lo, "last_ts": hi}
             if counts:
-                row["count"] = self.count(asset_id)
+                row["count"] = self.count(aid)
             out.append(row)
         return out
 
-    # -- readings: writes ------------------------------------------------------------------
-    def load_readings(self, df: pd.DataFrame, progress: bool = False) -> LoadResult:
-        """Bulk-load validated readings in one transaction; duplicates (asset, ts) are kept once.
+    def asset_ids(self) -> list[str]:
+        """Every asset the store knows, sorted."""
+        return [r[0] for r in self.conn.execute("SELECT asset_id FROM assets ORDER BY asset_id")]
 
-        ``df`` has ``timestamp`` (datetime64, naive = UTC) or ``ts`` (int ms), ``asset_id``, the
-        sensors, and optionally ``label``, ``load``, ``speed``, ``ambient``.
+    def has_asset(self, asset_id: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM assets WHERE asset_id = ?",
+                                 (asset_id,)).fetchone() is not None
+
+    # -- labels ----------------------------------------------------------------------------
+    def _label_codes(self, names) -> dict[str, int]:
+        missing = [n for n in names if n not in self._label_code]
+        if missing:
+            for code, name in self.conn.execute("SELECT code, name FROM labels"):
+                self._label_code[name] = code
+                self._label_name[code] = name
+            for n in missing:
+                if n not in self._label_code:
+                    code = self.conn.execute("INSERT INTO labels (name) VALUES (?)", (n,)).lastrowid
+                    self._label_code[n] = code
+                    self._label_name[code] = n
+        return self._label_code
+
+    def _label(self, code: int | None) -> str | None:
+        if code is None:
+            return None
+        name = self._label_name.get(code)
+        if name is None:
+            for c, n in self.conn.execute("SELECT code, name FROM labels"):
+                self._label_code[n] = c
+                self._label_name[c] = n
+            name = self._label_name.get(code)
+        return name
+
+    # -- readings: writes ------------------------------------------------------------------
+    def load_readings(self, df: pd.DataFrame, progress: bool = False, *, kind: str | None = None,
+                      atomic: bool = True) -> LoadResult:
+        """Bulk-load validated readings; a reading already stored for (asset, ts) is kept once.
+
+        ``df`` has ``timestamp`` (datetime64, naive = UTC) or ``ts`` (int ms), ``asset_id``, an
+        optional ``label``, and one float column per signal (any names; a signal an asset has not
+        had before is appended to its layout). Assets not yet known are registered with ``kind``
+        (default ``"pump"``, or a ``kind`` column). ``atomic`` (default): one transaction, all or
+        nothing; ``atomic=False`` commits every 100,000 rows so other writers get turns.
         """
         if self.readonly:
             raise StoreError("store is open read-only")
         n = len(df)
         if n == 0:
             return LoadResult(0, 0)
-        before = self.conn.total_changes
+        if "ts" in df.columns:
+            ts_all = df["ts"].to_numpy(dtype=np.int64)
+        elif "timestamp" in df.columns:
+            ts_all = to_ms_array(df["timestamp"])
+        else:
+            raise ValueError("readings need a 'timestamp' or 'ts' column")
+        if "asset_id" not in df.columns:
+            raise ValueError("readings need an 'asset_id' column")
+        value_cols = [c for c in df.columns if c not in RESERVED_COLUMNS]
         bar = None
         if progress:
             from tqdm import tqdm
             bar = tqdm(total=n, unit="rows", desc="store", disable=None)
-        width = len(_LOAD_COLUMNS)
-        step = width * _ROWS_PER_STATEMENT
-        # Chunks bound memory: a 10M-row frame as Python objects at once would need gigabytes.
-        with self.transaction():
+        inserted = duplicates = conflicts = 0
+        ctx = self.transaction() if atomic else contextlib.nullcontext()
+        with ctx:
             for lo in range(0, n, _CHUNK_ROWS):
                 hi = min(n, lo + _CHUNK_ROWS)
-                flat = _flat_chunk(df, lo, hi)
-                full = (hi - lo) // _ROWS_PER_STATEMENT
-                for k in range(full):
-                    self.conn.execute(self._insert_full, flat[k * step:(k + 1) * step])
-                if (hi - lo) % _ROWS_PER_STATEMENT:
-                    self.conn.execute(_insert_sql((hi - lo) % _ROWS_PER_STATEMENT), flat[full * step:])
+                inner = contextlib.nullcontext() if atomic else self.transaction()
+                with inner:
+                    i, d, c = self._load_chunk(df.iloc[lo:hi], ts_all[lo:hi], value_cols, kind)
+                inserted, duplicates, conflicts = inserted + i, duplicates + d, conflicts + c
                 if bar is not None:
                     bar.update(hi - lo)
         if bar is not None:
             bar.close()
-        inserted = self.conn.total_changes - before
-        return LoadResult(inserted, n - inserted)
+        self._loads += 1
+        if self._loads % _PRUNE_EVERY == 0:
+            self.prune_ingest_log()
+        return LoadResult(inserted, duplicates, conflicts)
+
+    def _load_chunk(self, df: pd.DataFrame, ts: np.ndarray, value_cols: list[str],
+                    kind: str | None) -> tuple[int, int, int]:
+        """One chunk inside an open transaction: returns (inserted, duplicates, conflicts)."""
+        assets = df["asset_id"].astype(str).to_numpy()
+        kinds = df["kind"].astype(str).to_numpy() if "kind" in df.columns else None
+        labels = None
+        if "label" in df.columns:
+            lab = df["label"]
+            present = lab.notna().to_numpy()
+            names = pd.unique(lab[present].astype(str))
+            codes = self._label_codes(list(names))
+            labels = np.array([None] * len(df), dtype=object)
+            if present.any():
+                labels[present] = [codes[str(x)] for x in lab[present].astype(str)]
+        values = {c: df[c].to_numpy(dtype=float) for c in value_cols}
+        nxt = int(self.get_meta("readings.next_id", "1"))
+        stamp = now_ms()
+        inserted = duplicates = conflicts = 0
+        # ids follow the input order (as the rows arrived), so a batch and the same rows loaded
+        # live get the same ids; each asset's rows are written in time order.
+        uniq, inverse = np.unique(assets, return_inverse=True)
+        for k, aid in enumerate(uniq):
+            idx = np.flatnonzero(inverse == k)
+            idx = idx[np.argsort(ts[idx], kind="stable")]
+            a = self._by_id.get(aid) or self._asset(aid)
+            if a is None:
+                a_kind = kind or (kinds[idx[0]] if kinds is not None else None) or "pump"
+                a = self._register(aid, a_kind, [c for c in value_cols
+                                                 if not np.isnan(values[c][idx]).all()])
+            new = [c for c in value_cols if c not in a.signals and not np.isnan(values[c][idx]).all()]
+            if new:
+                a.signals = a.signals + new
+                self.conn.execute("UPDATE assets SET signals = ? WHERE key = ?",
+                                  (json.dumps(a.signals), a.key))
+            mat = np.full((len(idx), max(len(a.signals), 1)), np.nan)
+            for j, s in enumerate(a.signals):
+                if s in values:
+                    mat[:, j] = values[s][idx]
+            blobs = np.ascontiguousarray(mat, dtype=_F8).view(f"V{mat.shape[1] * 8}").ravel().tolist()
+            m = len(idx)
+            ids = nxt + idx
+            ats = ts[idx]
+            lab = labels[idx].tolist() if labels is not None else [None] * m
+            flat = list(chain.from_iterable(zip([a.key] * m, ats.tolist(), ids.tolist(), lab, blobs)))
+            before = self.conn.total_changes
+            step = 5 * _ROWS_PER_STATEMENT
+            full = m // _ROWS_PER_STATEMENT
+            for j in range(full):
+                self.conn.execute(self._insert_full, flat[j * step:(j + 1) * step])
+            if m % _ROWS_PER_STATEMENT:
+                self.conn.execute(_insert_sql(m % _ROWS_PER_STATEMENT), flat[full * step:])
+            got = self.conn.total_changes - before
+            if got:
+                mono = int(bool(np.all(np.diff(ids) > 0)))
+                self.conn.execute(
+                    "INSERT INTO ingest_log (hi, lo, asset, ts_lo, ts_hi, at, mono) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (int(ids.max()), int(ids.min()), a.key, int(ats[0]), int(ats[-1]), stamp, mono))
+            if got < m:
+                conflicts += self._conflicts(a, ats, mat, nxt)
+            inserted += got
+            duplicates += m - got
+        if inserted:  # the ids of a wholly duplicate chunk are not spent
+            self.set_meta("readings.next_id", str(nxt + len(df)))
+        return inserted, duplicates, conflicts
+
+    def _conflicts(self, a: _Asset, ts: np.ndarray, mat: np.ndarray, first_new_id: int) -> int:
+        """How many of the offered readings hit a stored reading (same asset and time) that holds
+        different values: the stored one is kept, and the caller can say so."""
+        rows = self.conn.execute(
+            "SELECT ts, vals FROM readings WHERE asset = ? AND ts BETWEEN ? AND ? AND id < ?",
+            (a.key, int(ts[0]), int(ts[-1]), first_new_id)).fetchall()
+        if not rows:
+            return 0
+        old_ts = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        pos = np.searchsorted(ts, old_ts)
+        ok = (pos < len(ts))
+        ok[ok] = ts[pos[ok]] == old_ts[ok]
+        n = 0
+        width = mat.shape[1]
+        for r, p, hit in zip(rows, pos, ok):
+            if not hit:
+                continue
+            old = np.full(width, np.nan)
+            vals = np.frombuffer(r[1], dtype=_F8)[:width]
+            old[:len(vals)] = vals
+            new = mat[p]
+            if not np.array_equal(np.isnan(old), np.isnan(new)) or \
+                    not np.allclose(old[~np.isnan(old)], new[~np.isnan(new)], rtol=0, atol=0):
+                n += 1
+        return n
+
+    def prune_ingest_log(self, keep_ms: int = _LOG_KEEP_MS, now: int | None = None) -> int:
+        """Forget ingest-log entries older than ``keep_ms`` (the newest entry always stays).
+
+        Cursors older than what the log covers still work: :meth:`after` scans for them.
+        """
+        cutoff = (now_ms() if now is None else now) - keep_ms
+        with self.transaction():
+            row = self.conn.execute(
+                "SELECT MAX(hi) FROM ingest_log WHERE at < ? AND hi < (SELECT MAX(hi) FROM ingest_log)",
+                (cutoff,)).fetchone()
+            if row[0] is None:
+                return 0
+            floor = row[0]
+            cur = self.conn.execute("DELETE FROM ingest_log WHERE hi <= ?", (floor,))
+            old = int(self.get_meta("readings.log_floor", "0"))
+            self.set_meta("readings.log_floor", str(max(old, floor)))
+            return cur.rowcount
+
+    # -- readings: decoding ----------------------------------------------------------------
+    def _reading(self, row) -> Reading:
+        key, ts, rid, label, blob = row
+        a = self._asset_by_key(key)
+        k = len(blob) // 8
+        st = self._structs.get(k)
+        if st is None:
+            st = self._structs[k] = struct.Struct(f"<{k}d")
+        if k > len(a.signals):
+            self._reload_assets()
+            a = self._asset_by_key(key)
+        vals = st.unpack(blob)
+        values = {s: (None if v != v else v) for s, v in zip(a.signals, vals)}
+        for s in a.signals[k:]:
+            values[s] = None
+        return Reading(rid, a.asset_id, ts, self._label(label), values, a.kind)
+
+    def _keys(self, asset: str | None) -> list[int]:
+        if asset is None:
+            self._reload_assets()
+            return sorted(self._by_key)
+        a = self._asset(str(asset))
+        return [] if a is None else [a.key]
 
     # -- readings: queries -----------------------------------------------------------------
     def latest(self, n: int = 10, asset: str | None = None, since: int | None = None,
                until: int | None = None) -> list[Reading]:
-        """The newest ``n`` readings (newest first), optionally for one asset and a time range."""
-        where, args = _where(asset=asset, start=since, end=until)
-        sql = f"{_READING_SQL}{where} ORDER BY ts DESC, asset_id LIMIT ?"
-        return [Reading(*r) for r in self.conn.execute(sql, (*args, int(n)))]
+        """The newest ``n`` readings (newest first), optionally for one asset and a time range.
+
+        One index seek per asset, merged: flat in the history's length.
+        """
+        rng, args = _range(since, until)
+        rows = []
+        for key in self._keys(asset):
+            rows += self.conn.execute(f"{_SELECT} WHERE asset = ?{rng} ORDER BY ts DESC LIMIT ?",
+                                      (key, *args, int(n))).fetchall()
+        out = [self._reading(r) for r in rows]
+        out.sort(key=lambda r: (-r.ts, r.asset_id))
+        return out[:int(n)]
 
     def after(self, cursor: int, asset: str | None = None, limit: int = 10_000) -> list[Reading]:
-        """Readings stored after cursor id ``cursor`` (ascending id): the live feed.
+        """Readings stored after id ``cursor``, ascending id (at most ``limit``): the live feed.
 
-        Cost depends on what is new, not on the history: ``id`` is the table's key.
+        Cost depends on what is new, not on the history: the ingest log names the (asset, time)
+        ranges each load wrote, and those ranges are index seeks.
         """
-        where, args = _where(asset=asset)
-        sql = f"{_READING_SQL} WHERE id > ?{where.replace(' WHERE', ' AND')} ORDER BY id LIMIT ?"
-        return [Reading(*r) for r in self.conn.execute(sql, (int(cursor), *args, int(limit)))]
-
-    def asset_ids(self) -> list[str]:
-        """Every asset the store knows (metadata or readings), sorted.
-
-        Walks the (asset_id, ts) index one asset at a time ("skip scan"): the cost grows with the
-        number of assets, not of readings (``SELECT DISTINCT`` reads the whole index).
-        """
-        sql = ("WITH RECURSIVE a(id) AS (SELECT MIN(asset_id) FROM readings UNION ALL "
-               "SELECT (SELECT MIN(asset_id) FROM readings WHERE asset_id > a.id) FROM a "
-               "WHERE a.id IS NOT NULL) SELECT id FROM a WHERE id IS NOT NULL "
-               "UNION SELECT asset_id FROM assets ORDER BY 1")
-        return [r[0] for r in self.conn.execute(sql)]
-
-    def has_asset(self, asset_id: str) -> bool:
-        """Whether the store knows this asset (metadata or readings); two index probes."""
-        row = self.conn.execute(
-            "SELECT 1 FROM assets WHERE asset_id = ? UNION ALL "
-            "SELECT 1 FROM readings WHERE asset_id = ? LIMIT 1", (asset_id, asset_id)).fetchone()
-        return row is not None
+        cursor, limit = int(cursor), int(limit)
+        keys = None if asset is None else set(self._keys(asset))
+        if keys is not None and not keys:
+            return []
+        key_sql, key_arg = ("", ()) if keys is None else (" AND asset = ?", (next(iter(keys)),))
+        out: list[tuple] = []
+        floor = int(self.get_meta("readings.log_floor", "0"))
+        if cursor < floor:  # older than the log: scan (correct, slow; only after long outages)
+            out = self.conn.execute(f"{_SELECT} WHERE id > ? AND id <= ?{key_sql} ORDER BY id LIMIT ?",
+                                    (cursor, floor, *key_arg, limit)).fetchall()
+            if len(out) >= limit:
+                return [self._reading(r) for r in out]
+        entries = self.conn.execute(
+            f"SELECT lo, hi, asset, ts_lo, ts_hi, mono FROM ingest_log WHERE hi > ?{key_sql} ORDER BY lo",
+            (cursor, *key_arg)).fetchall()
+        hints = self._after_hint[1] if self._after_hint and self._after_hint[0] == cursor else {}
+        for i, (lo, hi, key, ts_lo, ts_hi, mono) in enumerate(entries):
+            if mono:
+                # ids rise with ts here: the first `limit` by ts are the first by id, and a caller
+                # paging through resumes after the last row of this asset it was given.
+                h = hints.get(key)
+                if h is not None and lo <= h[0] <= hi:
+                    ts_lo = max(ts_lo, h[1] + 1)
+                out += self.conn.execute(
+                    f"{_SELECT} WHERE asset = ? AND ts BETWEEN ? AND ? AND id > ? AND id BETWEEN ? AND ? "
+                    "ORDER BY ts LIMIT ?", (key, ts_lo, ts_hi, cursor, lo, hi, limit)).fetchall()
+            else:
+                out += self.conn.execute(
+                    f"{_SELECT} WHERE asset = ? AND ts BETWEEN ? AND ? AND id > ? AND id BETWEEN ? AND ?",
+                    (key, ts_lo, ts_hi, cursor, lo, hi)).fetchall()
+            bound = entries[i + 1][0] if i + 1 < len(entries) else None
+            if bound is not None and len(out) >= limit and \
+                    sum(1 for r in out if r[2] < bound) >= limit:
+                break
+        out.sort(key=lambda r: r[2])
+        out = out[:limit]
+        if out:
+            last_of = {r[0]: (r[2], r[1]) for r in out}  # asset key -> (id, ts) of its last row
+            self._after_hint = (out[-1][2], last_of)
+        return [self._reading(r) for r in out]
 
     def latest_per_asset(self) -> dict[str, Reading]:
         """Each asset's newest reading (one index probe per asset)."""
         out = {}
-        for asset_id in self.asset_ids():
-            row = self.conn.execute(f"{_READING_SQL} WHERE asset_id = ? ORDER BY ts DESC LIMIT 1",
-                                    (asset_id,)).fetchone()
+        for key in self._keys(None):
+            row = self.conn.execute(f"{_SELECT} WHERE asset = ? ORDER BY ts DESC LIMIT 1",
+                                    (key,)).fetchone()
             if row:
-                out[asset_id] = Reading(*row)
+                r = self._reading(row)
+                out[r.asset_id] = r
         return out
+
+    def _arrays(self, key: int, start, end):
+        """One asset's readings in a time range as arrays: ts, id, label codes, values (n × k)."""
+        rng, args = _range(start, end)
+        rows = self.conn.execute(f"SELECT ts, id, label, vals FROM readings WHERE asset = ?{rng} "
+                                 "ORDER BY ts", (key, *args)).fetchall()
+        a = self._asset_by_key(key)
+        width = len(a.signals)
+        n = len(rows)
+        ts = np.fromiter((r[0] for r in rows), dtype=np.int64, count=n)
+        ids = np.fromiter((r[1] for r in rows), dtype=np.int64, count=n)
+        labels = [r[2] for r in rows]
+        blobs = [r[3] for r in rows]
+        if n and all(len(b) == width * 8 for b in blobs):
+            vals = np.frombuffer(b"".join(blobs), dtype=_F8).reshape(n, width)
+        else:
+            if any(len(b) > width * 8 for b in blobs):
+                self._reload_assets()
+                a = self._asset_by_key(key)
+                width = len(a.signals)
+            vals = np.full((n, width), np.nan)
+            for i, b in enumerate(blobs):
+                v = np.frombuffer(b, dtype=_F8)
+                vals[i, :len(v)] = v
+        return a, ts, ids, labels, vals
 
     def window(self, start: int | None = None, end: int | None = None, asset: str | None = None,
                columns: list[str] | None = None) -> pd.DataFrame:
-        """Readings with ``start <= ts <= end`` as a DataFrame (ts ascending, plus ``timestamp``)."""
-        allowed = ("id", *_LOAD_COLUMNS)
-        cols = list(allowed if columns is None else columns)
-        bad = [c for c in cols if c not in allowed]
-        if bad:
-            raise ValueError(f"unknown columns: {', '.join(bad)}")
-        for must in ("asset_id", "ts"):
+        """Readings with ``start <= ts <= end`` as a DataFrame, ts ascending: ``id, asset_id, ts,
+        timestamp``, one column per signal (the union over the assets, in layout order; NaN where
+        an asset has no such signal), ``label``. ``columns`` picks a subset."""
+        parts, signals = [], []
+        for key in self._keys(asset):
+            a, ts, ids, labels, vals = self._arrays(key, start, end)
+            for s in a.signals:
+                if s not in signals:
+                    signals.append(s)
+            if not len(ts):
+                continue
+            part = {"id": ids, "asset_id": np.full(len(ts), a.asset_id, dtype=object), "ts": ts}
+            for j, s in enumerate(a.signals):
+                part[s] = vals[:, j]
+            part["label"] = [self._label(c) for c in labels]
+            parts.append(part)
+        allowed = ["id", "asset_id", "ts", *signals, "label"]
+        cols = allowed if columns is None else list(columns)
+        bad = [c for c in cols if c not in allowed and c != "timestamp"]
+        if bad and signals:  # (an empty store has no layouts yet: any signal name is fine)
+            raise ValueError(f"unknown columns: {', '.join(map(str, bad))} "
+                             f"(signals here: {', '.join(signals)})")
+        cols = [c for c in cols if c != "timestamp"]
+        for must in ("ts", "asset_id"):
             if must not in cols:
                 cols.insert(0, must)
-        where, args = _where(asset=asset, start=start, end=end)
-        cur = self.conn.execute(f"SELECT {','.join(cols)} FROM readings{where} ORDER BY ts, asset_id", args)
-        df = pd.DataFrame(cur.fetchall(), columns=cols)
+        frames = []
+        for p in parts:
+            n = len(p["ts"])
+            frames.append(pd.DataFrame({c: (p[c] if c in p else np.full(n, np.nan)) for c in cols}))
+        if frames:
+            df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+            if len(frames) > 1:
+                df = df.sort_values(["ts", "asset_id"], kind="stable").reset_index(drop=True)
+        else:
+            df = pd.DataFrame({c: pd.Series(dtype=object if c in ("asset_id", "label") else
+                                            (np.int64 if c in ("id", "ts") else float)) for c in cols})
         df["ts"] = df["ts"].astype(np.int64)
+        if "id" in df.columns:
+            df["id"] = df["id"].astype(np.int64)
         for c in cols:
-            if c in SENSORS or c in _STATE_COLUMNS:
-                df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
+            if c not in ("id", "asset_id", "ts", "label"):
+                df[c] = df[c].astype(float)
         df.insert(cols.index("ts") + 1, "timestamp", pd.to_datetime(df["ts"].to_numpy(), unit="ms"))
         return df
 
     def downsample(self, bucket_s: float, start: int | None = None, end: int | None = None,
-                   asset: str | None = None) -> pd.DataFrame:
-        """Min/mean/max of each sensor per asset and time bucket of ``bucket_s`` seconds."""
+                   asset: str | None = None, signals: list[str] | None = None) -> pd.DataFrame:
+        """Min/mean/max of each signal per asset and time bucket of ``bucket_s`` seconds:
+        ``asset_id, bucket (ms), n, <signal>_min, <signal>_mean, <signal>_max …``."""
         bucket_ms = int(round(float(bucket_s) * 1000))
         if bucket_ms <= 0:
             raise ValueError("bucket_s must be positive")
-        aggs = ", ".join(f"MIN({s}), AVG({s}), MAX({s})" for s in SENSORS)
-        where, args = _where(asset=asset, start=start, end=end)
-        sql = (f"SELECT asset_id, (ts / {bucket_ms}) * {bucket_ms} AS bucket, COUNT(*), {aggs} "
-               f"FROM readings{where} GROUP BY asset_id, bucket ORDER BY asset_id, bucket")
-        names = ["asset_id", "bucket", "n"] + [f"{s}_{a}" for s in SENSORS for a in ("min", "mean", "max")]
-        df = pd.DataFrame(self.conn.execute(sql, args).fetchall(), columns=names)
-        for c in names[3:]:
-            df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
+        frames, names = [], list(signals or [])
+        for key in self._keys(asset):
+            a, ts, _ids, _labels, vals = self._arrays(key, start, end)
+            if signals is None:
+                names += [s for s in a.signals if s not in names]
+            if not len(ts):
+                continue
+            b = (ts // bucket_ms) * bucket_ms
+            cut = np.flatnonzero(np.diff(b)) + 1
+            starts = np.concatenate(([0], cut))
+            out = {"asset_id": np.full(len(starts), a.asset_id, dtype=object), "bucket": b[starts],
+                   "n": np.diff(np.concatenate((starts, [len(ts)])))}
+            for s in (signals or a.signals):
+                if s in a.signals:
+                    col = vals[:, a.signals.index(s)]
+                    out.update(_bucket_stats(col, starts, s))
+                else:
+                    for agg in ("min", "mean", "max"):
+                        out[f"{s}_{agg}"] = np.full(len(starts), np.nan)
+            frames.append(pd.DataFrame(out))
+        cols = ["asset_id", "bucket", "n"] + [f"{s}_{agg}" for s in names for agg in ("min", "mean", "max")]
+        if not frames:
+            return pd.DataFrame({c: pd.Series(dtype=object if c == "asset_id" else
+                                              (np.int64 if c in ("bucket", "n") else float)) for c in cols})
+        df = pd.concat(frames, ignore_index=True).reindex(columns=cols)
         df["bucket"] = df["bucket"].astype(np.int64)
         df["n"] = df["n"].astype(np.int64)
         return df
 
     def count(self, asset: str | None = None, start: int | None = None, end: int | None = None) -> int:
-        """Readings (of one asset, with ``start <= ts <= end``): an index range count."""
-        where, args = _where(asset=asset, start=start, end=end)
-        return self.conn.execute(f"SELECT COUNT(*) FROM readings{where}", args).fetchone()[0]
+        """Readings (of one asset, with ``start <= ts <= end``): index range counts."""
+        rng, args = _range(start, end)
+        return sum(self.conn.execute(f"SELECT COUNT(*) FROM readings WHERE asset = ?{rng}",
+                                     (k, *args)).fetchone()[0] for k in self._keys(asset))
 
     def next_ts(self, start: int, asset: str | None = None) -> int | None:
-        """The first reading time at or after ``start`` (an index probe), or ``None``."""
-        where, args = _where(asset=asset, start=start)
-        return self.conn.execute(f"SELECT MIN(ts) FROM readings{where}", args).fetchone()[0]
+        """The first reading time at or after ``start`` (an index probe per asset), or ``None``."""
+        got = [self.conn.execute("SELECT MIN(ts) FROM readings WHERE asset = ? AND ts >= ?",
+                                 (k, int(start))).fetchone()[0] for k in self._keys(asset)]
+        got = [g for g in got if g is not None]
+        return min(got) if got else None
 
     def max_id(self) -> int:
-        return self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM readings").fetchone()[0]
+        return int(self.get_meta("readings.next_id", "1")) - 1
 
     def newest_ts(self, asset: str | None = None) -> int | None:
-        where, args = _where(asset=asset)
-        return self.conn.execute(f"SELECT MAX(ts) FROM readings{where}", args).fetchone()[0]
+        got = [self.conn.execute("SELECT MAX(ts) FROM readings WHERE asset = ?", (k,)).fetchone()[0]
+               for k in self._keys(asset)]
+        got = [g for g in got if g is not None]
+        return max(got) if got else None
 
     # -- ground truth ----------------------------------------------------------------------
     def load_fault_events(self, df: pd.DataFrame) -> int:
@@ -277,7 +679,7 @@ class SQLiteStore(AlertsMixin, Store):
         return self.conn.total_changes - before
 
     def fault_events(self, asset: str | None = None) -> pd.DataFrame:
-        where, args = _where(asset=asset)
+        where, args = ("", ()) if asset is None else (" WHERE asset_id = ?", (str(asset),))
         cur = self.conn.execute(
             f"SELECT asset_id, kind, sensor, onset, end_ts, failure FROM fault_events{where} "
             "ORDER BY onset, asset_id", args)
@@ -286,52 +688,93 @@ class SQLiteStore(AlertsMixin, Store):
             df[c] = pd.to_datetime(pd.to_numeric(df[c], errors="coerce"), unit="ms")
         return df
 
+    # -- migration from the first release ---------------------------------------------------
+    def _is_v1(self) -> bool:
+        cols = [r[1] for r in self.conn.execute("PRAGMA table_info(readings)")]
+        return "temperature" in cols and "vals" not in cols
 
-def _where(*, asset=None, start=None, end=None) -> tuple[str, tuple]:
-    parts, args = [], []
-    if asset is not None:
-        parts.append("asset_id = ?")
-        args.append(str(asset))
+    def _migrate_v1(self) -> None:
+        """Version 1 → 2 inside the caller's transaction; ids, values and labels all kept."""
+        c = self.conn
+        c.execute("ALTER TABLE readings RENAME TO readings_v1")
+        c.execute("ALTER TABLE assets RENAME TO assets_v1")
+        c.execute("DROP INDEX IF EXISTS readings_asset_ts")
+        c.execute("DROP INDEX IF EXISTS readings_ts")
+        for stmt in _schema_statements():
+            c.execute(stmt)
+        meta = {r[0]: r[1:] for r in c.execute("SELECT asset_id, kind, params, created_at FROM assets_v1")}
+        ids = set(meta)
+        ids.update(r[0] for r in c.execute("SELECT DISTINCT asset_id FROM readings_v1"))
+        for key, aid in enumerate(sorted(ids), start=1):
+            kind, params, created = meta.get(aid, ("pump", "{}", None))
+            c.execute("INSERT INTO assets (asset_id, key, kind, params, location, signals, created_at) "
+                      "VALUES (?, ?, ?, ?, NULL, ?, ?)",
+                      (aid, key, kind or "pump", params or "{}", json.dumps(list(_V1_SIGNALS)), created))
+        self._reload_assets()
+        cols = ", ".join(("id", "asset_id", "ts", "label") + _V1_SIGNALS)
+        last, stamp, max_id = 0, now_ms(), 0
+        while True:
+            rows = c.execute(f"SELECT {cols} FROM readings_v1 WHERE id > ? ORDER BY id LIMIT ?",
+                             (last, _CHUNK_ROWS)).fetchall()
+            if not rows:
+                break
+            df = pd.DataFrame(rows, columns=["id", "asset_id", "ts", "label", *_V1_SIGNALS])
+            codes = self._label_codes(list(pd.unique(df["label"].dropna().astype(str))))
+            for aid, part in df.groupby("asset_id", sort=True):
+                a = self._by_id[aid]
+                mat = part[list(_V1_SIGNALS)].to_numpy(dtype=float)
+                blobs = np.ascontiguousarray(mat, dtype=_F8).view(f"V{mat.shape[1] * 8}").ravel().tolist()
+                labs = [None if pd.isna(x) else codes[str(x)] for x in part["label"]]
+                c.executemany("INSERT OR IGNORE INTO readings (asset, ts, id, label, vals) VALUES (?, ?, ?, ?, ?)",
+                              zip([a.key] * len(part), part["ts"].astype(np.int64).tolist(),
+                                  part["id"].astype(np.int64).tolist(), labs, blobs))
+                by_ts = part["id"].to_numpy()[np.argsort(part["ts"].to_numpy(), kind="stable")]
+                mono = int(bool(np.all(np.diff(by_ts) > 0)))
+                c.execute("INSERT INTO ingest_log (hi, lo, asset, ts_lo, ts_hi, at, mono) "
+                          "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                          (int(part["id"].max()), int(part["id"].min()), a.key,
+                           int(part["ts"].min()), int(part["ts"].max()), stamp, mono))
+            last = int(df["id"].iloc[-1])
+            max_id = max(max_id, last)
+        self.set_meta("readings.next_id", str(max_id + 1))
+        c.execute("DROP TABLE readings_v1")
+        c.execute("DROP TABLE assets_v1")
+
+
+def _range(start, end) -> tuple[str, tuple]:
+    parts, args = "", []
     if start is not None:
-        parts.append("ts >= ?")
+        parts += " AND ts >= ?"
         args.append(int(start))
     if end is not None:
-        parts.append("ts <= ?")
+        parts += " AND ts <= ?"
         args.append(int(end))
-    return (" WHERE " + " AND ".join(parts) if parts else ""), tuple(args)
+    return parts, tuple(args)
 
 
-def _flat_chunk(df: pd.DataFrame, lo: int, hi: int) -> list:
-    """Rows ``lo:hi`` as one flat parameter list, row after row, in ``_LOAD_COLUMNS`` order."""
-    return list(chain.from_iterable(zip(*_frame_columns(df.iloc[lo:hi]))))
-
-
-def _frame_columns(df: pd.DataFrame) -> list[list]:
-    """The load columns as Python lists (NaN stays NaN: SQLite stores it as NULL)."""
-    n = len(df)
-    if "ts" in df.columns:
-        ts = df["ts"].to_numpy(dtype=np.int64)
-    elif "timestamp" in df.columns:
-        ts = to_ms_array(df["timestamp"])
-    else:
-        raise ValueError("readings need a 'timestamp' or 'ts' column")
-    cols = [df["asset_id"].astype(str).tolist(), ts.tolist()]
-    for name in _LOAD_COLUMNS[2:]:
-        if name not in df.columns:
-            cols.append([None] * n)
-        elif name == "label":
-            lab = df[name]
-            cols.append(lab.astype(object).where(lab.notna(), None).tolist())
-        else:
-            cols.append(df[name].to_numpy(dtype=float).tolist())
-    return cols
+def _bucket_stats(col: np.ndarray, starts: np.ndarray, name: str) -> dict:
+    """NaN-ignoring min/mean/max of ``col`` over the runs that begin at ``starts``."""
+    valid = ~np.isnan(col)
+    cnt = np.add.reduceat(valid.astype(np.int64), starts)
+    total = np.add.reduceat(np.where(valid, col, 0.0), starts)
+    mn = np.minimum.reduceat(np.where(valid, col, np.inf), starts)
+    mx = np.maximum.reduceat(np.where(valid, col, -np.inf), starts)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / cnt
+    empty = cnt == 0
+    mn[empty] = np.nan
+    mx[empty] = np.nan
+    mean[empty] = np.nan
+    return {f"{name}_min": mn, f"{name}_mean": mean, f"{name}_max": mx}
 
 
 def open_store(path: str | os.PathLike, *, create: bool = False, readonly: bool = False) -> SQLiteStore:
     """Open the store at ``path``.
 
-    ``create=True`` creates the file and schema when missing. Otherwise a missing file (or one
-    without twinlib's tables) raises :class:`StoreMissingError` and nothing is created.
+    ``create=True`` creates the file and schema when missing (and upgrades an older schema).
+    Otherwise a missing file (or one without twinlib's tables) raises :class:`StoreMissingError`
+    and nothing is created; a database of an older version raises :class:`SchemaVersionError`
+    (``twin init-db`` upgrades it).
     """
     p = Path(path)
     if not p.exists():
@@ -348,6 +791,13 @@ def open_store(path: str | os.PathLike, *, create: bool = False, readonly: bool 
         elif not store.has_schema():
             store.close()
             raise StoreMissingError(f"database {p} has no twinlib tables (run `twin init-db` first)")
+        elif store.schema_version() < SCHEMA_VERSION:
+            v = store.schema_version()
+            store.close()
+            raise SchemaVersionError(f"database {p} has schema version {v}; this twinlib uses "
+                                     f"{SCHEMA_VERSION}: run `twin init-db --db {p}` to upgrade it in place")
+        else:
+            store._reload_assets()
     except sqlite3.DatabaseError as exc:
         store.close()
         raise StoreError(f"database {p} is not usable: {exc}") from exc

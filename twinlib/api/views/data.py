@@ -7,7 +7,7 @@ rest, and the same request whenever the shortcut steps aside.
 """
 from __future__ import annotations
 
-from flask import Blueprint, request
+from flask import current_app, Blueprint, request
 
 from twinlib.api.errors import ApiError
 from twinlib.api.jsonio import json_response, readings_to_list
@@ -35,4 +35,4 @@ def get_data():
     # Only an empty answer can hide an unknown asset; checking then keeps the hot path one query.
     if not rows and asset is not None and not store.has_asset(asset):
         raise ApiError(404, f"unknown asset {asset!r}", parameter="asset")
-    return json_response(readings_to_list(rows))
+    return json_response(readings_to_list(rows, current_app.extensions["twinlib.settings"].kinds))

@@ -61,6 +61,8 @@ class Source:
     name = "source"
     #: Sensors a reading must carry to be valid (NAB recordings only have temperature).
     required: tuple[str, ...] = SENSORS
+    #: The kind (twinlib.kinds.Kind) of the readings; None: pumps.
+    kind = None
     #: True once a finite source (a replay) has handed out its last reading.
     exhausted = False
 

@@ -1,13 +1,13 @@
 """Read recorded sensor files — twinlib's own CSV, SKAB and NAB — as twinlib-shaped chunks.
 
-Each format is mapped onto twinlib's columns (`timestamp, asset_id, temperature, vibration,
-pressure[, label, load, speed, ambient]`):
+Each format is mapped onto a kind's signals (`twinlib.kinds`):
 
-- twinlib CSV (`twin export`): the columns already have these names (`ts` in ms also works);
-- SKAB (`;`-separated, `datetime` column, local time taken as UTC): `Temperature` →
-  temperature, `Accelerometer1RMS` → vibration, `Pressure` → pressure;
-- NAB (`timestamp,value`): `value` → temperature; the other sensors are absent, so these
-  readings are ingested with `required=("temperature",)`.
+- twinlib CSV (`twin export`) of pumps: the columns already have these names (`ts` in ms also
+  works);
+- SKAB (`;`-separated, `datetime` column, local time taken as UTC): all eight channels, as the
+  `skab-testbed` kind (`Volume Flow RateRMS` → `Volume_Flow_RateRMS`); the label columns
+  `anomaly` and `changepoint` are the benchmark's answers, not readings;
+- NAB (`timestamp,value`): `value` → `temperature` of the one-signal `machine-temperature` kind.
 
 Files are read in chunks, so a recording of any length replays in bounded memory.
 """
@@ -26,9 +26,15 @@ __all__ = ["FORMATS", "Recording", "sniff_format", "open_recording", "timestamps
 
 FORMATS = ("auto", "twinlib", "skab", "nab")
 
-_SKAB_MAP = {"datetime": "timestamp", "Temperature": "temperature",
-             "Accelerometer1RMS": "vibration", "Pressure": "pressure"}
+#: SKAB's columns onto the ``skab-testbed`` kind: all eight channels, one renamed (no spaces).
+_SKAB_MAP = {"datetime": "timestamp", "Accelerometer1RMS": "Accelerometer1RMS",
+             "Accelerometer2RMS": "Accelerometer2RMS", "Current": "Current", "Pressure": "Pressure",
+             "Temperature": "Temperature", "Thermocouple": "Thermocouple", "Voltage": "Voltage",
+             "Volume Flow RateRMS": "Volume_Flow_RateRMS"}
+#: NAB's one channel onto the ``machine-temperature`` kind.
 _NAB_MAP = {"timestamp": "timestamp", "value": "temperature"}
+#: The kind each recording format's readings are.
+FORMAT_KINDS = {"twinlib": "pump", "skab": "skab-testbed", "nab": "machine-temperature"}
 _TWIN_OPTIONAL = ("label", "load", "speed", "ambient")
 
 
@@ -39,6 +45,7 @@ class Recording(NamedTuple):
     asset_id: str | None  # None: the file has an asset_id column (twinlib CSV)
     required: tuple[str, ...]
     chunks: Iterator[pd.DataFrame]
+    kind: str = "pump"    # the kind (twinlib.kinds) its readings are
 
 
 def sniff_format(path: str | Path) -> str:
@@ -90,16 +97,25 @@ def open_recording(path: str | Path, fmt: str = "auto", *, asset: str | None = N
     mapping = _SKAB_MAP if fmt == "skab" else _NAB_MAP
     sep = ";" if fmt == "skab" else ","
     asset_id = asset or _default_asset(path, fmt)
+    with open(path, encoding="utf-8-sig", errors="replace") as fh:
+        header = [h.strip().strip('"') for h in fh.readline().strip().split(sep)]
+    missing = [c for c in mapping if c not in header]
+    if missing:
+        raise ValueError(f"{path}: a {fmt.upper()} file needs the column(s) {', '.join(missing)}")
+    extra = [c for c in header if c not in mapping and c not in ("anomaly", "changepoint")]
+    if extra:  # never dropped silently: SKAB's label columns are the only ones left out
+        raise ValueError(f"{path}: column(s) {', '.join(extra)} are not part of the {fmt.upper()} "
+                         "format; import the file with `twin store --csv` and a kind that has them")
     reader = pd.read_csv(path, sep=sep, chunksize=chunksize, usecols=list(mapping),
                          dtype={"datetime": str, "timestamp": str})
-    required = SENSORS if fmt == "skab" else ("temperature",)
+    names = [v for k, v in mapping.items() if k not in ("datetime", "timestamp")]
 
     def mapped():
         for chunk in reader:
             out = chunk.rename(columns=mapping)
             out.insert(1, "asset_id", asset_id)
-            yield out[["timestamp", "asset_id", *[s for s in SENSORS if s in out.columns]]]
-    return Recording(fmt, asset_id, required, mapped())
+            yield out[["timestamp", "asset_id", *names]]
+    return Recording(fmt, asset_id, tuple(names), mapped(), FORMAT_KINDS[fmt])
 
 
 def timestamps_ms(frame: pd.DataFrame) -> np.ndarray:

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 
+from twinlib.kinds import BUILTIN_KINDS, Kind
 from twinlib.ingest.sources.base import Batch, Source, load_position, save_position
 from twinlib.ingest.sources.recordings import open_recording, timestamps_ms
 from twinlib.timeutil import format_ts, format_ts_array, now_ms
@@ -39,8 +41,10 @@ class ReplaySource(Source):
 
     def __init__(self, path: str | Path, *, speed: float = 1.0, fmt: str = "auto",
                  asset: str | None = None, timestamps: str = "original",
-                 chunksize: int = 50_000, clock: Callable[[], int] = now_ms):
+                 chunksize: int = 50_000, clock: Callable[[], int] = now_ms,
+                 kinds: Mapping[str, Kind] | None = None):
         super().__init__(clock=clock)
+        kinds = BUILTIN_KINDS if kinds is None else kinds
         if not speed > 0:
             raise ValueError(f"speed must be > 0 (use inf for as fast as possible), got {speed}")
         if timestamps not in TIMESTAMP_MODES:
@@ -52,6 +56,7 @@ class ReplaySource(Source):
         self.speed, self.timestamps = float(speed), timestamps
         self.recording = open_recording(self.path, fmt, asset=asset, chunksize=chunksize)
         self.fmt, self.required = self.recording.fmt, self.recording.required
+        self.kind = kinds.get(self.recording.kind) if self.fmt != "twinlib" else None
         self.asset = self.recording.asset_id
         self.key = f"source.replay:{self.path}|{self.asset or '*'}"
         self.position = 0          # rows stored (committed)
@@ -95,8 +100,10 @@ class ReplaySource(Source):
         if saved:
             log.info("replay %s: resuming after row %d", self.path.name, self.position)
         if self.asset:
-            store.upsert_assets([{"asset_id": self.asset, "kind": f"replay:{self.fmt}",
-                                  "params": {"file": str(self.path)}}])
+            kind = self.kind.name if self.kind is not None else "pump"
+            signals = list(self.kind.names) if self.kind is not None else []
+            store.upsert_assets([{"asset_id": self.asset, "kind": kind, "signals": signals,
+                                  "params": {"file": str(self.path), "format": self.fmt}}])
         if not self._ensure_rows():
             self.exhausted = True
         else:
