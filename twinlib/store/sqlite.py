@@ -324,26 +324,26 @@ class SQLiteStore(AlertsMixin, Store):
     def _load_chunk(self, df: pd.DataFrame, ts: np.ndarray, value_cols: list[str],
                     kind: str | None) -> tuple[int, int, int]:
         """One chunk inside an open transaction: returns (inserted, duplicates, conflicts)."""
-        assets = df["asset_id"].astype(str).to_numpy()
+        # factorize: hashing, once per distinct value (sorting or iterating strings costs seconds)
+        a_codes, a_uniq = pd.factorize(df["asset_id"].astype(str), sort=True)
         kinds = df["kind"].astype(str).to_numpy() if "kind" in df.columns else None
         labels = None
         if "label" in df.columns:
-            lab = df["label"]
-            present = lab.notna().to_numpy()
-            names = pd.unique(lab[present].astype(str))
-            codes = self._label_codes(list(names))
-            labels = np.array([None] * len(df), dtype=object)
-            if present.any():
-                labels[present] = [codes[str(x)] for x in lab[present].astype(str)]
+            l_codes, l_uniq = pd.factorize(df["label"], use_na_sentinel=True)
+            names = [str(x) for x in l_uniq]
+            db = self._label_codes(names)
+            lut = np.array([db[x] for x in names] + [None], dtype=object)
+            labels = lut[np.where(l_codes < 0, len(names), l_codes)]
         values = {c: df[c].to_numpy(dtype=float) for c in value_cols}
         nxt = int(self.get_meta("readings.next_id", "1"))
         stamp = now_ms()
         inserted = duplicates = conflicts = 0
         # ids follow the input order (as the rows arrived), so a batch and the same rows loaded
         # live get the same ids; each asset's rows are written in time order.
-        uniq, inverse = np.unique(assets, return_inverse=True)
-        for k, aid in enumerate(uniq):
-            idx = np.flatnonzero(inverse == k)
+        order = np.argsort(a_codes, kind="stable")
+        bounds = np.searchsorted(a_codes[order], np.arange(len(a_uniq) + 1))
+        for k, aid in enumerate(a_uniq):
+            idx = order[bounds[k]:bounds[k + 1]]
             idx = idx[np.argsort(ts[idx], kind="stable")]
             a = self._by_id.get(aid) or self._asset(aid)
             if a is None:
