@@ -173,6 +173,12 @@ class CsvReader:
             lines = text.split("\n")
         if text is None or "\r" in text:
             lines = [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
+        if lines and max(map(len, lines)) > MAX_LINE_BYTES:
+            for k in [k for k, ln in enumerate(lines) if len(ln) > MAX_LINE_BYTES]:
+                dead.add(k)
+                rejects.append(Reject(first_no + k, f"line longer than {MAX_LINE_BYTES} bytes",
+                                      {"raw_line": lines[k][:200]}, "line_too_long"))
+                lines[k] = ""
         # Lines with a quote (or a stray carriage return or NUL) go through the csv module, one
         # line at a time; the rest is split by pandas' C parser.
         quoted: list[int] = []
