@@ -19,6 +19,8 @@ __all__ = [
     "THRESHOLDS",
     "UNITS",
     "PHYSICAL_LIMITS",
+    "TS_EARLIEST",
+    "TS_MAX_AHEAD_S",
     "Settings",
     "SettingsError",
     "get_settings",
@@ -38,6 +40,12 @@ UNITS: dict[str, str] = {s: _PUMP.signal(s).unit for s in SENSORS}
 
 #: Values outside these ranges cannot come from a working pump sensor.
 PHYSICAL_LIMITS: dict[str, tuple[float, float]] = {s: _PUMP.signal(s).valid for s in SENSORS}
+
+#: Plausibility window for reading timestamps: nothing before TS_EARLIEST, nothing more than
+#: TS_MAX_AHEAD_S seconds ahead of the clock. Settings file: ``[ingest] earliest``,
+#: ``[ingest] max_ahead_s``.
+TS_EARLIEST: str = "2000-01-01"
+TS_MAX_AHEAD_S: float = 86_400.0
 
 
 class SettingsError(ValueError):
@@ -109,6 +117,15 @@ class Settings:
             asset = self.file.get("assets", {}).get(asset_id, {})
             out.update({k: float(v) for k, v in asset.get("thresholds", {}).items() if k in SENSORS})
         return out
+
+    def timestamp_window(self) -> tuple[str, float]:
+        """(earliest timestamp, seconds ahead of now) a reading may carry: ``[ingest]``, else defaults."""
+        sec = self.section("ingest")
+        try:
+            return str(sec.get("earliest", TS_EARLIEST)), float(sec.get("max_ahead_s", TS_MAX_AHEAD_S))
+        except (TypeError, ValueError):
+            raise SettingsError(f"[ingest] max_ahead_s must be a number of seconds, got "
+                                f"{sec.get('max_ahead_s')!r}") from None
 
     def section(self, *path: str) -> dict:
         """A (possibly nested) section of the settings file, ``{}`` when absent."""

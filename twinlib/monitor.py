@@ -246,6 +246,11 @@ class Monitor:
     def _beat(self) -> None:
         if not self.heartbeat:
             return
+        problem = getattr(self.source, "problem", None)
+        problem = problem() if problem is not None else None
+        if problem:  # a dead source must not look alive: no heartbeat, the health check fails
+            log.error("source %s: %s (no heartbeat written)", self.source.name, problem)
+            return
         beat = {"ts": now_ms(), "pid": os.getpid(), "host": socket.gethostname(),
                 "tick_s": self.tick_s, **self.source.describe(), "stats": self.stats.as_dict()}
         if self.notifier is not None:

@@ -113,7 +113,7 @@ def test_empty_batch(client, auth):
     ({"readings": [_reading(0, asset_id="")]}, "readings[0].asset_id"),
     ({"readings": [{"asset_id": "a"}]}, "readings[0].timestamp"),
     ({"readings": [_reading(0, timestamp=True)]}, "readings[0].timestamp"),
-    ({"readings": [_reading(0, timestamp=1.5)]}, "readings[0].timestamp"),
+    ({"readings": [_reading(0, timestamp=[1.5])]}, "readings[0].timestamp"),
     ({"readings": [_reading(0, temperature="hot")]}, "readings[0].temperature"),
     ({"readings": [_reading(0, vibration=False)]}, "readings[0].vibration"),
     ({"readings": [_reading(0, label=3)]}, "readings[0].label"),

@@ -235,8 +235,9 @@ _SCHEMAS = {
             "asset_id": {"type": "string", "minLength": 1,
                          "description": ("Letters, digits and `_ . : -`, at most 64 characters; "
                                          "other ids are rejected readings.")},
-            "timestamp": {"oneOf": [{"type": "string"}, {"type": "integer"}],
-                          "description": "UTC text time or integer epoch milliseconds."},
+            "timestamp": {"oneOf": [{"type": "string"}, {"type": "number"}],
+                          "description": ("UTC text time, or epoch milliseconds (a number below "
+                                          "1e11 is epoch seconds); the same rule as MQTT.")},
             "temperature": _NUM,
             "vibration": _NUM,
             "pressure": _NUM,

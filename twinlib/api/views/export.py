@@ -13,7 +13,7 @@ from flask import Blueprint, Response, current_app
 from twinlib.api.errors import ApiError
 from twinlib.api.params import get_range, get_text
 from twinlib.api.stores import read_store
-from twinlib.ingest import EXPORT_COLUMNS, write_csv
+from twinlib.ingest import export_columns, write_csv
 from twinlib.store import open_store
 
 __all__ = ["bp", "MAX_EXPORT_ROWS", "SLICE_MS"]
@@ -34,7 +34,9 @@ def _csv_chunks(db_path, since: int, until: int, asset: str | None):
     store = open_store(db_path, readonly=True)
     try:
         store.conn.execute("BEGIN")
-        yield ",".join(EXPORT_COLUMNS) + "\n"
+        metas = [store.asset(asset)] if asset is not None else store.assets(counts=False)
+        columns = export_columns(s for m in metas if m for s in m["signals"])
+        yield ",".join(columns) + "\n"
         start = since
         while start <= until:
             # Jump over empty stretches: the loop runs once per slice that holds readings.
@@ -45,7 +47,7 @@ def _csv_chunks(db_path, since: int, until: int, asset: str | None):
             df = store.window(start, end, asset=asset)
             if len(df):
                 buf = io.StringIO()
-                write_csv(df, buf)
+                write_csv(df, buf, columns=columns)
                 text = buf.getvalue()
                 yield text[text.index("\n") + 1:]  # the header was sent once, first
             start = end + 1
