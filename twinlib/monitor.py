@@ -27,6 +27,7 @@ import fcntl
 import json
 import logging
 import os
+import secrets
 import socket
 import sqlite3
 import threading
@@ -154,6 +155,9 @@ class Monitor:
         self._detect_log_due = 0.0
         self._silenced: set = set()  # alerts whose raise was too old to notify
         self._opened = False
+        # Identifies this run in the heartbeat: a waiter can tell its own monitor's beat from
+        # the one a previous process left in the store (pid numbers get reused).
+        self.run_id = secrets.token_hex(8)
 
     # -- pieces of one loop iteration ----------------------------------------------------------
     def _report_rejects(self, rejects: list, where: str) -> None:
@@ -246,6 +250,7 @@ class Monitor:
         if not self.heartbeat:
             return
         beat = {"ts": now_ms(), "pid": os.getpid(), "host": socket.gethostname(),
+                "run_id": self.run_id, "started_ms": self.stats.started_ms,
                 "tick_s": self.tick_s, **self.source.describe(), "stats": self.stats.as_dict()}
         if self.notifier is not None:
             beat["notify"] = self.notifier.stats()

@@ -110,6 +110,12 @@ def test_heartbeat_tells_who_writes_and_what_it_did(tmp_db):
     assert beat["pid"] == os.getpid() and beat["source"] == "sim"
     assert beat["stats"]["inserted"] == store.count() > 0
     assert json.loads(store.get_meta(HEARTBEAT_KEY))["assets"] == 2
+    # a second run in the same process is told apart from the first by its run id
+    again = Monitor(store, SimSource(assets=2, rate=10.0), tick_s=0.1)
+    again.run(duration_s=0.3)
+    second = read_heartbeat(store)
+    assert second["run_id"] == again.run_id != beat["run_id"] == mon.run_id
+    assert second["started_ms"] == again.stats.started_ms >= beat["started_ms"]
 
 
 def test_no_stale_alarms_while_catching_up(tmp_path):
@@ -159,14 +165,20 @@ def twin(*args, env=None, **kw):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
-def beating(db):
-    """A monitor has written its first heartbeat into this database."""
+def beating(db, pid):
+    """The monitor process `pid` has written its first heartbeat into this database.
+
+    Not just any heartbeat: the previous run's stays in the store, and its process may be
+    gone while the new one has not installed its signal handlers yet. A process writes its
+    first heartbeat from inside `Monitor.run`, after `twin run` installed them.
+    """
     try:
         store = open_store(db, readonly=True)
     except Exception:
         return False
     try:
-        return read_heartbeat(store) is not None
+        beat = read_heartbeat(store)
+        return beat is not None and beat.get("pid") == pid
     except Exception:
         return False
     finally:
@@ -188,7 +200,7 @@ def test_twin_run_stops_cleanly_and_resumes_without_gaps(tmp_path, webhook, caps
     for round_, sig in enumerate((signal.SIGTERM, signal.SIGINT)):  # a restart between the two
         proc = twin("run", "--source", "sim", "--assets", "2", "--rate", "20", "--tick", "0.2",
                     env=env)
-        assert wait_until(lambda: beating(tmp_path / "twin.db"), 30)
+        assert wait_until(lambda: beating(tmp_path / "twin.db", proc.pid), 30)
         store = open_store(tmp_path / "twin.db")
         target = 60 * (round_ + 1)
         assert wait_until(lambda: store.count() >= target, 30), proc.stderr.read()
