@@ -18,7 +18,8 @@
 
 Once a tick the monitor writes a heartbeat (`monitor.heartbeat` in the store meta: time, pid,
 source, counters) that `twin run --check` and the compose health check read. Only one monitor
-may write a given database: `MonitorLock` holds an advisory lock beside the database file.
+may write a given database: `MonitorLock` holds an advisory lock on the database file itself
+(its inode, so a symlink or hard link to the same file finds it taken).
 """
 from __future__ import annotations
 
@@ -53,37 +54,53 @@ class MonitorBusyError(RuntimeError):
 
 
 class MonitorLock:
-    """An advisory lock (`<db>.monitor.lock`) that keeps a database to one live writer.
+    """An exclusive advisory lock on the database file itself: one live writer per database.
 
-    The kernel drops the lock when the process dies, so a crash never leaves a stale lock.
+    The lock belongs to the file (its inode), not to the path that names it, so a symlink, a
+    hard link or another spelling of the path finds it taken. ``flock`` locks are separate from
+    the POSIX byte-range locks SQLite uses on the same file (Linux), and the kernel drops the lock
+    when the process dies, so a crash never leaves a stale lock. The holder (pid and host) is
+    written beside the database, in ``<db>.monitor.lock``, for the error message only.
+
+    A missing database file is created empty (SQLite treats a 0-byte file as an empty database),
+    so there is an inode to lock before the schema is made.
     """
 
     def __init__(self, db_path: str | os.PathLike):
-        self.path = Path(f"{db_path}.monitor.lock")
-        self._fh = None
+        self.db_path = Path(db_path)
+        self.path = Path(f"{db_path}.monitor.lock")  # who holds it (information only)
+        self._fd: int | None = None
+
+    def _holder(self) -> str:
+        try:
+            text = self.path.read_text().strip()
+        except OSError:
+            text = ""
+        return text or "another process"
 
     def acquire(self) -> "MonitorLock":
-        fh = open(self.path, "a+")
+        fd = os.open(self.db_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            fh.close()
-            raise MonitorBusyError(f"a monitor ({holder}) is already writing this database; "
-                                   f"stop it first (lock file {self.path})") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()} on {socket.gethostname()}")
-        fh.flush()
-        self._fh = fh
+            os.close(fd)
+            real = os.path.realpath(self.db_path)
+            raise MonitorBusyError(
+                f"a monitor ({self._holder()}) is already writing this database "
+                f"({real}{'' if real == str(self.db_path) else f', named {self.db_path} here'}); "
+                f"stop it first") from None
+        self._fd = fd
+        try:
+            self.path.write_text(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        except OSError:  # a read-only folder: the lock holds all the same
+            pass
         return self
 
     def release(self) -> None:
-        if self._fh is not None:
-            fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
-            self._fh.close()
-            self._fh = None
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
 
     def __enter__(self):
         return self.acquire()

@@ -156,6 +156,38 @@ def test_only_one_monitor_per_database(tmp_db):
     MonitorLock(tmp_db).acquire().release()  # free again once released
 
 
+@pytest.mark.parametrize("link", ["symlink", "hardlink", "dotted path"])
+def test_the_lock_belongs_to_the_database_not_to_its_name(tmp_path, link):
+    db = tmp_path / "twin.db"
+    open_store(db, create=True).close()
+    other = tmp_path / "other" / "alias.db"
+    other.parent.mkdir()
+    if link == "symlink":
+        other.symlink_to(db)
+    elif link == "hardlink":
+        os.link(db, other)
+    else:
+        other = tmp_path / "other" / ".." / "twin.db"
+    with MonitorLock(db):
+        with pytest.raises(MonitorBusyError, match="already writing"):
+            MonitorLock(other).acquire()
+    with MonitorLock(other):  # and the other way round
+        with pytest.raises(MonitorBusyError, match="already writing"):
+            MonitorLock(db).acquire()
+    MonitorLock(other).acquire().release()
+
+
+def test_twin_run_refuses_a_second_monitor_through_a_hard_link(tmp_path):
+    env = run_env(tmp_path)
+    open_store(tmp_path / "twin.db", create=True).close()
+    os.link(tmp_path / "twin.db", tmp_path / "alias.db")
+    env["TWIN_DB"] = str(tmp_path / "alias.db")
+    with MonitorLock(tmp_path / "twin.db"):
+        proc = twin("run", "--source", "sim", "--duration", "5", env=env)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "already writing this database" in err
+
+
 # -- the `twin run` process ------------------------------------------------------------------
 TWIN = [sys.executable, "-c", "import sys; from twinlib.cli import main; sys.exit(main())"]
 
