@@ -7,7 +7,7 @@ import pytest
 
 from twinlib.ingest import write_csv
 from twinlib.ingest.sources import ReplaySource, SimSource, sniff_format
-from twinlib.monitor import Monitor
+from twinlib.monitor import Monitor, read_heartbeat
 from twinlib.store import open_store
 from twinlib.timeutil import to_ms
 
@@ -101,6 +101,39 @@ def test_sim_restart_neither_loses_nor_doubles_readings(tmp_path):
     cols = ["asset_id", "ts", "temperature", "vibration", "pressure", "label"]
     pd.testing.assert_frame_equal(pieces[cols].reset_index(drop=True),
                                   whole[cols].reset_index(drop=True))
+
+
+def test_sim_keeps_going_when_the_clock_jumps_back(tmp_db, caplog):
+    """A backward clock step (NTP, a restored VM) must not stop the simulator silently."""
+    clock = Clock()
+    store = open_store(tmp_db, create=True)
+
+    def monitor():
+        src = SimSource(assets=2, seed=1, fault_rate=0.0, start_ms=T0, clock=clock)
+        mon = Monitor(store, src, tick_s=1e-6)
+        mon.open()
+        return src, mon
+
+    src, mon = monitor()
+    clock.advance(10)
+    drain(mon)
+    assert store.count() == 2 * 11
+    clock.advance(-600)  # the clock steps back ten minutes
+    with caplog.at_level("WARNING", logger="twinlib.monitor"):
+        drain(mon)
+        clock.advance(5)
+        drain(mon)
+    assert store.count() == 2 * 16  # one reading a second, as before the jump
+    assert any("clock went back by 600.0 s" in r.message for r in caplog.records)
+    beat = read_heartbeat(store)
+    assert beat["clock_jumps"] == 1 and beat["clock_skew_ms"] == 600_000
+    mon.close()
+    src, mon = monitor()  # a restart while the clock is still behind goes on too
+    clock.advance(3)
+    drain(mon)
+    assert store.count() == 2 * 19
+    for _, one in store.window().groupby("asset_id"):
+        assert set(np.diff(one["ts"].to_numpy())) == {1000}  # on the grid, nothing doubled
 
 
 def test_sim_with_new_configuration_starts_after_the_newest_reading(tmp_db):
