@@ -8,10 +8,16 @@
    logged with their line and reason and counted — never fatal; then the source commits its
    position (store meta or MQTT acknowledgement), so a restart resumes exactly after what was
    stored;
-3. run detection behind its persisted cursor: `engine.process_new()` over every reading that
-   arrived since the last call (whoever wrote it), plus `engine.check_stale(now)` once a tick;
-4. hand the resulting `AlarmEvent`s (raised / escalated / cleared) to the `Notifier`, which
-   delivers in the background, so a dead webhook never slows ingestion. Events about readings
+3. run detection behind its persisted cursor: `engine.process_new()` over what arrived since
+   the last pass (whoever wrote it), at most `detect_rows` readings per pass — a big import is
+   checked over many passes, with a short pause between them for other writers, while
+   ingestion and heartbeats go on — plus `engine.check_stale(now)` once a tick (not while
+   detection lags: a late check is not a silent machine);
+4. queue the resulting `AlarmEvent`s (raised / escalated / cleared) as notifications in the
+   store's outbox, inside the engine's transaction (`Notifier.stage` through the engine's
+   `on_events` hook): an alarm is never recorded without its notifications. The notifier's
+   workers deliver them in the background, so a dead webhook never slows ingestion, and what
+   a crash or a stop leaves undelivered is sent after the restart. Events about readings
    older than `notify_max_age_s` (default 1 h, on the source's clock) are recorded as alarms
    but not sent: the first start over a loaded history would otherwise page someone about
    last week.
@@ -39,6 +45,7 @@ from typing import Any
 
 from twinlib.ingest import ValidationError, ingest_frame
 from twinlib.ingest.sources.base import SourceReject
+from twinlib.store._busy import is_busy
 from twinlib.timeutil import now_ms
 
 __all__ = ["Monitor", "MonitorStats", "MonitorLock", "MonitorBusyError", "HEARTBEAT_KEY",
@@ -47,6 +54,7 @@ __all__ = ["Monitor", "MonitorStats", "MonitorLock", "MonitorBusyError", "HEARTB
 log = logging.getLogger("twinlib.monitor")
 
 HEARTBEAT_KEY = "monitor.heartbeat"
+SILENCED_KEY = "notify.silenced"  # alarms whose raise was too old to notify (JSON list of ids)
 
 
 class MonitorBusyError(RuntimeError):
@@ -155,11 +163,20 @@ class Monitor:
 
     def __init__(self, store, source, *, engine=None, notifier=None, tick_s: float = 1.0,
                  batch_rows: int = 5000, max_logged_rejects: int = 20, heartbeat: bool = True,
-                 notify_max_age_s: float = 3600.0):
-        if tick_s <= 0 or batch_rows < 1:
-            raise ValueError("tick_s must be > 0 and batch_rows >= 1")
+                 notify_max_age_s: float = 3600.0, detect_rows: int = 20_000,
+                 detect_pause_s: float = 0.1):
+        if tick_s <= 0 or batch_rows < 1 or detect_rows < 1 or detect_pause_s < 0:
+            raise ValueError("tick_s must be > 0, batch_rows and detect_rows >= 1, "
+                             "detect_pause_s >= 0")
         self.store, self.source = store, source
         self.engine, self.notifier = engine, notifier
+        # detection catch-up per loop pass (a big import is checked over many passes, while
+        # ingestion and heartbeats go on), and the pause between passes that lets other
+        # writers (`twin store`, the API) take the database's write lock
+        self.detect_rows, self.detect_pause_s = int(detect_rows), float(detect_pause_s)
+        self.detect_behind = False
+        if engine is not None and notifier is not None:
+            engine.on_events = self._stage   # outbox rows in the alarm transition's transaction
         self.tick_s, self.batch_rows = float(tick_s), int(batch_rows)
         self.max_logged_rejects = int(max_logged_rejects)
         self.heartbeat = heartbeat
@@ -224,18 +241,22 @@ class Monitor:
             log.warning("%s: position not saved (%s)", name, exc)
         return True
 
-    def _notify(self, events: list) -> None:
+    def _stage(self, events: list) -> None:
+        """The engine's hook, inside its transaction: queue the notifications in the outbox.
+
+        Events about readings older than `notify_max_age_s` are not notified — e.g. the first
+        start over a loaded history: news from last week is noise, and so are the later events
+        of that alarm (a "cleared" nobody was told of). Which alarms were silenced is kept in
+        the store (`notify.silenced`), in the same transaction, so a restart remembers it.
+        """
         fresh = []
         oldest = self.source.now_ms() - int(self.notify_max_age_s * 1000)
+        before = set(self._silenced)
         for event in events:
             kind = getattr(event, "kind", None)
             alert_id = getattr(event, "alert_id", None)
-            self.stats.events[kind] = self.stats.events.get(kind, 0) + 1
-            log.info("alarm %s: %s", kind, getattr(event, "message", None) or event)
             ts = getattr(event, "ts", None)
             if kind == "raised" and ts is not None and ts < oldest:
-                # e.g. the first start over a loaded history: news from last week is noise,
-                # and so are the later events of that alarm (a "cleared" nobody was told of)
                 self._silenced.add(alert_id)
                 self.stats.not_notified_old += 1
             elif alert_id in self._silenced or (ts is not None and ts < oldest):
@@ -244,22 +265,42 @@ class Monitor:
                     self._silenced.discard(alert_id)
             else:
                 fresh.append(event)
-        if fresh and self.notifier is not None:
-            self.stats.notifications += self.notifier.submit(fresh)
+        if self._silenced != before:
+            self.store.set_meta(SILENCED_KEY, json.dumps(sorted(self._silenced)))
+        if fresh:
+            self.stats.notifications += self.notifier.stage(self.store, fresh)
+
+    def _notify(self, events: list) -> None:
+        """After the commit: count and log the events, and wake the notifier's workers."""
+        for event in events:
+            kind = getattr(event, "kind", None)
+            self.stats.events[kind] = self.stats.events.get(kind, 0) + 1
+            log.info("alarm %s: %s", kind, getattr(event, "message", None) or event)
+        if events and self.notifier is not None:
+            self.notifier.wake()
 
     def _detect(self, *, stale: bool) -> None:
         if self.engine is None:
             return
         try:
-            events = list(self.engine.process_new())
-            if stale:
+            # bounded: a million imported readings are checked over many passes, not in one
+            events = list(self.engine.process_new(self.detect_rows, stop=self.stop_event))
+            behind = getattr(self.engine, "behind", None)
+            self.detect_behind = bool(behind()) if behind is not None else False
+            if stale and not self.detect_behind:  # a lagging check is not a silent machine
                 events += list(self.engine.check_stale(self.source.now_ms()))
-        except Exception:  # ingestion goes on even if detection is broken; the cursor waits
+        except Exception as exc:  # ingestion goes on even if detection is broken; the cursor waits
             self.stats.detect_errors += 1
-            if time.monotonic() >= self._detect_log_due:  # one traceback per 10 s, not per batch
+            self.detect_behind = False
+            if time.monotonic() >= self._detect_log_due:  # one message per 10 s, not per batch
                 self._detect_log_due = time.monotonic() + 10.0
-                log.exception("detection failed (%d times so far); the readings are stored and "
-                              "will be checked when it works again", self.stats.detect_errors)
+                if is_busy(exc):  # another writer holds the database: not a bug, try again
+                    log.warning("detection waits: the database is busy (%s); the readings are "
+                                "stored and will be checked on a later pass", exc)
+                else:
+                    log.exception("detection failed (%d times so far); the readings are stored "
+                                  "and will be checked when it works again",
+                                  self.stats.detect_errors)
             return
         self._notify(events)
 
@@ -278,10 +319,17 @@ class Monitor:
 
     # -- the loop -------------------------------------------------------------------------------
     def open(self) -> None:
-        """Restore the source's position and start it (run() does this)."""
+        """Restore the source's position and start it, and the notifier on this store's outbox
+        (run() does this)."""
         if not self._opened:
             self.stats.started_ms = now_ms()
             self.source.open(self.store)
+            try:
+                self._silenced = set(json.loads(self.store.get_meta(SILENCED_KEY) or "[]"))
+            except ValueError:
+                self._silenced = set()
+            if self.notifier is not None:
+                self.notifier.start(getattr(self.store, "path", None))
             self._opened = True
 
     def run_once(self) -> Any:
@@ -316,6 +364,10 @@ class Monitor:
                     break
                 if batch is not None and batch.more:
                     continue
+                if self.detect_behind:
+                    # more to check: go on after a short pause in which other writers get in
+                    self.stop_event.wait(self.detect_pause_s)
+                    continue
                 wait = min(self._next_tick - time.monotonic(), end - time.monotonic())
                 self.source.wait(max(0.0, wait), self.stop_event)
         finally:
@@ -327,7 +379,9 @@ class Monitor:
         self.stop_event.set()
 
     def close(self) -> None:
-        """Final detection pass, flush notifications, release the source."""
+        """A last (bounded) detection pass, a try at delivering what is pending, release the
+        source. Undelivered notifications stay in the outbox for the next start; readings not
+        checked yet are checked then (the engine's cursor is in the store)."""
         try:
             if self._opened:
                 self._detect(stale=False)

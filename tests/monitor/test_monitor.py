@@ -350,3 +350,94 @@ def test_broken_detection_does_not_stop_ingestion(tmp_path, caplog):
     stats = mon.run(duration_s=30)
     assert stats.inserted == 30 and stats.detect_errors >= 3
     assert sum("detection failed" in r.message for r in caplog.records) == 1  # not a flood
+
+
+# -- notifications survive a crash (the outbox) ----------------------------------------------
+CRASHER = Path(__file__).with_name("crashing_monitor.py")
+
+
+def four_alarms_recording(path):
+    """400 one-second readings with four overheating episodes: 4 raised + 4 cleared."""
+    df = overheating_recording(path, n=400, hot_from=20, hot_to=30)
+    for start in (60, 100, 140):
+        df.loc[start:start + 9, "temperature"] += 41.0
+    write_csv(df, path)
+
+
+def restart_and_deliver(db, rec, url):
+    store = open_store(db)
+    notifier = Notifier([WebhookChannel(url)], backoff_s=0.05)
+    mon = Monitor(store, ReplaySource(rec, speed=float("inf")), engine=engine_for(store),
+                  notifier=notifier, batch_rows=50)
+    mon.run(duration_s=60)   # to the end of the file; close() delivers what is pending
+    return store
+
+
+def assert_all_eight_delivered(store, webhook):
+    got = webhook.payloads()
+    assert [p["kind"] for p in got] == ["raised", "cleared"] * 4
+    assert len({p["event_id"] for p in got}) == 8
+    assert len(store.list_alerts(limit=None)) == 4
+    assert [r["state"] for r in store.outbox_list()] == ["sent"] * 8
+
+
+def test_kill_9_right_after_the_alarm_commit_loses_no_notification(tmp_path, webhook):
+    """The crash point: alarm + outbox rows committed, the notifier not yet woken."""
+    four_alarms_recording(tmp_path / "rec.csv")
+    db = tmp_path / "t.db"
+    proc = subprocess.run([sys.executable, str(CRASHER), str(db), str(tmp_path / "rec.csv"),
+                           webhook.url, "kill-after-commit"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    with open_store(db) as store:
+        staged = store.outbox_list()
+        assert [r["kind"] for r in staged] == ["raised"]  # committed with the first alarm
+        assert staged[0]["state"] == "pending"
+    assert webhook.requests == []                         # and never sent
+    store = restart_and_deliver(db, tmp_path / "rec.csv", webhook.url)
+    assert_all_eight_delivered(store, webhook)
+
+
+def test_webhook_down_alarms_raised_kill_9_restart_delivers_all(tmp_path, webhook):
+    four_alarms_recording(tmp_path / "rec.csv")
+    db = tmp_path / "t.db"
+    down = WebhookReceiver(statuses=[503] * 1000)
+    try:
+        proc = subprocess.Popen([sys.executable, str(CRASHER), str(db),
+                                 str(tmp_path / "rec.csv"), down.url, "run"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+        def staged():
+            try:
+                with open_store(db, readonly=True) as store:
+                    return len(store.outbox_list()) == 8
+            except Exception:
+                return False
+        assert wait_until(staged, 60)
+        assert wait_until(lambda: len(down.requests) >= 2, 30)  # being retried…
+        proc.kill()                                               # …kill -9
+        proc.wait(10)
+    finally:
+        down.close()
+    assert down.payloads() == []
+    store = restart_and_deliver(db, tmp_path / "rec.csv", webhook.url)
+    assert_all_eight_delivered(store, webhook)
+
+
+def test_sigterm_leaves_undelivered_notifications_in_the_outbox(tmp_path, webhook):
+    """A clean stop with the webhook down loses nothing either (it used to drop the queue)."""
+    four_alarms_recording(tmp_path / "rec.csv")
+    down = WebhookReceiver(statuses=[503] * 1000)
+    try:
+        store = open_store(tmp_path / "t.db", create=True)
+        notifier = Notifier([WebhookChannel(down.url)], backoff_s=0.05, retries=50)
+        mon = Monitor(store, ReplaySource(tmp_path / "rec.csv", speed=float("inf")),
+                      engine=engine_for(store), notifier=notifier, batch_rows=50)
+        mon.run(duration_s=60)
+        store.close()
+    finally:
+        down.close()
+    with open_store(tmp_path / "t.db") as store:
+        assert [r["state"] for r in store.outbox_list()] == ["pending"] * 8
+    store = restart_and_deliver(tmp_path / "t.db", tmp_path / "rec.csv", webhook.url)
+    assert_all_eight_delivered(store, webhook)

@@ -26,6 +26,7 @@ base64 pickle older versions wrote) is never unpickled: the twin is refitted on 
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import logging
@@ -206,6 +207,9 @@ class AlarmEngine:
         self.rules = _rulebook(rules)
         self.chunk = int(chunk)
         self.twins: dict = {}
+        #: Called with each chunk's events inside the chunk's transaction, before the commit
+        #: (the monitor writes the notification outbox here: alarm and notification together).
+        self.on_events = None
         self._load()
 
     # -- persisted state -------------------------------------------------------------------
@@ -231,6 +235,21 @@ class AlarmEngine:
                                   "started_at": row["started_at"], "last_seen": row["last_seen"],
                                   "peak": row["peak_value"], "count": row["trigger_count"],
                                   "sensor": row["sensor"], "message": row["message"]}
+
+    @contextlib.contextmanager
+    def _rolled_back(self):
+        """If the transaction fails, forget the in-memory state it changed (cursor, rule
+        machines): the store rolled back, and the next call must start from what it holds."""
+        try:
+            yield
+        except BaseException:
+            self.cursor = -1          # forces a reload from the store, even if this one fails
+            self.twins = {}
+            try:
+                self._load()
+            except Exception:
+                pass
+            raise
 
     def _save(self) -> None:
         self.store.set_meta(CURSOR_KEY, str(self.cursor))
@@ -360,15 +379,28 @@ class AlarmEngine:
                                     trigger_count=a["count"])
 
     # -- public ----------------------------------------------------------------------------
-    def process_new(self, max_readings: int | None = None) -> list[AlarmEvent]:
-        """Check every reading stored since the last call; returns the alarm events, in order."""
+    def behind(self) -> bool:
+        """Whether readings are stored that the engine has not checked yet."""
+        return self.store.max_id() > self.cursor
+
+    def process_new(self, max_readings: int | None = None, *, stop=None) -> list[AlarmEvent]:
+        """Check the readings stored since the last call; returns the alarm events, in order.
+
+        ``max_readings`` bounds the work of one call (the rest waits for the next call, behind
+        the persisted cursor); ``stop`` (a ``threading.Event`` or a callable) ends it early
+        between chunks. Each chunk is one transaction, so stopping never leaves half a chunk.
+        """
         events: list[AlarmEvent] = []
         if self.store.max_id() <= self.cursor:
             return events                 # idle tick: no write lock taken
+        stopped = (stop.is_set if hasattr(stop, "is_set") else stop) or (lambda: False)
         done = 0
         while max_readings is None or done < max_readings:
+            if done and stopped():
+                break
             n = self.chunk if max_readings is None else min(self.chunk, max_readings - done)
-            with self.store.transaction():
+            first = len(events)
+            with self._rolled_back(), self.store.transaction():
                 stored = int(self.store.get_meta(CURSOR_KEY, "0") or 0)
                 if stored != self.cursor:   # another engine moved on: continue from its state
                     self._load()
@@ -391,6 +423,8 @@ class AlarmEngine:
                 self._flush(dirty)
                 self.cursor = rows[-1].id
                 self._save()
+                if self.on_events is not None and len(events) > first:
+                    self.on_events(events[first:])
             done += len(rows)
             if len(rows) < n:
                 break
@@ -414,13 +448,15 @@ class AlarmEngine:
         """Raise a stale-data alarm for every asset silent for longer than its limit."""
         now = _now_ms() if now_ms is None else int(now_ms)
         events: list[AlarmEvent] = []
-        with self.store.transaction():
+        with self._rolled_back(), self.store.transaction():
             for a, m in self.machines.items():
                 trans = m.check_stale(now)
                 if trans:
                     self._apply(a, trans, events, {})
             if events:
                 self._save()
+                if self.on_events is not None:
+                    self.on_events(events)
         return events
 
 

@@ -18,6 +18,7 @@ from .base import (_STATE_COLUMNS, OPTIONAL_COLUMNS, READING_COLUMNS, LoadResult
                    StoreError, StoreMissingError)
 
 from ._alerts import AlertsMixin
+from ._outbox import OutboxMixin
 
 __all__ = ["SQLiteStore", "open_store"]
 
@@ -33,7 +34,7 @@ def _insert_sql(rows: int) -> str:
             + ",".join([one] * rows))
 
 
-class SQLiteStore(AlertsMixin, Store):
+class SQLiteStore(AlertsMixin, OutboxMixin, Store):
     """The embedded default store: one SQLite file in WAL mode.
 
     Use :func:`open_store` rather than the constructor. ``conn`` is in autocommit mode; group
@@ -60,6 +61,7 @@ class SQLiteStore(AlertsMixin, Store):
         """Create every table and index that is missing (idempotent)."""
         schema = resources.files("twinlib.store").joinpath("schema.sql").read_text()
         self.conn.executescript(schema)
+        self._init_outbox_schema()
         if self.get_meta("schema_version") is None:
             self.set_meta("schema_version", "1")
 

@@ -146,6 +146,10 @@ class ReplaySource(Source):
         skip = int(saved["rows"]) if saved else 0
         while skip > 0 and self._ensure_rows():  # seek: parse and discard what is stored
             n = min(skip, len(self._chunk) - self._i)
+            seen = self._ts[self._i:self._i + n]
+            seen = seen[np.isfinite(seen)]
+            if len(seen):  # the replay clock of a finished replay is its last row's time
+                self._last_data = max(self._last_data, float(seen.max()))
             self._i += n
             skip -= n
         self.position = int(saved["rows"]) - skip if saved else 0
@@ -247,8 +251,10 @@ class ReplaySource(Source):
         stop.wait(max(0.0, min(timeout, delay)))
 
     def now_ms(self) -> int:
-        if self.timestamps == "now" or self._anchor_wall is None:
+        if self.timestamps == "now":
             return self.clock()
+        if self._anchor_wall is None:  # not started, or restarted after the end: its last row
+            return int(self._last_data) if np.isfinite(self._last_data) else self.clock()
         data_now = self._data_now()
         if math.isinf(data_now):  # instant replay: "now" is the newest row handed out
             return int(self._last_data) if np.isfinite(self._last_data) else self.clock()
