@@ -441,3 +441,81 @@ def test_sigterm_leaves_undelivered_notifications_in_the_outbox(tmp_path, webhoo
         assert [r["state"] for r in store.outbox_list()] == ["pending"] * 8
     store = restart_and_deliver(tmp_path / "t.db", tmp_path / "rec.csv", webhook.url)
     assert_all_eight_delivered(store, webhook)
+
+
+# -- detection catch-up is bounded per pass and stoppable ------------------------------------
+class Idle:
+    """A source with nothing to say (the readings came from an import, not from it)."""
+
+    name, required, exhausted = "idle", ("temperature",), False
+
+    def open(self, store):
+        pass
+
+    def read(self, max_rows):
+        return None
+
+    def commit(self, store):
+        pass
+
+    def wait(self, timeout, stop):
+        stop.wait(timeout)
+
+    def now_ms(self):
+        return to_ms("2026-02-10 00:00:00")
+
+    def describe(self):
+        return {"source": self.name}
+
+    def close(self):
+        pass
+
+
+def imported(tmp_path, name, n=30_000):
+    """A store holding an import of `n` readings the engine has not checked yet."""
+    store = open_store(tmp_path / name, create=True)
+    overheating_recording(tmp_path / f"{name}.csv", n=n, hot_from=n // 2, hot_to=n // 2 + 40)
+    store.load_readings(pd.read_csv(tmp_path / f"{name}.csv", parse_dates=["timestamp"]))
+    return store
+
+
+def test_detection_catch_up_is_bounded_per_pass_and_heartbeats_go_on(tmp_path):
+    store = imported(tmp_path, "live.db")
+    engine = AlarmEngine(store, RULES, chunk=1000)
+    mon = Monitor(store, Idle(), engine=engine, detect_rows=4000, tick_s=1e-6,
+                  detect_pause_s=0.0)
+    mon.run_once()
+    assert engine.cursor == 4000 and mon.detect_behind   # one bounded pass, not 30,000
+    assert read_heartbeat(store)["run_id"] == mon.run_id  # and the heartbeat is written
+    passes = 1
+    while mon.detect_behind:
+        mon.run_once()
+        passes += 1
+    assert passes == 8 and engine.cursor == store.max_id() == 30_000
+    batch = imported(tmp_path, "batch.db")
+    AlarmEngine(batch, RULES).process_new()
+    cols = ["asset_id", "rule", "severity", "state", "started_at", "ended_at", "peak_value"]
+    assert [{k: a[k] for k in cols} for a in store.list_alerts(limit=None)] == \
+        [{k: a[k] for k in cols} for a in batch.list_alerts(limit=None)]
+
+
+def test_a_stop_during_catch_up_ends_the_pass_and_the_rest_waits_in_the_store(tmp_path):
+    store = imported(tmp_path, "t.db")
+    engine = AlarmEngine(store, RULES, chunk=1000)
+    mon = Monitor(store, Idle(), engine=engine, detect_rows=1_000_000, tick_s=1e-6)
+    mon.open()
+    calls = {"n": 0}
+    real = engine.store.after
+
+    def after_then_stop(*args, **kw):  # the stop arrives while the first chunk is checked
+        calls["n"] += 1
+        mon.stop()
+        return real(*args, **kw)
+    engine.store.after = after_then_stop
+    mon.run_once()
+    mon.close()   # the final pass is bounded by the stop too
+    engine.store.after = real
+    assert int(store.get_meta("detect.cursor")) == 2000 and calls["n"] == 2
+    again = AlarmEngine(store, RULES)          # a restart goes on from the stored cursor
+    again.process_new()
+    assert again.cursor == 30_000
