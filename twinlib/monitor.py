@@ -9,7 +9,8 @@
    position (store meta or MQTT acknowledgement), so a restart resumes exactly after what was
    stored;
 3. run detection behind its persisted cursor: `engine.process_new()` over what arrived since
-   the last pass (whoever wrote it), at most `detect_rows` readings per pass — a big import is
+   the last pass (whoever wrote it), at most `detect_rows` readings and `detect_budget_s`
+   seconds per pass (chunks of 2,000 readings, each one transaction) — a big import is
    checked over many passes, with a short pause between them for other writers, while
    ingestion and heartbeats go on — plus `engine.check_stale(now)` once a tick (not while
    detection lags: a late check is not a silent machine);
@@ -155,7 +156,8 @@ def build_engine(store, settings=None):
     per-asset overrides); defaults without one."""
     from twinlib.detect import AlarmEngine
 
-    return AlarmEngine(store, settings.file if settings is not None else None)
+    # small chunks: each is one write transaction, and other writers wait at most one of them
+    return AlarmEngine(store, settings.file if settings is not None else None, chunk=2000)
 
 
 class Monitor:
@@ -164,7 +166,7 @@ class Monitor:
     def __init__(self, store, source, *, engine=None, notifier=None, tick_s: float = 1.0,
                  batch_rows: int = 5000, max_logged_rejects: int = 20, heartbeat: bool = True,
                  notify_max_age_s: float = 3600.0, detect_rows: int = 20_000,
-                 detect_pause_s: float = 0.1):
+                 detect_budget_s: float | None = 0.25, detect_pause_s: float = 0.1):
         if tick_s <= 0 or batch_rows < 1 or detect_rows < 1 or detect_pause_s < 0:
             raise ValueError("tick_s must be > 0, batch_rows and detect_rows >= 1, "
                              "detect_pause_s >= 0")
@@ -174,6 +176,7 @@ class Monitor:
         # ingestion and heartbeats go on), and the pause between passes that lets other
         # writers (`twin store`, the API) take the database's write lock
         self.detect_rows, self.detect_pause_s = int(detect_rows), float(detect_pause_s)
+        self.detect_budget_s = detect_budget_s  # seconds of checking per pass (None: no limit)
         self.detect_behind = False
         if engine is not None and notifier is not None:
             engine.on_events = self._stage   # outbox rows in the alarm transition's transaction
@@ -284,7 +287,11 @@ class Monitor:
             return
         try:
             # bounded: a million imported readings are checked over many passes, not in one
-            events = list(self.engine.process_new(self.detect_rows, stop=self.stop_event))
+            end = (time.monotonic() + self.detect_budget_s if self.detect_budget_s is not None
+                   else float("inf"))
+            events = list(self.engine.process_new(
+                self.detect_rows,
+                stop=lambda: self.stop_event.is_set() or time.monotonic() >= end))
             behind = getattr(self.engine, "behind", None)
             self.detect_behind = bool(behind()) if behind is not None else False
             if stale and not self.detect_behind:  # a lagging check is not a silent machine

@@ -483,7 +483,7 @@ def test_detection_catch_up_is_bounded_per_pass_and_heartbeats_go_on(tmp_path):
     store = imported(tmp_path, "live.db")
     engine = AlarmEngine(store, RULES, chunk=1000)
     mon = Monitor(store, Idle(), engine=engine, detect_rows=4000, tick_s=1e-6,
-                  detect_pause_s=0.0)
+                  detect_pause_s=0.0, detect_budget_s=None)
     mon.run_once()
     assert engine.cursor == 4000 and mon.detect_behind   # one bounded pass, not 30,000
     assert read_heartbeat(store)["run_id"] == mon.run_id  # and the heartbeat is written
@@ -502,7 +502,8 @@ def test_detection_catch_up_is_bounded_per_pass_and_heartbeats_go_on(tmp_path):
 def test_a_stop_during_catch_up_ends_the_pass_and_the_rest_waits_in_the_store(tmp_path):
     store = imported(tmp_path, "t.db")
     engine = AlarmEngine(store, RULES, chunk=1000)
-    mon = Monitor(store, Idle(), engine=engine, detect_rows=1_000_000, tick_s=1e-6)
+    mon = Monitor(store, Idle(), engine=engine, detect_rows=1_000_000, tick_s=1e-6,
+                  detect_budget_s=None)
     mon.open()
     calls = {"n": 0}
     real = engine.store.after
