@@ -230,15 +230,27 @@ def test_twin_run_stops_cleanly_and_resumes_without_gaps(tmp_path, webhook, caps
     (tmp_path / "twin.toml").write_text(f'[notify.webhook]\nurl = "{webhook.url}"\n')
     env = run_env(tmp_path)
     for round_, sig in enumerate((signal.SIGTERM, signal.SIGINT)):  # a restart between the two
-        proc = twin("run", "--source", "sim", "--assets", "2", "--rate", "20", "--tick", "0.2",
-                    env=env)
-        assert wait_until(lambda: beating(tmp_path / "twin.db", proc.pid), 30)
-        store = open_store(tmp_path / "twin.db")
-        target = 60 * (round_ + 1)
-        assert wait_until(lambda: store.count() >= target, 30), proc.stderr.read()
-        store.close()
-        proc.send_signal(sig)
-        out, err = proc.communicate(timeout=20)
+        log = tmp_path / f"run-{round_}.log"  # a file, not a pipe nobody drains while it runs
+        with open(log, "w") as fh:
+            proc = subprocess.Popen([*TWIN, "run", "--source", "sim", "--assets", "2", "--rate",
+                                     "20", "--tick", "0.2"], env=env, stdout=subprocess.DEVNULL,
+                                    stderr=fh, text=True)
+        try:
+            # this process's own heartbeat: written once its signal handlers are installed
+            # (generous limits: a loaded machine can take long to start a Python process)
+            assert wait_until(lambda: beating(tmp_path / "twin.db", proc.pid), 120), \
+                log.read_text()
+            store = open_store(tmp_path / "twin.db")
+            target = 60 * (round_ + 1)
+            assert wait_until(lambda: store.count() >= target, 120), log.read_text()
+            store.close()
+            proc.send_signal(sig)
+            proc.wait(60)
+        finally:
+            if proc.poll() is None:  # a failed round must not leave a monitor running
+                proc.kill()
+                proc.wait()
+        err = log.read_text()
         assert proc.returncode == 0, err
         assert f"{sig.name} received, stopping" in err
         assert "twin run: stopped" in err and "notify: webhook" in err
