@@ -24,6 +24,7 @@ import pandas as pd
 
 from ..timeutil import now_ms, to_ms, to_ms_array
 from ._alerts import AlertsMixin
+from ._outbox import OutboxMixin
 from .base import (RESERVED_COLUMNS, LoadResult, Reading, SchemaVersionError, Store,
                    StoreBusyError, StoreError, StoreMissingError)
 
@@ -64,7 +65,7 @@ class _Asset:
         self.created_at = created_at
 
 
-class SQLiteStore(AlertsMixin, Store):
+class SQLiteStore(AlertsMixin, OutboxMixin, Store):
     """The embedded default store: one SQLite file in WAL mode.
 
     Use :func:`open_store` rather than the constructor. ``conn`` is in autocommit mode; group
@@ -109,6 +110,7 @@ class SQLiteStore(AlertsMixin, Store):
                 self._migrate_v1()
             for stmt in _schema_statements():
                 self.conn.execute(stmt)
+            self._init_outbox_schema()
             self.set_meta("schema_version", str(SCHEMA_VERSION))
         self._reload_assets()
 
