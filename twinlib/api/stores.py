@@ -76,6 +76,7 @@ class StoreProvider:
     def __init__(self, db_path: str | os.PathLike, *, write_attempts: int = 3,
                  retry_pause_s: float = 0.1):
         self.db_path = Path(db_path)
+        self._path_text = os.fspath(self.db_path)  # os.stat of a str skips the Path conversion
         self.write_attempts = max(1, int(write_attempts))
         self.retry_pause_s = float(retry_pause_s)
         self._local = threading.local()
@@ -84,7 +85,7 @@ class StoreProvider:
     def _identity(self, immutable: bool) -> tuple:
         """What must not change under a kept connection (raises StoreMissingError if gone)."""
         try:
-            st = os.stat(self.db_path)
+            st = os.stat(self._path_text)
         except FileNotFoundError:
             raise StoreMissingError("database file is gone") from None
         if not immutable:
