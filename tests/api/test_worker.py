@@ -149,6 +149,22 @@ def test_requests_arriving_in_pieces_are_served_whole(server):
     assert reply.startswith(b"HTTP/1.1 200") and json.loads(reply.partition(b"\r\n\r\n")[2])["duplicates"] == 1
 
 
+def test_a_client_expecting_100_continue_is_told_to_send_its_body(server):
+    body = b'{"readings": []}'
+    head = (f"POST /readings HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            f"Expect: 100-continue\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", server), timeout=20) as s:
+        s.sendall(head)
+        assert s.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"  # before any body byte
+        s.sendall(body)
+        s.shutdown(socket.SHUT_WR)
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+    assert b"HTTP/1.1 200 OK" in reply and reply.endswith(b'"notes":[]}')
+
+
 @pytest.mark.parametrize("request_bytes,status", [
     (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
     (b"GET /data HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", 400),

@@ -66,6 +66,7 @@ LIMITS = {
 _HEAD_END = b"\r\n\r\n"
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*([0-9]{1,20})[ \t]*(?=\r\n)", re.I)
 _CHUNKED = re.compile(rb"\r\ntransfer-encoding[ \t]*:[^\r\n]*chunked", re.I)
+_EXPECT_CONTINUE = re.compile(rb"\r\nexpect[ \t]*:[ \t]*100-continue[ \t]*\r\n", re.I)
 
 
 def _chunked_end(buf: bytes, start: int) -> int | None:
@@ -121,7 +122,7 @@ def request_complete(buf: bytes, max_head: int, max_body: int) -> bool:
 class _Pending:
     """A connection whose request is still arriving."""
 
-    __slots__ = ("sock", "addr", "listener", "buf", "started", "head_done")
+    __slots__ = ("sock", "addr", "listener", "buf", "started", "continued")
 
     def __init__(self, sock, addr, listener):
         self.sock = sock
@@ -129,7 +130,7 @@ class _Pending:
         self.listener = listener
         self.buf = bytearray()
         self.started = time.monotonic()
-        self.head_done = False
+        self.continued = False
 
 
 class _Closing:
@@ -147,12 +148,14 @@ class _Buffered:
     """The socket as gunicorn's parser sees it: the buffered bytes first, then the socket."""
 
     def __init__(self, data: bytes, sock):
-        self._data = data
+        self._data = memoryview(data)
+        self._pos = 0
         self._sock = sock
 
     def recv(self, size: int) -> bytes:
-        if self._data:
-            out, self._data = self._data[:size], self._data[size:]
+        if self._pos < len(self._data):  # an offset, not a slice of the rest: 16 MiB stays O(n)
+            out = self._data[self._pos:self._pos + size].tobytes()
+            self._pos += len(out)
             return out
         return self._sock.recv(size)
 
@@ -293,6 +296,8 @@ class BufferedSyncWorker(SyncWorker):
                 self._forget(p)
                 self._serve(p)
                 return True
+            if not p.continued:
+                self._maybe_continue(p)
             if registered:
                 while self._pending_bytes > self.max_pending_bytes and self._pending:
                     oldest = next(iter(self._pending.values()))
@@ -301,6 +306,21 @@ class BufferedSyncWorker(SyncWorker):
                         return True
             if len(data) < 65536:
                 return False
+
+    def _maybe_continue(self, p: _Pending) -> None:
+        """Tell a client waiting for "100 Continue" to send its body (curl waits 1 s otherwise).
+
+        gunicorn sends its own when the app starts; a second 1xx is allowed (RFC 9110 §15.2).
+        """
+        head_end = p.buf.find(_HEAD_END)
+        if head_end < 0:
+            return
+        p.continued = True
+        if _EXPECT_CONTINUE.search(p.buf, 0, head_end + 2) and b" HTTP/1.0\r\n" not in p.buf[:head_end]:
+            try:
+                p.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+            except OSError:
+                pass
 
     def _expire(self) -> None:
         now = time.monotonic()
