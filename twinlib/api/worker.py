@@ -406,7 +406,7 @@ class BufferedSyncWorker(SyncWorker):
             except OSError:
                 data = b""
             c.drained += len(data)
-            if not data or c.drained > 1 << 20:
+            if not data or c.drained > 4 << 20:  # the deadline bounds it too
                 self._close(c)
                 return True
 
