@@ -195,6 +195,8 @@ def test_reads_work_from_a_read_only_directory(tmp_path, make_app, fleet):
         assert len(client.get("/data?limit=1000").get_json()) == 300
         assert client.get("/health").get_json()["max_id"] == 300
         assert client.get("/assets").status_code == 200
+        export = client.get("/export.csv?since=2026-02-10&until=2026-02-11")
+        assert export.status_code == 200 and export.data.count(b"\n") == 301  # header + rows
         write = client.post("/readings", json=_batch(fleet), headers=AUTH)
         assert write.status_code == 503
         assert list(ro.iterdir()) == [db]  # nothing created beside it

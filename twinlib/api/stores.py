@@ -117,6 +117,10 @@ class StoreProvider:
             return self.reader()
         return store
 
+    def open_reader(self) -> Store:
+        """A new read-only store of its own (the caller closes it), e.g. for a long stream."""
+        return self._open_reader()[0]
+
     def _open_reader(self) -> tuple[Store, bool]:
         try:
             return open_store(self.db_path, readonly=True), False
