@@ -198,7 +198,7 @@ def test_reads_work_from_a_read_only_directory(tmp_path, make_app, fleet):
         export = client.get("/export.csv?since=2026-02-10&until=2026-02-11")
         assert export.status_code == 200 and export.data.count(b"\n") == 301  # header + rows
         write = client.post("/readings", json=_batch(fleet), headers=AUTH)
-        assert write.status_code == 503
+        assert write.status_code == 503 and write.get_json()["reason"] == "readonly"
         assert list(ro.iterdir()) == [db]  # nothing created beside it
     # Once writable again, a writer changes the file: the immutable reader must see it.
     s = open_store(db)

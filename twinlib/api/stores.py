@@ -35,8 +35,8 @@ from flask import current_app
 
 from twinlib.store import Store, StoreError, StoreMissingError, open_store
 
-__all__ = ["StoreProvider", "read_store", "write_store", "write_with_retry", "is_busy",
-           "is_readonly"]
+__all__ = ["StoreProvider", "ReadOnlyDatabase", "read_store", "write_store", "write_with_retry",
+           "is_busy", "is_readonly"]
 
 #: SQLite result codes (primary code = extended code & 0xff).
 _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_READONLY = 5, 6, 8
@@ -60,9 +60,15 @@ def is_busy(exc: BaseException) -> bool:
     return False
 
 
+class ReadOnlyDatabase(StoreError):
+    """The database (or its directory) cannot be written by this server."""
+
+
 def is_readonly(exc: BaseException) -> bool:
     """Whether ``exc`` (or its cause) is SQLite refusing to write a read-only database."""
     while exc is not None:
+        if isinstance(exc, ReadOnlyDatabase):
+            return True
         if isinstance(exc, sqlite3.OperationalError):
             if _code(exc) == _SQLITE_READONLY or "readonly database" in str(exc):
                 return True
@@ -149,14 +155,25 @@ class StoreProvider:
                 fh.read(16)
         except OSError:
             return False
+        return not self._dir_writable()
+
+    def _dir_writable(self) -> bool:
+        # os.access would say yes to root even on a read-only mount or an immutable directory.
         probe = self.db_path.parent / f".{self.db_path.name}.twin-probe-{os.getpid()}"
         try:
             fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         except OSError:
-            return True
+            return False
         os.close(fd)
         os.unlink(probe)
-        return False
+        return True
+
+    def _file_writable(self) -> bool:
+        try:
+            with open(self.db_path, "r+b"):
+                return True
+        except OSError:
+            return False
 
     def discard(self) -> None:
         """Forget (and close) this thread's store, e.g. after the database failed under it."""
@@ -172,7 +189,15 @@ class StoreProvider:
     @contextmanager
     def writer(self):
         """A writable store for one request (never creates the database)."""
-        store = open_store(self.db_path, create=False)
+        try:
+            store = open_store(self.db_path, create=False)
+        except StoreMissingError:
+            raise
+        except StoreError as exc:
+            if self.db_path.exists() and not (self._file_writable() and self._dir_writable()):
+                raise ReadOnlyDatabase(f"cannot write {self.db_path}: the file or its directory "
+                                       "is read-only for this server") from exc
+            raise
         try:
             yield store
         finally:
