@@ -221,3 +221,15 @@ def test_a_chunked_body_over_16_mib_is_413_through_the_server(server):
 ])
 def test_request_complete(data, whole):
     assert request_complete(data, max_head=1000, max_body=1000) is whole
+
+
+def test_a_body_of_countless_tiny_chunks_is_walked_once_and_at_most_so_far():
+    from twinlib.api.worker import MAX_CHUNKS, _Framing
+    head = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    framing, buf = _Framing(), bytearray(head)
+    for _ in range(4):  # arriving in pieces: each piece is walked from where the last stopped
+        buf += b"1\r\nx\r\n" * 1000
+        assert framing.complete(buf, 10**6, 1 << 24) is False
+    assert framing.chunks == 4000
+    buf += b"1\r\nx\r\n" * MAX_CHUNKS  # past the budget: handed over without its end
+    assert framing.complete(buf, 10**6, 1 << 24) is True and framing.chunks == MAX_CHUNKS

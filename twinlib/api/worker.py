@@ -19,7 +19,9 @@ non-blocking reader in front of it, like a buffering reverse proxy:
   worker: past that the oldest waiting one is closed, so a flood of slow connections costs the
   flooder its oldest connections, not the service its capacity;
 - a body over ``max_body`` (the app's own limit) is not buffered: the request goes to the app
-  with the head alone, and the app refuses it (413) without reading the body;
+  with the head alone, and the app refuses it (413) without reading the body; a chunked body of
+  more than :data:`MAX_CHUNKS` chunks is handed over when that many have arrived (walking
+  millions of tiny chunks would cost seconds of CPU): the rest is read with the send timeout;
 - the response is written with a socket timeout (``send_timeout``): a client that stops reading
   cannot hold the worker either.
 
@@ -69,30 +71,78 @@ _CHUNKED = re.compile(rb"\r\ntransfer-encoding[ \t]*:[^\r\n]*chunked", re.I)
 _EXPECT_CONTINUE = re.compile(rb"\r\nexpect[ \t]*:[ \t]*100-continue[ \t]*\r\n", re.I)
 
 
-def _chunked_end(buf: bytes, start: int) -> int | None:
-    """Where a chunked body starting at ``start`` ends: None when more bytes are needed, -1 when
-    the framing is broken (gunicorn's parser then answers 400)."""
-    pos = start
-    while True:
-        eol = buf.find(b"\r\n", pos)
-        if eol < 0:
-            return None
-        try:
-            size = int(buf[pos:eol].split(b";", 1)[0].strip(), 16)
-        except ValueError:
-            return -1
-        if size < 0:
-            return -1
+_CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?\r\n")
+#: Chunks walked per request before the request is handed over as it is (the parser then reads
+#: the rest, blocking with the send timeout): a body of millions of 1-byte chunks would
+#: otherwise cost seconds of CPU to walk.
+MAX_CHUNKS = 65_536
+
+
+def _chunked_scan(buf, pos: int, budget: int = MAX_CHUNKS) -> tuple[str, int, int]:
+    """Walk chunked framing from ``pos`` (the start of a chunk-size line).
+
+    Returns ``(state, pos, chunks walked)``: ``"done"`` and the body's end, ``"bad"`` (not
+    chunked framing, or more than ``budget`` chunks: hand it over, gunicorn's parser answers) or
+    ``"more"`` and the position to resume from once more bytes arrived, so the body is walked
+    once, not once per read.
+    """
+    n = len(buf)
+    match = _CHUNK_LINE.match
+    for k in range(budget):
+        m = match(buf, pos)
+        if m is None:
+            broken = buf.find(b"\r\n", pos, pos + 1024) >= 0 or n - pos >= 1024
+            return ("bad" if broken else "more"), pos, k
+        size = int(m.group(1), 16)
+        eol = m.end() - 2
         if size == 0:  # then trailer lines, then an empty line
-            if len(buf) < eol + 4:
-                return None
+            if n < eol + 4:
+                return "more", pos, k
             if buf[eol + 2:eol + 4] == b"\r\n":
-                return eol + 4
+                return "done", eol + 4, k
             end = buf.find(_HEAD_END, eol)
-            return None if end < 0 else end + 4
-        pos = eol + 2 + size + 2
-        if pos > len(buf):
-            return None
+            return ("more", pos, k) if end < 0 else ("done", end + 4, k)
+        nxt = m.end() + size + 2
+        if nxt > n:
+            return "more", pos, k
+        pos = nxt
+    return "bad", pos, budget
+
+
+class _Framing:
+    """Where a request being read stands: its head's end, then how its body is framed."""
+
+    __slots__ = ("head_end", "searched", "chunk_pos", "length", "chunked", "chunks")
+
+    def __init__(self):
+        self.head_end = -1
+        self.searched = 0      # the head's end is not before this offset
+        self.chunk_pos = -1    # chunked: the next chunk-size line
+        self.length = 0        # Content-Length (0: none)
+        self.chunked = False
+        self.chunks = 0        # chunked: chunks walked so far
+
+    def complete(self, buf, max_head: int, max_body: int) -> bool:
+        """Whether ``buf`` holds a whole request, or enough to answer it (see request_complete)."""
+        if self.head_end < 0:
+            i = buf.find(_HEAD_END, max(0, self.searched - 3))
+            if i < 0:
+                self.searched = len(buf)
+                return len(buf) > max_head
+            self.head_end = i
+            head = bytes(buf[:i + 2])  # keep the last header's CRLF for the patterns
+            if _CHUNKED.search(head):
+                self.chunked, self.chunk_pos = True, i + 4
+            else:
+                m = _CONTENT_LENGTH.search(head)
+                self.length = int(m.group(1)) if m else 0
+        body_start = self.head_end + 4
+        if self.chunked:
+            state, self.chunk_pos, walked = _chunked_scan(buf, self.chunk_pos,
+                                                          MAX_CHUNKS - self.chunks)
+            self.chunks += walked
+            return state != "more" or len(buf) - body_start > max_body
+        return self.length > max_body or len(buf) - body_start >= self.length
 
 
 def request_complete(buf: bytes, max_head: int, max_body: int) -> bool:
@@ -102,27 +152,13 @@ def request_complete(buf: bytes, max_head: int, max_body: int) -> bool:
     declared body is over ``max_body`` (the app refuses it: 413), or when the framing is broken
     (gunicorn refuses it: 400) — in each case the answer needs no more bytes.
     """
-    head_end = buf.find(_HEAD_END)
-    if head_end < 0:
-        return len(buf) > max_head
-    head = buf[:head_end + 2]  # keep the last header's CRLF for the patterns
-    body_start = head_end + 4
-    if _CHUNKED.search(head):
-        end = _chunked_end(buf, body_start)
-        if end is None:
-            return len(buf) - body_start > max_body
-        return True
-    m = _CONTENT_LENGTH.search(head)
-    if m is None:
-        return True
-    length = int(m.group(1))
-    return length > max_body or len(buf) - body_start >= length
+    return _Framing().complete(buf, max_head, max_body)
 
 
 class _Pending:
     """A connection whose request is still arriving."""
 
-    __slots__ = ("sock", "addr", "listener", "buf", "started", "continued")
+    __slots__ = ("sock", "addr", "listener", "buf", "started", "continued", "framing")
 
     def __init__(self, sock, addr, listener):
         self.sock = sock
@@ -131,6 +167,7 @@ class _Pending:
         self.buf = bytearray()
         self.started = time.monotonic()
         self.continued = False
+        self.framing = _Framing()
 
 
 class _Closing:
@@ -292,7 +329,7 @@ class BufferedSyncWorker(SyncWorker):
             p.buf += data
             if registered:
                 self._pending_bytes += len(data)
-            if request_complete(p.buf, self.max_head, self.max_body):
+            if p.framing.complete(p.buf, self.max_head, self.max_body):
                 self._forget(p)
                 self._serve(p)
                 return True
@@ -312,7 +349,7 @@ class BufferedSyncWorker(SyncWorker):
 
         gunicorn sends its own when the app starts; a second 1xx is allowed (RFC 9110 §15.2).
         """
-        head_end = p.buf.find(_HEAD_END)
+        head_end = p.framing.head_end
         if head_end < 0:
             return
         p.continued = True
