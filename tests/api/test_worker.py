@@ -233,3 +233,63 @@ def test_a_body_of_countless_tiny_chunks_is_walked_once_and_at_most_so_far():
     assert framing.chunks == 4000
     buf += b"1\r\nx\r\n" * MAX_CHUNKS  # past the budget: handed over without its end
     assert framing.complete(buf, 10**6, 1 << 24) is True and framing.chunks == MAX_CHUNKS
+
+
+@pytest.fixture
+def loop_worker(monkeypatch, store, make_app):
+    """A BufferedSyncWorker's loop in a thread on a listener of its own, with tiny limits."""
+    import threading
+
+    from gunicorn.config import Config
+    from gunicorn.glogging import Logger
+
+    from twinlib.api.worker import BufferedSyncWorker
+
+    monkeypatch.setattr(BufferedSyncWorker, "max_pending", 3)
+    monkeypatch.setattr(BufferedSyncWorker, "header_timeout", 1.0)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    cfg = Config()
+    worker = BufferedSyncWorker(0, os.getppid(), [listener], None, 30, cfg, Logger(cfg))
+    worker.PIPE = os.pipe()
+    worker.wsgi = make_app(store.path)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    worker.alive = False
+    os.write(worker.PIPE[1], b"x")
+    thread.join(10)
+    listener.close()
+
+
+def _closed_by_server(s: socket.socket) -> bool:
+    s.settimeout(20)
+    try:
+        return s.recv(100) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_the_oldest_waiting_connections_are_dropped_past_the_limit(loop_worker, monkeypatch):
+    from twinlib.api.worker import BufferedSyncWorker
+
+    monkeypatch.setattr(BufferedSyncWorker, "header_timeout", 60.0)  # only the limit closes
+    conns = [socket.create_connection(("127.0.0.1", loop_worker)) for _ in range(5)]
+    try:
+        for s in conns:  # accepted in this order: the oldest two go when the 4th and 5th come
+            s.sendall(b"GET /data HTTP/1.1\r\nX-Slow: ")
+        assert _closed_by_server(conns[0]) and _closed_by_server(conns[1])
+        conns[4].sendall(b"1\r\n\r\n")  # the newest ones are still there, and answered
+        conns[4].settimeout(20)
+        assert conns[4].recv(100).startswith(b"HTTP/1.1 200")
+    finally:
+        for s in conns:
+            s.close()
+
+
+def test_a_head_that_does_not_arrive_in_time_is_closed(loop_worker):
+    with socket.create_connection(("127.0.0.1", loop_worker)) as s:
+        s.sendall(b"GET /data HTTP/1.1\r\nX-Slow: ")
+        assert _closed_by_server(s)  # after header_timeout (1 s here)
+    assert _get(loop_worker)[0] == 200
