@@ -62,6 +62,8 @@ _SPEC: dict[str, tuple[str, Any, type]] = {
     "api_host": ("TWIN_API_HOST", "127.0.0.1", str),
     "api_port": ("TWIN_API_PORT", 5000, int),
     "dashboard_port": ("TWIN_DASHBOARD_PORT", 8050, int),
+    # Kernels the dashboard runs at once (one per open tab, ~100 MB each); 0 = no limit.
+    "dashboard_max_kernels": ("TWIN_DASHBOARD_MAX_KERNELS", None, int),
     "api_token": ("TWIN_API_TOKEN", None, str),
     "api_cors_origins": ("TWIN_API_CORS_ORIGINS", None, str),
 }
@@ -79,6 +81,7 @@ class Settings:
     api_host: str
     api_port: int
     dashboard_port: int
+    dashboard_max_kernels: int
     api_token: str | None
     api_cors_origins: str | list | None  # comma-separated text or a list; None = no CORS
     file: dict = field(default_factory=dict, compare=False)
@@ -186,6 +189,12 @@ def get_settings(env: dict | None = None, **overrides: Any) -> Settings:
         values["api_token"] = str(token) if token else None
     if values["api_cors_origins"] is None:
         values["api_cors_origins"] = file.get("api", {}).get("cors_origins")
+    if values["dashboard_max_kernels"] is None:
+        values["dashboard_max_kernels"] = _coerce(
+            "dashboard_max_kernels", file.get("dashboard", {}).get("max_kernels", 8), int)
+    if values["dashboard_max_kernels"] < 0:
+        raise SettingsError("dashboard_max_kernels must be 0 (no limit) or more, got "
+                            f"{values['dashboard_max_kernels']}")
     for port in ("api_port", "dashboard_port"):
         if not 0 <= values[port] <= 65535:
             raise SettingsError(f"{port} must be between 0 and 65535, got {values[port]}")

@@ -6,14 +6,15 @@ views produce is here, and nothing else.
 """
 from __future__ import annotations
 
-from twinlib.api.params import BUCKETS
+from twinlib.api.params import BUCKETS, TEXT_PATTERN, TIME_PATTERN
 
 __all__ = ["build_spec", "SPEC_VERSION"]
 
 SPEC_VERSION = "1.0.0"
 
-_TIME_DESC = ("UTC time: `YYYY-MM-DD HH:MM:SS[.fff]`, `YYYY-MM-DD`, ISO 8601 (`T`, optional "
-              "offset or `Z`), or integer epoch milliseconds. Inclusive.")
+_TIME_DESC = ("UTC time: `YYYY-MM-DD`, `YYYY-MM-DD HH:MM[:SS[.ffffff]]`, the same with `T` and "
+              "an optional offset `+HH:MM` or `Z`, or integer epoch milliseconds; years "
+              "1900–9999. Inclusive.")
 
 
 def _ref(name: str) -> dict:
@@ -35,12 +36,14 @@ _TS_NULL = {**_TS, "nullable": True}
 
 _ERRORS = {
     "400": _err("A parameter is invalid; `parameter` names it."),
-    "503": _err("The database is missing or unreadable (nothing is created)."),
+    "503": _err("The database is missing, unreadable, read-only for writes, or busy (then with "
+                 "`Retry-After`); nothing is created."),
 }
 _ASSET_404 = {"404": _err("Unknown asset.")}
 _AUTH = {
     "401": _err("Missing or wrong bearer token."),
     "403": _err("Writes are disabled: no API token is configured."),
+    "429": _err("Too many wrong tokens from this client: retry after `Retry-After` seconds."),
 }
 
 
@@ -49,10 +52,11 @@ def _q(name: str, schema: dict, description: str, required: bool = False) -> dic
             "description": description}
 
 
-_SINCE = _q("since", {"type": "string", "minLength": 1}, "Earliest reading time. " + _TIME_DESC)
-_UNTIL = _q("until", {"type": "string", "minLength": 1},
-            "Latest reading time; not before `since`. " + _TIME_DESC)
-_ASSET_Q = _q("asset", {"type": "string", "minLength": 1, "maxLength": 200},
+_TIME_SCHEMA = {"type": "string", "minLength": 1, "pattern": TIME_PATTERN}
+_SINCE = _q("since", _TIME_SCHEMA, "Earliest reading time. " + _TIME_DESC)
+_UNTIL = _q("until", _TIME_SCHEMA, "Latest reading time; not before `since`. " + _TIME_DESC)
+_ASSET_Q = _q("asset", {"type": "string", "minLength": 1, "maxLength": 200,
+                        "pattern": TEXT_PATTERN},
               "Only this asset (404 when unknown).")
 _ASSET_PATH = {"name": "asset_id", "in": "path", "required": True,
                "schema": {"type": "string", "minLength": 1, "maxLength": 200,
@@ -69,8 +73,9 @@ _SCHEMAS = {
             "error": {"type": "string"},
             "message": {"type": "string"},
             "parameter": {"type": "string", "description": "The parameter at fault."},
-            "reason": {"type": "string", "enum": ["missing", "unreadable"],
-                       "description": "Why the database is unavailable (503 only)."},
+            "reason": {"type": "string", "enum": ["missing", "unreadable", "busy", "readonly"],
+                       "description": ("Why the database is unavailable (503 only): `busy` "
+                                       "comes with `Retry-After`.")},
         },
     },
     "Reading": {

@@ -74,11 +74,13 @@ class SQLiteStore(AlertsMixin, OutboxMixin, Store):
 
     backend = "sqlite"
 
-    def __init__(self, path: str | os.PathLike, *, readonly: bool = False):
+    def __init__(self, path: str | os.PathLike, *, readonly: bool = False, immutable: bool = False):
         self.path = Path(path)
-        self.readonly = readonly
-        if readonly:
-            uri = f"file:{self.path.resolve().as_posix()}?mode=ro"
+        self.readonly = readonly or immutable
+        if self.readonly:
+            # immutable: no locks and no -shm file (a reader in a read-only directory); only
+            # for a file nothing writes to while it is open.
+            uri = f"file:{self.path.resolve().as_posix()}?mode=ro" + ("&immutable=1" if immutable else "")
             self.conn = sqlite3.connect(uri, uri=True, isolation_level=None,
                                         check_same_thread=False, timeout=5.0)
         else:
@@ -770,21 +772,25 @@ def _bucket_stats(col: np.ndarray, starts: np.ndarray, name: str) -> dict:
     return {f"{name}_min": mn, f"{name}_mean": mean, f"{name}_max": mx}
 
 
-def open_store(path: str | os.PathLike, *, create: bool = False, readonly: bool = False) -> SQLiteStore:
+def open_store(path: str | os.PathLike, *, create: bool = False, readonly: bool = False,
+               immutable: bool = False) -> SQLiteStore:
     """Open the store at ``path``.
 
     ``create=True`` creates the file and schema when missing (and upgrades an older schema).
     Otherwise a missing file (or one without twinlib's tables) raises :class:`StoreMissingError`
     and nothing is created; a database of an older version raises :class:`SchemaVersionError`
     (``twin init-db`` upgrades it).
+    ``immutable=True`` opens read-only without locking or a ``-shm`` file (SQLite's
+    ``immutable=1``): for a reader in a read-only directory, on a file nothing writes to.
     """
+    readonly = readonly or immutable
     p = Path(path)
     if not p.exists():
         if not create or readonly:
             raise StoreMissingError(f"database {p} does not exist (run `twin init-db` first)")
         p.parent.mkdir(parents=True, exist_ok=True)
     try:
-        store = SQLiteStore(p, readonly=readonly)
+        store = SQLiteStore(p, readonly=readonly, immutable=immutable)
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open database {p}: {exc}") from exc
     try:

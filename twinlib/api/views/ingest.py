@@ -14,7 +14,7 @@ from flask import Blueprint, request
 from twinlib.api.auth import require_token
 from twinlib.api.errors import ApiError
 from twinlib.api.jsonio import json_response, read_json_body
-from twinlib.api.stores import write_store
+from twinlib.api.stores import write_with_retry
 from twinlib.ingest import ingest_frame
 from twinlib.ingest.jsonreading import decode_readings, rows_to_frame
 
@@ -58,8 +58,10 @@ def post_readings():
         raise ApiError(400, f"at most {MAX_BATCH} readings per request, got {len(items)}",
                        parameter="readings")
     frame, notes = batch_to_frame(items)
-    with write_store() as store:
-        report = ingest_frame(store, frame, source="http", line_offset=0)
+    # Retried while the database is busy (a failed attempt stores nothing; a repeat stores
+    # nothing twice), then 503 with Retry-After.
+    report = write_with_retry(
+        lambda store: ingest_frame(store, frame, source="http", line_offset=0))
     return json_response({
         "received": len(items),
         "inserted": report.inserted,
