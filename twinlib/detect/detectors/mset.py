@@ -26,7 +26,7 @@ makes that finding noisy, so name them when you know them).
 >>> z = rng.normal(size=(900, 1))
 >>> X = np.hstack([z, 2 * z, -z]) + rng.normal(0, 0.1, (900, 3))
 >>> det = MSETDetector().fit(X[:400])
->>> bad = X.copy(); bad[600:, 2] += 1.0              # break the correlation
+>>> bad = X.copy(); bad[600:, 2] += 1.5              # break the correlation
 >>> bool(det.predict(bad)[650:].mean() > 0.9 and det.predict(X)[400:].mean() < 0.05)
 True
 """
