@@ -43,7 +43,7 @@ def slow_channels(A: np.ndarray, ratio: float = 0.5) -> list[int]:
 class CausalPrep:
     """EWMA smoothing of every column, then a high-pass on the slow columns (see module)."""
 
-    def __init__(self, n_cols: int, smooth: float | None, slow: list[int], slow_tau: float,
+    def __init__(self, n_cols: int, smooth: float | None, slow: list[int], slow_tau,
                  slow_policy: str = "highpass"):
         if slow_policy not in ("highpass", "drop", "keep"):
             raise ValueError(f"slow must be 'highpass', 'drop' or 'keep', got {slow_policy!r}")
@@ -51,7 +51,13 @@ class CausalPrep:
         self.smooth = smooth
         self.slow = list(slow) if slow_policy != "keep" else []
         self.policy = slow_policy
-        self.hp_alpha = 1.0 - math.exp(-1.0 / float(slow_tau))
+        # one time constant for every slow column, or a list (one per column of `slow`)
+        taus = list(slow_tau) if isinstance(slow_tau, (list, tuple)) else [slow_tau] * len(self.slow)
+        if len(taus) != len(self.slow):
+            raise ValueError(f"slow_tau: {len(taus)} time constants for {len(self.slow)} slow columns")
+        self.hp_alpha = np.ones(n_cols)
+        for j, tau in zip(self.slow, taus):
+            self.hp_alpha[j] = 1.0 - math.exp(-1.0 / float(tau))
         self.keep = [j for j in range(n_cols) if not (slow_policy == "drop" and j in self.slow)]
 
     def batch(self, A: np.ndarray) -> np.ndarray:
@@ -62,7 +68,7 @@ class CausalPrep:
                 Y[:, j] = ewm_causal(Y[:, j], float(self.smooth))
         if self.policy == "highpass":
             for j in self.slow:
-                Y[:, j] = Y[:, j] - ewm_causal(Y[:, j], self.hp_alpha)
+                Y[:, j] = Y[:, j] - ewm_causal(Y[:, j], float(self.hp_alpha[j]))
         return Y[:, self.keep]
 
     def step(self, v: np.ndarray, state: dict | None) -> tuple[np.ndarray, dict]:

@@ -6,7 +6,8 @@ conditioning as :mod:`.mset` (EWMA ``input_smooth``, slow-drift high-pass). Resi
 units of the *out-of-fold* residual spread; the score is the largest one (``agg="max"``) or their
 root mean square; the threshold is the ``q`` quantile of the out-of-fold training scores times
 ``factor`` (default: their maximum). Works on any column names: pass ``state_columns`` for the
-signals that set the operating point (load, speed) — they explain, they are never flagged.
+signals that set the operating point (load, speed) — they explain, they are never flagged, and
+outside the range the training rows covered the detector has no opinion (score 0).
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -26,7 +27,7 @@ from twinlib.twin import LearnedTwin
 
 from ._prep import CausalPrep
 from .base import Detector
-from .mset import _slow_indices, aggregate
+from .mset import StateGuard, _slow_indices, aggregate
 
 __all__ = ["LearnedTwinDetector"]
 
@@ -38,7 +39,8 @@ class LearnedTwinDetector(Detector):
 
     def __init__(self, state_columns=(), alpha: float = 1.0, folds: int = 5, agg: str = "max",
                  input_smooth: float | None = 0.2, slow: str = "highpass", slow_columns=None,
-                 slow_ratio: float = 0.5, slow_tau: float = 30.0, *, columns=None,
+                 slow_ratio: float = 0.5, slow_tau: float = 30.0, state_margin: float = 0.05, *,
+                 columns=None,
                  q: float | None = 1.0, factor: float = 1.0, threshold: float | None = None,
                  smooth: float | None = None, grace: int = 400):
         super().__init__(columns=columns, q=q, factor=factor, threshold=threshold, smooth=smooth,
@@ -52,14 +54,14 @@ class LearnedTwinDetector(Detector):
         self.slow_columns = slow_columns
         self.slow_ratio = slow_ratio
         self.slow_tau = slow_tau
+        self.state_margin = state_margin
 
     def _frame(self, P: np.ndarray) -> pd.DataFrame:
         return pd.DataFrame(P, columns=self.kept_)
 
     def _fit(self, A):
-        self.slow_ = _slow_indices(self, A)
-        self.prep_ = CausalPrep(A.shape[1], self.input_smooth, self.slow_, float(self.slow_tau),
-                                self.slow)
+        self.slow_, taus = _slow_indices(self, A)
+        self.prep_ = CausalPrep(A.shape[1], self.input_smooth, self.slow_, taus, self.slow)
         self.kept_ = [self.columns_[j] for j in self.prep_.keep]
         state = [c for c in (self.state_columns or ()) if c in self.kept_]
         self.twin_ = LearnedTwin(measured=[c for c in self.kept_ if c not in state], state=state,
@@ -67,6 +69,7 @@ class LearnedTwinDetector(Detector):
         self.twin_.fit(self._frame(self.prep_.batch(A)))
         std = np.array([self.twin_.resid_std_[m] for m in self.twin_.measured_])
         self._fit_scores = aggregate(self.twin_.oof_residuals_ / std, self.agg)
+        self.state_guard_ = StateGuard(self, A)
         self._state = None
         # the twin's models as arrays over the kept columns (one reading costs microseconds)
         pos = {c: i for i, c in enumerate(self.kept_)}
@@ -79,7 +82,8 @@ class LearnedTwinDetector(Detector):
                                 for idx, j, mu, sd, w, b0, rs in self.arrays_])
 
     def _score(self, A):
-        return aggregate(self._residuals(self.prep_.batch(A)), self.agg)
+        s = aggregate(self._residuals(self.prep_.batch(A)), self.agg)
+        return np.where(self.state_guard_.covers(A), s, 0.0)
 
     def _learn_one(self, v):
         if not hasattr(self, "twin_"):
@@ -100,4 +104,6 @@ class LearnedTwinDetector(Detector):
         if not hasattr(self, "twin_"):
             return 0.0
         y, _ = self.prep_.step(v, getattr(self, "_state", None))
+        if not self.state_guard_.covers(v[None, :])[0]:
+            return 0.0
         return float(aggregate(self._residuals(y[None, :]), self.agg)[0])

@@ -19,7 +19,9 @@ residuals; the score is the largest of them (``agg="max"``) or their root mean s
 Inputs pass through :class:`~._prep.CausalPrep` first: an EWMA (``input_smooth``) and the slow-drift
 handling (``slow``: high-pass the signals that drift slowly, e.g. temperatures — named in
 ``slow_columns``, or found from the training rows when it is None; a 400-row training window
-makes that finding noisy, so name them when you know them).
+makes that finding noisy, so name them when you know them). ``state_columns`` (load, speed,
+ambient) place the estimate but are never flagged, and where a reading's state lies outside the
+range the training rows covered the detector has no opinion (score 0, see :class:`StateGuard`).
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -32,12 +34,14 @@ True
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from ._prep import CausalPrep, slow_channels
 from .base import Detector
 
-__all__ = ["MSETDetector", "aggregate"]
+__all__ = ["MSETDetector", "StateGuard", "aggregate"]
 
 
 def aggregate(R: np.ndarray, how: str) -> np.ndarray:
@@ -56,13 +60,44 @@ def _kernel(A: np.ndarray, B: np.ndarray, bandwidth: float) -> np.ndarray:
     return np.exp(-np.maximum(d2, 0.0) / (2.0 * bandwidth ** 2 * A.shape[1]))
 
 
-def _slow_indices(det, A: np.ndarray) -> list[int]:
-    """The slow signals: named (``slow_columns``, e.g. from the asset kind) or found in ``A``."""
+def _slow_indices(det, A: np.ndarray) -> tuple[list[int], object]:
+    """The slow signals and their high-pass time constants (readings).
+
+    Named in ``slow_columns`` (a list, or a mapping column → time constant; e.g. from the asset
+    kind), else found in ``A`` (see :func:`~._prep.slow_channels`), with ``slow_tau``.
+    """
     if det.slow == "keep":
-        return []
-    if det.slow_columns is not None:
-        return [i for i, c in enumerate(det.columns_) if c in set(det.slow_columns)]
-    return slow_channels(A, float(det.slow_ratio))
+        return [], float(det.slow_tau)
+    if det.slow_columns is None:
+        return slow_channels(A, float(det.slow_ratio)), float(det.slow_tau)
+    named = det.slow_columns
+    idx = [i for i, c in enumerate(det.columns_) if c in set(named)]
+    if isinstance(named, Mapping):
+        return idx, [float(named[det.columns_[i]]) for i in idx]
+    return idx, float(det.slow_tau)
+
+
+class StateGuard:
+    """Whether rows lie inside the operating range (state columns) seen in training.
+
+    Outside it the estimate is an extrapolation: its residuals describe the model, not the
+    machine, so the detector has no opinion there (score 0) — as :meth:`TwinModel.covers`.
+    The range is widened by ``state_margin`` of its span on each side.
+    """
+
+    def __init__(self, det, A: np.ndarray):
+        names = set(det.state_columns or ())
+        self.idx = [i for i, c in enumerate(det.columns_) if c in names]
+        lo = np.nanmin(A[:, self.idx], axis=0) if self.idx else np.zeros(0)
+        hi = np.nanmax(A[:, self.idx], axis=0) if self.idx else np.zeros(0)
+        pad = float(det.state_margin) * (hi - lo) + 1e-9 * np.maximum(np.abs(lo), 1.0)
+        self.lo, self.hi = lo - pad, hi + pad
+
+    def covers(self, A: np.ndarray) -> np.ndarray:
+        if not self.idx:
+            return np.ones(len(A), dtype=bool)
+        S = A[:, self.idx]
+        return np.all((S >= self.lo) & (S <= self.hi), axis=1)
 
 
 class _Memory:
@@ -88,7 +123,7 @@ class MSETDetector(Detector):
     def __init__(self, bandwidth: float = 0.5, reg: float = 1e-2, max_memory: int = 200,
                  folds: int = 5, agg: str = "max", input_smooth: float | None = 0.2,
                  slow: str = "highpass", slow_columns=None, slow_ratio: float = 0.5,
-                 slow_tau: float = 30.0, *,
+                 slow_tau: float = 30.0, state_columns=(), state_margin: float = 0.05, *,
                  columns=None, q: float | None = 1.0, factor: float = 1.0,
                  threshold: float | None = None, smooth: float | None = None, grace: int = 400):
         super().__init__(columns=columns, q=q, factor=factor, threshold=threshold, smooth=smooth,
@@ -103,6 +138,8 @@ class MSETDetector(Detector):
         self.slow_columns = slow_columns
         self.slow_ratio = slow_ratio
         self.slow_tau = slow_tau
+        self.state_columns = state_columns
+        self.state_margin = state_margin
 
     # ------------------------------------------------------------------ model
     def _memory(self, Z: np.ndarray) -> _Memory:
@@ -112,9 +149,8 @@ class MSETDetector(Detector):
     def _fit(self, A):
         if int(self.folds) < 2:
             raise ValueError(f"folds must be at least 2, got {self.folds}")
-        self.slow_ = _slow_indices(self, A)
-        self.prep_ = CausalPrep(A.shape[1], self.input_smooth, self.slow_, float(self.slow_tau),
-                                self.slow)
+        self.slow_, taus = _slow_indices(self, A)
+        self.prep_ = CausalPrep(A.shape[1], self.input_smooth, self.slow_, taus, self.slow)
         P = self.prep_.batch(A)
         self.mean_ = P.mean(axis=0)
         sd = P.std(axis=0)
@@ -130,7 +166,11 @@ class MSETDetector(Detector):
             R[b] = Z[b] - self._memory(Z[rest]).estimate(Z[b])
         sd = R.std(axis=0)
         self.resid_scale_ = np.where(sd < 1e-9, 1.0, sd)
-        self._fit_scores = aggregate(R / self.resid_scale_, self.agg)
+        self.state_guard_ = StateGuard(self, A)
+        kept = [self.columns_[j] for j in self.prep_.keep]
+        # state signals (load, speed) place the estimate; they are never the fault themselves
+        self.flagged_ = np.array([c not in set(self.state_columns or ()) for c in kept])
+        self._fit_scores = aggregate((R / self.resid_scale_)[:, self.flagged_], self.agg)
         self._state = None
 
     def residuals(self, X) -> np.ndarray:
@@ -144,7 +184,8 @@ class MSETDetector(Detector):
         return (Z - self.memory_.estimate(Z)) / self.resid_scale_
 
     def _score(self, A):
-        return aggregate(self._residuals(self.prep_.batch(A)), self.agg)
+        s = aggregate(self._residuals(self.prep_.batch(A))[:, self.flagged_], self.agg)
+        return np.where(self.state_guard_.covers(A), s, 0.0)
 
     # ------------------------------------------------------------------ streaming
     def _learn_one(self, v):
@@ -166,4 +207,6 @@ class MSETDetector(Detector):
         if not hasattr(self, "memory_"):
             return 0.0
         y, _ = self.prep_.step(v, getattr(self, "_state", None))
-        return float(aggregate(self._residuals(y[None, :]), self.agg)[0])
+        if not self.state_guard_.covers(v[None, :])[0]:
+            return 0.0
+        return float(aggregate(self._residuals(y[None, :])[:, self.flagged_], self.agg)[0])
