@@ -156,6 +156,13 @@ def _skab(quick: bool) -> dict:
                      "cv": {k: round(r["cv"][k], 4) for k in ("f1", "far", "mar")},
                      "cv_picks": sorted(set(r["cv"]["picks"])),
                      "nab_standard_skab": round(r["nab"]["standard"], 2)}
+    free = SKAB_DIR.parent / "anomaly-free" / "anomaly-free.csv"
+    if free.exists():
+        from twinlib.detect.skab import normal_far
+
+        far = normal_far(free, {n: all_methods[n] for n in names})
+        out["anomaly_free_far"] = {n: round(v["far"], 4) for n, v in far.items()}
+        out["anomaly_free_pieces"] = next(iter(far.values()))["pieces"]
     return out
 
 

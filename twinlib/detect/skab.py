@@ -43,7 +43,8 @@ from .scoring import outlier_metrics
 
 __all__ = ["SkabMethod", "skab_methods", "CHOSEN", "LEADERBOARD", "NAB_LEADERBOARD", "NAB_PROFILES",
            "TRAIN_ROWS", "FACTOR_GRID", "SKAB_SLOW", "find_skab_files", "read_skab", "nab_score",
-           "nab_score_skab", "run_skab", "format_skab", "skab_json", "make_folds"]
+           "nab_score_skab", "run_skab", "format_skab", "skab_json", "make_folds",
+           "normal_far"]
 
 TRAIN_ROWS = 400
 #: Published outlier-detection results: (F1, FAR %, MAR %).
@@ -439,3 +440,32 @@ def skab_json(result: dict, method: str = CHOSEN) -> str:
     if "cv" in r:
         out["cv_picks"] = r["cv"]["picks"]
     return json.dumps(out)
+
+
+def normal_far(path: str | Path, methods: Mapping[str, SkabMethod] | None = None,
+               rows: int = 1150, train_rows: int = TRAIN_ROWS) -> dict:
+    """False-alarm rate on a recording of normal operation (SKAB's ``anomaly-free.csv``).
+
+    The recording is cut into pieces of ``rows`` rows (the length of a labelled SKAB file); each
+    piece is run under the protocol (first ``train_rows`` rows train) and every flagged test row
+    is a false alarm. Normal operation the development files never showed: the closest thing to
+    an honest FAR on unseen files that the data we have allows.
+    """
+    methods = dict(methods) if methods is not None else skab_methods()
+    df = pd.read_csv(path, sep=";")
+    cols = [c for c in df.columns if c not in ("datetime", *_LABELS)]
+    X = df[cols].apply(pd.to_numeric, errors="coerce").astype(float)
+    pieces = [X.iloc[i:i + rows].reset_index(drop=True) for i in range(0, len(X) - rows + 1, rows)]
+    if not pieces:
+        raise ValueError(f"{path}: fewer than {rows} rows")
+    out = {}
+    for name, m in methods.items():
+        fp = tot = 0
+        for P in pieces:
+            if m.input_smooth is not None:
+                P = P.apply(lambda c: pd.Series(ewm_causal(c.to_numpy(float), m.input_smooth)))
+            pred = m.make(m.factor).fit(P.iloc[:train_rows]).predict(P)[train_rows:]
+            fp += int(pred.sum())
+            tot += len(pred)
+        out[name] = {"far": fp / tot, "pieces": len(pieces), "rows": tot}
+    return out
