@@ -209,7 +209,7 @@ def _healthy_fleet(quick: bool) -> dict:
     res = simulate_fleet(assets=assets, hours=24 * 8, freq_s=60, seed=3, start=START, fault_rate=0.0)
     cols = [*SENSORS, "load", "speed", "ambient"]
     dets = default_fleet_detectors(0)
-    dets["mset"] = MSETDetector(columns=cols)
+    dets["mset"] = MSETDetector(columns=cols, state_columns=("load", "speed", "ambient"))
     dets["ltwin"] = LearnedTwinDetector(columns=cols, state_columns=("load", "speed", "ambient"))
     t0 = time.perf_counter()
     table = compare_on_fleet(res.readings, dets, train_hours=24)

@@ -4,10 +4,10 @@ Two linear filters, both causal and both run the same way in batch and one readi
 
 * ``smooth`` — an exponential moving average of every input (noise averages out, a persistent
   change stays);
-* slow-drift handling — a signal that moves slowly compared with its own noise (a fluid or motor
-  temperature: the standard deviation of its first differences is below ``slow_ratio`` times its
-  standard deviation in the training rows; white noise gives √2, a thermal drift ≈ 0.3) is
-  *high-passed*: its deviation from its own exponential mean over ``slow_tau`` readings is kept,
+* slow-drift handling — a signal named as slow (or, with ``"auto"``, one that moves slowly
+  compared with its own noise: the standard deviation of its first differences is below
+  ``slow_ratio`` times its standard deviation in the training rows; white noise gives √2, a
+  thermal drift ≈ 0.3) is *high-passed*: its deviation from its own exponential mean over ``slow_tau`` readings is kept,
   its level is dropped. Why: after the training rows such a signal keeps drifting (the water
   warms up over an experiment) and a model of levels would call every later reading abnormal,
   holding the alarm long after the fault ended; its fast changes still carry the fault.

@@ -7,7 +7,9 @@ units of the *out-of-fold* residual spread; the score is the largest one (``agg=
 root mean square; the threshold is the ``q`` quantile of the out-of-fold training scores times
 ``factor`` (default: their maximum). Works on any column names: pass ``state_columns`` for the
 signals that set the operating point (load, speed) — they explain, they are never flagged, and
-outside the range the training rows covered the detector has no opinion (score 0).
+outside the range the training rows covered, or while the state is in transition (a start or a
+stop within the last ``settle`` readings), the detector has no opinion (score 0; see
+:class:`~.mset.StateGuard`).
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -27,7 +29,7 @@ from twinlib.twin import LearnedTwin
 
 from ._prep import CausalPrep
 from .base import Detector
-from .mset import StateGuard, _slow_indices, aggregate
+from .mset import MSETDetector, StateGuard, _slow_indices, aggregate
 
 __all__ = ["LearnedTwinDetector"]
 
@@ -39,8 +41,8 @@ class LearnedTwinDetector(Detector):
 
     def __init__(self, state_columns=(), alpha: float = 1.0, folds: int = 5, agg: str = "max",
                  input_smooth: float | None = 0.2, slow: str = "highpass", slow_columns=None,
-                 slow_ratio: float = 0.5, slow_tau: float = 30.0, state_margin: float = 0.05, *,
-                 columns=None,
+                 slow_ratio: float = 0.5, slow_tau: float = 30.0, state_margin: float = 0.05,
+                 settle: int = 30, settle_frac: float = 0.2, *, columns=None,
                  q: float | None = 1.0, factor: float = 1.0, threshold: float | None = None,
                  smooth: float | None = None, grace: int = 400):
         super().__init__(columns=columns, q=q, factor=factor, threshold=threshold, smooth=smooth,
@@ -55,6 +57,8 @@ class LearnedTwinDetector(Detector):
         self.slow_ratio = slow_ratio
         self.slow_tau = slow_tau
         self.state_margin = state_margin
+        self.settle = settle
+        self.settle_frac = settle_frac
 
     def _frame(self, P: np.ndarray) -> pd.DataFrame:
         return pd.DataFrame(P, columns=self.kept_)
@@ -68,8 +72,10 @@ class LearnedTwinDetector(Detector):
                                  alpha=float(self.alpha), folds=int(self.folds))
         self.twin_.fit(self._frame(self.prep_.batch(A)))
         std = np.array([self.twin_.resid_std_[m] for m in self.twin_.measured_])
-        self._fit_scores = aggregate(self.twin_.oof_residuals_ / std, self.agg)
+        oof = aggregate(self.twin_.oof_residuals_ / std, self.agg)
         self.state_guard_ = StateGuard(self, A)
+        covered = self.state_guard_.covers(A)   # threshold from steady, in-range rows only
+        self._fit_scores = oof[covered] if covered.any() else oof
         self._state = None
         # the twin's models as arrays over the kept columns (one reading costs microseconds)
         pos = {c: i for i, c in enumerate(self.kept_)}
@@ -96,14 +102,15 @@ class LearnedTwinDetector(Detector):
                 self._fit_scores = None
                 self._buf = []
                 for row in A:
-                    self._state = self.prep_.step(row, self._state)[1]
+                    MSETDetector._advance(self, row)
             return
-        self._state = self.prep_.step(v, getattr(self, "_state", None))[1]
+        MSETDetector._advance(self, v)
 
     def _score_one(self, v):
         if not hasattr(self, "twin_"):
             return 0.0
-        y, _ = self.prep_.step(v, getattr(self, "_state", None))
-        if not self.state_guard_.covers(v[None, :])[0]:
+        st = getattr(self, "_state", None)
+        y, _ = self.prep_.step(v, None if st is None else st["filt"])
+        if not self.state_guard_.covers_one(v, None if st is None else st["hist"])[0]:
             return 0.0
         return float(aggregate(self._residuals(y[None, :]), self.agg)[0])

@@ -17,9 +17,8 @@ residuals; the score is the largest of them (``agg="max"``) or their root mean s
 ``factor`` (default: their maximum, × 1).
 
 Inputs pass through :class:`~._prep.CausalPrep` first: an EWMA (``input_smooth``) and the slow-drift
-handling (``slow``: high-pass the signals that drift slowly, e.g. temperatures — named in
-``slow_columns``, or found from the training rows when it is None; a 400-row training window
-makes that finding noisy, so name them when you know them). ``state_columns`` (load, speed,
+handling (``slow``: high-pass the signals that wander slowly, e.g. temperatures — named in
+``slow_columns``, with their time constants, or ``"auto"``: found from the training rows). ``state_columns`` (load, speed,
 ambient) place the estimate but are never flagged, and where a reading's state lies outside the
 range the training rows covered the detector has no opinion (score 0, see :class:`StateGuard`).
 
@@ -63,14 +62,18 @@ def _kernel(A: np.ndarray, B: np.ndarray, bandwidth: float) -> np.ndarray:
 def _slow_indices(det, A: np.ndarray) -> tuple[list[int], object]:
     """The slow signals and their high-pass time constants (readings).
 
-    Named in ``slow_columns`` (a list, or a mapping column → time constant; e.g. from the asset
-    kind), else found in ``A`` (see :func:`~._prep.slow_channels`), with ``slow_tau``.
+    ``slow_columns``: None (the default) — none; a list of names, or a mapping name → time
+    constant (e.g. from the asset kind); ``"auto"`` — found in ``A`` by
+    :func:`~._prep.slow_channels` (noisy on a short window, and a signal that follows a slowly
+    changing load looks slow too: prefer naming them).
     """
-    if det.slow == "keep":
-        return [], float(det.slow_tau)
-    if det.slow_columns is None:
-        return slow_channels(A, float(det.slow_ratio)), float(det.slow_tau)
     named = det.slow_columns
+    if det.slow == "keep" or named is None:
+        return [], float(det.slow_tau)
+    if isinstance(named, str):
+        if named != "auto":
+            raise ValueError(f"slow_columns must be None, 'auto', names or a mapping, got {named!r}")
+        return slow_channels(A, float(det.slow_ratio)), float(det.slow_tau)
     idx = [i for i, c in enumerate(det.columns_) if c in set(named)]
     if isinstance(named, Mapping):
         return idx, [float(named[det.columns_[i]]) for i in idx]
@@ -78,11 +81,15 @@ def _slow_indices(det, A: np.ndarray) -> tuple[list[int], object]:
 
 
 class StateGuard:
-    """Whether rows lie inside the operating range (state columns) seen in training.
+    """Whether a state estimate applies: steady operation inside the trained operating range.
 
-    Outside it the estimate is an extrapolation: its residuals describe the model, not the
-    machine, so the detector has no opinion there (score 0) — as :meth:`TwinModel.covers`.
-    The range is widened by ``state_margin`` of its span on each side.
+    No opinion (score 0) where a reading's state columns lie outside the range the training rows
+    covered (widened by ``state_margin`` of its span; the estimate would be an extrapolation,
+    as :meth:`TwinModel.covers`), nor while the operating state is in transition: a state
+    column moved by more than ``settle_frac`` of its training span within the last ``settle``
+    readings (a pump that just started or stopped is still warming or cooling; a steady-state
+    model calls every such transient a fault — on the simulated fleet every false alarm of the
+    state estimators followed a start or a stop).
     """
 
     def __init__(self, det, A: np.ndarray):
@@ -90,14 +97,38 @@ class StateGuard:
         self.idx = [i for i, c in enumerate(det.columns_) if c in names]
         lo = np.nanmin(A[:, self.idx], axis=0) if self.idx else np.zeros(0)
         hi = np.nanmax(A[:, self.idx], axis=0) if self.idx else np.zeros(0)
-        pad = float(det.state_margin) * (hi - lo) + 1e-9 * np.maximum(np.abs(lo), 1.0)
+        span = hi - lo
+        pad = float(det.state_margin) * span + 1e-9 * np.maximum(np.abs(lo), 1.0)
         self.lo, self.hi = lo - pad, hi + pad
+        self.settle = int(getattr(det, "settle", 0) or 0)
+        self.step_limit = float(getattr(det, "settle_frac", 0.2)) * span
 
     def covers(self, A: np.ndarray) -> np.ndarray:
+        """Rows of a block (the settling window starting at its first row)."""
         if not self.idx:
             return np.ones(len(A), dtype=bool)
         S = A[:, self.idx]
-        return np.all((S >= self.lo) & (S <= self.hi), axis=1)
+        ok = np.all((S >= self.lo) & (S <= self.hi), axis=1)
+        if self.settle > 0 and len(S):
+            # causal rolling range of each state column over the last `settle` readings
+            import pandas as pd
+
+            roll = pd.DataFrame(S).rolling(self.settle + 1, min_periods=1)
+            moved = (roll.max() - roll.min()).to_numpy() > self.step_limit
+            ok &= ~moved.any(axis=1)
+        return ok
+
+    def covers_one(self, v: np.ndarray, history: list | None) -> tuple[bool, list]:
+        """One reading, given the state rows of the previous readings; returns the new history."""
+        if not self.idx:
+            return True, []
+        s = np.asarray(v, dtype=float)[self.idx]
+        hist = (list(history or []) + [s.tolist()])[-(self.settle + 1):]
+        ok = bool(np.all((s >= self.lo) & (s <= self.hi)))
+        if self.settle > 0:
+            H = np.asarray(hist, dtype=float)
+            ok &= not bool(np.any(H.max(axis=0) - H.min(axis=0) > self.step_limit))
+        return ok, hist
 
 
 class _Memory:
@@ -123,7 +154,8 @@ class MSETDetector(Detector):
     def __init__(self, bandwidth: float = 0.5, reg: float = 1e-2, max_memory: int = 200,
                  folds: int = 5, agg: str = "max", input_smooth: float | None = 0.2,
                  slow: str = "highpass", slow_columns=None, slow_ratio: float = 0.5,
-                 slow_tau: float = 30.0, state_columns=(), state_margin: float = 0.05, *,
+                 slow_tau: float = 30.0, state_columns=(), state_margin: float = 0.05,
+                 settle: int = 30, settle_frac: float = 0.2, *,
                  columns=None, q: float | None = 1.0, factor: float = 1.0,
                  threshold: float | None = None, smooth: float | None = None, grace: int = 400):
         super().__init__(columns=columns, q=q, factor=factor, threshold=threshold, smooth=smooth,
@@ -140,6 +172,8 @@ class MSETDetector(Detector):
         self.slow_tau = slow_tau
         self.state_columns = state_columns
         self.state_margin = state_margin
+        self.settle = settle
+        self.settle_frac = settle_frac
 
     # ------------------------------------------------------------------ model
     def _memory(self, Z: np.ndarray) -> _Memory:
@@ -170,7 +204,10 @@ class MSETDetector(Detector):
         kept = [self.columns_[j] for j in self.prep_.keep]
         # state signals (load, speed) place the estimate; they are never the fault themselves
         self.flagged_ = np.array([c not in set(self.state_columns or ()) for c in kept])
-        self._fit_scores = aggregate((R / self.resid_scale_)[:, self.flagged_], self.agg)
+        oof = aggregate((R / self.resid_scale_)[:, self.flagged_], self.agg)
+        # the threshold comes from rows the detector will have an opinion on (steady, in range)
+        covered = self.state_guard_.covers(A)
+        self._fit_scores = oof[covered] if covered.any() else oof
         self._state = None
 
     def residuals(self, X) -> np.ndarray:
@@ -199,14 +236,22 @@ class MSETDetector(Detector):
                 self._fit_scores = None
                 self._buf = []
                 for row in A:  # carry the filters on from the rows just learned
-                    self._state = self.prep_.step(row, self._state)[1]
+                    self._advance(row)
             return
-        self._state = self.prep_.step(v, getattr(self, "_state", None))[1]
+        self._advance(v)
+
+    def _advance(self, v):
+        """Commit one reading to the filters and the settling window (JSON-able state)."""
+        st = getattr(self, "_state", None)
+        filt = self.prep_.step(v, None if st is None else st["filt"])[1]
+        hist = self.state_guard_.covers_one(v, None if st is None else st["hist"])[1]
+        self._state = {"filt": filt, "hist": hist}
 
     def _score_one(self, v):
         if not hasattr(self, "memory_"):
             return 0.0
-        y, _ = self.prep_.step(v, getattr(self, "_state", None))
-        if not self.state_guard_.covers(v[None, :])[0]:
+        st = getattr(self, "_state", None)
+        y, _ = self.prep_.step(v, None if st is None else st["filt"])
+        if not self.state_guard_.covers_one(v, None if st is None else st["hist"])[0]:
             return 0.0
         return float(aggregate(self._residuals(y[None, :])[:, self.flagged_], self.agg)[0])
