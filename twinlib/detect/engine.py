@@ -467,6 +467,10 @@ def asset_status(store, now_ms: int | None = None, rules=None) -> dict[str, dict
     """
     book = _rulebook(rules)
     latest = store.latest_per_asset()
+    gaps = None
+    if now_ms is not None:
+        raw = store.get_meta(STATE_KEY)
+        gaps = {a: st.get("gaps") for a, st in json.loads(raw).items()} if raw else {}
     assets = set(latest) | {a["asset_id"] for a in store.assets(counts=False)}
     by_asset: dict[str, list[dict]] = {}
     for row in store.active_alerts():
@@ -483,8 +487,10 @@ def asset_status(store, now_ms: int | None = None, rules=None) -> dict[str, dict
         stale_rule = book.for_asset(a).stale
         if now_ms is not None and stale_rule is not None and not any(r["rule"] == "stale" for r in rows):
             last = latest.get(a)
-            if last is None or int(now_ms) - int(last.ts) > stale_rule.after_s * 1000:
-                msgs.append(stale_rule.message(a, last.ts) if last is not None
+            # the limit learned from the asset's cadence, as the engine last saw it
+            limit = stale_rule.limit_ms((gaps or {}).get(a))
+            if last is None or int(now_ms) - int(last.ts) > limit:
+                msgs.append(stale_rule.message(a, last.ts, limit) if last is not None
                             else f"⚠️ No data from {a} yet")
                 status = max(status, "stale", key=STATUS_ORDER.index)
         out[a] = {"status": status, "messages": msgs or [ALL_NORMAL]}
