@@ -80,9 +80,11 @@ _SCHEMAS = {
     },
     "Reading": {
         "type": "object",
-        "description": "One reading in the original `GET /data` shape.",
-        "required": ["id", "timestamp", "temperature", "vibration", "pressure", "asset_id"],
-        "additionalProperties": False,
+        "description": ("One reading in the original `GET /data` shape: for a pump `temperature`, "
+                        "`vibration`, `pressure`; for another kind its measured signals by name "
+                        "(`GET /kinds`)."),
+        "required": ["id", "timestamp", "asset_id"],
+        "additionalProperties": _NUM,
         "properties": {
             "id": {"type": "integer"},
             "timestamp": _TS,
@@ -94,8 +96,9 @@ _SCHEMAS = {
     },
     "AssetReading": {
         "type": "object",
-        "required": ["id", "timestamp", "temperature", "vibration", "pressure", "label"],
-        "additionalProperties": False,
+        "description": "A reading: id, timestamp, the asset kind's measured signals by name, label.",
+        "required": ["id", "timestamp", "label"],
+        "additionalProperties": _NUM,
         "properties": {
             "id": {"type": "integer"},
             "timestamp": _TS,
@@ -119,14 +122,39 @@ _SCHEMAS = {
                          "description": "Active alarms' messages, critical first."},
         },
     },
+    "Signal": {
+        "type": "object",
+        "required": ["name", "unit", "role"],
+        "properties": {
+            "name": {"type": "string"},
+            "unit": {"type": "string"},
+            "role": {"type": "string", "enum": ["measured", "state"]},
+        },
+    },
+    "Kind": {
+        "type": "object",
+        "description": "An asset kind: its signals, units, roles, valid ranges and alarm limits.",
+        "required": ["name", "signals"],
+        "properties": {
+            "name": {"type": "string"},
+            "description": {"type": "string"},
+            "physics": {"type": "string", "nullable": True},
+            "stale_s": _NUM,
+            "source": {"type": "string"},
+            "signals": {"type": "array", "items": {"type": "object"}},
+        },
+    },
     "Asset": {
         "type": "object",
-        "required": ["asset_id", "kind", "params", "status", "latest"],
+        "required": ["asset_id", "kind", "location", "params", "signals", "status", "latest"],
         "additionalProperties": False,
         "properties": {
             "asset_id": {"type": "string"},
             "kind": {"type": "string", "nullable": True},
+            "location": {"type": "string", "nullable": True,
+                         "description": "Location path, e.g. `plant-1/line-2`."},
             "params": {"type": "object"},
+            "signals": {"type": "array", "items": _ref("Signal")},
             "status": _ref("AssetStatus"),
             "latest": {**_ref("AssetReading"), "nullable": True},
         },
@@ -138,7 +166,9 @@ _SCHEMAS = {
     },
     "Bucket": {
         "type": "object",
-        "required": ["timestamp", "n", "temperature", "vibration", "pressure"],
+        "description": "One time bucket: min/mean/max of each measured signal, by name.",
+        "required": ["timestamp", "n"],
+        "additionalProperties": _ref("SensorStats"),
         "properties": {
             "timestamp": {**_TS, "description": "Start of the bucket (UTC)."},
             "n": {"type": "integer", "minimum": 1},
@@ -302,10 +332,31 @@ def _paths() -> dict:
                 **_ERRORS, **_ASSET_404,
             },
         }},
+        "/kinds": {"get": {
+            "summary": "Every asset kind (built-in and from the settings file).",
+            "operationId": "listKinds",
+            "tags": ["assets"],
+            "responses": {"200": _json({"type": "array", "items": _ref("Kind")}, "The kinds.")},
+        }},
+        "/kinds/{name}": {"get": {
+            "summary": "One asset kind.",
+            "operationId": "getKind",
+            "tags": ["assets"],
+            "parameters": [{"name": "name", "in": "path", "required": True,
+                            "schema": {"type": "string", "minLength": 1, "maxLength": 64}}],
+            "responses": {"200": _json(_ref("Kind"), "The kind."), "404": _err("Unknown kind.")},
+        }},
         "/assets": {"get": {
             "summary": "Every asset with its latest reading and status.",
             "operationId": "listAssets",
             "tags": ["assets"],
+            "parameters": [
+                _q("location", {"type": "string", "minLength": 1, "maxLength": 600,
+                                "pattern": r"^/?[A-Za-z0-9_.-]{1,64}(/[A-Za-z0-9_.-]{1,64}){0,7}/?$"},
+                   "Only assets at this location path or below it."),
+                _q("kind", {"type": "string", "minLength": 1, "maxLength": 64},
+                   "Only assets of this kind."),
+            ],
             "responses": {
                 "200": _json({"type": "array", "items": _ref("Asset")}, "The fleet, by asset id."),
                 "503": _ERRORS["503"],
