@@ -343,7 +343,8 @@ def _paths() -> dict:
             "operationId": "getKind",
             "tags": ["assets"],
             "parameters": [{"name": "name", "in": "path", "required": True,
-                            "schema": {"type": "string", "minLength": 1, "maxLength": 64}}],
+                            "schema": {"type": "string",
+                                       "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"}}],
             "responses": {"200": _json(_ref("Kind"), "The kind."), "404": _err("Unknown kind.")},
         }},
         "/assets": {"get": {
@@ -354,11 +355,12 @@ def _paths() -> dict:
                 _q("location", {"type": "string", "minLength": 1, "maxLength": 600,
                                 "pattern": r"^/?[A-Za-z0-9_.-]{1,64}(/[A-Za-z0-9_.-]{1,64}){0,7}/?$"},
                    "Only assets at this location path or below it."),
-                _q("kind", {"type": "string", "minLength": 1, "maxLength": 64},
+                _q("kind", {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
                    "Only assets of this kind."),
             ],
             "responses": {
                 "200": _json({"type": "array", "items": _ref("Asset")}, "The fleet, by asset id."),
+                "400": _err("A bad `location`."),
                 "503": _ERRORS["503"],
             },
         }},

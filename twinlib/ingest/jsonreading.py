@@ -125,7 +125,7 @@ def decode_readings(items: list, *, asset: str | None = None, stamp_ms: int | No
     reading → asset_id → time → label → numbers.
     """
     numbers = tuple(dict.fromkeys((*signals, *state)))
-    known = {"asset_id", "label", *TIME_FIELDS, *numbers}
+    known = {"asset_id", "label", "kind", *TIME_FIELDS, *numbers}
     out = Decoded()
     for i, item in enumerate(items):
         problem = None

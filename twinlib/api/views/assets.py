@@ -19,6 +19,7 @@ from twinlib.timeutil import format_ts, now_ms
 __all__ = ["bp", "MAX_BUCKETS", "MAX_HISTORY_LIMIT", "DEFAULT_BUCKET_SPAN_MS"]
 
 _LOCATION_PART = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_KIND_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 bp = Blueprint("assets", __name__)
 
@@ -89,6 +90,9 @@ def list_assets():
     assets at that location or below it, ``kind=pump`` those of one kind."""
     location = get_location()
     kind_name = request.args.get("kind")
+    if kind_name is not None and not _KIND_NAME.fullmatch(kind_name):
+        raise ApiError(400, "kind must be a kind name (letters, digits, _ . - ; at most 64)",
+                       parameter="kind")
     store = read_store()
     meta = {a["asset_id"]: a for a in store.assets(counts=False)}
     statuses = _statuses(store)
