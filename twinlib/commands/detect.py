@@ -149,7 +149,8 @@ def _evaluate(args: argparse.Namespace) -> int:
           f"{args.train_hours:g} h, scored after that")
     print(format_comparison(table))
     print("rows: a row is positive while a fault label is on; the hour after a fault ends is not "
-          "scored (recovery). FA/asset-day: alarm episodes touching no fault row. kind columns: "
+          "scored (recovery). Detector flags pass through the rules' alarm lifecycle (hold 3 "
+          "readings, clear after 30). FA/asset-day: alarm episodes touching no fault row. kind columns: "
           "fault episodes detected / present. cusum and zscore/ewma see raw, load-driven sensors; "
           "twin scores residuals of the twin model.")
     return 0
