@@ -32,6 +32,7 @@ from twinlib.models.cards import load_model
 from twinlib.models.classifiers import CLASSES, class_labels
 from twinlib.models.features import reading_times
 from twinlib.models.forecast import ForecastParams, forecast_frame
+from twinlib.models.labels import RECOVERY, with_recovery
 from twinlib.models.train import Split, augmentation_data, fingerprint, load_history, model_path
 
 __all__ = [
@@ -59,8 +60,9 @@ def classification_scores(y_true: Sequence[str], y_pred: Sequence[str]) -> dict:
     y_pred = np.asarray(y_pred, dtype=str)
     if len(y_true) == 0:
         raise ValueError("no held-out rows to score")
-    present = [c for c in CLASSES if c in set(y_true)]
-    labels = [c for c in CLASSES if c in set(y_true) | set(y_pred)]
+    order = list(CLASSES) + sorted((set(y_true) | set(y_pred)) - set(CLASSES))
+    present = [c for c in order if c in set(y_true)]
+    labels = [c for c in order if c in set(y_true) | set(y_pred)]
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     per_class = {
         c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
@@ -80,13 +82,14 @@ def classification_scores(y_true: Sequence[str], y_pred: Sequence[str]) -> dict:
 def evaluate_classifier(model, card: dict, readings: pd.DataFrame) -> dict:
     """Score ``model`` on the held-out rows of ``readings`` named by its card's split."""
     split = Split.from_dict(card["split"])
-    history = readings[readings["asset_id"].isin(split.test_assets).to_numpy()]
-    rows = split.test_mask(history) & history["label"].notna().to_numpy()
+    history = with_recovery(readings[readings["asset_id"].isin(split.test_assets).to_numpy()])
+    rows = (split.test_mask(history) & history["label"].notna().to_numpy()
+            & (history["label"].astype(str) != RECOVERY).to_numpy())
     if not rows.any():
         raise ValueError("none of the model's held-out rows are in this data "
                          f"(test assets {list(split.test_assets)})")
     X = model.features(history)[rows]
-    truth = class_labels(history["label"])[rows]
+    truth = class_labels(history["label"], getattr(model, "classes", CLASSES))[rows]
     scores = classification_scores(truth, model.predict_features(X))
     scores["split"] = split.to_dict()
     scores["feature_importance"] = model.feature_importances()
