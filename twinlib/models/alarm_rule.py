@@ -127,6 +127,9 @@ class FaultModelRule:
     def new_state(self) -> FaultRuleState:
         return FaultRuleState()
 
+    def state_from_dict(self, d: Mapping | None) -> FaultRuleState:
+        return FaultRuleState.from_dict(d)
+
     def prepare(self, store, rows) -> dict:
         """Probabilities (and evidence) for a chunk of new readings, keyed by reading id."""
         return {} if self.scorer is None else self.scorer.prepare(store, rows)
