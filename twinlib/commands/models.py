@@ -68,6 +68,10 @@ def register(sub) -> None:
                    help="hours per random-schedule fleet (default 48)")
     p.add_argument("--forecast-seeds", type=int, default=10,
                    help="seeds of the forecast study across speeds (300, 301, …; 0 skips; default 10)")
+    p.add_argument("--forecast-assets", type=int, default=6,
+                   help="pumps per forecast-study fleet (default 6)")
+    p.add_argument("--forecast-hours", type=float, default=24.0,
+                   help="hours per forecast-study fleet (default 24)")
     p.add_argument("--forecast-speeds", default="1,2",
                    help="degradation speeds of the forecast study, comma-separated (default 1,2)")
     p.add_argument("--json", action="store_true",
@@ -167,7 +171,8 @@ def cmd_evaluate(args) -> int:
                                    random_seeds=tuple(range(200, 200 + args.seeds)),
                                    random_assets=args.random_assets, random_hours=args.random_hours,
                                    forecast_seeds=tuple(range(300, 300 + args.forecast_seeds)),
-                                   forecast_speeds=speeds)
+                                   forecast_speeds=speeds, forecast_assets=args.forecast_assets,
+                                   forecast_hours=args.forecast_hours)
     except ModelCardError as exc:
         raise CommandError(str(exc))
     except ValueError as exc:

@@ -102,7 +102,9 @@ def rules_baseline(frame: pd.DataFrame, ruleset=None) -> tuple[np.ndarray, list[
             continue
         v = frame[r.sensor].to_numpy(dtype="float64")
         same = np.r_[False, np.abs(np.diff(v)) <= r.tolerance]
-        conditions.append(("sensor_stuck", _held(same, r.readings - 1, 0), r.readings))
+        held = _held(same, r.readings - 1, 0)
+        held |= np.r_[held[1:], False]       # the run includes the reading it repeats
+        conditions.append(("sensor_stuck", held, r.readings))
     for r in rs.impossibles:
         if r.sensor not in frame.columns:
             continue
