@@ -10,7 +10,9 @@ from twinlib.cli import main
 from twinlib.models.notebooks import NOTEBOOKS, coerce_parameters, notebook_parameters, notebooks_dir
 
 TINY = {"assets": "3", "hours": "3", "fault_rate": "8", "seed": "5", "library_assets": "3",
-        "library_hours": "4", "max_train_rows": "3000", "bucket_s": "600"}
+        "library_hours": "4", "max_train_rows": "3000", "bucket_s": "600",
+        "random_seeds": "1", "random_assets": "2", "random_hours": "3", "forecast_seeds": "1",
+        "forecast_assets": "2", "forecast_hours": "6"}
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +70,9 @@ def test_evaluate_notebook_reproduces_training_scores_and_draws_figures(run):
     executed = nbformat.read(run["root"] / "reports" / "03_evaluate_models.ipynb", as_version=4)
     images = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if "image/png" in o.get("data", {})]
-    assert len(images) == 4  # confusion, per-class, importance, forecast error
+    assert len(images) == 5  # confusion, per-class, importance, forecast error, reliability
+    assert fig["macro_f1_random_worst"] <= fig["macro_f1_random_mean"]
+    assert set(fig["forecast_coverage_by_lead"]) >= {"0-0.25h", "2-4h"}
     report = json.loads((run["root"] / "reports" / "evaluation.json").read_text())
     assert set(report["macro_f1"]) == {"rf", "xgb"}
 
