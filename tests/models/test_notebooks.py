@@ -109,7 +109,9 @@ def test_train_and_evaluate_commands_and_tamper_refusal(run, tmp_path, capsys):
     assert "fault_detection_xgb" in capsys.readouterr().err  # xgb was not trained: no card
     assert main(["train", "--db", db, "--models-dir", models, "--library-assets", "3",
                  "--library-hours", "4", "--max-rows", "3000", "--models", "xgb"]) == 0
-    assert main(["evaluate", "--db", db, "--models-dir", models, "--reports-dir", str(reports)]) == 0
+    small = ["--seeds", "1", "--random-assets", "2", "--random-hours", "3", "--forecast-seeds", "0"]
+    assert main(["evaluate", "--db", db, "--models-dir", models, "--reports-dir", str(reports),
+                 *small]) == 0
     report = json.loads((reports / "evaluation.json").read_text())
     assert set(report["macro_f1"]) == {"rf", "xgb"}
     assert all(m["training_data_unchanged"] for m in report["models"].values())
@@ -117,7 +119,8 @@ def test_train_and_evaluate_commands_and_tamper_refusal(run, tmp_path, capsys):
     pkl = tmp_path / "models" / "fault_detection_rf.pkl"
     pkl.write_bytes(pkl.read_bytes() + b"\0")
     capsys.readouterr()
-    assert main(["evaluate", "--db", db, "--models-dir", models, "--reports-dir", str(reports)]) == 1
+    assert main(["evaluate", "--db", db, "--models-dir", models, "--reports-dir", str(reports),
+                 *small]) == 1
     assert "modified" in capsys.readouterr().err
 
 

@@ -117,3 +117,22 @@ def test_evaluate_json_ends_with_one_line_carrying_the_contract(trained, rich_fl
                                                         "2-4h"}
     assert report["macro_f1_random_worst"] <= report["macro_f1_random_mean"]
     assert report["targets"]["macro_f1_random_mean"]["target"] == ">= 0.85"
+
+
+def test_alarm_settings_are_chosen_on_dev_fleets_within_the_false_alarm_budget(trained):
+    from twinlib.models.cards import load_model
+    from twinlib.models.random_eval import choose_alarm_settings
+    from twinlib.models.train import model_path
+
+    model, _ = load_model(model_path(trained["dir"], "rf"))
+    out = choose_alarm_settings(model, seeds=(910,), assets=2, hours=4.0, levels=(0.4, 0.95),
+                                holds_s=(30.0, 900.0), max_false_per_pump_day=2.0)
+    grid = {(g["level"], g["hold_s"]): g for g in out["grid"]}
+    assert len(grid) == 4
+    # the strictest setting never raises more alarms than the loosest
+    assert grid[(0.95, 900.0)]["false_alarms_per_pump_day"] <= grid[(0.4, 30.0)]["false_alarms_per_pump_day"]
+    chosen = out["chosen"]
+    within = [g for g in out["grid"] if g["false_alarms_per_pump_day"] <= 2.0]
+    if within:
+        assert chosen["false_alarms_per_pump_day"] <= 2.0
+        assert chosen["detection_rate"] == max(g["detection_rate"] for g in within)

@@ -274,7 +274,8 @@ def simulate_degradations(seed: int, *, assets: int = 12, hours: float = 24.0,
 def calibrate_forecast(seeds: Sequence[int] = (100, 101, 102, 103, 104), *, assets: int = 12,
                        hours: float = 24.0, step_min: float = 5.0, coverage: float = 0.8,
                        min_bin: int = 30, params: ForecastParams | None = None,
-                       quantiles: tuple[float, float, float] | None = None) -> dict:
+                       quantiles: tuple[float, float, float] | None = None,
+                       speeds: Sequence[float] = (1.0,)) -> dict:
     """Re-derive :data:`twinlib.models.forecast.CALIBRATION` from simulated degradations.
 
     For each seed, :func:`simulate_degradations` is forecast every ``step_min`` minutes from
@@ -283,7 +284,9 @@ def calibrate_forecast(seeds: Sequence[int] = (100, 101, 102, 103, 104), *, asse
     ``h`` (split at :data:`_CALIBRATION_EDGES_H`), the table holds the median ``log h`` and the
     ``(1 − coverage)/2``, 0.5 and ``(1 + coverage)/2`` quantiles of ``log(T / h)``; a bin with
     fewer than ``min_bin`` forecasts of the sensor uses every sensor's forecasts in that bin, and
-    a bin with fewer than ``min_bin`` in all is left out. Deterministic for given arguments.
+    a bin with fewer than ``min_bin`` in all is left out. ``speeds``: degradation speeds pooled
+    into one table (the speed of a real degradation is not known in advance). Deterministic for
+    given arguments.
     """
     from twinlib.config import THRESHOLDS
 
@@ -293,8 +296,8 @@ def calibrate_forecast(seeds: Sequence[int] = (100, 101, 102, 103, 104), *, asse
     step_h = step_min / 60.0
     leads = np.round(np.arange(step_h, 12.0 + step_h / 2, step_h), 6)
     rows = []
-    for seed in seeds:
-        fleet = simulate_degradations(seed, assets=assets, hours=hours)
+    for seed, speed in [(s, v) for s in seeds for v in speeds]:
+        fleet = simulate_degradations(seed, assets=assets, hours=hours, speed=float(speed))
         report = evaluate_forecasts(fleet.readings, fleet.events, lambda a: THRESHOLDS,
                                     lead_hours=tuple(leads), params=params, healthy_every_h=None)
         rows += [(t["sensor"], t["predicted_h"], t["true_h"]) for t in report["details"]

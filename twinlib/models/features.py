@@ -20,9 +20,9 @@ the pump's; the operating-state columns come from ``state``):
 * ``<sensor>_residual_z`` the same shift in units of the twin's healthy residual σ;
 * ``<sensor>_residual_persist`` share of the long window where the residual stayed more than
   3 σ away from its baseline (the twin-residual rule's persistence);
-* ``<sensor>_residual_load_corr`` correlation of the residual with the load over the long
-  window: a real fault scales with the duty (wear, blockage, a failing cooler), a drifting
-  sensor adds the same offset at any load.
+* ``<sensor>_residual_duty_corr`` correlation of the residual with the twin's expected value
+  of the same sensor over ``corr_window_s`` (2 h): a real fault scales with the duty (wear,
+  blockage, a failing cooler), a drifting sensor adds the same offset at any duty.
 
 Every feature is relative — a change, a slope, a spread — never an absolute level. Pumps differ
 (rated speed, pump curve, thermal constants), so absolute levels and raw twin residuals let a
@@ -58,7 +58,7 @@ STATE: tuple[str, ...] = ("load", "speed", "ambient")
 
 _PER_SENSOR = ("spread", "delta", "slope", "jump", "flat", "flat_run", "jump_ratio",
                "residual_slope", "residual_shift", "residual_z", "residual_persist",
-               "residual_load_corr")
+               "residual_duty_corr")
 
 
 @dataclass(frozen=True)
@@ -157,29 +157,29 @@ class FeatureBuilder:
         expected = self.twin_.expected(df)[list(spec.sensors)].astype("float64")
         sigma = {s: float(self.twin_.resid_std_[s]) for s in spec.sensors}
         ms = reading_times(df)
-        load = (df["load"].to_numpy(dtype="float64") if "load" in df.columns
-                else np.full(len(df), np.nan))
         parts = []
         assets = df["asset_id"].to_numpy() if "asset_id" in df.columns else np.zeros(len(df))
         for asset in pd.unique(assets):
             pos = np.flatnonzero(assets == asset)
             order = pos[np.argsort(ms[pos], kind="stable")]
-            feats = _asset_features(df.iloc[order], ms[order], expected.iloc[order], load[order],
-                                    sigma, spec)
+            feats = _asset_features(df.iloc[order], ms[order], expected.iloc[order], sigma, spec)
             feats.index = df.index[order]
             parts.append(feats)
         out = pd.concat(parts).reindex(df.index)
         return out[self.feature_names_]
 
 
+#: Window of the residual-versus-duty correlation: long enough to see a load change.
+_CORR_WINDOW = "7200s"
+
+
 def _asset_features(frame: pd.DataFrame, ms: np.ndarray, expected: pd.DataFrame,
-                    load: np.ndarray, sigma: dict, spec: FeatureSpec) -> pd.DataFrame:
+                    sigma: dict, spec: FeatureSpec) -> pd.DataFrame:
     """Features of one asset's readings, sorted by time (trailing windows only)."""
     index = pd.DatetimeIndex(ms.astype("datetime64[ms]"))
     short, long, base = f"{spec.window_s}s", f"{spec.long_window_s}s", f"{spec.baseline_s}s"
     hours = pd.Series((ms - ms[0]) / 3_600_000.0, index=index)
     var_t = hours.rolling(long).var()
-    load_s = pd.Series(load, index=index)
     cols: dict[str, np.ndarray] = {}
     for sensor in spec.sensors:
         x = pd.Series(frame[sensor].to_numpy(dtype="float64"), index=index)
@@ -198,7 +198,8 @@ def _asset_features(frame: pd.DataFrame, ms: np.ndarray, expected: pd.DataFrame,
         with np.errstate(divide="ignore", invalid="ignore"):
             cols[f"{sensor}_jump_ratio"] = np.minimum(
                 (jump / mean_step.where(mean_step > 0)).to_numpy(), 1e3)
-        resid = x - pd.Series(expected[sensor].to_numpy(), index=index)
+        exp = pd.Series(expected[sensor].to_numpy(), index=index)
+        resid = x - exp
         resid_level = resid.rolling(short, min_periods=1).mean()
         resid_base = resid.rolling(base, min_periods=1).mean()
         shift = resid_level - resid_base
@@ -206,8 +207,8 @@ def _asset_features(frame: pd.DataFrame, ms: np.ndarray, expected: pd.DataFrame,
         cols[f"{sensor}_residual_z"] = (shift / sigma[sensor]).to_numpy()
         away = ((resid - resid_base).abs() > 3.0 * sigma[sensor]).astype("float64")
         cols[f"{sensor}_residual_persist"] = away.rolling(long, min_periods=1).mean().to_numpy()
-        corr = resid.rolling(long, min_periods=60).corr(load_s)
-        cols[f"{sensor}_residual_load_corr"] = corr.where(np.isfinite(corr), 0.0).to_numpy()
+        corr = resid.rolling(_CORR_WINDOW, min_periods=60).corr(exp)
+        cols[f"{sensor}_residual_duty_corr"] = corr.where(np.isfinite(corr), 0.0).to_numpy()
         cols[f"{sensor}_residual_slope"] = _slope(resid, hours, var_t, long)
     return pd.DataFrame(cols)
 

@@ -28,7 +28,7 @@ from twinlib.models.labels import CLASSES, RECOVERY, class_labels, with_recovery
 from twinlib.simulate import RECOVERY_S
 
 __all__ = ["EVAL_SEEDS", "DEV_SEEDS", "TARGETS", "evaluate_random", "rules_baseline",
-           "threshold_alarm_times", "reliability"]
+           "choose_alarm_settings", "threshold_alarm_times", "reliability"]
 
 #: Seeds ``twin evaluate`` scores on; never used to choose a constant.
 EVAL_SEEDS = (200, 201, 202, 203, 204)
@@ -327,3 +327,65 @@ def _builder_key(model) -> str:
     import joblib
 
     return joblib.hash(model.builder_)
+
+
+def choose_alarm_settings(model, *, seeds: Sequence[int] = DEV_SEEDS, assets: int = 4,
+                          hours: float = 36.0, every_s: int = 5,
+                          levels: Sequence[float] = (0.5, 0.6, 0.7, 0.8, 0.9),
+                          holds_s: Sequence[float] = (60.0, 300.0, 600.0, 900.0),
+                          clear_s: float = 600.0, max_false_per_pump_day: float = 0.5,
+                          start: str = "2026-02-10 00:00:00", progress=None) -> dict:
+    """Pick the fault-model alarm's ``level`` and ``hold_s`` on development seeds.
+
+    The probabilities of every seed's fleet are computed once; each (level, hold) pair is run
+    through :func:`alarms_from_proba`. The choice: the pair with the highest episode detection
+    rate among those with at most ``max_false_per_pump_day`` false alarms (ties: more lead,
+    then the stricter pair); when none qualifies, the pair with the fewest false alarms.
+    Use seeds the final evaluation never sees (:data:`DEV_SEEDS`).
+    """
+    from twinlib.detect.rules import default_ruleset
+    from twinlib.simulate import simulate_random_fleet
+
+    say = progress or (lambda msg: None)
+    rs = default_ruleset()
+    prepared = []
+    for seed in seeds:
+        say(f"alarm settings: probabilities of dev fleet {seed}")
+        fleet = simulate_random_fleet(assets, hours, seed=int(seed), start=start)
+        readings = with_recovery(fleet.readings)
+        ms = reading_times(readings)
+        ids = readings["asset_id"].to_numpy()
+        truth = class_labels(readings["label"])
+        scored = ((ms // 1000) % every_s == 0) & (truth != RECOVERY)
+        proba = model.predict_proba_features(model.features(readings)[scored])
+        episodes = _episodes(fleet.events)
+        prepared.append((ids[scored], ms[scored], proba, episodes,
+                         _first_threshold(readings, episodes, rs)))
+    classes = [str(c) for c in model.classes_]
+    grid = []
+    for level in levels:
+        for hold in holds_s:
+            rule = FaultModelRule(FaultRuleSettings(level=level, hold_s=hold, clear_s=clear_s))
+            results = []
+            for s_ids, s_ms, proba, episodes, first_thr in prepared:
+                alarms = {}
+                for asset in pd.unique(s_ids):
+                    pick = np.flatnonzero(s_ids == asset)
+                    pick = pick[np.argsort(s_ms[pick], kind="stable")]
+                    alarms[str(asset)] = alarms_from_proba(s_ms[pick], proba[pick], classes, rule)
+                results.append({"alarms": _score_alarms(alarms, episodes, first_thr,
+                                                        int(clear_s * 1000))})
+            pooled = _pooled(results, "alarms", assets, hours)
+            leads = [k["median_lead_min"] for k in pooled["by_kind"].values()
+                     if k["median_lead_min"] is not None]
+            grid.append({"level": level, "hold_s": hold,
+                         "false_alarms_per_pump_day": pooled["false_alarms_per_pump_day"],
+                         "detection_rate": pooled["detection_rate"],
+                         "mean_median_lead_min": float(np.mean(leads)) if leads else 0.0})
+    ok = [g for g in grid if g["false_alarms_per_pump_day"] <= max_false_per_pump_day]
+    if ok:
+        best = max(ok, key=lambda g: (g["detection_rate"], g["mean_median_lead_min"],
+                                      g["level"], g["hold_s"]))
+    else:
+        best = min(grid, key=lambda g: (g["false_alarms_per_pump_day"], -g["detection_rate"]))
+    return {"seeds": [int(s) for s in seeds], "chosen": best, "grid": grid}

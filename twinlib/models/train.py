@@ -117,6 +117,8 @@ def split_history(readings: pd.DataFrame, *, test_fraction: float = 0.25,
             kept = set().union(*(train_classes[b] for b in rest)) if rest else set()
             lost = len(set().union(*train_classes.values()) - kept)
             score = len(test_classes[a] - covered) - 2 * lost
+            if not test_classes[a]:      # no rows in the held-out time range: nothing to score
+                score -= 100
             if best_score is None or score > best_score:
                 best, best_score = a, score
         chosen.append(best)
@@ -284,6 +286,9 @@ def train_models(readings: pd.DataFrame, models_dir: str | os.PathLike, *,
     test_rows = (split.test_mask(test_history) & test_history["label"].notna().to_numpy()
                  & (test_history["label"].astype(str) != RECOVERY).to_numpy())
     y_test = class_labels(test_history["label"], classes)[test_rows]
+    if len(y_test) == 0:
+        raise ValueError("no labelled readings of the held-out assets in the held-out time range "
+                         f"(test assets {list(split.test_assets)}); give more hours of history")
     data_print = fingerprint(train)
     say(f"computing features of {len(train):,} training readings ({len(split.train_assets)} assets)")
     started = time.perf_counter()
