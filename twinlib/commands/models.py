@@ -27,8 +27,8 @@ def register(sub) -> None:
                        "each beside its JSON model card.")
     _add_paths(p)
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--max-rows", type=int, default=30_000,
-                   help="cap on classifier training rows; features use every reading (default 30000)")
+    p.add_argument("--max-rows", type=int, default=60_000,
+                   help="cap on classifier training rows; features use every reading (default 60000)")
     p.add_argument("--augment", choices=("auto", "always", "never"), default="auto",
                    help="add a simulated fault library: auto = only when the stored history is "
                         "itself simulated and lacks a fault class (default); always = also with "
@@ -45,10 +45,10 @@ def register(sub) -> None:
                         "weights for rare faults on top of balanced, e.g. leak=3,blockage=2")
     p.add_argument("--history-hours", type=float, default=48.0,
                    help="train on the last H hours of stored history; 0 = all (default 48)")
-    p.add_argument("--library-assets", type=int, default=8,
-                   help="pumps in the simulated fault library (default 8)")
-    p.add_argument("--library-hours", type=float, default=24.0,
-                   help="minimum hours of the fault library; it spans the history (default 24)")
+    p.add_argument("--library-assets", type=int, default=16,
+                   help="pumps in the simulated fault library (default 16)")
+    p.add_argument("--library-hours", type=float, default=48.0,
+                   help="minimum hours of the fault library; it spans the history (default 48)")
     p.add_argument("--models", default="rf,xgb", help="which models, comma-separated (default rf,xgb)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_train)

@@ -39,7 +39,7 @@ class FaultClassifier:
     """
 
     def __init__(self, kind: str = "rf", *, seed: int = 0, window_s: int = 300,
-                 long_window_s: int = 1800, baseline_s: int = 21600, max_train_rows: int = 30_000,
+                 long_window_s: int = 1800, baseline_s: int = 21600, max_train_rows: int = 60_000,
                  n_jobs: int | None = None, class_weight="balanced", classes=CLASSES,
                  sensors=None, state=None):
         self.kind = kind

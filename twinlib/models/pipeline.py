@@ -117,8 +117,8 @@ def read_labelled_history(path, label_column: str = "label", sensors=None) -> pd
 
 
 def train(db_path: str | None = None, models_dir: str | None = None, *, seed: int = 0,
-          max_train_rows: int = 30_000, augment: str = "auto", library_assets: int = 8,
-          library_hours: float = 24.0, history_hours: float | None = 48.0, kinds=("rf", "xgb"),
+          max_train_rows: int = 60_000, augment: str = "auto", library_assets: int = 16,
+          library_hours: float = 48.0, history_hours: float | None = 48.0, kinds=("rf", "xgb"),
           history: str | None = None, label_column: str = "label", class_weight="balanced",
           sensors=None, progress=None) -> dict:
     """Train both classifiers on the stored history; save models + cards. Returns a summary.

@@ -151,11 +151,13 @@ def load_history(store, asset: str | None = None, *, hours: float | None = None,
 
 
 #: Fault kinds the library cycles through (dropout leaves no labelled rows, so it is left out).
-_LIBRARY_KINDS = LABELS[1:]
+#: The sensor faults come twice per cycle: their episodes are short (20–90 min against hours of
+#: wear), and a classifier needs many episodes, not many rows of few episodes.
+_LIBRARY_KINDS = LABELS[1:] + tuple(k for k in LABELS if k.startswith("sensor_"))
 
 
-def augmentation_spec(readings: pd.DataFrame, *, seed: int = 0, assets: int = 8,
-                      hours: float = 24.0) -> dict:
+def augmentation_spec(readings: pd.DataFrame, *, seed: int = 0, assets: int = 16,
+                      hours: float = 48.0) -> dict:
     """Parameters of the simulated fault library for ``readings`` (JSON-ready, deterministic).
 
     Each library pump follows its own random schedule
@@ -207,8 +209,8 @@ def is_simulated(store) -> bool:
                                for a in infos)
 
 
-def training_history(store, *, augment: str = "auto", seed: int = 0, library_assets: int = 8,
-                     library_hours: float = 24.0, history_hours: float | None = 48.0):
+def training_history(store, *, augment: str = "auto", seed: int = 0, library_assets: int = 16,
+                     library_hours: float = 48.0, history_hours: float | None = 48.0):
     """Stored history (plus the fault library when asked): ``(readings, events, spec|None)``.
 
     Only the last ``history_hours`` of the store are used (``None``/0: all of it), so the cost
@@ -260,7 +262,7 @@ def model_path(models_dir: str | os.PathLike, kind: str) -> Path:
 
 def train_models(readings: pd.DataFrame, models_dir: str | os.PathLike, *,
                  kinds: tuple[str, ...] = ("rf", "xgb"), seed: int = 0,
-                 max_train_rows: int = 30_000, spec: FeatureSpec | None = None,
+                 max_train_rows: int = 60_000, spec: FeatureSpec | None = None,
                  source: str | None = None, augmentation: dict | None = None,
                  class_weight="balanced", classes=CLASSES, library_mode: str | None = None,
                  progress=None) -> dict[str, dict]:
