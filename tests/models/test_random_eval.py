@@ -136,3 +136,29 @@ def test_alarm_settings_are_chosen_on_dev_fleets_within_the_false_alarm_budget(t
     if within:
         assert chosen["false_alarms_per_pump_day"] <= 2.0
         assert chosen["detection_rate"] == max(g["detection_rate"] for g in within)
+
+
+def test_evaluation_is_recorded_on_the_model_cards_and_models_still_load(trained, tmp_path):
+    import shutil
+
+    from twinlib.models.cards import load_model, read_card
+    from twinlib.models.pipeline import _cards_record
+    from twinlib.models.train import model_path
+
+    models = tmp_path / "models"
+    shutil.copytree(trained["dir"], models)
+    report = {"generated_at": "2026-02-10 00:00:00", "operating_model": "rf",
+              "random": {"seeds": [1], "assets": 2, "hours": 3.0, "settings": {"level": 0.6},
+                         "rules": {"macro_f1": {"mean": 0.3}},
+                         "models": {k: {"macro_f1": {"mean": 0.5, "worst": 0.4}, "recall": {},
+                                        "min_class_recall": 0.1,
+                                        "alarms": {"false_alarms_per_pump_day": 0.2,
+                                                   "by_kind": {"leak": {"median_lead_min": None}}}}
+                                    for k in ("rf", "xgb")}},
+              "targets": {"macro_f1_random_mean": {"value": 0.5, "target": ">= 0.85", "met": False}}}
+    _cards_record(models, report)
+    for kind in ("rf", "xgb"):
+        card = read_card(model_path(models, kind))
+        assert card["evaluation"]["random_schedule"]["macro_f1"]["mean"] == 0.5
+        assert card["evaluation"]["targets"]["macro_f1_random_mean"]["met"] is False
+        load_model(model_path(models, kind))          # the model file is untouched

@@ -202,7 +202,34 @@ def evaluate(db_path: str | None = None, models_dir: str | None = None,
                                  forecast_assets=forecast_assets, forecast_hours=forecast_hours,
                                  rule_settings=rule_settings)
     report["path"] = str(write_figures(paths["reports_dir"], "evaluation", report))
+    _cards_record(paths["models_dir"], report)
     return report
+
+
+def _cards_record(models_dir, report: dict) -> None:
+    """Put each model's random-schedule figures and the targets on its model card."""
+    from twinlib.models.cards import record_evaluation
+    from twinlib.models.train import model_path
+
+    random = report.get("random")
+    if not random:
+        return
+    for kind, r in random["models"].items():
+        record_evaluation(model_path(models_dir, kind), jsonable({
+            "generated_at": report["generated_at"],
+            "random_schedule": {"seeds": random["seeds"], "assets": random["assets"],
+                                "hours": random["hours"], "alarm_settings": random["settings"],
+                                "macro_f1": r["macro_f1"], "recall": r["recall"],
+                                "min_class_recall": r["min_class_recall"],
+                                "false_alarms_per_pump_day": r["alarms"]["false_alarms_per_pump_day"],
+                                "median_lead_min": {k: v["median_lead_min"]
+                                                    for k, v in r["alarms"]["by_kind"].items()},
+                                "reliability_ece": (r.get("reliability") or {}).get("ece")},
+            "rules_baseline_macro_f1": random["rules"]["macro_f1"]["mean"],
+            "operating_model": report.get("operating_model"),
+            "forecast_coverage_by_lead": report.get("forecast_coverage_by_lead"),
+            "targets": report.get("targets"),
+        }))
 
 
 def explore_asset(db_path: str | None = None, asset: str = "", *, hours: float = 24.0,
