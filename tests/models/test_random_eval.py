@@ -125,7 +125,7 @@ def test_alarm_settings_are_chosen_on_dev_fleets_within_the_false_alarm_budget(t
     from twinlib.models.train import model_path
 
     model, _ = load_model(model_path(trained["dir"], "rf"))
-    out = choose_alarm_settings(model, seeds=(910,), assets=2, hours=4.0, levels=(0.4, 0.95),
+    out = choose_alarm_settings(model, seeds=(910,), assets=2, hours=8.0, levels=(0.4, 0.95),
                                 holds_s=(30.0, 900.0), max_false_per_pump_day=2.0)
     grid = {(g["level"], g["hold_s"]): g for g in out["grid"]}
     assert len(grid) == 4

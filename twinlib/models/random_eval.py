@@ -380,7 +380,7 @@ def choose_alarm_settings(model, *, seeds: Sequence[int] = DEV_SEEDS, assets: in
                      if k["median_lead_min"] is not None]
             grid.append({"level": level, "hold_s": hold,
                          "false_alarms_per_pump_day": pooled["false_alarms_per_pump_day"],
-                         "detection_rate": pooled["detection_rate"],
+                         "detection_rate": pooled["detection_rate"] or 0.0,
                          "mean_median_lead_min": float(np.mean(leads)) if leads else 0.0})
     ok = [g for g in grid if g["false_alarms_per_pump_day"] <= max_false_per_pump_day]
     if ok:

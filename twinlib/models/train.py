@@ -280,6 +280,7 @@ def train_models(readings: pd.DataFrame, models_dir: str | os.PathLike, *,
 
     say = progress or (lambda msg: None)
     spec = spec or FeatureSpec()
+    original = readings
     readings = with_recovery(readings)
     split = split_history(readings, gap_s=spec.long_window_s, seed=seed)
     train = readings[split.train_mask(readings)]
@@ -291,7 +292,8 @@ def train_models(readings: pd.DataFrame, models_dir: str | os.PathLike, *,
     if len(y_test) == 0:
         raise ValueError("no labelled readings of the held-out assets in the held-out time range "
                          f"(test assets {list(split.test_assets)}); give more hours of history")
-    data_print = fingerprint(train)
+    # the fingerprint is of the rows as given (``twin evaluate`` re-reads them as stored)
+    data_print = fingerprint(original[split.train_mask(original)])
     say(f"computing features of {len(train):,} training readings ({len(split.train_assets)} assets)")
     started = time.perf_counter()
     builder = FeatureBuilder(spec.window_s, spec.long_window_s, spec.baseline_s, seed=seed,
