@@ -46,6 +46,7 @@ __all__ = ["AlarmEngine", "AlarmEvent", "asset_status", "STATUS_ORDER", "twin_to
 
 CURSOR_KEY = "detect.cursor"
 STATE_KEY = "detect.state"
+MODEL_STATE_KEY = "detect.model_state"  # per asset and model rule: the rule's own typed state
 TWIN_KEY = "detect.twin."   # + asset id: the asset's fitted twin model (JSON, twin_to_json)
 TWIN_FORMAT = "twinlib.twin/1"
 
@@ -200,7 +201,7 @@ class AlarmEngine:
     None for the defaults. ``chunk`` readings are handled per transaction.
     """
 
-    def __init__(self, store, rules=None, *, chunk: int = 10_000):
+    def __init__(self, store, rules=None, *, chunk: int = 10_000, model_rules=()):
         if chunk < 1:
             raise ValueError("chunk must be at least 1")
         self.store = store
@@ -210,6 +211,10 @@ class AlarmEngine:
         #: Called with each chunk's events inside the chunk's transaction, before the commit
         #: (the monitor writes the notification outbox here: alarm and notification together).
         self.on_events = None
+        # Rules with the ``step(state, reading) -> transitions`` contract (e.g. the fault-model
+        # rule of twinlib.models): ``name``, ``new_state()``, ``state_from_dict(d)``,
+        # ``prepare(store, rows) -> {reading id: extra reading fields}``.
+        self.model_rules = tuple(model_rules)
         self._load()
 
     # -- persisted state -------------------------------------------------------------------
@@ -228,7 +233,24 @@ class AlarmEngine:
                     del m.active[rule]
                 else:
                     m.active[rule]["id"] = row["id"]
+        raw = self.store.get_meta(MODEL_STATE_KEY) if self.model_rules else None
+        saved = json.loads(raw) if raw else {}
+        self.model_states: dict[str, dict] = {}
+        for a, per_rule in saved.items():
+            for rule in self.model_rules:
+                if rule.name in per_rule:
+                    st = rule.state_from_dict(per_rule[rule.name])
+                    row = active.get((a, rule.name))
+                    if getattr(st, "active", None) is not None:
+                        if row is None:
+                            st.active = None
+                        else:
+                            st.active["id"] = row["id"]
+                    self.model_states.setdefault(a, {})[rule.name] = st
+        model_names = {r.name for r in self.model_rules}
         for (a, rule), row in active.items():
+            if rule in model_names:
+                continue
             m = self._machine(a)
             if rule not in m.active:       # state lost (or an older engine): adopt the row
                 m.active[rule] = {"id": row["id"], "severity": row["severity"],
@@ -255,6 +277,10 @@ class AlarmEngine:
         self.store.set_meta(CURSOR_KEY, str(self.cursor))
         self.store.set_meta(STATE_KEY, json.dumps({a: m.to_state() for a, m in self.machines.items()},
                                                   separators=(",", ":")))
+        if self.model_rules:
+            self.store.set_meta(MODEL_STATE_KEY, json.dumps(
+                {a: {n: st.to_dict() for n, st in per.items()} for a, per in self.model_states.items()},
+                separators=(",", ":")))
 
     # -- the twin-residual rule -------------------------------------------------------------
     def _twin_model(self, m: AssetRuleMachine):
@@ -410,6 +436,7 @@ class AlarmEngine:
                     break
                 dirty: dict = {}
                 state_cols = self._state_columns(rows)
+                prepared = {rule.name: rule.prepare(self.store, rows) for rule in self.model_rules}
                 for r in rows:
                     m = self._machine(r.asset_id)
                     values = {"temperature": r.temperature, "vibration": r.vibration,
@@ -418,6 +445,13 @@ class AlarmEngine:
                     if twin_rule is not None:
                         values.update(self._twin_value(m, twin_rule, r, state_cols))
                     trans = m.step(r.ts, values)
+                    for rule in self.model_rules:
+                        per = self.model_states.setdefault(r.asset_id, {})
+                        st = per.get(rule.name)
+                        if st is None:
+                            st = per[rule.name] = rule.new_state()
+                        extra = prepared[rule.name].get(r.id) or {}
+                        trans += rule.step(st, {"ts": r.ts, "asset_id": r.asset_id, **values, **extra})
                     if trans:
                         self._apply(r.asset_id, trans, events, dirty)
                 self._flush(dirty)

@@ -160,6 +160,19 @@ def save_model(model, path: str | os.PathLike, card: dict) -> dict:
     return full
 
 
+def record_evaluation(model_path: str | os.PathLike, evaluation: dict) -> dict:
+    """Write ``evaluation`` (figures measured after training) into the card of ``model_path``.
+
+    The card's ``sha256`` is that of the model file, which this does not touch, so the model
+    still loads; the training facts are left as they were.
+    """
+    card = read_card(model_path)
+    card["evaluation"] = evaluation
+    _atomic_write(card_path(model_path),
+                  (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
+    return card
+
+
 def read_card(model_path: str | os.PathLike) -> dict:
     """The parsed card of ``model_path``; :class:`UnknownModelError` when absent or unreadable."""
     cpath = card_path(model_path)
