@@ -170,7 +170,7 @@ def test_a_skab_asset_shows_its_eight_channels_in_chromium(skab_db, tmp_path, pa
 
     server = DashboardServer(skab_db, tmp_path)
     try:
-        page = page_factory(1366, 900)
+        page = page_factory(1366, 1150)
         page.goto(server.url, wait_until="domcontentloaded")
         page.wait_for_function(
             "() => [...document.querySelectorAll('.twin-card .value')].length === 9 && "
@@ -189,6 +189,9 @@ def test_a_skab_asset_shows_its_eight_channels_in_chromium(skab_db, tmp_path, pa
         assert page.locator(".bqplot path.line").count() >= 8
         head = page.inner_text(".twin-table thead")
         assert "Volume Flow RateRMS (l/min)" in head and "Voltage (V)" in head
+        table = page.evaluate("() => { const e = document.querySelector('.twin-table .scroll'); "
+                              "return [e.scrollWidth, e.clientWidth]; }")
+        assert table[0] <= table[1], table            # the wide table gets the whole row
         # nothing clipped: no card value wider than its card, no sideways scrolling of the page
         clipped = page.evaluate("""() => [...document.querySelectorAll('.twin-card .value')]
             .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent)""")

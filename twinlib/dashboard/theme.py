@@ -183,6 +183,8 @@ body.jp-Notebook, .jp-Notebook {{ padding: 0 !important; }}
 .twin-panel h3 {{ margin: 0 0 4px 0; font-size: 13px; color: {TEAL}; font-weight: 600; }}
 .twin-panel h3 .count {{ color: {MUTED}; font-weight: 500; margin-left: 6px; }}
 .twin-table .scroll {{ overflow-x: auto; }}
+/* a kind with many signals: the readings table takes the whole row, the alarms go below it */
+.twin-lower:has(.twin-table.wide) {{ grid-template-columns: minmax(0, 1fr); }}
 .twin-table.wide table {{ font-size: 11.5px; }} .twin-table.wide th, .twin-table.wide td {{ padding: 3px 5px; white-space: nowrap; }}
 .twin-table table {{ width: 100%; border-collapse: collapse; font-size: 12.5px; font-variant-numeric: tabular-nums; }}
 .twin-table th {{ text-align: right; color: {MUTED}; font-weight: 600; padding: 3px 8px; border-bottom: 1px solid {GRID}; }}
