@@ -329,7 +329,7 @@ class OpcuaSource(PlantSource):
 
 # -- browsing ---------------------------------------------------------------------------------
 async def _browse(url: str, depth: int, security: str, username: str | None,
-                  password: str | None, timeout: float) -> list[dict]:
+                  password: str | None, timeout: float, all_ns0: bool = False) -> list[dict]:
     from asyncua import Client, ua
 
     client = Client(url, timeout=timeout)
@@ -345,8 +345,8 @@ async def _browse(url: str, depth: int, security: str, username: str | None,
             for child in await node.get_children(refs=ua.ObjectIds.HierarchicalReferences):
                 bn = await child.read_browse_name()
                 name = f"{bn.NamespaceIndex}:{bn.Name}"
-                if level == 0 and bn.NamespaceIndex == 0 and bn.Name == "Server":
-                    continue  # the server's own diagnostics: hundreds of nodes nobody maps
+                if level == 0 and bn.NamespaceIndex == 0 and not all_ns0:
+                    continue  # the standard's own objects (Server diagnostics, Aliases, …)
                 cls = await child.read_node_class()
                 entry = {"path": "/".join(path + [name]), "node": child.nodeid.to_string(),
                          "class": cls.name}
@@ -368,9 +368,11 @@ async def _browse(url: str, depth: int, security: str, username: str | None,
 
 
 def browse(url: str, *, depth: int = 6, security: str = "", username: str | None = None,
-           password: str | None = None, timeout: float = 5.0) -> list[dict]:
+           password: str | None = None, timeout: float = 5.0,
+           standard: bool = False) -> list[dict]:
     """The address space below Objects: ``[{path, node, class, value?, type?}]`` (``path`` is
-    what a mapping's browse path takes, ``node`` its NodeId)."""
+    what a mapping's browse path takes, ``node`` its NodeId). The standard's own objects below
+    Objects (namespace 0: Server, Aliases, …) are left out unless ``standard``."""
     import asyncio
 
-    return asyncio.run(_browse(url, depth, security, username, password, timeout))
+    return asyncio.run(_browse(url, depth, security, username, password, timeout, standard))
