@@ -8,7 +8,7 @@ writes it):
   object ``Plant`` with one object per asset and one Double variable per signal, NodeId
   ``ns=2;s=<asset>.<signal>``, browse path ``2:Plant/2:<asset>/2:<signal>``. Every write sets
   the source timestamp to the reading's time; the server keeps the last ``history`` values of
-  every variable for HistoryRead.
+  every variable for HistoryRead (raw).
 * **Modbus TCP**: asset *i* (from 0) answers as unit id *i + 1*; signal *j* of its kind is a
   float32 (big-endian words and bytes) at holding register ``2*j``; the input registers read
   the same values.
@@ -56,6 +56,8 @@ class PlantServers:
         self._stop: asyncio.Event | None = None
         self._opc = None
         self._opc_nodes: dict[tuple[str, str], object] = {}
+        self._hist = None
+        self._paused = False
         self._modbus = None
         self._regs: dict[int, list[int]] = {}
         self.units = {a: i + 1 for i, a in enumerate(self.assets)}
@@ -83,6 +85,29 @@ class PlantServers:
         if self._thread is not None:
             self._thread.join(30)
         self._thread = None
+
+    def pause(self, timeout: float = 30.0) -> None:
+        """Stop serving (connections are dropped, the port closes); values and history stay."""
+        asyncio.run_coroutine_threadsafe(self._pause(), self._loop).result(timeout)
+
+    def resume(self, timeout: float = 30.0) -> None:
+        """Serve again on the same ports after :meth:`pause` (a restarted server)."""
+        asyncio.run_coroutine_threadsafe(self._resume(), self._loop).result(timeout)
+
+    async def _pause(self) -> None:
+        self._paused = True
+        if self._opc is not None:
+            await self._opc.stop()
+        if self._modbus is not None:
+            await self._modbus.shutdown()
+            self._modbus = None
+
+    async def _resume(self) -> None:
+        if self._opc is not None and self._paused:
+            await self._opc.start()
+        self._paused = False
+        if self.modbus_port is not None and self._modbus is None:
+            await self._start_modbus()
 
     def __enter__(self):
         return self.start()
@@ -139,11 +164,16 @@ class PlantServers:
                 self._opc_nodes[(asset, sig)] = var
                 await server.write_attribute_value(var.nodeid, ua.DataValue(
                     ua.Variant(0.0, ua.VariantType.Double),
-                    StatusCode=ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData)))
+                    SourceTimestamp=datetime.now(timezone.utc),
+                    ServerTimestamp=datetime.now(timezone.utc), StatusCode=ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData)))
                 nodes.append(var)
-        if self.history:
-            await server.historize_node_data_change(nodes, period=None, count=self.history)
         await server.start()
+        if self.history:
+            # every write is recorded (asyncua's own historizing samples a subscription and keeps
+            # only the last of several writes within its publishing interval)
+            self._hist = server.iserver.history_manager.storage
+            for var in nodes:
+                await self._hist.new_historized_node(var.nodeid, None, self.history)
         self._opc = server
 
     async def _start_modbus(self) -> None:
@@ -155,7 +185,7 @@ class PlantServers:
         for asset, kind in self.assets.items():
             unit = self.units[asset]
             n = 2 * len(kind.names)
-            self._regs[unit] = [0] * n
+            self._regs.setdefault(unit, [0] * n)
 
             async def action(fc, start, address, count, registers, values, _unit=unit):
                 if self.modbus_down:
@@ -188,12 +218,22 @@ class PlantServers:
                     dv = ua.DataValue(ua.Variant(float(v), ua.VariantType.Double),
                                       SourceTimestamp=when, ServerTimestamp=when)
                     await self._opc.write_attribute_value(node.nodeid, dv)
+                    if self._hist is not None:
+                        await self._hist.save_node_value(node.nodeid, dv)
         if self._modbus is not None:
             for asset, signals in values.items():
                 kind, regs = self.assets[asset], self._regs[self.units[asset]]
                 for j, sig in enumerate(kind.names):
                     if sig in signals:
                         regs[2 * j:2 * j + 2] = _float_words(float(signals[sig]))
+
+    def set_registers(self, asset: str, address: int, words: list[int]) -> None:
+        """Raw register words of an asset's unit (tests of data types and orders)."""
+        regs = self._regs[self.units[asset]]
+        if address + len(words) > len(regs):
+            raise ValueError(f"{asset}: registers {address}..{address + len(words) - 1} are "
+                             f"beyond the {len(regs)} this unit has")
+        regs[address:address + len(words)] = [int(w) & 0xFFFF for w in words]
 
     # -- the mapping that reads these servers ------------------------------------------------------
     def mapping(self, *, opcua: bool = True, modbus: bool = True, interval_s: float = 1.0) -> str:

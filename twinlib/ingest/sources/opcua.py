@@ -113,7 +113,8 @@ class OpcuaSource(PlantSource):
             return
         self._accept(point, dv)
 
-    def _accept(self, point: OpcuaPoint, dv) -> None:
+    def _accept(self, point: OpcuaPoint, dv, into: list | None = None) -> None:
+        """One DataValue of a point: into the buffer (or appended to ``into``), or a reject."""
         status = dv.StatusCode
         if status is not None and not status.is_good():
             if "WaitingForInitialData" in status.name:
@@ -131,7 +132,11 @@ class OpcuaSource(PlantSource):
         prev = self._newest.get(point.asset)
         if prev is None or ts > prev:
             self._newest[point.asset] = ts
-        self.put(point.asset, ts, point.signal, value * point.scale + point.offset)
+        value = value * point.scale + point.offset
+        if into is None:
+            self.put(point.asset, ts, point.signal, value)
+        else:
+            into.append((point.asset, ts, point.signal, value))
 
     # -- the connection --------------------------------------------------------------------------
     async def _connect(self):
@@ -203,9 +208,10 @@ class OpcuaSource(PlantSource):
             return
         end = datetime.now(timezone.utc)
         floor = end - timedelta(seconds=self.backfill_max_s)
-        got = 0
+        got: list = []   # all of it, then into the buffer at once: an instant's values together
+        since = dict(self._newest)   # _accept moves _newest on
         for p, node in zip(self.mapping.points, nodes):
-            newest = self._newest.get(p.asset)
+            newest = since.get(p.asset)
             if newest is None:
                 continue
             start = max(floor, _EPOCH + timedelta(milliseconds=newest + 1))
@@ -220,10 +226,10 @@ class OpcuaSource(PlantSource):
                 return
             self.history = True
             for dv in history:
-                self._accept(p, dv)
-                got += 1
+                self._accept(p, dv, got)
         if got:
-            log.info("opcua: %d value(s) recovered from the server's history", got)
+            self.put_many(got)
+            log.info("opcua: %d value(s) recovered from the server's history", len(got))
 
     async def _subscribe(self, client, nodes):
         from asyncua import ua
@@ -260,8 +266,10 @@ class OpcuaSource(PlantSource):
         self.connected.set()
         while not self.stopping and not lost.is_set():
             if self.mode == "poll":
+                got: list = []
                 for p, dv in zip(self.mapping.points, await self._read(client, nodes)):
-                    self._accept(p, dv)
+                    self._accept(p, dv, got)
+                self.put_many(got)
                 await self.sleep(self.mapping.poll_interval_s)
             else:
                 await self.sleep(0.2)
@@ -270,7 +278,7 @@ class OpcuaSource(PlantSource):
         import asyncio
 
         backoff = Backoff()
-        first = True
+        first, was_connected = True, False
         while not self.stopping:
             client = None
             lost = asyncio.Event()
@@ -282,11 +290,13 @@ class OpcuaSource(PlantSource):
                 client.connection_lost_callback = _lost
                 nodes = await self._resolve(client)
                 await self._backfill(nodes)
-                if first:
+                if not was_connected:
                     log.info("opcua: connected to %s, %d node(s), %s", self.mapping.endpoint,
                              len(nodes), self.mode)
                 else:
+                    self.reconnects += 1
                     log.info("opcua: reconnected to %s", self.mapping.endpoint)
+                was_connected = True
                 self.started()
                 backoff.reset()
                 await self._session(client, nodes, lost)
@@ -314,8 +324,6 @@ class OpcuaSource(PlantSource):
                         pass
             if self.stopping:
                 break
-            if not first:
-                self.reconnects += 1
             first = False
             await self.sleep(backoff.next())
 
