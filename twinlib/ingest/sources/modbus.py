@@ -10,6 +10,9 @@ read on its own interval grid (a reading every ``interval_s`` at multiples of it
 registers in one request (at most 120 registers each). The reading's time is the grid time of
 the poll, so a monitor restarted within one interval does not store the same instant twice.
 
+The readings of one poll round are handed to the store together (the source lingers up to a
+quarter of the interval, at most 250 ms, after the first reading of a round).
+
 Failures: every request has ``timeout_s`` and ``retries``; a device that answers with a Modbus
 exception is reported (a reject naming the entry), a connection that fails is re-opened with
 back-off (0.5 s doubling to 30 s). While a device does not answer nothing is stored for it, and
@@ -98,7 +101,9 @@ class ModbusSource(PlantSource):
     name = "modbus"
 
     def __init__(self, mapping: ModbusMapping, *, clock: Callable[[], int] = now_ms):
-        super().__init__({d.asset: d.kind for d in mapping.devices}, settle_s=0.0, clock=clock)
+        fastest = min(d.interval_s for d in mapping.devices)
+        super().__init__({d.asset: d.kind for d in mapping.devices}, settle_s=0.0,
+                         linger_s=min(0.25, fastest / 4), clock=clock)
         self.mapping = mapping
         self._plan = {d.asset: _blocks(d.registers) for d in mapping.devices}
         self.polls = self.failures = 0

@@ -12,8 +12,8 @@ when it gives neither). If the server refuses subscriptions the source falls bac
 ``mode = "poll"`` polls from the start (one batched Read of every node per
 ``poll_interval_s``).
 
-A lost connection (the server stops, the network drops) is noticed by a read of the server's
-state every second; the source reconnects with back-off (0.5 s doubling to 30 s) and subscribes
+A lost connection (the server stops, the network drops) is noticed at once when the socket
+closes, else by a read of the server's state that gets no answer within ``timeout_s``; the source reconnects with back-off (0.5 s doubling to 30 s) and subscribes
 again. Nothing is doubled: a value redelivered after a reconnect (the initial notification of
 a new subscription repeats the current value) has the same source timestamp, and the store
 keeps one reading per asset and instant. Nothing is lost that the server kept: on every
@@ -143,7 +143,10 @@ class OpcuaSource(PlantSource):
         from asyncua import Client
 
         m = self.mapping
-        client = Client(m.endpoint, timeout=m.timeout_s, watchdog_intervall=self.probe_s)
+        # the liveness probe (a read of the server state) gets the request timeout: on a busy
+        # machine a 1 s probe declares healthy connections dead and reconnects for nothing
+        client = Client(m.endpoint, timeout=m.timeout_s,
+                        watchdog_intervall=max(self.probe_s, m.timeout_s))
         if m.security:
             await client.set_security_string(m.security)
         if m.username:
@@ -204,7 +207,7 @@ class OpcuaSource(PlantSource):
 
     async def _backfill(self, nodes) -> None:
         """Ask the server's history for what changed since the newest reading (module doc)."""
-        if self.history is False:
+        if self.history is False or self.backfill_max_s <= 0:
             return
         end = datetime.now(timezone.utc)
         floor = end - timedelta(seconds=self.backfill_max_s)
