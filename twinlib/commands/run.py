@@ -63,7 +63,7 @@ def _sensors(text: str) -> tuple[str, ...]:
 def register(subparsers) -> None:
     """Add ``twin run`` to the CLI."""
     p = subparsers.add_parser(
-        "run", help="run the live monitor (sim, replay or MQTT source)",
+        "run", help="run the live monitor (sim, replay, MQTT, OPC UA or Modbus source)",
         description="The live monitor: stream readings from a source through validation into the "
                     "store, run the alarm engine on what arrived, and send notifications "
                     "([notify.webhook] / [notify.email] in the settings file). Stops cleanly on "
