@@ -3,7 +3,7 @@ import os
 import subprocess
 import sys
 
-from conftest import free_port, wait_until
+from connector_helpers import free_port, wait_until
 from twinlib.store import open_store
 
 

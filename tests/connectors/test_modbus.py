@@ -4,7 +4,7 @@ import tomllib
 
 import pytest
 
-from conftest import PLANT_ASSETS, Running, free_port, subset, wait_until
+from connector_helpers import PLANT_ASSETS, Running, free_port, subset, wait_until
 from twinlib.detect import AlarmEngine
 from twinlib.ingest.mapping import MappingError, parse_mapping
 from twinlib.ingest.plant_server import PlantServers

@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from conftest import T0, wait_until
+from connector_helpers import T0, wait_until
 from twinlib.ingest import ingest_frame
 from twinlib.ingest.sources.mqtt_formats import PayloadDecoder, encode_sparkplug, merge_rows
 from twinlib.kinds import load_kinds

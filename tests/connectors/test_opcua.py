@@ -4,7 +4,7 @@ import tomllib
 
 import pytest
 
-from conftest import T0, Running, subset, wait_until
+from connector_helpers import T0, Running, subset, wait_until
 from twinlib.ingest.mapping import MappingError, parse_mapping
 from twinlib.ingest.sources.opcua import OpcuaSource, browse
 
