@@ -188,6 +188,9 @@ def bench_opcua(tmp: Path, quick: bool) -> dict:
                 "values_per_s": round(values / max(1e-9, t_end - t_go)),
                 "server_publish_values_per_s": round(want * len(sigs) / pub["publish_s"]),
                 "values_received": source.values_received,
+                # reconnects: a liveness probe unanswered within the request timeout on an
+                # overloaded machine; without server history (off here) that gap is lost
+                "reconnects": source.reconnects,
                 # the client's own cost: what one core could take if the server kept up
                 "monitor_cpu_s": round(c_end - c_go, 2),
                 "values_per_monitor_cpu_s": round(values / max(1e-9, c_end - c_go))}
@@ -230,6 +233,7 @@ def bench_opcua_latency(tmp: Path, quick: bool) -> dict:
                 if int(ts) in sent:
                     lat.append((t_commit - sent[int(ts)]) * 1000)
         return {"changes": 2 * n, "rows_stored": mon.stats.inserted,
+                "duplicates": mon.stats.duplicates, "reconnects": source.reconnects,
                 "publishing_interval_ms": 20, "latency_ms_p50": round(_pct(lat, 50), 1),
                 "latency_ms_p99": round(_pct(lat, 99), 1), "latency_ms_max": round(max(lat), 1)}
     finally:
