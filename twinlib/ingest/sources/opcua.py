@@ -239,8 +239,12 @@ class OpcuaSource(PlantSource):
 
         params = ua.CreateSubscriptionParameters()
         params.RequestedPublishingInterval = self.mapping.publishing_interval_ms
-        params.RequestedLifetimeCount = 10_000
-        params.RequestedMaxKeepAliveCount = 10
+        # keep-alives every ~5 s: asyncua's client recreates a subscription it has not heard from
+        # for 1.5 keep-alive periods, and notifications sent meanwhile are dropped; with 1 s
+        # keep-alives a busy machine triggered that (values lost in the benchmark)
+        keepalive = max(10, math.ceil(5000 / self.mapping.publishing_interval_ms))
+        params.RequestedLifetimeCount = max(10_000, 3 * keepalive)
+        params.RequestedMaxKeepAliveCount = keepalive
         params.MaxNotificationsPerPublish = 0
         params.PublishingEnabled = True
         params.Priority = 0
