@@ -265,7 +265,7 @@ def _up(args: argparse.Namespace) -> int:
         plant_port = args.plant_port or (4840 if args.plant == "opcua" else 5020)
         names = [f"pump-{i + 1:02d}" for i in range(args.assets)]
         ports = {"opcua_port" if args.plant == "opcua" else "modbus_port": plant_port}
-        mapping = settings.db_path.parent / "plant-mapping.toml"
+        mapping = (settings.db_path.parent / "plant-mapping.toml").resolve()
         mapping.parent.mkdir(parents=True, exist_ok=True)
         mapping.write_text(PlantServers(names, host="127.0.0.1", **ports).mapping(),
                            encoding="utf-8")
