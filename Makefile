@@ -11,6 +11,7 @@ DB     ?= $(DATA)/twin.db
 
 help:
 	@echo "make up      - set up, generate history, train models, run simulator + API (:5000) + dashboard (:8050)"
+	@echo "make up PLANT=opcua|modbus - the same, the monitor reading a simulated OPC UA / Modbus plant"
 	@echo "make test    - set up and run the whole test suite (unit, notebooks, API, browser, MQTT)"
 	@echo "make bench   - measure speed and size into reports/bench.json"
 	@echo "make data | model | notebooks | clean"
@@ -34,8 +35,9 @@ data: $(STAMP)
 model: data
 	@test -f models/fault_detection_rf.pkl -a -f models/fault_detection_xgb.pkl || $(TWIN) train --db $(DB)
 
+# PLANT=opcua or PLANT=modbus: the monitor reads a simulated plant over that protocol
 up: $(STAMP)
-	$(TWIN) up
+	$(TWIN) up $(if $(PLANT),--plant $(PLANT))
 
 notebooks: $(STAMP)
 	$(TWIN) notebooks run

@@ -259,11 +259,29 @@ def _up(args: argparse.Namespace) -> int:
         "api": ["api", "--host", host, "--port", str(api)],
         "dashboard": ["dashboard", "--host", host, "--port", str(dash)],
     }
+    services = SERVICES
+    plant_port = None
+    if getattr(args, "plant", None):
+        # the plant chain: simulator → OPC UA / Modbus server → monitor (issue 15)
+        from twinlib.ingest.plant_server import PlantServers
+
+        plant_port = args.plant_port or (4840 if args.plant == "opcua" else 5020)
+        names = [f"pump-{i + 1:02d}" for i in range(args.assets)]
+        ports = {"opcua_port" if args.plant == "opcua" else "modbus_port": plant_port}
+        mapping = (settings.db_path.parent / "plant-mapping.toml").resolve()
+        mapping.parent.mkdir(parents=True, exist_ok=True)
+        mapping.write_text(PlantServers(names, host="127.0.0.1", **ports).mapping(),
+                           encoding="utf-8")
+        commands["plant"] = ["plant", "serve", f"--{args.plant}", str(plant_port), "--assets",
+                             str(args.assets), "--seed", str(args.seed), "--fault-rate",
+                             f"{args.fault_rate:g}"]
+        commands["monitor"] = ["run", "--source", args.plant, "--mapping", str(mapping)]
+        services = ("plant", *SERVICES)
     started_ms = now_ms()
     children: list[Child] = []
     code = 0
     try:
-        for name in SERVICES:
+        for name in services:
             children.append(Child(name, twin_argv(*commands[name]), env))
         probe = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         ready = {
@@ -272,8 +290,9 @@ def _up(args: argparse.Namespace) -> int:
             "api": lambda: _answers(f"http://{probe}:{api}/health"),
             # a TCP check: every page request makes Voilà start a kernel
             "dashboard": lambda: _listening(probe, dash),
+            "plant": lambda: _listening("127.0.0.1", plant_port),
         }
-        pending = set(SERVICES)
+        pending = set(services)
         deadline = time.monotonic() + args.timeout
         while pending and not stop.is_set():
             dead = [c for c in children if not c.alive()]
@@ -384,6 +403,13 @@ def register(subparsers) -> None:
                    help="live time-lapse factor: faults develop this much faster so alarms "
                         "raise and clear while you watch; 60 = a simulated minute per reading "
                         "(default 60; 1 = real time)")
+    p.add_argument("--plant", choices=("opcua", "modbus"), default=None,
+                   help="feed the monitor through a simulated plant: `twin plant serve` serves "
+                        "the simulator on an OPC UA or Modbus TCP server on loopback and the "
+                        "monitor reads it with --source opcua|modbus (off by default; real time, "
+                        "no --sim-speed time-lapse)")
+    p.add_argument("--plant-port", type=int, default=None,
+                   help="port of the simulated plant (default 4840 OPC UA, 5020 Modbus)")
     p.add_argument("--no-train", action="store_true", help="do not train missing models")
     p.add_argument("--train-args", metavar="ARGS",
                    help="extra options for `twin train`, e.g. \"--models rf --max-rows 20000\"")
