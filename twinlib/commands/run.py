@@ -169,9 +169,25 @@ def build_source(args: argparse.Namespace, kinds=None):
         return source
     if args.source in ("opcua", "modbus"):
         return _plant_source(args, kinds)
+    fmt = {}
+    if args.mapping:  # gateway payload formats: the [[mqtt.subscriptions]] entry of --topic
+        from twinlib.ingest.mapping import MappingError, load_mapping
+
+        try:
+            subs = load_mapping(args.mapping, kinds=kinds).mqtt
+        except MappingError as exc:
+            raise CommandError(str(exc), 2) from exc
+        chosen = [s for s in subs if s.topic == args.topic] or (subs if len(subs) == 1 else [])
+        if not chosen:
+            raise CommandError(f"{args.mapping}: no [[mqtt.subscriptions]] entry with topic "
+                               f"{args.topic!r} (give --topic)", 2)
+        sub = chosen[0]
+        fmt = {"fmt": sub.format, "kind": sub.kind, "signals": sub.signals,
+               "asset_level": sub.asset_level, "signal_level": sub.signal_level}
+        args.topic = sub.topic
     source = MqttSource(args.broker, topic=args.topic, qos=args.qos, client_id=args.client_id,
                         username=args.username, password=os.environ.get("TWIN_MQTT_PASSWORD"),
-                        required=args.required or SENSORS)
+                        required=args.required or SENSORS, **fmt)
     return source
 
 

@@ -34,11 +34,13 @@ import time
 from collections import deque
 from typing import Any, Callable
 
+import pandas as pd
+
 
 from twinlib.config import SENSORS
 from twinlib.ingest.jsonreading import decode_readings, parse_json, readings_of, rows_to_frame
 from twinlib.ingest.sources.base import Batch, Source, SourceReject
-from twinlib.timeutil import now_ms
+from twinlib.timeutil import format_ts, now_ms
 
 __all__ = ["MqttSource", "parse_payload", "topic_asset", "parse_broker"]
 
@@ -120,8 +122,20 @@ class MqttSource(Source):
                  qos: int = 1, client_id: str | None = "twin-monitor",
                  username: str | None = None, password: str | None = None,
                  required: tuple[str, ...] = SENSORS, max_buffer: int = 100_000,
-                 keepalive: int = 30, clock: Callable[[], int] = now_ms):
+                 keepalive: int = 30, clock: Callable[[], int] = now_ms,
+                 fmt: str = "twinlib", kind=None, signals: dict | None = None,
+                 asset_level: int | None = None, signal_level: int | None = None):
         super().__init__(clock=clock)
+        # gateway payload formats (twinlib.ingest.sources.mqtt_formats): ThingsBoard, one value
+        # per topic, Sparkplug B; their readings are `kind`'s signals
+        self.fmt, self.decoder = fmt, None
+        if fmt != "twinlib":
+            from twinlib.ingest.sources.mqtt_formats import PayloadDecoder
+
+            self.decoder = PayloadDecoder(fmt, topic, kind=kind, signals=signals,
+                                          asset_level=asset_level, signal_level=signal_level)
+            self.kind = self.decoder.kind
+            required = ()
         import paho.mqtt.client as mqtt
 
         if qos not in (0, 1, 2):
@@ -191,8 +205,11 @@ class MqttSource(Source):
             self._arrived.set()
 
     def _take(self, msg) -> None:
-        stamp = self.clock() if msg.qos == 0 else None
-        rows, rejects = parse_payload(msg.payload, msg.topic, self.topic, stamp)
+        if self.decoder is not None:  # gateway formats: a value without a time gets the arrival
+            rows, rejects = self.decoder.decode(msg.payload, msg.topic, self.clock())
+        else:
+            stamp = self.clock() if msg.qos == 0 else None
+            rows, rejects = parse_payload(msg.payload, msg.topic, self.topic, stamp)
         with self._lock:
             self.received += 1
             if rejects and not rows:
@@ -262,7 +279,17 @@ class MqttSource(Source):
                 self._arrived.clear()
         if not rows and not rejects:
             return None
-        frame = rows_to_frame(rows, signals=tuple(dict.fromkeys((*SENSORS, *self.required))))
+        if self.decoder is not None:  # one value per message: join an instant's values
+            from twinlib.ingest.sources.mqtt_formats import merge_rows
+
+            rows = merge_rows(rows)
+            frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=["timestamp", "asset_id"])
+            if "timestamp" in frame.columns and len(frame):
+                # one text column for validation: numbers (ms) are formatted, text left as sent
+                frame["timestamp"] = frame["timestamp"].map(
+                    lambda v: v if isinstance(v, str) else format_ts(v))
+        else:
+            frame = rows_to_frame(rows, signals=tuple(dict.fromkeys((*SENSORS, *self.required))))
         return Batch(frame, rejects, more=more)
 
     def commit(self, store) -> None:
@@ -279,6 +306,7 @@ class MqttSource(Source):
 
     def describe(self) -> dict:
         return {"source": self.name, "broker": f"{self.host}:{self.port}", "topic": self.topic,
+                "format": self.fmt,
                 "qos": self.qos, "received": self.received, "dropped": self.dropped,
                 "refused_messages": self.refused_messages, "problem": self.problem()}
 
