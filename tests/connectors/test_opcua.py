@@ -129,3 +129,13 @@ def test_browse_lists_the_variables_with_path_and_nodeid(plant):
     var = by_path[f"2:Plant/2:{a}/2:pressure"]
     assert var["node"] == f"ns=2;s={a}.pressure" and var["class"] == "Variable"
     assert not any(p.startswith("0:") for p in by_path)  # the standard's own objects left out
+
+
+def test_browse_works_when_called_inside_a_running_event_loop(plant):
+    """As from a notebook cell, or after a test left a loop running in this thread."""
+    import asyncio
+
+    async def inner():
+        return browse(plant.opcua_url, timeout=20)
+    entries = asyncio.run(inner())
+    assert any(e["class"] == "Variable" for e in entries)

@@ -390,4 +390,13 @@ def browse(url: str, *, depth: int = 6, security: str = "", username: str | None
     Objects (namespace 0: Server, Aliases, …) are left out unless ``standard``."""
     import asyncio
 
-    return asyncio.run(_browse(url, depth, security, username, password, timeout, standard))
+    coro = _browse(url, depth, security, username, password, timeout, standard)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # no loop in this thread: the plain way
+        return asyncio.run(coro)
+    # called from inside a running loop (a notebook, Voilà): run it on a thread of its own
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
