@@ -125,8 +125,11 @@ class PostgresStore(SQLiteStore):
         self.url = str(url)
         self.path = StoreURL(self.url)
         self.readonly = readonly
-        opts = "-c default_transaction_read_only=on" if readonly else None
-        kw = {"options": opts} if opts else {}
+        kw = {}
+        if readonly:
+            from psycopg.conninfo import conninfo_to_dict
+            given = conninfo_to_dict(self.url).get("options") or ""
+            kw["options"] = (given + " -c default_transaction_read_only=on").strip()
         self._raw = psycopg.connect(self.url, autocommit=True, connect_timeout=10, **kw)
         self.conn = _PgConn(self._raw)
         self._ddl = None
@@ -383,10 +386,9 @@ class PostgresStore(SQLiteStore):
                           (a.key, int(ids.max()), int(ids.min()), int(ats[0]), int(ats[-1]), stamp, mono))
             if got < m:
                 conflicts += r.execute(
-                    "SELECT count(*) FROM twin_stage s JOIN readings d ON d.asset = s.asset "
-                    "AND d.ts = s.ts AND d.id <> s.id AND d.vals <> s.vals "
-                    "WHERE d.ts BETWEEN %s AND %s AND d.asset = %s",
-                    (int(ats[0]), int(ats[-1]), a.key)).fetchone()[0]
+                    "SELECT count(*) FROM twin_stage s CROSS JOIN LATERAL (SELECT d.id, d.vals "
+                    "FROM readings d WHERE d.asset = s.asset AND d.ts = s.ts) d "
+                    "WHERE d.id <> s.id AND d.vals <> s.vals").fetchone()[0]
             inserted += got
             duplicates += m - got
         return inserted, duplicates, conflicts
