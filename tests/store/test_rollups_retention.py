@@ -80,8 +80,9 @@ def test_twin_retention_command(db, backend, capsys):
     assert "100 raw readings deleted" in capsys.readouterr().out
     with open_store(db) as st:
         assert st.count() == 10
-    with pytest.raises(SystemExit):
-        main(["retention", "--db", str(db), "--keep", "soon"])
+    assert main(["retention", "--db", str(db), "--keep", "soon"]) == 2
+    assert main(["retention", "--db", str(db)]) == 2  # no policy: refused, nothing deleted
+    assert "--keep 90d" in capsys.readouterr().err
 
 
 def test_durations():

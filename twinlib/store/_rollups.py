@@ -30,6 +30,7 @@ RESOLUTIONS = (MINUTE_MS, HOUR_MS)
 #: A window at least this long (or unbounded) with a bucket of whole minutes reads the rollups.
 ROLLUP_MIN_SPAN_MS = 2 * HOUR_MS
 _CURSOR_KEY = "rollup.cursor"
+_RETAINED_KEY = "retention.cutoff"
 _UNITS = {"ms": 1, "s": 1000, "m": MINUTE_MS, "min": MINUTE_MS, "h": HOUR_MS, "d": 86_400_000,
           "w": 7 * 86_400_000, "y": 365 * 86_400_000}
 
@@ -95,7 +96,13 @@ class RollupsMixin:
         cursor = int(self.get_meta(_CURSOR_KEY, "0"))
         horizon, dirty = self._dirty_since(cursor)
         spans: dict[int, list] = {}
+        # hours older than the retention cutoff have lost (some of) their raw readings: their
+        # rollups are kept as they are
+        floor = -(-int(self.get_meta(_RETAINED_KEY, str(-2**62))) // HOUR_MS) * HOUR_MS
         for key, lo, hi in dirty:
+            lo = max(lo, floor)
+            if lo > hi:
+                continue
             spans.setdefault(key, []).append(((lo // HOUR_MS) * HOUR_MS, (hi // HOUR_MS + 1) * HOUR_MS))
         done = 0
         with self.transaction():
@@ -130,6 +137,8 @@ class RollupsMixin:
         if lo_all is None:
             return a, None
         first, last = lo_all
+        # nothing lies outside [first, last]: widen to whole buckets there, clip the request
+        first, last = (first // res) * res, (last // res + 1) * res - 1
         s = first if start is None else max(int(start), first)
         e = last if end is None else min(int(end), last)
         if s > e:
@@ -238,6 +247,7 @@ class RollupsMixin:
             raise ValueError("keep must be positive")
         self.refresh_rollups()
         cutoff = now - keep_ms
+        self.set_meta(_RETAINED_KEY, str(max(cutoff, int(self.get_meta(_RETAINED_KEY, str(cutoff))))))
         out = {"cutoff": cutoff, "readings_deleted": self._drop_raw(cutoff)}
         m = 4 * keep_ms if rollup_1m_ms is None else int(rollup_1m_ms)
         out["rollups_1m_deleted"] = self._drop_rollups(MINUTE_MS, now - m)

@@ -666,9 +666,15 @@ class SQLiteStore(RollupsMixin, AlertsMixin, Store):
 
     # -- rollups and retention (see _rollups.py) ----------------------------------------------
     def _span(self, key: int):
+        """First and last instant with data of one asset, raw or rolled up (retention may have
+        removed the raw readings of the oldest rollups)."""
         lo, hi = self.conn.execute("SELECT MIN(ts), MAX(ts) FROM readings WHERE asset = ?",
                                    (key,)).fetchone()
-        return None if lo is None else (lo, hi)
+        rlo, rhi = self.conn.execute("SELECT MIN(bucket), MAX(bucket) FROM rollups WHERE asset = ? "
+                                     "AND res = 60000", (key,)).fetchone()
+        los = [v for v in (lo, rlo) if v is not None]
+        his = [v for v in (hi, None if rhi is None else rhi + 59_999) if v is not None]
+        return (min(los), max(his)) if los else None
 
     def _dirty_since(self, cursor: int):
         """(horizon, [(asset key, ts_lo, ts_hi)]) of every load with ids above ``cursor``."""
