@@ -210,31 +210,39 @@ class PostgresStore(SQLiteStore):
     def _label_codes(self, names) -> dict[str, int]:
         missing = [n for n in names if n not in self._label_code]
         if missing:
-            for n in missing:
-                # a unique name; the code is the next free one (retried if another writer took it)
-                for _ in range(20):
-                    try:
-                        with self._raw.transaction():
-                            self._raw.execute(
-                                "INSERT INTO labels (code, name) SELECT COALESCE(MAX(code), 0) + 1, %s "
-                                "FROM labels ON CONFLICT (name) DO NOTHING", (n,))
-                        break
-                    except psycopg.errors.UniqueViolation:
-                        continue
+            side = self._side() if self.conn.in_transaction else self._raw
+            with side.transaction():
+                side.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_NS, 4))
+                for n in missing:
+                    side.execute("INSERT INTO labels (code, name) SELECT COALESCE(MAX(code), 0) + 1, %s "
+                                 "FROM labels ON CONFLICT (name) DO NOTHING", (n,))
             for code, name in self._raw.execute("SELECT code, name FROM labels"):
                 self._label_code[name] = code
                 self._label_name[code] = name
         return self._label_code
 
     # -- assets ----------------------------------------------------------------------------
+    def _side(self):
+        """A second connection (autocommit) for what must commit at once whatever the caller's
+        transaction: new assets, new labels, new partitions."""
+        if self._ddl is None or self._ddl.closed:
+            self._ddl = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+            self._ddl.execute("SET lock_timeout = '10s'")
+        return self._ddl
+
     def _register(self, asset_id, kind, signals, params=None, location=None):
-        # serialise key allocation between writers (the lock is released at commit)
-        self._raw.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_NS, 3))
-        got = self._raw.execute("SELECT 1 FROM assets WHERE asset_id = %s", (asset_id,)).fetchone()
-        if got:
-            self._reload_assets()
-            return self._by_id[asset_id]
-        return super()._register(asset_id, kind, signals, params, location)
+        """Register a new asset in its own short transaction (committed at once, so concurrent
+        writers never wait for each other's loads to learn an asset's key)."""
+        side = self._side() if self.conn.in_transaction else self._raw
+        with side.transaction():
+            side.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_NS, 3))
+            side.execute(
+                "INSERT INTO assets (asset_id, key, kind, params, location, signals, created_at) "
+                "SELECT %s, COALESCE(MAX(key), 0) + 1, %s, %s, %s, %s, %s FROM assets "
+                "ON CONFLICT (asset_id) DO NOTHING",
+                (asset_id, kind, json.dumps(params or {}), location, json.dumps(signals), now_ms()))
+        self._reload_assets()
+        return self._by_id[asset_id]
 
     # -- partitions ------------------------------------------------------------------------
     def _known_parts(self) -> set[int]:
@@ -275,10 +283,7 @@ class PostgresStore(SQLiteStore):
 
         if self.conn.in_transaction:
             try:
-                if self._ddl is None or self._ddl.closed:
-                    self._ddl = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
-                    self._ddl.execute("SET lock_timeout = '3s'")
-                create(self._ddl)
+                create(self._side())
             except psycopg.errors.LockNotAvailable:
                 # this very transaction holds a lock the DDL needs: create it here instead
                 create(self._raw)
