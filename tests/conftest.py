@@ -11,6 +11,9 @@ from twinlib.store import open_store
 FLEET_START = "2026-02-10 00:00:00"
 #: Read once at start-up: tests clear TWIN_* variables while they run.
 STRICT_SKIPS = os.environ.get("TWIN_STRICT_SKIPS") == "1"
+#: ``TWIN_TEST_STORE=postgresql`` puts the shared ``store`` fixture in PostgreSQL (a schema per
+#: test on TWIN_TEST_PG_URL): `make test-postgres` runs the store, API, monitor and alarm tests so.
+STORE_BACKEND = os.environ.get("TWIN_TEST_STORE", "sqlite")
 
 
 @pytest.fixture(autouse=True)
@@ -42,13 +45,23 @@ def fleet():
 
 @pytest.fixture
 def store(tmp_db, fleet):
-    """A fresh SQLite store loaded with ``fleet`` (readings, assets, fault events)."""
-    s = open_store(tmp_db, create=True)
+    """A fresh store loaded with ``fleet`` (readings, assets, fault events): SQLite at
+    ``tmp_db``, or PostgreSQL under ``TWIN_TEST_STORE=postgresql``."""
+    schema = None
+    if STORE_BACKEND == "postgresql":
+        import sys
+        sys.path.insert(0, os.path.join(os.path.dirname(__file__), "store"))
+        from pg_support import PgSchema, require_pg
+        require_pg()
+        schema = PgSchema()
+    s = open_store(tmp_db if schema is None else schema.url, create=True)
     s.load_readings(fleet.readings)
     s.upsert_assets(fleet.assets)
     s.load_fault_events(fleet.events)
     yield s
     s.close()
+    if schema is not None:
+        schema.drop()
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import socket
-import sqlite3
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -37,6 +36,7 @@ from typing import Any
 
 from twinlib.ingest import ValidationError, ingest_frame
 from twinlib.ingest.sources.base import SourceReject
+from twinlib.store import DB_ERRORS
 from twinlib.timeutil import now_ms
 
 __all__ = ["Monitor", "MonitorStats", "MonitorLock", "MonitorBusyError", "HEARTBEAT_KEY",
@@ -58,10 +58,15 @@ class MonitorLock:
     """
 
     def __init__(self, db_path: str | os.PathLike):
-        self.path = Path(f"{db_path}.monitor.lock")
+        from twinlib.config import is_db_url
+        # A PostgreSQL database takes several monitors at once (one per gateway or site): the
+        # database itself keeps the detection cursor to one engine at a time, so no lock file.
+        self.path = None if is_db_url(str(db_path)) else Path(f"{db_path}.monitor.lock")
         self._fh = None
 
     def acquire(self) -> "MonitorLock":
+        if self.path is None:
+            return self
         fh = open(self.path, "a+")
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -181,7 +186,7 @@ class Monitor:
                 self._report_rejects([SourceReject(None, f"{exc} — all {len(frame)} reading(s) "
                                                          f"of this batch refused", "")], name)
                 self.stats.rejected += len(frame) - 1
-            except sqlite3.Error as exc:
+            except DB_ERRORS as exc:
                 self.stats.store_errors += 1
                 log.error("%s: store write failed (%s); retrying the batch", name, exc)
                 return False
@@ -198,7 +203,7 @@ class Monitor:
         self.stats.batches += 1
         try:
             self.source.commit(self.store)
-        except sqlite3.Error as exc:
+        except DB_ERRORS as exc:
             # the readings are stored; only the position is not: a restart re-reads this batch
             # and the store keeps each reading once
             log.warning("%s: position not saved (%s)", name, exc)
@@ -252,7 +257,7 @@ class Monitor:
             beat["notify"] = self.notifier.stats()
         try:
             self.store.set_meta(HEARTBEAT_KEY, json.dumps(beat, default=str))
-        except sqlite3.Error as exc:
+        except DB_ERRORS as exc:
             log.warning("heartbeat not written (%s)", exc)
 
     # -- the loop -------------------------------------------------------------------------------

@@ -79,12 +79,18 @@ def register_error_handlers(app: Flask) -> None:
                                    "schema", reason="missing")
 
     @app.errorhandler(sqlite3.DatabaseError)
-    def _db_unreadable(exc: sqlite3.DatabaseError):
+    def _db_unreadable(exc: Exception):
         # Covers "file is not a database", a locked database past busy_timeout, a read-only
         # open of a file we cannot read, and a disk I/O error: the data is unavailable, retry later.
         app.extensions["twinlib.stores"].discard()
         app.logger.warning("database unreadable: %s", exc)
         return error_response(503, f"database unreadable: {exc}", reason="unreadable")
+
+    try:  # the PostgreSQL backend's driver errors: the same answer (a lost server, a timeout)
+        import psycopg
+        app.register_error_handler(psycopg.Error, _db_unreadable)
+    except ImportError:  # pragma: no cover
+        pass
 
     @app.errorhandler(StoreError)
     def _store_error(exc: StoreError):

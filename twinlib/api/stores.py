@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 import threading
 from contextlib import contextmanager
-from pathlib import Path
 
 from flask import current_app
 
+from twinlib.config import db_location
 from twinlib.store import Store, open_store
 
 __all__ = ["StoreProvider", "read_store", "write_store"]
@@ -24,7 +24,7 @@ class StoreProvider:
     """Per-thread cache of read-only stores on one database path."""
 
     def __init__(self, db_path: str | os.PathLike):
-        self.db_path = Path(db_path)
+        self.db_path = db_location(db_path)  # a Path, or a StoreURL for PostgreSQL
         self._local = threading.local()
 
     def reader(self) -> Store:

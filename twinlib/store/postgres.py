@@ -80,6 +80,8 @@ class _PgConn:
         self.raw = raw
 
     def execute(self, sql: str, args=()):
+        if sql.strip().upper() == "BEGIN":  # callers mean "one consistent snapshot from here"
+            sql = "BEGIN ISOLATION LEVEL REPEATABLE READ"
         return self.raw.execute(_q(sql), tuple(args) if args else None)
 
     def executemany(self, sql: str, seq):
@@ -202,6 +204,15 @@ class PostgresStore(SQLiteStore):
             return
         with self._raw.transaction():
             yield self.conn
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        """A meta value. Read inside a write transaction, the key is also claimed until commit
+        (an advisory lock on its name): two engines sharing ``detect.cursor`` take turns, as
+        SQLite's single writer makes them, so no reading is checked — or alarmed on — twice."""
+        if not self.readonly and self.conn.in_transaction:
+            self._raw.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_NS + 1, key))
+        row = self._raw.execute("SELECT value FROM meta WHERE key = %s", (key,)).fetchone()
+        return row[0] if row else default
 
     def _is_v1(self) -> bool:
         return False
