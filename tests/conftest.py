@@ -26,8 +26,20 @@ def _isolated_settings(monkeypatch, tmp_path):
 
 @pytest.fixture
 def tmp_db(tmp_path):
-    """Path of a database file that does not exist yet."""
-    return tmp_path / "twin.db"
+    """Location of a database that does not exist yet: a file path (or, under
+    ``TWIN_TEST_STORE=postgresql``, the URL of an empty PostgreSQL schema)."""
+    if STORE_BACKEND != "postgresql":
+        yield tmp_path / "twin.db"
+        return
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "store"))
+    from pg_support import PgSchema, require_pg
+
+    from twinlib.config import db_location
+    require_pg()
+    schema = PgSchema()
+    yield db_location(schema.url)
+    schema.drop()
 
 
 @pytest.fixture(scope="session")
@@ -45,23 +57,13 @@ def fleet():
 
 @pytest.fixture
 def store(tmp_db, fleet):
-    """A fresh store loaded with ``fleet`` (readings, assets, fault events): SQLite at
-    ``tmp_db``, or PostgreSQL under ``TWIN_TEST_STORE=postgresql``."""
-    schema = None
-    if STORE_BACKEND == "postgresql":
-        import sys
-        sys.path.insert(0, os.path.join(os.path.dirname(__file__), "store"))
-        from pg_support import PgSchema, require_pg
-        require_pg()
-        schema = PgSchema()
-    s = open_store(tmp_db if schema is None else schema.url, create=True)
+    """A fresh store loaded with ``fleet`` (readings, assets, fault events), at ``tmp_db``."""
+    s = open_store(tmp_db, create=True)
     s.load_readings(fleet.readings)
     s.upsert_assets(fleet.assets)
     s.load_fault_events(fleet.events)
     yield s
     s.close()
-    if schema is not None:
-        schema.drop()
 
 
 @pytest.hookimpl(hookwrapper=True)
