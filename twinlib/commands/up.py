@@ -213,7 +213,7 @@ def _monitor_beating(db_path: Path, since_ms: int) -> bool:
 def _child_env(settings) -> dict:
     env = dict(os.environ)
     # every child resolves the same files whatever its working directory
-    env["TWIN_DB"] = str(Path(settings.db_path).resolve())
+    env["TWIN_DB"] = settings.db_url or str(Path(settings.db_path).resolve())
     env["TWIN_DATA_DIR"] = str(Path(settings.data_dir).resolve())
     env["TWIN_MODELS_DIR"] = str(Path(settings.models_dir).resolve())
     env["TWIN_REPORTS_DIR"] = str(Path(settings.reports_dir).resolve())
