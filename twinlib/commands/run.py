@@ -195,7 +195,8 @@ def _run(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     source = build_source(args, settings.kinds)
     notifier = None if args.no_notify else notifier_from_settings(settings.file)
-    settings.db_path.parent.mkdir(parents=True, exist_ok=True)
+    if not settings.db_url:  # a PostgreSQL URL has no directory to make
+        settings.db_path.parent.mkdir(parents=True, exist_ok=True)
     lock = MonitorLock(settings.db_path)
     try:
         lock.acquire()

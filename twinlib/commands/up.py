@@ -229,7 +229,8 @@ def _up(args: argparse.Namespace) -> int:
     settings = get_settings(db_path=args.db, api_port=args.api_port,
                             dashboard_port=args.dashboard_port)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    settings.db_path.parent.mkdir(parents=True, exist_ok=True)
+    if not settings.db_url:  # a PostgreSQL URL has no directory to make
+        settings.db_path.parent.mkdir(parents=True, exist_ok=True)
     env = _child_env(settings)
     prepare(settings, env, hours=args.hours, assets=args.assets, seed=args.seed,
             train=not args.no_train, train_args=tuple(shlex.split(args.train_args or "")))
