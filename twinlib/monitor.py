@@ -142,7 +142,8 @@ class Monitor:
 
     def __init__(self, store, source, *, engine=None, notifier=None, tick_s: float = 1.0,
                  batch_rows: int = 5000, max_logged_rejects: int = 20, heartbeat: bool = True,
-                 notify_max_age_s: float = 3600.0):
+                 notify_max_age_s: float = 3600.0, retention: dict | None = None,
+                 rollup_every_s: float = 300.0):
         if tick_s <= 0 or batch_rows < 1:
             raise ValueError("tick_s must be > 0 and batch_rows >= 1")
         self.store, self.source = store, source
@@ -159,6 +160,11 @@ class Monitor:
         self._detect_log_due = 0.0
         self._silenced: set = set()  # alerts whose raise was too old to notify
         self._opened = False
+        # store upkeep: rollups refreshed every rollup_every_s, retention (a
+        # commands.retention.retention_policy) applied once a day, whichever monitor gets there
+        self.retention = retention
+        self.rollup_every_s = float(rollup_every_s)
+        self._upkeep_due = time.monotonic() + min(self.rollup_every_s, 60.0)
 
     # -- pieces of one loop iteration ----------------------------------------------------------
     def _report_rejects(self, rejects: list, where: str) -> None:
@@ -281,7 +287,27 @@ class Monitor:
         if tick:
             self._next_tick = time.monotonic() + self.tick_s
             self._beat()
+            if time.monotonic() >= self._upkeep_due and not (batch is not None and batch.more):
+                self._upkeep()
         return batch
+
+    def _upkeep(self) -> None:
+        """Refresh the rollups; apply the retention policy when a day has passed since any
+        monitor last did (``retention.last_run`` in the store meta). Failures are logged only."""
+        self._upkeep_due = time.monotonic() + self.rollup_every_s
+        try:
+            if hasattr(self.store, "refresh_rollups"):
+                self.store.refresh_rollups()
+            if self.retention and hasattr(self.store, "apply_retention"):
+                last = int(self.store.get_meta("retention.last_run", "0") or 0)
+                if now_ms() - last >= 86_400_000:
+                    self.store.set_meta("retention.last_run", str(now_ms()))
+                    out = self.store.apply_retention(
+                        self.retention["keep_ms"], rollup_1m_ms=self.retention.get("rollup_1m_ms"),
+                        rollup_1h_ms=self.retention.get("rollup_1h_ms"))
+                    log.info("retention: %s", out)
+        except DB_ERRORS as exc:
+            log.warning("store upkeep (rollups, retention) failed: %s", exc)
 
     def run(self, *, duration_s: float | None = None) -> MonitorStats:
         """Loop until `stop()` (or a signal handler setting `stop_event`), the end of a replay,

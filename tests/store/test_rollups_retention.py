@@ -91,3 +91,31 @@ def test_durations():
     for bad in ("", "-1d", "0d", "1 fortnight"):
         with pytest.raises(ValueError):
             parse_duration_ms(bad)
+
+
+def test_the_monitor_refreshes_rollups_and_applies_retention_once_a_day(db, tmp_path):
+    from twinlib.monitor import Monitor
+
+    class Idle:  # a source with nothing to say
+        name, required, exhausted = "idle", (), False
+
+        def open(self, store): pass
+        def read(self, n): return None
+        def commit(self, store): pass
+        def describe(self): return {"source": "idle"}
+        def now_ms(self): return 0
+        def wait(self, s, ev): pass
+        def close(self): pass
+
+    now = pd.Timestamp.now(tz="UTC").value // 10**6
+    with open_store(db, create=True) as st:
+        st.load_readings(_frame("a", (now // DAY - 30) * DAY, 10, 60_000, 0))
+        st.load_readings(_frame("a", now - HOUR_MS, 10, 1000, 1))
+        mon = Monitor(st, Idle(), heartbeat=False, retention={"keep_ms": 7 * DAY},
+                      rollup_every_s=0)
+        mon._upkeep()
+        assert st.count() == 10 and st.get_meta("rollup.cursor") == str(st.max_id())
+        assert len(st.downsample(3600, asset="a")) == 2  # the old hour lives on in the rollups
+        st.load_readings(_frame("a", (now // DAY - 20) * DAY, 10, 60_000, 2))
+        mon._upkeep()  # retention ran less than a day ago: not again
+        assert st.count() == 20

@@ -207,8 +207,10 @@ def _run(args: argparse.Namespace) -> int:
     monitor = None
     try:
         engine = build_engine(store, settings)
+        from twinlib.commands.retention import retention_policy
         monitor = Monitor(store, source, engine=engine, notifier=notifier, tick_s=args.tick,
-                          batch_rows=args.batch, notify_max_age_s=args.notify_max_age)
+                          batch_rows=args.batch, notify_max_age_s=args.notify_max_age,
+                          retention=retention_policy(settings))
 
         def _stop(signum, frame):
             logging.getLogger("twinlib.monitor").info("monitor: %s received, stopping",

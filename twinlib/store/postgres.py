@@ -105,6 +105,32 @@ def _schema_statements() -> list[str]:
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
 
+#: Id allocation and the cursor horizon as functions: one round trip each, and a fixed order of
+#: steps (the writer announces its block before the sequence moves past it; the reader reads the
+#: sequence before the announcements), which is what makes the horizon safe without a lock.
+_FUNCTIONS = (
+    """CREATE OR REPLACE FUNCTION twin_alloc(n bigint) RETURNS bigint LANGUAGE plpgsql AS $$
+    DECLARE lo bigint;
+    BEGIN
+      PERFORM pg_advisory_lock(%(ns)s, %(alloc)s);
+      SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END INTO lo FROM readings_id_seq;
+      PERFORM pg_advisory_xact_lock_shared(lo);
+      PERFORM setval('readings_id_seq', lo + n - 1, true);
+      PERFORM pg_advisory_unlock(%(ns)s, %(alloc)s);
+      RETURN lo;
+    END $$""",
+    """CREATE OR REPLACE FUNCTION twin_horizon() RETURNS bigint LANGUAGE plpgsql STABLE AS $$
+    DECLARE nxt bigint; low bigint;
+    BEGIN
+      SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END INTO nxt FROM readings_id_seq;
+      SELECT MIN((classid::bigint << 32) | objid::bigint) INTO low FROM pg_locks
+       WHERE locktype = 'advisory' AND objsubid = 1
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database());
+      RETURN LEAST(nxt, COALESCE(low, nxt));
+    END $$""",
+)
+
+
 def _part_name(day: int) -> str:
     if day >= 0:
         return "readings_" + (_dt.date(1970, 1, 1) + _dt.timedelta(days=day)).strftime("%Y%m%d")
@@ -158,6 +184,8 @@ class PostgresStore(SQLiteStore):
                 if ts_ok and stmt.startswith("CREATE TABLE IF NOT EXISTS readings"):
                     stmt = stmt.replace(") PARTITION BY RANGE (ts)", ")")
                 self._raw.execute(stmt)
+            for fn in _FUNCTIONS:
+                self._raw.execute(fn % {"ns": _NS, "alloc": _ALLOC})
             if ts_ok:
                 self._timescale_setup()
             self.set_meta("schema_version", str(PG_SCHEMA_VERSION))
@@ -318,34 +346,16 @@ class PostgresStore(SQLiteStore):
         return super().load_readings(df, progress, kind=kind, atomic=atomic)
 
     def _alloc(self, n: int) -> int:
-        """A block of ``n`` ids (returns the first), announced as in flight until commit."""
-        r = self._raw
-        r.execute("SELECT pg_advisory_lock(%s, %s)", (_NS, _ALLOC))
-        try:
-            lo = r.execute("SELECT nextval('readings_id_seq')").fetchone()[0]
-            if n > 1:
-                r.execute("SELECT setval('readings_id_seq', %s)", (lo + n - 1,))
-            r.execute("SELECT pg_advisory_xact_lock_shared(%s::bigint)", (lo,))
-        finally:
-            r.execute("SELECT pg_advisory_unlock(%s, %s)", (_NS, _ALLOC))
-        return int(lo)
+        """A block of ``n`` ids (returns the first), announced as in flight until commit: a
+        transaction-scoped advisory lock keyed by the first id, taken before the sequence moves."""
+        return int(self._raw.execute("SELECT twin_alloc(%s)", (int(n),)).fetchone()[0])
 
     def horizon(self) -> int:
         """The first id not known final: every id below it is committed (visible) or never will
-        be. Readers of ``id > cursor`` stop below it."""
-        r = self._raw
-        r.execute("SELECT pg_advisory_lock_shared(%s, %s)", (_NS, _ALLOC))
-        try:
-            nxt, low = r.execute(
-                "SELECT (SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END "
-                "        FROM readings_id_seq), "
-                "(SELECT MIN((classid::bigint << 32) | objid::bigint) FROM pg_locks "
-                " WHERE locktype = 'advisory' AND objsubid = 1 "
-                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))"
-            ).fetchone()
-        finally:
-            r.execute("SELECT pg_advisory_unlock_shared(%s, %s)", (_NS, _ALLOC))
-        return int(nxt if low is None else min(nxt, low))
+        be. Readers of ``id > cursor`` stop below it. (The sequence is read before the in-flight
+        blocks: a block below the sequence's value was announced before the sequence moved, so it
+        is either still announced or already committed.)"""
+        return int(self._raw.execute("SELECT twin_horizon()").fetchone()[0])
 
     def _load_chunk(self, df, ts, value_cols, kind):
         """One chunk inside an open transaction: staged by binary COPY, then inserted keeping the

@@ -670,10 +670,10 @@ class SQLiteStore(RollupsMixin, AlertsMixin, Store):
         removed the raw readings of the oldest rollups)."""
         lo, hi = self.conn.execute("SELECT MIN(ts), MAX(ts) FROM readings WHERE asset = ?",
                                    (key,)).fetchone()
-        rlo, rhi = self.conn.execute("SELECT MIN(bucket), MAX(bucket) FROM rollups WHERE asset = ? "
-                                     "AND res = 60000", (key,)).fetchone()
+        rlo, rhi = self.conn.execute("SELECT MIN(bucket), MAX(bucket + res - 1) FROM rollups "
+                                     "WHERE asset = ?", (key,)).fetchone()
         los = [v for v in (lo, rlo) if v is not None]
-        his = [v for v in (hi, None if rhi is None else rhi + 59_999) if v is not None]
+        his = [v for v in (hi, rhi) if v is not None]
         return (min(los), max(his)) if los else None
 
     def _dirty_since(self, cursor: int):
