@@ -399,12 +399,15 @@ class PostgresStore(SQLiteStore):
             ats = ts[idx]
             lab = labels[idx] if labels is not None else np.full(m, -1, dtype=np.int64)
             data = _copy_binary(a.key, ats, ids, lab, mat)
-            r.execute("DELETE FROM twin_stage")
-            with r.cursor().copy("COPY twin_stage (asset, ts, id, label, vals) FROM STDIN (FORMAT BINARY)") as cp:
-                cp.write(data)
-            got = r.execute("INSERT INTO readings (asset, ts, id, label, vals) "
-                            "SELECT asset, ts, id, label, vals FROM twin_stage "
-                            "ON CONFLICT (asset, ts) DO NOTHING").rowcount
+            got = self._copy_direct(a.key, ats, data)
+            if got is None:  # may hold readings already stored: stage, keep the first copy
+                r.execute("DELETE FROM twin_stage")
+                with r.cursor().copy("COPY twin_stage (asset, ts, id, label, vals) FROM STDIN "
+                                     "(FORMAT BINARY)") as cp:
+                    cp.write(data)
+                got = r.execute("INSERT INTO readings (asset, ts, id, label, vals) "
+                                "SELECT asset, ts, id, label, vals FROM twin_stage "
+                                "ON CONFLICT (asset, ts) DO NOTHING").rowcount
             if got:
                 mono = int(bool(np.all(np.diff(ids) > 0)))
                 r.execute("INSERT INTO ingest_log (asset, hi, lo, ts_lo, ts_hi, at, mono) "
@@ -418,6 +421,25 @@ class PostgresStore(SQLiteStore):
             inserted += got
             duplicates += m - got
         return inserted, duplicates, conflicts
+
+    def _copy_direct(self, key: int, ats: np.ndarray, data: bytes) -> int | None:
+        """COPY straight into readings when the rows all lie after the asset's newest reading
+        and hold no instant twice (an append: the common live and bulk case); returns the rows
+        stored, or None when the staged path must decide (a possible duplicate, or another
+        writer stored one of these instants meanwhile)."""
+        if len(ats) > 1 and not np.all(np.diff(ats) > 0):
+            return None
+        newest = self._raw.execute("SELECT MAX(ts) FROM readings WHERE asset = %s", (key,)).fetchone()[0]
+        if newest is not None and newest >= int(ats[0]):
+            return None
+        try:
+            with self._raw.transaction():  # a savepoint: a lost race falls back to staging
+                with self._raw.cursor().copy("COPY readings (asset, ts, id, label, vals) FROM STDIN "
+                                             "(FORMAT BINARY)") as cp:
+                    cp.write(data)
+        except psycopg.errors.UniqueViolation:
+            return None
+        return len(ats)
 
     def prune_ingest_log(self, keep_ms: int = _LOG_KEEP_MS, now: int | None = None) -> int:
         """Forget ingest-log entries older than ``keep_ms`` below the horizon (see SQLite's)."""
