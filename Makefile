@@ -18,6 +18,7 @@ endif
 
 help:
 	@echo "make up      - set up, generate history, train models, run simulator + API (:5000) + dashboard (:8050)"
+	@echo "make up PLANT=opcua|modbus - the same, the monitor reading a simulated OPC UA / Modbus plant"
 	@echo "make test    - set up and run the whole test suite (unit, notebooks, API, browser, MQTT)"
 	@echo "make up DB=postgres - the same on the local PostgreSQL server (database twin)"
 	@echo "make bench   - measure speed and size into reports/bench.json"
@@ -42,8 +43,9 @@ data: $(STAMP)
 model: data
 	@test -f models/fault_detection_rf.pkl -a -f models/fault_detection_xgb.pkl || $(TWIN) train --db $(DB)
 
+# PLANT=opcua or PLANT=modbus: the monitor reads a simulated plant over that protocol
 up: $(STAMP) $(if $(TWIN_DB),pg-db)
-	$(TWIN) up
+	$(TWIN) up $(if $(PLANT),--plant $(PLANT))
 
 # the database of `DB=postgres` on the local server (idempotent)
 pg-db:

@@ -8,10 +8,17 @@ loader, then, for each round, serves it twice on loopback and loads each server 
   connection and ``pandas.read_sql`` + ``DataFrame.to_json`` per request. It is run with
   debug off and bound to 127.0.0.1 (debug mode adds a reloader process polling files, which
   would only make the baseline slower, and a debugger console nobody should start);
-* **twinlib** — ``twin api`` itself (gunicorn, 2 sync workers, read-only SQLite, orjson).
+* **twinlib** — ``twin api`` itself (gunicorn, 2 workers that read each request whole before
+  handling it the sync way, read-only SQLite, orjson).
 
 The load generator is ``wrk`` (Debian package ``wrk``) when it is on PATH, else a small Python
 generator (2 processes × 4 threads, one connection each); the result names which was used.
+
+``slow_clients`` (issue 12, item 10): for each worker class (``buffered``, twin api's default;
+gunicorn's stock ``sync`` and ``gthread`` with 4 threads, for comparison) a server with 2 workers
+is held by *n* slowloris connections (half a request head each, never finished) while probes
+(``GET /data``, 2 s client timeout) are sent one after another: how many are answered, and
+their p50/p99 latency.
 Both servers answer the same query (newest 10 readings by the ``ts`` index) so the comparison is
 of the serving stack, not of the query plan. Run directly: ``python benchmarks/bench_api.py
 [--quick]``.
@@ -252,6 +259,54 @@ def _load(url: str, seconds: float, connections: int) -> dict:
     return _python_load(url, seconds, connections)
 
 
+# -- slow clients -----------------------------------------------------------------------------
+SLOW_COUNTS = (2, 200)
+PROBE_TIMEOUT_S = 2.0
+
+
+def _probe_under_slowloris(base: str, port: int, n_slow: int, probes: int) -> dict:
+    slow = []
+    try:
+        for _ in range(n_slow):
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.sendall(b"GET /data HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            slow.append(s)
+        time.sleep(0.5)  # let the workers pick the slow connections up
+        lat = []
+        for _ in range(probes):
+            t = time.perf_counter()
+            try:
+                with urllib.request.urlopen(base + "/data", timeout=PROBE_TIMEOUT_S) as r:
+                    r.read()
+                    if r.status == 200:
+                        lat.append((time.perf_counter() - t) * 1000)
+            except OSError:
+                pass
+        return {"slow_connections": n_slow, "probes": probes, "answered": len(lat),
+                "p50_ms": round(float(np.percentile(lat, 50)), 2) if lat else None,
+                "p99_ms": round(float(np.percentile(lat, 99)), 2) if lat else None}
+    finally:
+        for s in slow:
+            s.close()
+
+
+def slow_clients(db: Path, env: dict, tmp: Path, workers: int = 2, probes: int = 20) -> dict:
+    """Probes answered while slowloris connections hold the server, per worker class."""
+    out = {}
+    for worker_class in ("buffered", "sync", "gthread"):
+        port = _free_port()
+        cmd = [sys.executable, "-m", "twinlib", "api", "--db", str(db), "--port", str(port),
+               "--workers", str(workers), "--worker-class", worker_class]
+        proc = _start(cmd, port, env, tmp / f"slow-{worker_class}.log")
+        try:
+            out[worker_class] = [_probe_under_slowloris(f"http://127.0.0.1:{port}", port, n, probes)
+                                 for n in SLOW_COUNTS]
+        finally:
+            _stop(proc)
+    return {"workers": workers, "probe_timeout_s": PROBE_TIMEOUT_S, "by_worker_class": out,
+            "twin_api_survives": all(r["answered"] == r["probes"] for r in out["buffered"])}
+
+
 # -- the run ----------------------------------------------------------------------------------
 def _same_answer(base_a: str, base_b: str) -> bool:
     def get(base):
@@ -330,6 +385,7 @@ def run(quick: bool = False, *, duration_s: float = 10.0, connections: int = 8,
                     acc.append(result)
                 finally:
                     _stop(proc)
+        slow = slow_clients(db, env, Path(tmp), workers, probes=8 if quick else 20)
         load_after = os.getloadavg()[0]
         baseline, twin = _median(res_b), _median(res_t)
         speedup = twin["requests_per_s"] / baseline["requests_per_s"]
@@ -349,14 +405,16 @@ def run(quick: bool = False, *, duration_s: float = 10.0, connections: int = 8,
             "gunicorn": _version("gunicorn"),
             "baseline": {"server": "Flask dev server (threaded), sqlite3.connect + pandas.read_sql "
                                    "+ to_json per request", **baseline},
-            "twinlib": {"server": f"twin api: gunicorn {workers} sync workers, read-only SQLite "
-                                  "per worker, orjson", **twin},
+            "twinlib": {"server": f"twin api: gunicorn, {workers} BufferedSyncWorker workers "
+                                  "(sync handling of whole requests), read-only SQLite per "
+                                  "worker, orjson", **twin},
             "same_answer": bool(same),
             "speedup": round(speedup, 2),
             "cpu_per_request_ratio": round(baseline["server_cpu_us_per_request"]
                                            / max(twin["server_cpu_us_per_request"], 1), 2),
             "targets": {"speedup_min": TARGET_SPEEDUP, "p99_max_ms": TARGET_P99_MS},
             "meets_targets": bool(speedup >= TARGET_SPEEDUP and twin["p99_ms"] < TARGET_P99_MS),
+            "slow_clients": slow,
         }
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

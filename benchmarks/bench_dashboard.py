@@ -105,7 +105,7 @@ def _tick_costs(path: Path, steps: int, ticks: int) -> dict:
     t0 = time.perf_counter()
     board.refresh()
     day_reload = time.perf_counter() - t0
-    board._history_at = -1e9          # make the tail query due now
+    board.model.history_at = -1e9     # make the tail query due now
     writer.load_readings(_frame(steps + ticks, 1, rng))
     t0 = time.perf_counter()
     board.refresh()

@@ -13,7 +13,14 @@ database to a small load generator the whole time:
 * **alarm latency** — over MQTT, a pump overheats: the time from publishing the reading that
   completes the alarm's hold to the webhook receiving the ``raised`` notification (and the same
   for ``cleared``), over several cycles;
-* **api** — requests per second and latency percentiles of ``GET /data`` during all that.
+* **api** — requests per second and latency percentiles of ``GET /data`` during all that;
+* **catch_up** — an import of 1.5M readings lands behind the alarm engine's cursor while the
+  monitor runs a live simulator: how long detection takes to catch up, the longest gap between
+  heartbeats, and how long a second writer (a small ``load_readings`` on its own connection
+  every 0.25 s, like an API POST or ``twin store``) waits for the write lock — with the bounded,
+  paused catch-up and, for comparison, with one unbounded pass (the behaviour before issue 12);
+* **outbox** — notifications staged in the alarm transaction and delivered to a local webhook:
+  notifications per second through the durable outbox.
 
 Run directly: ``python benchmarks/bench_monitor.py [--quick]``.
 """
@@ -342,6 +349,105 @@ def _bench_latency(db: Path, port: int, receiver: _Receiver, cycles: int) -> dic
                     "alarm engine → notifier → webhook HTTP POST"}
 
 
+def _bench_catch_up(tmp: Path, readings: int, bounded: bool) -> dict:
+    """Detection catch-up over an import while a live simulator and a second writer go on."""
+    import pandas as pd
+
+    from twinlib.simulate import simulate_fleet
+
+    db = tmp / f"catch-up-{'bounded' if bounded else 'unbounded'}.db"
+    store = open_store(db, create=True)
+    hours = readings / 4 / 3600
+    hist = simulate_fleet(assets=4, hours=hours, freq_s=1.0, seed=5, fault_rate=2.0,
+                          start="2025-06-01 00:00:00").readings
+    store.load_readings(hist)
+    # bounded: what `twin run` does (build_engine's 2,000-reading chunks, the monitor's pass
+    # limits); unbounded: one pass over everything in 10,000-reading chunks, as before
+    engine = AlarmEngine(store, chunk=2000 if bounded else 10_000)
+    kwargs = {} if bounded else {"detect_rows": 10 ** 9, "detect_pause_s": 0.0,
+                                 "detect_budget_s": None}
+    mon = Monitor(store, SimSource(assets=1, rate=10.0, seed=3, fault_rate=0.0), engine=engine,
+                  tick_s=0.5, **kwargs)
+    beats: list[float] = []
+    real_beat = mon._beat
+
+    def beat():
+        beats.append(time.perf_counter())
+        real_beat()
+    mon._beat = beat
+    waits: list[float] = []
+    failures = []
+    done = threading.Event()
+
+    def writer():
+        other = open_store(db)
+        k = 0
+        while not done.is_set():
+            row = pd.DataFrame({"timestamp": [pd.Timestamp("2024-01-01") + pd.Timedelta(seconds=k)],
+                                "asset_id": ["bench-writer"], "temperature": [50.0],
+                                "vibration": [0.3], "pressure": [40.0]})
+            t = time.perf_counter()
+            try:
+                other.load_readings(row)
+                waits.append(time.perf_counter() - t)
+            except Exception as exc:  # what `twin store` died of
+                failures.append(f"{type(exc).__name__}: {exc}")
+            k += 1
+            done.wait(0.25)
+        other.close()
+
+    thread = threading.Thread(target=mon.run, kwargs={"duration_s": 600})
+    w = threading.Thread(target=writer)
+    t0 = time.perf_counter()
+    thread.start()
+    w.start()
+    while engine.cursor < len(hist) and thread.is_alive():
+        time.sleep(0.05)
+    caught_up = time.perf_counter() - t0
+    done.set()
+    mon.stop()
+    thread.join(60)
+    w.join(30)
+    gaps = [b - a for a, b in zip([t0] + beats, beats)]
+    live = mon.stats.inserted
+    store.close()
+    return {"imported": int(len(hist)), "bounded": bounded,
+            "detect_rows_per_pass": mon.detect_rows if bounded else None,
+            "catch_up_s": round(caught_up, 2),
+            "heartbeat_gap_max_s": round(max(gaps), 2) if gaps else None,
+            "live_readings_stored_meanwhile": live,
+            "writer_attempts": len(waits) + len(failures),
+            "writer_wait_p50_ms": round(_pct(waits, 50) * 1000, 1) if waits else None,
+            "writer_wait_max_ms": round(max(waits) * 1000, 1) if waits else None,
+            "writer_failures": len(failures),
+            "writer_failure_example": failures[0] if failures else None}
+
+
+def _bench_outbox(tmp: Path, receiver: _Receiver, events: int) -> dict:
+    """Notifications per second through the durable outbox to a local webhook."""
+    from twinlib.detect import AlarmEvent
+
+    db = tmp / "outbox.db"
+    store = open_store(db, create=True)
+    notifier = Notifier([WebhookChannel(receiver.url)], db_path=db).start()
+    batch = [AlarmEvent("raised", 10_000 + i, "pump-01", "temperature_high", "temperature",
+                        "critical", "bench", 1_770_000_000_000 + i, 99.0) for i in range(events)]
+    before = len(receiver.got)
+    t0 = time.perf_counter()
+    with store.transaction():
+        notifier.stage(store, batch)
+    staged = time.perf_counter() - t0
+    notifier.wake()
+    notifier.flush(300)
+    elapsed = time.perf_counter() - t0
+    delivered = len(receiver.got) - before
+    notifier.close()
+    store.close()
+    return {"notifications": events, "delivered": delivered,
+            "stage_us_per_notification": round(staged / events * 1e6, 1),
+            "delivered_per_s": round(delivered / elapsed)}
+
+
 def run(quick: bool = False) -> dict:
     """Measure the live monitor (see the module docstring); returns the figures."""
     out: dict = {"quick": quick}
@@ -367,6 +473,12 @@ def run(quick: bool = False) -> dict:
                     broker.close()
         finally:
             out["api_during"] = api.close()
+        try:
+            n = 150_000 if quick else 1_500_000
+            out["catch_up"] = {"bounded": _bench_catch_up(tmp, n, True),
+                               "unbounded": _bench_catch_up(tmp, n, False)}
+            out["outbox"] = _bench_outbox(tmp, receiver, 200 if quick else 2000)
+        finally:
             receiver.close()
     return out
 

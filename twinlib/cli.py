@@ -11,16 +11,9 @@ import pkgutil
 import sys
 
 from . import __version__, commands
+from .commands._common import CommandError
 
 __all__ = ["build_parser", "main", "CommandError"]
-
-
-class CommandError(Exception):
-    """A user-facing failure: printed without a traceback, exit status ``code``."""
-
-    def __init__(self, message: str, code: int = 1):
-        super().__init__(message)
-        self.code = code
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,6 +19,8 @@ __all__ = [
     "THRESHOLDS",
     "UNITS",
     "PHYSICAL_LIMITS",
+    "TS_EARLIEST",
+    "TS_MAX_AHEAD_S",
     "Settings",
     "SettingsError",
     "StoreURL",
@@ -41,6 +43,12 @@ UNITS: dict[str, str] = {s: _PUMP.signal(s).unit for s in SENSORS}
 
 #: Values outside these ranges cannot come from a working pump sensor.
 PHYSICAL_LIMITS: dict[str, tuple[float, float]] = {s: _PUMP.signal(s).valid for s in SENSORS}
+
+#: Plausibility window for reading timestamps: nothing before TS_EARLIEST, nothing more than
+#: TS_MAX_AHEAD_S seconds ahead of the clock. Settings file: ``[ingest] earliest``,
+#: ``[ingest] max_ahead_s``.
+TS_EARLIEST: str = "2000-01-01"
+TS_MAX_AHEAD_S: float = 86_400.0
 
 
 class SettingsError(ValueError):
@@ -89,6 +97,8 @@ _SPEC: dict[str, tuple[str, Any, type]] = {
     "api_host": ("TWIN_API_HOST", "127.0.0.1", str),
     "api_port": ("TWIN_API_PORT", 5000, int),
     "dashboard_port": ("TWIN_DASHBOARD_PORT", 8050, int),
+    # Kernels the dashboard runs at once (one per open tab, ~100 MB each); 0 = no limit.
+    "dashboard_max_kernels": ("TWIN_DASHBOARD_MAX_KERNELS", None, int),
     "api_token": ("TWIN_API_TOKEN", None, str),
     "api_cors_origins": ("TWIN_API_CORS_ORIGINS", None, str),
 }
@@ -106,6 +116,7 @@ class Settings:
     api_host: str
     api_port: int
     dashboard_port: int
+    dashboard_max_kernels: int
     api_token: str | None
     api_cors_origins: str | list | None  # comma-separated text or a list; None = no CORS
     file: dict = field(default_factory=dict, compare=False)
@@ -149,6 +160,15 @@ class Settings:
             asset = self.file.get("assets", {}).get(asset_id, {})
             out.update({k: float(v) for k, v in asset.get("thresholds", {}).items() if k in SENSORS})
         return out
+
+    def timestamp_window(self) -> tuple[str, float]:
+        """(earliest timestamp, seconds ahead of now) a reading may carry: ``[ingest]``, else defaults."""
+        sec = self.section("ingest")
+        try:
+            return str(sec.get("earliest", TS_EARLIEST)), float(sec.get("max_ahead_s", TS_MAX_AHEAD_S))
+        except (TypeError, ValueError):
+            raise SettingsError(f"[ingest] max_ahead_s must be a number of seconds, got "
+                                f"{sec.get('max_ahead_s')!r}") from None
 
     def section(self, *path: str) -> dict:
         """A (possibly nested) section of the settings file, ``{}`` when absent."""
@@ -209,6 +229,12 @@ def get_settings(env: dict | None = None, **overrides: Any) -> Settings:
         values["api_token"] = str(token) if token else None
     if values["api_cors_origins"] is None:
         values["api_cors_origins"] = file.get("api", {}).get("cors_origins")
+    if values["dashboard_max_kernels"] is None:
+        values["dashboard_max_kernels"] = _coerce(
+            "dashboard_max_kernels", file.get("dashboard", {}).get("max_kernels", 8), int)
+    if values["dashboard_max_kernels"] < 0:
+        raise SettingsError("dashboard_max_kernels must be 0 (no limit) or more, got "
+                            f"{values['dashboard_max_kernels']}")
     for port in ("api_port", "dashboard_port"):
         if not 0 <= values[port] <= 65535:
             raise SettingsError(f"{port} must be between 0 and 65535, got {values[port]}")

@@ -377,7 +377,7 @@ def _toml_value(v: Any) -> str:
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     if isinstance(v, float):
-        return repr(round(v, 6))
+        return repr(float(f"{v:.6g}"))
     return str(v)
 
 

@@ -8,17 +8,25 @@
    logged with their line and reason and counted — never fatal; then the source commits its
    position (store meta or MQTT acknowledgement), so a restart resumes exactly after what was
    stored;
-3. run detection behind its persisted cursor: `engine.process_new()` over every reading that
-   arrived since the last call (whoever wrote it), plus `engine.check_stale(now)` once a tick;
-4. hand the resulting `AlarmEvent`s (raised / escalated / cleared) to the `Notifier`, which
-   delivers in the background, so a dead webhook never slows ingestion. Events about readings
+3. run detection behind its persisted cursor: `engine.process_new()` over what arrived since
+   the last pass (whoever wrote it), at most `detect_rows` readings and `detect_budget_s`
+   seconds per pass (chunks of 2,000 readings, each one transaction) — a big import is
+   checked over many passes, with a short pause between them for other writers, while
+   ingestion and heartbeats go on — plus `engine.check_stale(now)` once a tick (not while
+   detection lags: a late check is not a silent machine);
+4. queue the resulting `AlarmEvent`s (raised / escalated / cleared) as notifications in the
+   store's outbox, inside the engine's transaction (`Notifier.stage` through the engine's
+   `on_events` hook): an alarm is never recorded without its notifications. The notifier's
+   workers deliver them in the background, so a dead webhook never slows ingestion, and what
+   a crash or a stop leaves undelivered is sent after the restart. Events about readings
    older than `notify_max_age_s` (default 1 h, on the source's clock) are recorded as alarms
    but not sent: the first start over a loaded history would otherwise page someone about
    last week.
 
 Once a tick the monitor writes a heartbeat (`monitor.heartbeat` in the store meta: time, pid,
 source, counters) that `twin run --check` and the compose health check read. Only one monitor
-may write a given database: `MonitorLock` holds an advisory lock beside the database file.
+may write a given database: `MonitorLock` holds an advisory lock on the database file itself
+(its inode, so a symlink or hard link to the same file finds it taken).
 """
 from __future__ import annotations
 
@@ -27,6 +35,7 @@ import fcntl
 import json
 import logging
 import os
+import secrets
 import socket
 import threading
 import time
@@ -37,6 +46,7 @@ from typing import Any
 from twinlib.ingest import ValidationError, ingest_frame
 from twinlib.ingest.sources.base import SourceReject
 from twinlib.store import DB_ERRORS
+from twinlib.store._busy import is_busy
 from twinlib.timeutil import now_ms
 
 __all__ = ["Monitor", "MonitorStats", "MonitorLock", "MonitorBusyError", "HEARTBEAT_KEY",
@@ -45,6 +55,7 @@ __all__ = ["Monitor", "MonitorStats", "MonitorLock", "MonitorBusyError", "HEARTB
 log = logging.getLogger("twinlib.monitor")
 
 HEARTBEAT_KEY = "monitor.heartbeat"
+SILENCED_KEY = "notify.silenced"  # alarms whose raise was too old to notify (JSON list of ids)
 
 
 class MonitorBusyError(RuntimeError):
@@ -52,42 +63,60 @@ class MonitorBusyError(RuntimeError):
 
 
 class MonitorLock:
-    """An advisory lock (`<db>.monitor.lock`) that keeps a database to one live writer.
+    """An exclusive advisory lock on the database file itself: one live writer per database.
 
-    The kernel drops the lock when the process dies, so a crash never leaves a stale lock.
+    The lock belongs to the file (its inode), not to the path that names it, so a symlink, a
+    hard link or another spelling of the path finds it taken. ``flock`` locks are separate from
+    the POSIX byte-range locks SQLite uses on the same file (Linux), and the kernel drops the lock
+    when the process dies, so a crash never leaves a stale lock. The holder (pid and host) is
+    written beside the database, in ``<db>.monitor.lock``, for the error message only.
+
+    A missing database file is created empty (SQLite treats a 0-byte file as an empty database),
+    so there is an inode to lock before the schema is made.
     """
 
     def __init__(self, db_path: str | os.PathLike):
         from twinlib.config import is_db_url
         # A PostgreSQL database takes several monitors at once (one per gateway or site): the
-        # database itself keeps the detection cursor to one engine at a time, so no lock file.
-        self.path = None if is_db_url(str(db_path)) else Path(f"{db_path}.monitor.lock")
-        self._fh = None
+        # database itself keeps the detection cursor to one engine at a time, so no lock at all.
+        self._url = is_db_url(str(db_path))
+        self.db_path = None if self._url else Path(db_path)
+        # who holds it (information only)
+        self.path = None if self._url else Path(f"{db_path}.monitor.lock")
+        self._fd: int | None = None
+
+    def _holder(self) -> str:
+        try:
+            text = self.path.read_text().strip()
+        except OSError:
+            text = ""
+        return text or "another process"
 
     def acquire(self) -> "MonitorLock":
-        if self.path is None:
+        if self._url:
             return self
-        fh = open(self.path, "a+")
+        fd = os.open(self.db_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            fh.close()
-            raise MonitorBusyError(f"a monitor ({holder}) is already writing this database; "
-                                   f"stop it first (lock file {self.path})") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()} on {socket.gethostname()}")
-        fh.flush()
-        self._fh = fh
+            os.close(fd)
+            real = os.path.realpath(self.db_path)
+            raise MonitorBusyError(
+                f"a monitor ({self._holder()}) is already writing this database "
+                f"({real}{'' if real == str(self.db_path) else f', named {self.db_path} here'}); "
+                f"stop it first") from None
+        self._fd = fd
+        try:
+            self.path.write_text(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        except OSError:  # a read-only folder: the lock holds all the same
+            pass
         return self
 
     def release(self) -> None:
-        if self._fh is not None:
-            fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
-            self._fh.close()
-            self._fh = None
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
 
     def __enter__(self):
         return self.acquire()
@@ -134,7 +163,8 @@ def build_engine(store, settings=None):
     per-asset overrides); defaults without one."""
     from twinlib.detect import AlarmEngine
 
-    return AlarmEngine(store, settings.file if settings is not None else None)
+    # small chunks: each is one write transaction, and other writers wait at most one of them
+    return AlarmEngine(store, settings.file if settings is not None else None, chunk=2000)
 
 
 class Monitor:
@@ -142,12 +172,22 @@ class Monitor:
 
     def __init__(self, store, source, *, engine=None, notifier=None, tick_s: float = 1.0,
                  batch_rows: int = 5000, max_logged_rejects: int = 20, heartbeat: bool = True,
-                 notify_max_age_s: float = 3600.0, retention: dict | None = None,
-                 rollup_every_s: float = 300.0):
-        if tick_s <= 0 or batch_rows < 1:
-            raise ValueError("tick_s must be > 0 and batch_rows >= 1")
+                 notify_max_age_s: float = 3600.0, detect_rows: int = 20_000,
+                 detect_budget_s: float | None = 0.25, detect_pause_s: float = 0.1,
+                 retention: dict | None = None, rollup_every_s: float = 300.0):
+        if tick_s <= 0 or batch_rows < 1 or detect_rows < 1 or detect_pause_s < 0:
+            raise ValueError("tick_s must be > 0, batch_rows and detect_rows >= 1, "
+                             "detect_pause_s >= 0")
         self.store, self.source = store, source
         self.engine, self.notifier = engine, notifier
+        # detection catch-up per loop pass (a big import is checked over many passes, while
+        # ingestion and heartbeats go on), and the pause between passes that lets other
+        # writers (`twin store`, the API) take the database's write lock
+        self.detect_rows, self.detect_pause_s = int(detect_rows), float(detect_pause_s)
+        self.detect_budget_s = detect_budget_s  # seconds of checking per pass (None: no limit)
+        self.detect_behind = False
+        if engine is not None and notifier is not None:
+            engine.on_events = self._stage   # outbox rows in the alarm transition's transaction
         self.tick_s, self.batch_rows = float(tick_s), int(batch_rows)
         self.max_logged_rejects = int(max_logged_rejects)
         self.heartbeat = heartbeat
@@ -165,6 +205,9 @@ class Monitor:
         self.retention = retention
         self.rollup_every_s = float(rollup_every_s)
         self._upkeep_due = time.monotonic() + min(self.rollup_every_s, 60.0)
+        # Identifies this run in the heartbeat: a waiter can tell its own monitor's beat from
+        # the one a previous process left in the store (pid numbers get reused).
+        self.run_id = secrets.token_hex(8)
 
     # -- pieces of one loop iteration ----------------------------------------------------------
     def _report_rejects(self, rejects: list, where: str) -> None:
@@ -215,18 +258,22 @@ class Monitor:
             log.warning("%s: position not saved (%s)", name, exc)
         return True
 
-    def _notify(self, events: list) -> None:
+    def _stage(self, events: list) -> None:
+        """The engine's hook, inside its transaction: queue the notifications in the outbox.
+
+        Events about readings older than `notify_max_age_s` are not notified — e.g. the first
+        start over a loaded history: news from last week is noise, and so are the later events
+        of that alarm (a "cleared" nobody was told of). Which alarms were silenced is kept in
+        the store (`notify.silenced`), in the same transaction, so a restart remembers it.
+        """
         fresh = []
         oldest = self.source.now_ms() - int(self.notify_max_age_s * 1000)
+        before = set(self._silenced)
         for event in events:
             kind = getattr(event, "kind", None)
             alert_id = getattr(event, "alert_id", None)
-            self.stats.events[kind] = self.stats.events.get(kind, 0) + 1
-            log.info("alarm %s: %s", kind, getattr(event, "message", None) or event)
             ts = getattr(event, "ts", None)
             if kind == "raised" and ts is not None and ts < oldest:
-                # e.g. the first start over a loaded history: news from last week is noise,
-                # and so are the later events of that alarm (a "cleared" nobody was told of)
                 self._silenced.add(alert_id)
                 self.stats.not_notified_old += 1
             elif alert_id in self._silenced or (ts is not None and ts < oldest):
@@ -235,29 +282,59 @@ class Monitor:
                     self._silenced.discard(alert_id)
             else:
                 fresh.append(event)
-        if fresh and self.notifier is not None:
-            self.stats.notifications += self.notifier.submit(fresh)
+        if self._silenced != before:
+            self.store.set_meta(SILENCED_KEY, json.dumps(sorted(self._silenced)))
+        if fresh:
+            self.stats.notifications += self.notifier.stage(self.store, fresh)
+
+    def _notify(self, events: list) -> None:
+        """After the commit: count and log the events, and wake the notifier's workers."""
+        for event in events:
+            kind = getattr(event, "kind", None)
+            self.stats.events[kind] = self.stats.events.get(kind, 0) + 1
+            log.info("alarm %s: %s", kind, getattr(event, "message", None) or event)
+        if events and self.notifier is not None:
+            self.notifier.wake()
 
     def _detect(self, *, stale: bool) -> None:
         if self.engine is None:
             return
         try:
-            events = list(self.engine.process_new())
-            if stale:
+            # bounded: a million imported readings are checked over many passes, not in one
+            end = (time.monotonic() + self.detect_budget_s if self.detect_budget_s is not None
+                   else float("inf"))
+            events = list(self.engine.process_new(
+                self.detect_rows,
+                stop=lambda: self.stop_event.is_set() or time.monotonic() >= end))
+            behind = getattr(self.engine, "behind", None)
+            self.detect_behind = bool(behind()) if behind is not None else False
+            if stale and not self.detect_behind:  # a lagging check is not a silent machine
                 events += list(self.engine.check_stale(self.source.now_ms()))
-        except Exception:  # ingestion goes on even if detection is broken; the cursor waits
+        except Exception as exc:  # ingestion goes on even if detection is broken; the cursor waits
             self.stats.detect_errors += 1
-            if time.monotonic() >= self._detect_log_due:  # one traceback per 10 s, not per batch
+            self.detect_behind = False
+            if time.monotonic() >= self._detect_log_due:  # one message per 10 s, not per batch
                 self._detect_log_due = time.monotonic() + 10.0
-                log.exception("detection failed (%d times so far); the readings are stored and "
-                              "will be checked when it works again", self.stats.detect_errors)
+                if is_busy(exc):  # another writer holds the database: not a bug, try again
+                    log.warning("detection waits: the database is busy (%s); the readings are "
+                                "stored and will be checked on a later pass", exc)
+                else:
+                    log.exception("detection failed (%d times so far); the readings are stored "
+                                  "and will be checked when it works again",
+                                  self.stats.detect_errors)
             return
         self._notify(events)
 
     def _beat(self) -> None:
         if not self.heartbeat:
             return
+        problem = getattr(self.source, "problem", None)
+        problem = problem() if problem is not None else None
+        if problem:  # a dead source must not look alive: no heartbeat, the health check fails
+            log.error("source %s: %s (no heartbeat written)", self.source.name, problem)
+            return
         beat = {"ts": now_ms(), "pid": os.getpid(), "host": socket.gethostname(),
+                "run_id": self.run_id, "started_ms": self.stats.started_ms,
                 "tick_s": self.tick_s, **self.source.describe(), "stats": self.stats.as_dict()}
         if self.notifier is not None:
             beat["notify"] = self.notifier.stats()
@@ -268,10 +345,17 @@ class Monitor:
 
     # -- the loop -------------------------------------------------------------------------------
     def open(self) -> None:
-        """Restore the source's position and start it (run() does this)."""
+        """Restore the source's position and start it, and the notifier on this store's outbox
+        (run() does this)."""
         if not self._opened:
             self.stats.started_ms = now_ms()
             self.source.open(self.store)
+            try:
+                self._silenced = set(json.loads(self.store.get_meta(SILENCED_KEY) or "[]"))
+            except ValueError:
+                self._silenced = set()
+            if self.notifier is not None:
+                self.notifier.start(getattr(self.store, "path", None))
             self._opened = True
 
     def run_once(self) -> Any:
@@ -326,6 +410,10 @@ class Monitor:
                     break
                 if batch is not None and batch.more:
                     continue
+                if self.detect_behind:
+                    # more to check: go on after a short pause in which other writers get in
+                    self.stop_event.wait(self.detect_pause_s)
+                    continue
                 wait = min(self._next_tick - time.monotonic(), end - time.monotonic())
                 self.source.wait(max(0.0, wait), self.stop_event)
         finally:
@@ -337,7 +425,9 @@ class Monitor:
         self.stop_event.set()
 
     def close(self) -> None:
-        """Final detection pass, flush notifications, release the source."""
+        """A last (bounded) detection pass, a try at delivering what is pending, release the
+        source. Undelivered notifications stay in the outbox for the next start; readings not
+        checked yet are checked then (the engine's cursor is in the store)."""
         try:
             if self._opened:
                 self._detect(stale=False)

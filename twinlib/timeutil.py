@@ -69,14 +69,15 @@ def format_ts(ms: int) -> str:
 
 
 def format_ts_array(ms: np.ndarray) -> np.ndarray:
-    """Vectorised :func:`format_ts` → object array of strings."""
+    """Vectorised :func:`format_ts` → a new (writable) object array of strings."""
     ms = np.asarray(ms, dtype=np.int64)
-    whole = pd.to_datetime(ms // 1000 * 1000, unit="ms").strftime("%Y-%m-%d %H:%M:%S").to_numpy(dtype=object)
+    # pandas 3 (copy-on-write) may hand out a read-only view: take our own copy to write into
+    whole = np.array(pd.to_datetime(ms // 1000 * 1000, unit="ms").strftime("%Y-%m-%d %H:%M:%S"),
+                     dtype=object, copy=True)
     frac = ms % 1000
-    if frac.any():
-        idx = np.nonzero(frac)[0]
-        for i in idx:
-            whole[i] = f"{whole[i]}.{frac[i]:03d}"
+    idx = np.flatnonzero(frac)
+    if len(idx):
+        whole[idx] = [f"{w}.{f:03d}" for w, f in zip(whole[idx], frac[idx])]
     return whole
 
 

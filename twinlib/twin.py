@@ -71,7 +71,7 @@ from scipy.signal import lfilter
 
 from twinlib.config import SENSORS
 
-__all__ = ["TwinModel", "STATE_COLUMNS", "NotFittedError", "ewm_causal"]
+__all__ = ["TwinModel", "LearnedTwin", "STATE_COLUMNS", "NotFittedError", "ewm_causal"]
 
 #: Operating-state columns the twin uses when a frame has them.
 STATE_COLUMNS: tuple[str, ...] = ("load", "speed", "ambient")
@@ -489,3 +489,143 @@ class TwinModel:
             r = row[s] - (float(f @ self.coef_[s]) + self.intercept_[s] + off)
             out[s] = r / self.resid_std_[s] if standardized else r
         return out
+
+
+class LearnedTwin:
+    """Each measured signal predicted from the state signals and the other measured signals.
+
+    The plain, kind-agnostic form of the twin (no lag filters, no sensor names built in): one
+    ridge regression per measured signal over arbitrary column names, fitted on healthy history.
+    ``resid_std_`` is the spread of *out-of-fold* residuals — the training rows are cut into
+    ``folds`` contiguous blocks, each predicted by a model fitted without it — because in-sample
+    residuals understate what the model does on readings it has not seen.
+
+    ``measured`` (default: every numeric column that is not an id, time, label or ``state``
+    column) and ``state`` (default: none) are column names. Missing inputs count as their
+    training mean. The fitted model is plain data: :meth:`to_dict` gives JSON-able lists and
+    numbers, :meth:`from_dict` rebuilds it (no pickle).
+
+    >>> import numpy as np, pandas as pd
+    >>> rng = np.random.default_rng(0)
+    >>> load = rng.uniform(0.3, 1.0, 500)
+    >>> df = pd.DataFrame({"load": load, "flow": 30 * load + rng.normal(0, 0.3, 500),
+    ...                    "current": 2 * load + rng.normal(0, 0.02, 500)})
+    >>> twin = LearnedTwin(state=["load"]).fit(df)
+    >>> leak = df.assign(flow=df["flow"] - 3.0)          # flow low for the load and the current
+    >>> bool(twin.residuals(leak, standardized=True)["flow"].mean() < -5)
+    True
+    >>> LearnedTwin.from_dict(twin.to_dict()).predict(df).equals(twin.predict(df))
+    True
+    """
+
+    def __init__(self, measured: Sequence[str] | None = None, state: Sequence[str] = (),
+                 alpha: float = 1.0, folds: int = 5):
+        self.measured = measured
+        self.state = state
+        self.alpha = alpha
+        self.folds = folds
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "models_"):
+            raise NotFittedError("LearnedTwin is not fitted yet: call fit(healthy_df) first")
+
+    @staticmethod
+    def _ridge(X: np.ndarray, y: np.ndarray, alpha: float):
+        mean = X.mean(axis=0) if len(X) else np.zeros(X.shape[1])
+        sd = X.std(axis=0) if len(X) else np.ones(X.shape[1])
+        sd = np.where(sd < 1e-12, 1.0, sd)
+        Z = (X - mean) / sd
+        b0 = float(y.mean())
+        w = np.linalg.solve(Z.T @ Z + alpha * np.eye(Z.shape[1]), Z.T @ (y - b0))
+        return mean, sd, w, b0
+
+    def fit(self, df: pd.DataFrame, y=None) -> "LearnedTwin":
+        """Learn every measured signal's model from healthy rows; returns ``self``."""
+        if not isinstance(df, pd.DataFrame):
+            raise TypeError("LearnedTwin.fit expects a pandas DataFrame")
+        state = [c for c in self.state if c in df.columns]
+        if self.measured is not None:
+            measured = list(self.measured)
+            missing = [c for c in measured if c not in df.columns]
+            if missing:
+                raise ValueError(f"measured columns missing from the data: {missing}")
+        else:
+            measured = [c for c in df.columns if c not in _NOT_SENSORS and c not in state
+                        and pd.api.types.is_numeric_dtype(df[c].dtype)]
+        if not measured:
+            raise ValueError("no measured columns to model")
+        if len(df) < max(10, 2 * int(self.folds)):
+            raise ValueError(f"LearnedTwin.fit needs at least {max(10, 2 * int(self.folds))} rows, "
+                             f"got {len(df)}")
+        cols = state + measured
+        A = df[cols].to_numpy(dtype=float)
+        fill = np.nanmean(A, axis=0)
+        fill = np.where(np.isnan(fill), 0.0, fill)
+        A = np.where(np.isnan(A), fill, A)
+        n = len(A)
+        blocks = [b for b in np.array_split(np.arange(n), int(self.folds)) if b.size]
+        self.state_, self.measured_, self.models_ = state, measured, {}
+        self.oof_residuals_ = np.empty((n, len(measured)))   # not serialised: for thresholds
+        for j, m in enumerate(measured):
+            inputs = [c for c in cols if c != m]
+            idx = [cols.index(c) for c in inputs]
+            X, yv = A[:, idx], A[:, len(state) + j]
+            oof = np.empty(n)
+            for b in blocks:
+                rest = np.ones(n, dtype=bool)
+                rest[b] = False
+                mu, sd, w, b0 = self._ridge(X[rest], yv[rest], float(self.alpha))
+                oof[b] = yv[b] - (((X[b] - mu) / sd) @ w + b0)
+            self.oof_residuals_[:, j] = oof
+            mu, sd, w, b0 = self._ridge(X, yv, float(self.alpha))
+            self.models_[m] = {"inputs": inputs, "mean": mu.tolist(), "scale": sd.tolist(),
+                               "coef": w.tolist(), "intercept": b0,
+                               "fill": [float(fill[cols.index(c)]) for c in inputs],
+                               "resid_std": float(max(np.std(oof), 1e-9))}
+        self.resid_std_ = {m: self.models_[m]["resid_std"] for m in measured}
+        return self
+
+    def predict(self, df: pd.DataFrame) -> pd.DataFrame:
+        """Expected value of each measured signal for every row (same index)."""
+        self._check_fitted()
+        out = {}
+        for m, p in self.models_.items():
+            missing = [c for c in p["inputs"] if c not in df.columns]
+            if missing:
+                raise ValueError(f"columns missing from the data: {missing}")
+            X = df[p["inputs"]].to_numpy(dtype=float)
+            X = np.where(np.isnan(X), np.asarray(p["fill"]), X)
+            Z = (X - np.asarray(p["mean"])) / np.asarray(p["scale"])
+            out[m] = Z @ np.asarray(p["coef"]) + p["intercept"]
+        return pd.DataFrame(out, index=df.index)
+
+    def residuals(self, df: pd.DataFrame, standardized: bool = False) -> pd.DataFrame:
+        """Observed − expected per measured signal (in out-of-fold σ units if asked)."""
+        exp = self.predict(df)
+        res = {}
+        for m in self.measured_:
+            r = df[m].to_numpy(dtype=float) - exp[m].to_numpy()
+            res[m] = r / self.resid_std_[m] if standardized else r
+        return pd.DataFrame(res, index=df.index)
+
+    def to_dict(self) -> dict:
+        """The fitted model as JSON-able data (lists, numbers, strings)."""
+        self._check_fitted()
+        return {"type": "LearnedTwin", "version": 1,
+                "params": {"measured": self.measured if self.measured is None else list(self.measured),
+                           "state": list(self.state), "alpha": float(self.alpha),
+                           "folds": int(self.folds)},
+                "state": list(self.state_), "measured": list(self.measured_),
+                "models": self.models_}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "LearnedTwin":
+        """Rebuild a fitted model from :meth:`to_dict`'s output."""
+        if data.get("type") != "LearnedTwin":
+            raise ValueError("not a LearnedTwin description (type field)")
+        twin = cls(**data["params"])
+        twin.state_ = list(data["state"])
+        twin.measured_ = list(data["measured"])
+        twin.models_ = {m: dict(p) for m, p in data["models"].items()}
+        twin.resid_std_ = {m: float(p["resid_std"]) for m, p in twin.models_.items()}
+        return twin

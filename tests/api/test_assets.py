@@ -5,7 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from twinlib.kinds import BUILTIN_KINDS
+
 T0 = pd.Timestamp("2026-02-10 00:00:00")
+KIND_SKAB = BUILTIN_KINDS["skab-testbed"].names
 
 
 def _ms(text):
@@ -138,3 +141,27 @@ def test_forecast_reports_the_degrading_pump(tmp_path, make_app):
     flat = client.get("/assets/pump-02/forecast").get_json()
     assert flat["forecasts"] == []
     assert client.get("/assets/pump-77/forecast").status_code == 404
+
+
+def test_kinds_and_an_asset_of_another_kind_with_units_and_location(client, store):
+    kinds = {k["name"]: k for k in client.get("/kinds").get_json()}
+    assert {"pump", "skab-testbed", "machine-temperature"} <= set(kinds)
+    pump = {s["name"]: s for s in kinds["pump"]["signals"]}
+    assert pump["temperature"]["unit"] == "°C" and pump["temperature"]["limits"]["high"]["warning"] == 85.0
+    assert client.get("/kinds/skab-testbed").get_json()["name"] == "skab-testbed"
+    assert client.get("/kinds/fan").status_code == 404
+    store.upsert_assets([{"asset_id": "bed-1", "kind": "skab-testbed", "location": "lab/bench-2",
+                          "signals": list(KIND_SKAB)}])
+    row = {"asset_id": ["bed-1"], "ts": [1_770_000_000_000]} | {s: [1.0 + i] for i, s in enumerate(KIND_SKAB)}
+    store.load_readings(pd.DataFrame(row))
+    body = client.get("/assets/bed-1").get_json()
+    assert body["kind"] == "skab-testbed" and body["location"] == "lab/bench-2"
+    assert [(s["name"], s["unit"]) for s in body["signals"]][:3] == [
+        ("Accelerometer1RMS", "g"), ("Accelerometer2RMS", "g"), ("Current", "A")]
+    assert body["latest"]["Volume_Flow_RateRMS"] == 8.0 and "temperature" not in body["latest"]
+    assert [a["asset_id"] for a in client.get("/assets?location=lab").get_json()] == ["bed-1"]
+    assert client.get("/assets?location=lab/bench").get_json() == []
+    assert client.get("/assets?location=a//b").status_code == 400
+    assert "bed-1" not in [a["asset_id"] for a in client.get("/assets?kind=pump").get_json()]
+    hist = client.get("/assets/bed-1/readings?bucket=1m&since=2026-02-01").get_json()
+    assert hist["buckets"][0]["Current"] == {"min": 3.0, "mean": 3.0, "max": 3.0}

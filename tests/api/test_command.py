@@ -1,4 +1,5 @@
-"""`twin api`: gunicorn sync workers on 127.0.0.1:5000 by default; serves /data for real."""
+"""`twin api`: gunicorn, two slow-client-safe workers on 127.0.0.1:5000 by default; serves /data
+for real."""
 from __future__ import annotations
 
 import json
@@ -20,7 +21,7 @@ from twinlib.commands.api import gunicorn_options
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_defaults_are_loopback_5000_two_sync_workers(monkeypatch):
+def test_defaults_are_loopback_5000_two_buffered_workers(monkeypatch):
     args = build_parser().parse_args(["api"])
     assert args.host is None and args.port is None and args.workers == 2
     from twinlib.config import get_settings
@@ -28,7 +29,9 @@ def test_defaults_are_loopback_5000_two_sync_workers(monkeypatch):
     assert (s.api_host, s.api_port) == ("127.0.0.1", 5000)
     opts = gunicorn_options(s.api_host, s.api_port, args.workers)
     assert opts["bind"] == ["127.0.0.1:5000"]
-    assert opts["worker_class"] == "sync" and opts["workers"] == 2
+    assert opts["worker_class"] == "twinlib.api.worker.BufferedSyncWorker" and opts["workers"] == 2
+    assert args.worker_class == "buffered"
+    assert gunicorn_options("127.0.0.1", 1, 1, "sync")["worker_class"] == "sync"
     assert gunicorn_options("::1", 8000, 1)["bind"] == ["[::1]:8000"]
 
 
@@ -122,7 +125,7 @@ def test_twin_api_serves_the_original_contract(store, tmp_path):
         _check_whole_responses(int(base.rsplit(":", 1)[1]))
     finally:
         log = _stop(proc)
-    assert "Using worker: sync" in log
+    assert "Using worker: twinlib.api.worker.BufferedSyncWorker" in log
     assert "writes are refused" in log  # no token configured, and it says so
 
 

@@ -113,7 +113,7 @@ def test_empty_batch(client, auth):
     ({"readings": [_reading(0, asset_id="")]}, "readings[0].asset_id"),
     ({"readings": [{"asset_id": "a"}]}, "readings[0].timestamp"),
     ({"readings": [_reading(0, timestamp=True)]}, "readings[0].timestamp"),
-    ({"readings": [_reading(0, timestamp=1.5)]}, "readings[0].timestamp"),
+    ({"readings": [_reading(0, timestamp=[1.5])]}, "readings[0].timestamp"),
     ({"readings": [_reading(0, temperature="hot")]}, "readings[0].temperature"),
     ({"readings": [_reading(0, vibration=False)]}, "readings[0].vibration"),
     ({"readings": [_reading(0, label=3)]}, "readings[0].label"),
@@ -175,3 +175,28 @@ def test_token_from_environment_and_settings_file(tmp_path, monkeypatch, store):
                   headers={"Authorization": "Bearer from-env"}).status_code == 200
     assert c.post("/readings", json={"readings": []},
                   headers={"Authorization": "Bearer from-file"}).status_code == 401
+
+
+def test_readings_of_any_kind_are_stored_with_their_signals(client, auth, store):
+    skab = {"asset_id": "bed-1", "kind": "skab-testbed", "timestamp": "2026-03-01 00:00:00",
+            "Accelerometer1RMS": 0.02, "Accelerometer2RMS": 0.03, "Current": 1.2, "Pressure": 0.5,
+            "Temperature": 70.1, "Thermocouple": 25.0, "Voltage": 230.0, "Volume_Flow_RateRMS": 32.0}
+    nab = {"asset_id": "m-1", "kind": "machine-temperature", "timestamp": "2026-03-01 00:00:00",
+           "temperature": 81.5}
+    body = client.post("/readings", json={"readings": [skab, _reading(0), nab]},
+                       headers=auth).get_json()
+    assert (body["inserted"], body["rejected"]) == (3, [])
+    assert store.asset("bed-1")["kind"] == "skab-testbed"
+    assert store.latest(1, asset="bed-1")[0].values == {k: v for k, v in skab.items()
+                                                        if k not in ("asset_id", "kind", "timestamp")}
+    assert store.latest(1, asset="m-1")[0].values == {"temperature": 81.5}
+    # the asset's kind is remembered: later readings need not say it
+    later = {k: v for k, v in skab.items() if k != "kind"} | {"timestamp": "2026-03-01 00:00:01",
+                                                               "Current": 999.0}
+    body = client.post("/readings", json={"readings": [later]}, headers=auth).get_json()
+    assert body["inserted"] == 1 and store.latest(1, asset="bed-1")[0].values["Current"] == 999.0
+    data = client.get("/data?asset=bed-1&limit=1").get_json()[0]
+    assert set(data) == {"id", "timestamp", "asset_id", *[k for k in skab
+                                                          if k not in ("asset_id", "kind", "timestamp")]}
+    bad = client.post("/readings", json={"readings": [dict(nab, kind="fan")]}, headers=auth)
+    assert bad.status_code == 400 and "unknown kind 'fan'" in bad.get_json()["message"]

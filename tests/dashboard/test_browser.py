@@ -140,3 +140,66 @@ def test_voila_json_culls_the_kernel_of_a_tab_closed_without_goodbye(live_db, tm
         assert "Culling 'idle' kernel" in server.log()
     finally:
         server.stop()
+
+
+SKAB_FILE = Path("/work/shared/datasets/skab-dev/valve1/1.csv")
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+@pytest.fixture
+def skab_db(tmp_path):
+    """A database holding SKAB's valve1/1.csv replayed by `twin run --source replay --speed max`
+    (the recording is read where it lies; it is never copied into the repository)."""
+    if not SKAB_FILE.exists():
+        pytest.skip(f"the SKAB recording is not on this machine ({SKAB_FILE})")
+    import os
+    import subprocess
+    import sys
+
+    db = tmp_path / "skab.db"
+    env = {**os.environ, "TWIN_SETTINGS": str(tmp_path / "no-settings.toml"), "TWIN_DB": str(db)}
+    done = subprocess.run([sys.executable, "-m", "twinlib", "run", "--source", "replay", str(SKAB_FILE),
+                           "--speed", "max", "--asset", "skab-valve1"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return db
+
+
+def test_a_skab_asset_shows_its_eight_channels_in_chromium(skab_db, tmp_path, page_factory):
+    from dashboard_support import DashboardServer
+
+    server = DashboardServer(skab_db, tmp_path)
+    try:
+        page = page_factory(1366, 1150)
+        page.goto(server.url, wait_until="domcontentloaded")
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.twin-card .value')].length === 9 && "
+            "[...document.querySelectorAll('.twin-card:not(.twin-status) .value')].every(e => /\\d/.test(e.textContent))",
+            timeout=60_000)
+        page.wait_for_function(
+            "() => /Normal|Alert|stale/i.test(document.querySelector('.twin-status .value').textContent)",
+            timeout=30_000)
+        labels = page.eval_on_selector_all(".twin-card:not(.twin-status) .label", "els => els.map(e => e.textContent)")
+        assert [label.split(" · ")[0] for label in labels] == [
+            "Accelerometer1RMS", "Accelerometer2RMS", "Current", "Pressure", "Temperature",
+            "Thermocouple", "Voltage", "Volume Flow RateRMS"]
+        units = page.eval_on_selector_all(".twin-card .value .unit", "els => els.map(e => e.textContent)")
+        assert units == ["g", "g", "A", "bar", "°C", "°C", "V", "l/min"]
+        assert page.locator(".twin-chart").count() == 8
+        assert page.locator(".bqplot path.line").count() >= 8
+        head = page.inner_text(".twin-table thead")
+        assert "Volume Flow RateRMS (l/min)" in head and "Voltage (V)" in head
+        table = page.evaluate("() => { const e = document.querySelector('.twin-table .scroll'); "
+                              "return [e.scrollWidth, e.clientWidth]; }")
+        assert table[0] <= table[1], table            # the wide table gets the whole row
+        # nothing clipped: no card value wider than its card, no sideways scrolling of the page
+        clipped = page.evaluate("""() => [...document.querySelectorAll('.twin-card .value')]
+            .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent)""")
+        assert clipped == []
+        box = page.evaluate(NO_SCROLLBARS)
+        assert box["sw"] <= box["cw"], box
+        assert page.errors == [], page.errors
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "dashboard-skab.png"), full_page=True)
+    finally:
+        server.stop()

@@ -80,3 +80,44 @@ def test_twin_dashboard_defaults_to_port_8050(monkeypatch):
     assert get_settings().dashboard_port == 8050
     monkeypatch.setenv("TWIN_DASHBOARD_PORT", "8111")
     assert get_settings(dashboard_port=None).dashboard_port == 8111
+
+
+def test_twin_dashboard_passes_the_kernel_cap(monkeypatch, tmp_path):
+    args = build_parser().parse_args(["dashboard", "--max-kernels", "3"])
+    assert args.max_kernels == 3
+    argv, _, _ = voila_command(NOTEBOOK, "127.0.0.1", 8050, tmp_path / "t.db", environ={},
+                               max_kernels=3)
+    assert ("--VoilaConfiguration.multi_kernel_manager_class="
+            "twinlib.dashboard.kernels.CappedKernelManager") in argv
+    assert "--CappedKernelManager.max_kernels=3" in argv
+    config = json.loads(VOILA_JSON.read_text())["VoilaConfiguration"]
+    assert config["multi_kernel_manager_class"] == "twinlib.dashboard.kernels.CappedKernelManager"
+    from twinlib.config import get_settings
+    assert get_settings().dashboard_max_kernels == 8
+    monkeypatch.setenv("TWIN_DASHBOARD_MAX_KERNELS", "2")
+    assert get_settings().dashboard_max_kernels == 2
+    assert get_settings(dashboard_max_kernels=0).dashboard_max_kernels == 0
+
+
+def test_page_views_past_the_kernel_cap_get_a_dashboard_full_page(store, tmp_path, monkeypatch):
+    """With a cap of 1, the second page view starts no kernel and says why (503)."""
+    import urllib.error
+    import urllib.request
+
+    from dashboard_support import DashboardServer
+
+    monkeypatch.setenv("TWIN_DASHBOARD_MAX_KERNELS", "1")
+    server = DashboardServer(store.path, tmp_path)
+    try:
+        with urllib.request.urlopen(server.url, timeout=120) as r:
+            assert r.status == 200
+            r.read()
+        assert len(server.kernels()) == 1
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(server.url, timeout=120)
+        assert refused.value.code == 503
+        page = refused.value.read().decode()
+        assert "Dashboard full" in page and "Close a dashboard tab" in page
+        assert len(server.kernels()) == 1, server.log()[-2000:]
+    finally:
+        server.stop()

@@ -334,7 +334,7 @@ def test_a_light_first_paint_shows_readings_and_the_next_tick_adds_the_checks(st
     assert all(t["forecast"] == "⏱ forecast pending" for t in board.fleet.assets)
     board.refresh()                                   # the live loop's first tick
     assert board.status_card.state in ("normal", "alert")
-    assert board._statuses is not None and not board._statuses_pending
+    assert board.model.statuses is not None and not board.model.statuses_pending
     assert all(t["forecast"] != "⏱ forecast pending" for t in board.fleet.assets)
 
 

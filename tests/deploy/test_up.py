@@ -165,6 +165,9 @@ def test_twin_lab_requires_its_token(tmp_path):
         assert "twin lab: JupyterLab on http://localhost:" in first and "token=" in first
         token = first.split("token=")[1].split()[0]
         assert len(token) >= 24 and "token generated" in first
+        # any user can read a command line: the token must not be on JupyterLab's
+        cmdline = open(f"/proc/{proc.pid}/cmdline", "rb").read().decode(errors="replace")
+        assert token not in cmdline
         url = f"http://127.0.0.1:{port}/api/status"
         end = time.monotonic() + 60
         while True:
@@ -194,3 +197,22 @@ def test_twin_lab_refuses_a_short_token(tmp_path):
     res = subprocess.run([*TWIN, "lab", "--token", "abc", "--port", str(free_port())],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "at least 8 characters" in res.stderr
+
+
+def test_twin_lab_passes_its_token_by_environment_not_command_line(tmp_path, monkeypatch):
+    """The token must not be readable in /proc/<pid>/cmdline by other users."""
+    from twinlib.cli import main
+
+    seen = {}
+
+    def fake_execve(path, argv, env):
+        seen.update(argv=argv, env=env)
+        raise SystemExit(0)
+    monkeypatch.setattr(os, "execve", fake_execve)
+    monkeypatch.setenv("TWIN_LAB_TOKEN", "a-secret-token-123")
+    monkeypatch.setenv("TWIN_DB", str(tmp_path / "twin.db"))
+    with pytest.raises(SystemExit):
+        main(["lab", "--port", str(free_port()), "--root", str(tmp_path)])
+    assert not any("a-secret-token-123" in a for a in seen["argv"])
+    assert seen["env"]["JUPYTER_TOKEN"] == "a-secret-token-123"
+    assert "TWIN_LAB_TOKEN" not in seen["env"]

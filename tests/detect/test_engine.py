@@ -1,4 +1,5 @@
 """The alarm engine on a real store: lifecycle, cursor, batch = live, status."""
+import json
 import numpy as np
 import pandas as pd
 import pytest
@@ -190,3 +191,60 @@ def test_twin_rule_through_the_plain_store_interface(tmp_path, fleet):
             out.append(pd.DataFrame(st.list_alerts(limit=None))[COLS])
     pd.testing.assert_frame_equal(out[0], out[1])
     assert "twin_residual" in set(out[0]["rule"])
+
+
+# -- the twin's stored state is data, never a pickle (issue 12, item 15) ---------------------
+class _Bomb:
+    """Unpickling this runs code: it creates a marker file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_twin_state_is_json_and_rebuilds_the_same_model(store):
+    from twinlib.detect.engine import twin_from_json
+
+    engine = AlarmEngine(store, {"rules": {"twin_train_hours": 1.0}})
+    engine.process_new()
+    raw = store.get_meta("detect.twin.pump-02")
+    data = json.loads(raw)                       # plain JSON, not base64 bytes
+    assert data["format"] == "twinlib.twin/1"
+    fitted = engine.twins["pump-02"]
+    again = twin_from_json(raw)
+    rows = store.window(asset="pump-02").iloc[:500]
+    pd.testing.assert_frame_equal(again.residuals(rows), fitted.residuals(rows))
+
+
+def test_a_pickled_twin_in_the_meta_table_is_never_unpickled(tmp_path, fleet, caplog):
+    import base64
+    import pickle
+
+    rules = {"rules": {"twin_train_hours": 1.0}}
+    df = fleet.readings
+    half = df[df["timestamp"] < df["timestamp"].min() + pd.Timedelta("2h")]
+    marker = tmp_path / "pwned"
+    with open_store(tmp_path / "ref.db", create=True) as st:  # never touched
+        st.load_readings(df)
+        AlarmEngine(st, rules).process_new()
+        reference = pd.DataFrame(st.list_alerts(limit=None))[COLS]
+    with open_store(tmp_path / "t.db", create=True) as st:
+        st.load_readings(half)
+        AlarmEngine(st, rules).process_new()
+        fitted = [k for k in ("pump-01", "pump-02", "pump-03")
+                  if st.get_meta(f"detect.twin.{k}")]
+        assert fitted
+        for asset in fitted:  # what an attacker (or an older twinlib) left in the database
+            st.set_meta(f"detect.twin.{asset}",
+                        base64.b64encode(pickle.dumps(_Bomb(marker))).decode())
+        st.load_readings(df)
+        with caplog.at_level("WARNING", logger="twinlib.detect"):
+            AlarmEngine(st, rules).process_new()
+        assert not marker.exists()
+        assert any("refitting" in r.message for r in caplog.records)
+        assert all(json.loads(st.get_meta(f"detect.twin.{a}"))["format"] == "twinlib.twin/1"
+                   for a in fitted)
+        got = pd.DataFrame(st.list_alerts(limit=None))[COLS]
+    pd.testing.assert_frame_equal(got, reference)   # the refit is the same twin

@@ -56,3 +56,21 @@ def test_a_leak_no_threshold_sees_is_caught_by_the_twin_detector():
     assert table.loc["twin", "false_alarms_per_asset_day"] < 2
     text = format_comparison(table)
     assert "twin" in text and "FA/asset-day" in text
+
+
+def test_alarm_lifecycle_holds_and_clears_like_the_rules():
+    from twinlib.detect.scoring import alarm_lifecycle
+
+    f = np.zeros(100, bool)
+    f[5] = True                                   # one flagged row: no alarm
+    f[10:13] = True                               # three in a row: an alarm from row 10
+    f[14:16] = True                               # a flicker inside the off-delay: same alarm
+    out = alarm_lifecycle(f, hold=3, clear=5)
+    assert not out[5] and out[10:16].all()           # row 13 (quiet) is inside the alarm
+    assert not out[16:].any()                        # ended at the first of 5 quiet rows
+    s, e = runs(out)
+    assert s.tolist() == [10] and e.tolist() == [16]
+    f[30:32] = True                                  # two rows only: below the hold
+    assert not alarm_lifecycle(f, hold=3, clear=5)[30:40].any()
+    with pytest.raises(ValueError):
+        alarm_lifecycle(f, hold=0)

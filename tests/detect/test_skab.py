@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from twinlib.cli import main
-from twinlib.detect.skab import (CHOSEN, NAB_PROFILES, find_skab_files, format_skab, nab_score,
-                                 run_skab, skab_json)
+from twinlib.detect.skab import (CHOSEN, NAB_PROFILES, find_skab_files, format_skab, make_folds,
+                                 nab_score, nab_score_skab, run_skab, skab_json)
 
 SKAB_COLS = ["Accelerometer1RMS", "Accelerometer2RMS", "Current", "Pressure", "Temperature",
              "Thermocouple", "Voltage", "Volume Flow RateRMS"]
@@ -104,3 +104,72 @@ def test_bad_skab_file_is_a_clear_error(tmp_path):
     (tmp_path / "bad.csv").write_text("datetime;a;anomaly\nnot-a-date;1;0\n" + "2020-01-01 00:00:00;1;0\n" * 500)
     with pytest.raises(ValueError, match="line 2"):
         run_skab(tmp_path)
+
+
+def _tsad_scale(frac, a_tp=1.0, a_fp=-0.11):
+    """tsad's my_scale, written out from its source (waico/tsad, used by SKAB's notebooks)."""
+    x = np.linspace(-np.pi / 2, np.pi / 2, 1000)
+    event = min(int(frac * 1000), 999)
+    return (a_tp - a_fp) / 2 * -1 * np.tanh(x[event]) / np.tanh(np.pi / 2) + (a_tp - a_fp) / 2 + a_fp
+
+
+def test_nab_score_is_skabs_own_formula():
+    std = NAB_PROFILES["standard"]
+    true = [100.0, 500.0]
+    # detected at each window's start: A_tp each, the perfect score
+    s, null, best = nab_score_skab(true, [100.0, 500.0], 60, std)
+    assert (s, null, best) == pytest.approx((2.0, -2.0, 2.0))
+    # half-way through one window, missed the other, two false alarms far apart: each FP is a
+    # flat −0.11 (Numenta's sigmoid would weigh them by distance), a later hit in a window adds 0
+    s, _, _ = nab_score_skab(true, [130.0, 140.0, 300.0, 900.0], 60, std)
+    assert s == pytest.approx(_tsad_scale(0.5) - 1.0 - 2 * 0.11)
+    # low-FN profile doubles the cost of the miss; low-FP the cost of false alarms
+    s_fn, null_fn, _ = nab_score_skab(true, [130.0], 60, NAB_PROFILES["low_fn"])
+    assert null_fn == -4.0 and s_fn == pytest.approx(_tsad_scale(0.5) - 2.0)
+    s_fp, _, _ = nab_score_skab(true, [100.0, 500.0, 300.0], 60, NAB_PROFILES["low_fp"])
+    assert s_fp == pytest.approx(2.0 - 0.22)
+    # overlapping windows: the right one starts where the left one ends ("cut right window")
+    s, _, _ = nab_score_skab([100.0, 130.0], [165.0], 60, std)
+    assert s == pytest.approx(_tsad_scale((165 - 160) / 30) - 1.0)
+    # the two NAB formulas differ: the Numenta one gives a different total on the same input
+    assert nab_score(true, [130.0, 300.0], 60, std)[0] != pytest.approx(
+        nab_score_skab(true, [130.0, 300.0], 60, std)[0])
+
+
+def test_folds_are_groups_of_files():
+    assert [f.tolist() for f in make_folds(5, "loo")] == [[0], [1], [2], [3], [4]]
+    assert [f.tolist() for f in make_folds(5, 2)] == [[0, 2, 4], [1, 3]]
+    for bad in (1, 6, "three"):
+        with pytest.raises(ValueError):
+            make_folds(5, bad)
+
+
+def test_cross_validation_chooses_on_training_folds_only(skab_dir):
+    result = run_skab(skab_dir, folds="loo")
+    r = result["methods"][CHOSEN]
+    cv = r["cv"]
+    assert len(cv["picks"]) == 3                          # one choice per held-out file
+    assert cv["tp"] + cv["fn"] == r["tp"] + r["fn"]       # every test row scored exactly once
+    assert cv["tp"] + cv["fp"] + cv["fn"] + cv["tn"] == 3 * 300
+    factors = [s["factor"] for s in r["sensitivity"]]
+    assert r["factor"] in factors and len(factors) >= 5
+    # a larger factor never flags more rows: the sensitivity table is monotone in FAR
+    fars = [s["far"] for s in r["sensitivity"]]
+    assert all(a >= b for a, b in zip(fars, fars[1:]))
+    text = format_skab(result)
+    assert "CV F1" in text and "leave-one-file-out" in text and "valve1/0.csv" in text
+    assert "3 labelled files" in text and "34 files" in text and "NOT comparable" in text
+
+
+def test_twin_skab_detector_and_folds_options(skab_dir, capsys):
+    assert main(["skab", "--data", str(skab_dir / "valve1"), "--detector", "ltwin",
+                 "--detector", "pca", "--folds", "3"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[0].startswith("SKAB: 3 labelled files") and "0.csv, 1.csv, 2.csv" in out[0]
+    assert not any(line.startswith("mset ") for line in out)   # only the methods asked for
+    last = json.loads(out[-1])
+    assert last["method"] == "ltwin" and last["folds"] == 3 and len(last["cv_picks"]) == 3
+    assert all(0.0 <= last[k] <= 1.0 for k in ("f1", "far", "mar"))
+    assert main(["skab", "--data", str(skab_dir), "--detector", "lstm"]) == 2
+    assert "unknown detector" in capsys.readouterr().err
+    assert main(["skab", "--data", str(skab_dir), "--folds", "9"]) == 2

@@ -114,3 +114,54 @@ def test_covers_tells_when_the_twin_extrapolates(healthy):
     assert twin.covers({**row, "load": (lo + hi) / 2})
     assert not twin.covers({**row, "load": hi + 0.5 * (hi - lo)})
     assert twin.covers({**row, "load": None})          # unknown state: no reason to refuse
+
+
+def _plant(n, seed):
+    rng = np.random.default_rng(seed)
+    load = np.clip(np.cumsum(rng.normal(0, 0.02, n)) + 0.6, 0.1, 1.0)
+    return pd.DataFrame({"Load %": load,
+                         "flow l/min": 30 * load + rng.normal(0, 0.3, n),
+                         "motor A": 2 + 3 * load + rng.normal(0, 0.05, n),
+                         "bearing g": 0.02 + 0.01 * load + rng.normal(0, 0.001, n)})
+
+
+def test_learned_twin_on_arbitrary_columns_round_trips_through_json():
+    import json
+
+    from twinlib.twin import LearnedTwin
+
+    df = _plant(2000, 0)
+    twin = LearnedTwin(state=["Load %"]).fit(df.iloc[:1000])
+    assert twin.measured_ == ["flow l/min", "motor A", "bearing g"]
+    data = json.loads(json.dumps(twin.to_dict()))          # plain JSON, no pickle
+    again = LearnedTwin.from_dict(data)
+    test = df.iloc[1000:]
+    pd.testing.assert_frame_equal(again.residuals(test, standardized=True),
+                                  twin.residuals(test, standardized=True))
+    # healthy unseen rows: residuals about 1 σ (the σ is out-of-fold, so not too small)
+    z = twin.residuals(test, standardized=True)
+    assert 0.6 < float(z.abs().mean().mean()) < 1.5
+    # a leak: flow low for the load and the current — only flow moves much
+    leak = test.assign(**{"flow l/min": test["flow l/min"] - 3.0})
+    zl = twin.residuals(leak, standardized=True).mean()
+    assert zl["flow l/min"] < -4 and abs(zl["bearing g"]) < 2
+    # a missing input counts as its training mean (no NaN spreads to the other signals)
+    gap = test.copy()
+    gap.loc[gap.index[:10], "motor A"] = np.nan
+    assert np.isfinite(twin.predict(gap)["flow l/min"]).all()
+
+
+def test_learned_twin_refuses_bad_input():
+    from twinlib.twin import LearnedTwin, NotFittedError
+
+    with pytest.raises(NotFittedError):
+        LearnedTwin().predict(_plant(50, 1))
+    with pytest.raises(ValueError, match="missing"):
+        LearnedTwin(measured=["nope"]).fit(_plant(50, 1))
+    with pytest.raises(ValueError, match="at least"):
+        LearnedTwin().fit(_plant(5, 1))
+    with pytest.raises(ValueError, match="not a LearnedTwin"):
+        LearnedTwin.from_dict({"type": "TwinModel"})
+    twin = LearnedTwin(state=["Load %"]).fit(_plant(200, 1))
+    with pytest.raises(ValueError, match="missing"):
+        twin.predict(_plant(50, 2).drop(columns=["motor A"]))

@@ -40,7 +40,7 @@ def test_store_reports_each_bad_row_and_loads_the_rest(workdir, capsys):
                    "2026-02-10 14:30:00,70,0.5,60\n"
                    "2026-02-10 14:30:01,hot,0.5,60\n"
                    "2026-02-10 14:30:02,70,0.5,60\n")
-    assert main(["store", "--csv", str(bad), "--rejects", str(workdir / "rej.csv")]) == 0
+    assert main(["store", "--csv", str(bad), "--rejects", str(workdir / "rej.csv")]) == 3  # EXIT_REJECTS
     cap = capsys.readouterr()
     assert f"rejected {bad}:3: non-numeric temperature 'hot'" in cap.err
     assert "2 stored" in cap.out and "1 rejected" in cap.out

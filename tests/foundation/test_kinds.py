@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import tomllib
 
+import pandas as pd
+
 import pytest
 
 from twinlib.config import PHYSICAL_LIMITS, SENSORS, THRESHOLDS, SettingsError, get_settings
@@ -94,3 +96,44 @@ def test_an_unknown_kind_for_an_asset_says_how_to_define_it(tmp_path):
         s.kind_for("a", stored_kind="fan")
     with pytest.raises(KindError):
         BUILTIN_KINDS["pump"].signal("flow")
+
+
+def _infer(tmp_path, capsys, path, *extra):
+    from twinlib.cli import main
+    assert main(["kinds", "infer", "--csv", str(path), *extra]) == 0
+    text = capsys.readouterr().out
+    f = tmp_path / "inferred.toml"
+    f.write_text(text, encoding="utf-8")
+    return text, get_settings(env={}, settings_file=f).kinds
+
+
+def test_infer_makes_a_usable_kind_from_a_plain_csv(tmp_path, capsys):
+    csv = tmp_path / "fan.csv"
+    csv.write_text("timestamp,Motor Current,bearing_temp_de,speed_rpm,note\n"
+                   "2026-01-01 00:00:00,12.5,41.0,1480,ok\n2026-01-01 00:00:01,13.1,41.2,1490,ok\n",
+                   encoding="utf-8")
+    text, kinds = _infer(tmp_path, capsys, csv)
+    k = kinds["fan"]
+    assert k.names == ("Motor_Current", "bearing_temp_de", "speed_rpm")
+    assert k.signal("Motor_Current").unit == "A" and k.signal("bearing_temp_de").unit == "°C"
+    assert k.state == ("speed_rpm",)
+    lo, hi = k.signal("Motor_Current").valid
+    assert lo == 0.0 and hi >= 13.1 * 10  # the physical bound leaves room for faults
+    assert "note" in text and "left out" in text
+
+
+@pytest.mark.parametrize("rel, name, n", [("skab-dev/valve1/3.csv", "valve1-3", 8),
+                                          ("nab/machine_temperature_system_failure.csv",
+                                           "machine-temperature-system-failure", 1)])
+def test_infer_on_the_real_recordings(tmp_path, capsys, rel, name, n):
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[3] / "shared" / "datasets" / rel
+    if not path.exists():
+        pytest.skip(f"{path} not found (the shared datasets sit beside the checkout)")
+    _, kinds = _infer(tmp_path, capsys, path)
+    k = kinds[name]
+    assert len(k.measured) == n
+    raw = pd.read_csv(path, sep=";" if "skab" in rel else ",")
+    for s in k.signals:  # every value of the file is inside the inferred valid range
+        col = next(c for c in raw.columns if c.replace(" ", "_") == s.name)
+        assert raw[col].between(*s.valid).all()

@@ -143,3 +143,37 @@ def test_same_minor_version_does_not_warn(tmp_path, recwarn):
     _rewrite_card(path, library_versions={"sklearn": f"{major}.{minor}.999"})
     load_model(path)
     assert not [w for w in recwarn if issubclass(w.category, ModelVersionWarning)]
+
+
+def _pair(tmp_path, name, kind):
+    names = FeatureSpec().names()
+    model = SimpleNamespace(feature_names_=names, kind=kind)
+    card = {"features": names, "feature_spec": FeatureSpec().to_dict(), "classes": ["healthy"],
+            "metrics": {}, "training_data": {"sha256": "x"}, "kind": kind,
+            "name": name}
+    path = tmp_path / f"{name}.pkl"
+    save_model(model, path, card)
+    return path
+
+
+def test_a_model_and_card_swapped_in_under_another_name_are_refused(tmp_path):
+    """The XGBoost pair copied over the RandomForest's names hashes fine, but is the wrong model."""
+    rf = _pair(tmp_path / "good", "fault_detection_rf", "rf")
+    xgb = _pair(tmp_path / "good", "fault_detection_xgb", "xgb")
+    assert load_model(rf)[0].kind == "rf"
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    target = evil / "fault_detection_rf.pkl"
+    target.write_bytes(xgb.read_bytes())
+    card_path(target).write_bytes(card_path(xgb).read_bytes())
+    with pytest.raises(ModelMismatchError, match="card was written for 'fault_detection_xgb.pkl'"):
+        load_model(target)
+
+
+def test_a_card_whose_kind_contradicts_the_file_name_is_refused(tmp_path):
+    path = _pair(tmp_path, "fault_detection_rf", "rf")
+    _rewrite_card(path, kind="xgb")
+    data = path.read_bytes()
+    _rewrite_card(path, sha256=hashlib.sha256(data).hexdigest())
+    with pytest.raises(ModelMismatchError, match="file name says a 'rf' model"):
+        load_model(path)

@@ -10,7 +10,9 @@ from twinlib.cli import main
 from twinlib.models.notebooks import NOTEBOOKS, coerce_parameters, notebook_parameters, notebooks_dir
 
 TINY = {"assets": "3", "hours": "3", "fault_rate": "8", "seed": "5", "library_assets": "3",
-        "library_hours": "4", "max_train_rows": "3000", "bucket_s": "600"}
+        "library_hours": "4", "max_train_rows": "3000", "bucket_s": "600",
+        "random_seeds": "1", "random_assets": "2", "random_hours": "3", "forecast_seeds": "1",
+        "forecast_assets": "2", "forecast_hours": "6"}
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +70,9 @@ def test_evaluate_notebook_reproduces_training_scores_and_draws_figures(run):
     executed = nbformat.read(run["root"] / "reports" / "03_evaluate_models.ipynb", as_version=4)
     images = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if "image/png" in o.get("data", {})]
-    assert len(images) == 4  # confusion, per-class, importance, forecast error
+    assert len(images) == 5  # confusion, per-class, importance, forecast error, reliability
+    assert fig["macro_f1_random_worst"] <= fig["macro_f1_random_mean"]
+    assert set(fig["forecast_coverage_by_lead"]) >= {"0-0.25h", "2-4h"}
     report = json.loads((run["root"] / "reports" / "evaluation.json").read_text())
     assert set(report["macro_f1"]) == {"rf", "xgb"}
 
@@ -105,7 +109,9 @@ def test_train_and_evaluate_commands_and_tamper_refusal(run, tmp_path, capsys):
     assert "fault_detection_xgb" in capsys.readouterr().err  # xgb was not trained: no card
     assert main(["train", "--db", db, "--models-dir", models, "--library-assets", "3",
                  "--library-hours", "4", "--max-rows", "3000", "--models", "xgb"]) == 0
-    assert main(["evaluate", "--db", db, "--models-dir", models, "--reports-dir", str(reports)]) == 0
+    small = ["--seeds", "1", "--random-assets", "2", "--random-hours", "3", "--forecast-seeds", "0"]
+    assert main(["evaluate", "--db", db, "--models-dir", models, "--reports-dir", str(reports),
+                 *small]) == 0
     report = json.loads((reports / "evaluation.json").read_text())
     assert set(report["macro_f1"]) == {"rf", "xgb"}
     assert all(m["training_data_unchanged"] for m in report["models"].values())
@@ -113,7 +119,8 @@ def test_train_and_evaluate_commands_and_tamper_refusal(run, tmp_path, capsys):
     pkl = tmp_path / "models" / "fault_detection_rf.pkl"
     pkl.write_bytes(pkl.read_bytes() + b"\0")
     capsys.readouterr()
-    assert main(["evaluate", "--db", db, "--models-dir", models, "--reports-dir", str(reports)]) == 1
+    assert main(["evaluate", "--db", db, "--models-dir", models, "--reports-dir", str(reports),
+                 *small]) == 1
     assert "modified" in capsys.readouterr().err
 
 

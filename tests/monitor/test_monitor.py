@@ -110,6 +110,12 @@ def test_heartbeat_tells_who_writes_and_what_it_did(tmp_db):
     assert beat["pid"] == os.getpid() and beat["source"] == "sim"
     assert beat["stats"]["inserted"] == store.count() > 0
     assert json.loads(store.get_meta(HEARTBEAT_KEY))["assets"] == 2
+    # a second run in the same process is told apart from the first by its run id
+    again = Monitor(store, SimSource(assets=2, rate=10.0), tick_s=0.1)
+    again.run(duration_s=0.3)
+    second = read_heartbeat(store)
+    assert second["run_id"] == again.run_id != beat["run_id"] == mon.run_id
+    assert second["started_ms"] == again.stats.started_ms >= beat["started_ms"]
 
 
 def test_no_stale_alarms_while_catching_up(tmp_path):
@@ -150,6 +156,38 @@ def test_only_one_monitor_per_database(tmp_db):
     MonitorLock(tmp_db).acquire().release()  # free again once released
 
 
+@pytest.mark.parametrize("link", ["symlink", "hardlink", "dotted path"])
+def test_the_lock_belongs_to_the_database_not_to_its_name(tmp_path, link):
+    db = tmp_path / "twin.db"
+    open_store(db, create=True).close()
+    other = tmp_path / "other" / "alias.db"
+    other.parent.mkdir()
+    if link == "symlink":
+        other.symlink_to(db)
+    elif link == "hardlink":
+        os.link(db, other)
+    else:
+        other = tmp_path / "other" / ".." / "twin.db"
+    with MonitorLock(db):
+        with pytest.raises(MonitorBusyError, match="already writing"):
+            MonitorLock(other).acquire()
+    with MonitorLock(other):  # and the other way round
+        with pytest.raises(MonitorBusyError, match="already writing"):
+            MonitorLock(db).acquire()
+    MonitorLock(other).acquire().release()
+
+
+def test_twin_run_refuses_a_second_monitor_through_a_hard_link(tmp_path):
+    env = run_env(tmp_path)
+    open_store(tmp_path / "twin.db", create=True).close()
+    os.link(tmp_path / "twin.db", tmp_path / "alias.db")
+    env["TWIN_DB"] = str(tmp_path / "alias.db")
+    with MonitorLock(tmp_path / "twin.db"):
+        proc = twin("run", "--source", "sim", "--duration", "5", env=env)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "already writing this database" in err
+
+
 # -- the `twin run` process ------------------------------------------------------------------
 TWIN = [sys.executable, "-c", "import sys; from twinlib.cli import main; sys.exit(main())"]
 
@@ -159,14 +197,20 @@ def twin(*args, env=None, **kw):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
-def beating(db):
-    """A monitor has written its first heartbeat into this database."""
+def beating(db, pid):
+    """The monitor process `pid` has written its first heartbeat into this database.
+
+    Not just any heartbeat: the previous run's stays in the store, and its process may be
+    gone while the new one has not installed its signal handlers yet. A process writes its
+    first heartbeat from inside `Monitor.run`, after `twin run` installed them.
+    """
     try:
         store = open_store(db, readonly=True)
     except Exception:
         return False
     try:
-        return read_heartbeat(store) is not None
+        beat = read_heartbeat(store)
+        return beat is not None and beat.get("pid") == pid
     except Exception:
         return False
     finally:
@@ -186,15 +230,27 @@ def test_twin_run_stops_cleanly_and_resumes_without_gaps(tmp_path, webhook, caps
     (tmp_path / "twin.toml").write_text(f'[notify.webhook]\nurl = "{webhook.url}"\n')
     env = run_env(tmp_path)
     for round_, sig in enumerate((signal.SIGTERM, signal.SIGINT)):  # a restart between the two
-        proc = twin("run", "--source", "sim", "--assets", "2", "--rate", "20", "--tick", "0.2",
-                    env=env)
-        assert wait_until(lambda: beating(tmp_path / "twin.db"), 30)
-        store = open_store(tmp_path / "twin.db")
-        target = 60 * (round_ + 1)
-        assert wait_until(lambda: store.count() >= target, 30), proc.stderr.read()
-        store.close()
-        proc.send_signal(sig)
-        out, err = proc.communicate(timeout=20)
+        log = tmp_path / f"run-{round_}.log"  # a file, not a pipe nobody drains while it runs
+        with open(log, "w") as fh:
+            proc = subprocess.Popen([*TWIN, "run", "--source", "sim", "--assets", "2", "--rate",
+                                     "20", "--tick", "0.2"], env=env, stdout=subprocess.DEVNULL,
+                                    stderr=fh, text=True)
+        try:
+            # this process's own heartbeat: written once its signal handlers are installed
+            # (generous limits: a loaded machine can take long to start a Python process)
+            assert wait_until(lambda: beating(tmp_path / "twin.db", proc.pid), 120), \
+                log.read_text()
+            store = open_store(tmp_path / "twin.db")
+            target = 60 * (round_ + 1)
+            assert wait_until(lambda: store.count() >= target, 120), log.read_text()
+            store.close()
+            proc.send_signal(sig)
+            proc.wait(60)
+        finally:
+            if proc.poll() is None:  # a failed round must not leave a monitor running
+                proc.kill()
+                proc.wait()
+        err = log.read_text()
         assert proc.returncode == 0, err
         assert f"{sig.name} received, stopping" in err
         assert "twin run: stopped" in err and "notify: webhook" in err
@@ -306,3 +362,173 @@ def test_broken_detection_does_not_stop_ingestion(tmp_path, caplog):
     stats = mon.run(duration_s=30)
     assert stats.inserted == 30 and stats.detect_errors >= 3
     assert sum("detection failed" in r.message for r in caplog.records) == 1  # not a flood
+
+
+# -- notifications survive a crash (the outbox) ----------------------------------------------
+CRASHER = Path(__file__).with_name("crashing_monitor.py")
+
+
+def four_alarms_recording(path):
+    """400 one-second readings with four overheating episodes: 4 raised + 4 cleared."""
+    df = overheating_recording(path, n=400, hot_from=20, hot_to=30)
+    for start in (60, 100, 140):
+        df.loc[start:start + 9, "temperature"] += 41.0
+    write_csv(df, path)
+
+
+def restart_and_deliver(db, rec, url):
+    store = open_store(db)
+    notifier = Notifier([WebhookChannel(url)], backoff_s=0.05)
+    mon = Monitor(store, ReplaySource(rec, speed=float("inf")), engine=engine_for(store),
+                  notifier=notifier, batch_rows=50)
+    mon.run(duration_s=60)   # to the end of the file; close() delivers what is pending
+    return store
+
+
+def assert_all_eight_delivered(store, webhook):
+    got = webhook.payloads()
+    assert [p["kind"] for p in got] == ["raised", "cleared"] * 4
+    assert len({p["event_id"] for p in got}) == 8
+    assert len(store.list_alerts(limit=None)) == 4
+    assert [r["state"] for r in store.outbox_list()] == ["sent"] * 8
+
+
+def test_kill_9_right_after_the_alarm_commit_loses_no_notification(tmp_path, webhook):
+    """The crash point: alarm + outbox rows committed, the notifier not yet woken."""
+    four_alarms_recording(tmp_path / "rec.csv")
+    db = tmp_path / "t.db"
+    proc = subprocess.run([sys.executable, str(CRASHER), str(db), str(tmp_path / "rec.csv"),
+                           webhook.url, "kill-after-commit"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    with open_store(db) as store:
+        staged = store.outbox_list()
+        assert [r["kind"] for r in staged] == ["raised"]  # committed with the first alarm
+        assert staged[0]["state"] == "pending"
+    assert webhook.requests == []                         # and never sent
+    store = restart_and_deliver(db, tmp_path / "rec.csv", webhook.url)
+    assert_all_eight_delivered(store, webhook)
+
+
+def test_webhook_down_alarms_raised_kill_9_restart_delivers_all(tmp_path, webhook):
+    four_alarms_recording(tmp_path / "rec.csv")
+    db = tmp_path / "t.db"
+    down = WebhookReceiver(statuses=[503] * 1000)
+    try:
+        proc = subprocess.Popen([sys.executable, str(CRASHER), str(db),
+                                 str(tmp_path / "rec.csv"), down.url, "run"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+        def staged():
+            try:
+                with open_store(db, readonly=True) as store:
+                    return len(store.outbox_list()) == 8
+            except Exception:
+                return False
+        assert wait_until(staged, 60)
+        assert wait_until(lambda: len(down.requests) >= 2, 30)  # being retried…
+        proc.kill()                                               # …kill -9
+        proc.wait(10)
+    finally:
+        down.close()
+    assert down.payloads() == []
+    store = restart_and_deliver(db, tmp_path / "rec.csv", webhook.url)
+    assert_all_eight_delivered(store, webhook)
+
+
+def test_sigterm_leaves_undelivered_notifications_in_the_outbox(tmp_path, webhook):
+    """A clean stop with the webhook down loses nothing either (it used to drop the queue)."""
+    four_alarms_recording(tmp_path / "rec.csv")
+    down = WebhookReceiver(statuses=[503] * 1000)
+    try:
+        store = open_store(tmp_path / "t.db", create=True)
+        notifier = Notifier([WebhookChannel(down.url)], backoff_s=0.05, retries=50)
+        mon = Monitor(store, ReplaySource(tmp_path / "rec.csv", speed=float("inf")),
+                      engine=engine_for(store), notifier=notifier, batch_rows=50)
+        mon.run(duration_s=60)
+        store.close()
+    finally:
+        down.close()
+    with open_store(tmp_path / "t.db") as store:
+        assert [r["state"] for r in store.outbox_list()] == ["pending"] * 8
+    store = restart_and_deliver(tmp_path / "t.db", tmp_path / "rec.csv", webhook.url)
+    assert_all_eight_delivered(store, webhook)
+
+
+# -- detection catch-up is bounded per pass and stoppable ------------------------------------
+class Idle:
+    """A source with nothing to say (the readings came from an import, not from it)."""
+
+    name, required, exhausted = "idle", ("temperature",), False
+
+    def open(self, store):
+        pass
+
+    def read(self, max_rows):
+        return None
+
+    def commit(self, store):
+        pass
+
+    def wait(self, timeout, stop):
+        stop.wait(timeout)
+
+    def now_ms(self):
+        return to_ms("2026-02-10 00:00:00")
+
+    def describe(self):
+        return {"source": self.name}
+
+    def close(self):
+        pass
+
+
+def imported(tmp_path, name, n=30_000):
+    """A store holding an import of `n` readings the engine has not checked yet."""
+    store = open_store(tmp_path / name, create=True)
+    overheating_recording(tmp_path / f"{name}.csv", n=n, hot_from=n // 2, hot_to=n // 2 + 40)
+    store.load_readings(pd.read_csv(tmp_path / f"{name}.csv", parse_dates=["timestamp"]))
+    return store
+
+
+def test_detection_catch_up_is_bounded_per_pass_and_heartbeats_go_on(tmp_path):
+    store = imported(tmp_path, "live.db")
+    engine = AlarmEngine(store, RULES, chunk=1000)
+    mon = Monitor(store, Idle(), engine=engine, detect_rows=4000, tick_s=1e-6,
+                  detect_pause_s=0.0, detect_budget_s=None)
+    mon.run_once()
+    assert engine.cursor == 4000 and mon.detect_behind   # one bounded pass, not 30,000
+    assert read_heartbeat(store)["run_id"] == mon.run_id  # and the heartbeat is written
+    passes = 1
+    while mon.detect_behind:
+        mon.run_once()
+        passes += 1
+    assert passes == 8 and engine.cursor == store.max_id() == 30_000
+    batch = imported(tmp_path, "batch.db")
+    AlarmEngine(batch, RULES).process_new()
+    cols = ["asset_id", "rule", "severity", "state", "started_at", "ended_at", "peak_value"]
+    assert [{k: a[k] for k in cols} for a in store.list_alerts(limit=None)] == \
+        [{k: a[k] for k in cols} for a in batch.list_alerts(limit=None)]
+
+
+def test_a_stop_during_catch_up_ends_the_pass_and_the_rest_waits_in_the_store(tmp_path):
+    store = imported(tmp_path, "t.db")
+    engine = AlarmEngine(store, RULES, chunk=1000)
+    mon = Monitor(store, Idle(), engine=engine, detect_rows=1_000_000, tick_s=1e-6,
+                  detect_budget_s=None)
+    mon.open()
+    calls = {"n": 0}
+    real = engine.store.after
+
+    def after_then_stop(*args, **kw):  # the stop arrives while the first chunk is checked
+        calls["n"] += 1
+        mon.stop()
+        return real(*args, **kw)
+    engine.store.after = after_then_stop
+    mon.run_once()
+    mon.close()   # the final pass is bounded by the stop too
+    engine.store.after = real
+    assert int(store.get_meta("detect.cursor")) == 2000 and calls["n"] == 2
+    again = AlarmEngine(store, RULES)          # a restart goes on from the stored cursor
+    again.process_new()
+    assert again.cursor == 30_000

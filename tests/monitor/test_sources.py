@@ -7,7 +7,7 @@ import pytest
 
 from twinlib.ingest import write_csv
 from twinlib.ingest.sources import ReplaySource, SimSource, sniff_format
-from twinlib.monitor import Monitor
+from twinlib.monitor import Monitor, read_heartbeat
 from twinlib.store import open_store
 from twinlib.timeutil import to_ms
 
@@ -101,6 +101,39 @@ def test_sim_restart_neither_loses_nor_doubles_readings(tmp_path):
     cols = ["asset_id", "ts", "temperature", "vibration", "pressure", "label"]
     pd.testing.assert_frame_equal(pieces[cols].reset_index(drop=True),
                                   whole[cols].reset_index(drop=True))
+
+
+def test_sim_keeps_going_when_the_clock_jumps_back(tmp_db, caplog):
+    """A backward clock step (NTP, a restored VM) must not stop the simulator silently."""
+    clock = Clock()
+    store = open_store(tmp_db, create=True)
+
+    def monitor():
+        src = SimSource(assets=2, seed=1, fault_rate=0.0, start_ms=T0, clock=clock)
+        mon = Monitor(store, src, tick_s=1e-6)
+        mon.open()
+        return src, mon
+
+    src, mon = monitor()
+    clock.advance(10)
+    drain(mon)
+    assert store.count() == 2 * 11
+    clock.advance(-600)  # the clock steps back ten minutes
+    with caplog.at_level("WARNING", logger="twinlib.monitor"):
+        drain(mon)
+        clock.advance(5)
+        drain(mon)
+    assert store.count() == 2 * 16  # one reading a second, as before the jump
+    assert any("clock went back by 600.0 s" in r.message for r in caplog.records)
+    beat = read_heartbeat(store)
+    assert beat["clock_jumps"] == 1 and beat["clock_skew_ms"] == 600_000
+    mon.close()
+    src, mon = monitor()  # a restart while the clock is still behind goes on too
+    clock.advance(3)
+    drain(mon)
+    assert store.count() == 2 * 19
+    for _, one in store.window().groupby("asset_id"):
+        assert set(np.diff(one["ts"].to_numpy())) == {1000}  # on the grid, nothing doubled
 
 
 def test_sim_with_new_configuration_starts_after_the_newest_reading(tmp_db):
@@ -290,3 +323,107 @@ def test_sim_continues_a_recent_history_without_a_gap(tmp_db, fleet):
     src = SimSource(assets=3, seed=8, clock=old)
     Monitor(store, src, heartbeat=False).open()
     assert src.start_ms == old.ms
+
+
+# -- replay with timestamps=now: the anchor is durable, colliding speeds are refused ----------
+def one_hz_recording(path, n=3000, asset="pump-07"):
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"timestamp": pd.date_range("2026-02-10", periods=n, freq="1s"),
+                       "asset_id": asset, "temperature": (60 + rng.normal(0, 0.3, n)).round(2),
+                       "vibration": (0.3 + rng.normal(0, 0.01, n)).round(4),
+                       "pressure": (40 + rng.normal(0, 0.3, n)).round(2)})
+    write_csv(df, path)
+    return df
+
+
+class Crash(BaseException):
+    """The process dies here (nothing in memory survives; the database keeps what committed)."""
+
+
+def test_replay_now_crash_between_store_and_commit_stores_each_row_once(tmp_path):
+    one_hz_recording(tmp_path / "rec.csv")
+    clock = Clock(start=to_ms("2026-11-01 12:00:00"))
+
+    def start():
+        store = open_store(tmp_path / "t.db", create=True)
+        src = ReplaySource(tmp_path / "rec.csv", speed=1.0, timestamps="now", clock=clock)
+        mon = Monitor(store, src, batch_rows=500, heartbeat=False)
+        mon.open()
+        return store, src, mon
+
+    store, src, mon = start()
+    clock.advance(1000)  # 1,001 rows due
+
+    def crash(store):
+        raise Crash
+    src.commit = crash   # exactly between storing the batch and saving its position
+    with pytest.raises(Crash):
+        mon.run_once()
+    assert store.count() == 500
+    store.close()
+    clock.advance(7)     # the restart takes a while: a new anchor would move every row
+    store, src, mon = start()
+    clock.advance(3000)
+    drain(mon)
+    assert mon.stats.duplicates == 500  # the batch read again landed on the same times
+    assert store.count() == 3000
+    ts = store.window()["ts"].to_numpy()
+    assert ts[0] == to_ms("2026-11-01 12:00:00") and set(np.diff(ts)) == {1000}
+
+
+def test_replay_now_refuses_a_speed_that_puts_two_readings_on_one_millisecond(tmp_path):
+    one_hz_recording(tmp_path / "rec.csv")
+    store = open_store(tmp_path / "t.db", create=True)
+    src = ReplaySource(tmp_path / "rec.csv", speed=3600.0, timestamps="now", clock=Clock())
+    with pytest.raises(ValueError, match=r"at most 1000 .*--timestamps original"):
+        Monitor(store, src, heartbeat=False).open()
+    assert store.count() == 0
+    # the fastest usable speed keeps every reading, sub-second stamps included
+    clock = Clock()
+    src = ReplaySource(tmp_path / "rec.csv", speed=1000.0, timestamps="now", clock=clock)
+    mon = Monitor(store, src, heartbeat=False)
+    mon.open()
+    clock.advance(3.5)
+    drain(mon)
+    assert store.count() == 3000 and mon.stats.duplicates == 0 and mon.stats.rejected == 0
+    # at 400x the stamps are 2.5 ms apart: fractions of a millisecond round, none collide
+    other = open_store(tmp_path / "u.db", create=True)
+    clock = Clock()
+    src = ReplaySource(tmp_path / "rec.csv", speed=400.0, timestamps="now", clock=clock)
+    mon = Monitor(other, src, heartbeat=False)
+    mon.open()
+    clock.advance(8)
+    drain(mon)
+    assert other.count() == 3000 and mon.stats.duplicates == 0
+
+
+def test_replay_now_checks_the_spacing_across_chunks_and_assets(tmp_path):
+    df = one_hz_recording(tmp_path / "a.csv", n=100)
+    df2 = df.copy()
+    df2["asset_id"] = "pump-08"
+    df2["timestamp"] += pd.Timedelta("500ms")   # another asset in between: allowed
+    both = pd.concat([df, df2]).sort_values("timestamp", kind="stable")
+    both.to_csv(tmp_path / "b.csv", index=False)  # (sub-second times: pandas writes them)
+    store = open_store(tmp_path / "t.db", create=True)
+    clock = Clock()
+    src = ReplaySource(tmp_path / "b.csv", speed=1000.0, timestamps="now", clock=clock,
+                       chunksize=7)
+    mon = Monitor(store, src, heartbeat=False)
+    mon.open()
+    clock.advance(1)
+    drain(mon)
+    assert store.count() == 200
+    tight = df.copy()
+    tight.loc[49:, "timestamp"] -= pd.Timedelta("999ms")  # rows 48 and 49: 1 ms apart
+    tight.to_csv(tmp_path / "c.csv", index=False)
+    clock = Clock()
+    src = ReplaySource(tmp_path / "c.csv", speed=2.0, timestamps="now", clock=clock,
+                       chunksize=7)  # rows 48 and 49 sit in different chunks
+    other = open_store(tmp_path / "u.db", create=True)
+    mon = Monitor(other, src, heartbeat=False)
+    mon.open()                                  # the first chunk is fine
+    clock.advance(100)
+    with pytest.raises(ValueError, match="lines 50 and 51"):
+        drain(mon)
+    # the batch being read when the pair came up is not stored, and its position not saved
+    assert other.count() == 0 and src.position == 0

@@ -9,7 +9,11 @@ keys, e.g. ``{"DB_PATH": ..., "API_TOKEN": ...}``). Config keys the app reads:
 - ``CORS_ORIGINS`` — origins allowed from browsers (list or comma-separated string);
 - ``MAX_CONTENT_LENGTH`` — request body limit (16 MiB);
 - ``DATA_FAST_PATH`` — answer parameterless ``GET /data`` below Flask (default on; see
-  :mod:`twinlib.api.fastpath`).
+  :mod:`twinlib.api.fastpath`);
+- ``WRITE_ATTEMPTS``, ``WRITE_RETRY_PAUSE_S`` — a write that finds the database busy is tried
+  this often (3), pausing 0.1 s, 0.2 s, … (jittered) between attempts, then answered 503;
+- ``AUTH_FAILURES_MAX``, ``AUTH_FAILURE_WINDOW_S`` — wrong bearer tokens a client may send per
+  window before its writes are answered 429 (10 per 60 s; see :mod:`twinlib.api.auth`).
 
 Debug mode is never switched on here; ``twin api`` serves the app with gunicorn.
 """
@@ -18,9 +22,12 @@ from __future__ import annotations
 
 from flask import Flask
 
+from twinlib.api.auth import FailureLimiter
 from twinlib.api.cors import install_cors, parse_origins
 from twinlib.api.errors import register_error_handlers
 from twinlib.api.fastpath import DataFastPath
+from twinlib.api.limits import ChunkedBodyLimit
+from twinlib.api.security import install_security_headers
 from twinlib.api.stores import StoreProvider
 from twinlib.api.views import BLUEPRINTS
 from twinlib.config import Settings, get_settings
@@ -36,18 +43,36 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
         API_TOKEN=settings.api_token,
         CORS_ORIGINS=parse_origins(settings.api_cors_origins),
         MAX_CONTENT_LENGTH=16 * 1024 * 1024,
+        WRITE_ATTEMPTS=3,
+        WRITE_RETRY_PAUSE_S=0.1,
+        AUTH_FAILURES_MAX=10,
+        AUTH_FAILURE_WINDOW_S=60.0,
         DEBUG=False,
     )
     if test_config:
         app.config.from_mapping(test_config)
     app.config["CORS_ORIGINS"] = parse_origins(app.config["CORS_ORIGINS"])
     app.extensions["twinlib.settings"] = settings
-    app.extensions["twinlib.stores"] = StoreProvider(app.config["DB_PATH"])
+    app.extensions["twinlib.stores"] = StoreProvider(
+        app.config["DB_PATH"], write_attempts=app.config["WRITE_ATTEMPTS"],
+        retry_pause_s=app.config["WRITE_RETRY_PAUSE_S"])
+    app.extensions["twinlib.auth_failures"] = FailureLimiter(
+        app.config["AUTH_FAILURES_MAX"], app.config["AUTH_FAILURE_WINDOW_S"])
     register_error_handlers(app)
     for bp in BLUEPRINTS:
         app.register_blueprint(bp)
     install_cors(app, app.config["CORS_ORIGINS"])
+    install_security_headers(app)
     if app.config.get("DATA_FAST_PATH", True):
         app.wsgi_app = DataFastPath(app.wsgi_app, app.extensions["twinlib.stores"],
-                                    kinds=settings.kinds)
+                                    kinds=settings.kinds,
+                                    vary_origin=_varies_by_origin(app.config["CORS_ORIGINS"]))
+    if app.config.get("MAX_CONTENT_LENGTH"):
+        app.wsgi_app = ChunkedBodyLimit(app.wsgi_app, app.config["MAX_CONTENT_LENGTH"])
     return app
+
+
+def _varies_by_origin(origins: tuple[str, ...]) -> bool:
+    # With a list of allowed origins the answer depends on the request's Origin; with "*" or
+    # no CORS at all it does not.
+    return bool(origins) and "*" not in origins

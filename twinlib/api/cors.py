@@ -2,7 +2,9 @@
 
 ``[api] cors_origins`` in the settings file (or ``TWIN_API_CORS_ORIGINS``, comma-separated)
 lists the origins allowed to call the API from a browser; ``"*"`` allows any. With no list, no
-CORS headers are sent and browsers keep their same-origin rule.
+CORS headers are sent and browsers keep their same-origin rule. With a list of origins every
+response carries ``Vary: Origin`` (also those to requests without an ``Origin``, and the fast
+path's), so no cache hands one origin's answer to another.
 """
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ def install_cors(app: Flask, origins: tuple[str, ...]) -> None:
 
     @app.after_request
     def _cors(response):
+        if not allow_any:
+            response.vary.add("Origin")
         origin = request.headers.get("Origin")
         if origin is None:
             return response
@@ -38,7 +42,6 @@ def install_cors(app: Flask, origins: tuple[str, ...]) -> None:
             response.headers["Access-Control-Allow-Origin"] = "*"
         elif origin.rstrip("/") in allowed:
             response.headers["Access-Control-Allow-Origin"] = origin
-            response.vary.add("Origin")
         else:
             return response
         if request.method == "OPTIONS":  # preflight

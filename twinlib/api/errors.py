@@ -5,8 +5,10 @@ Every error body has the same shape::
     {"status": 400, "error": "Bad Request", "message": "...", "parameter": "limit"}
 
 ``parameter`` appears when one request parameter is to blame. A missing or unreadable database
-is a 503 (the service is there, its data is not); a bug is a 500 with the same JSON shape and the
-traceback in the server log, never in the response.
+is a 503 (the service is there, its data is not) whose ``reason`` says why: ``missing``,
+``unreadable``, ``busy`` (another writer holds the database past the retries; with
+``Retry-After``) or ``readonly`` (this server may not write the file). A bug is a 500 with the
+same JSON shape and the traceback in the server log, never in the response.
 """
 from __future__ import annotations
 
@@ -14,12 +16,19 @@ import sqlite3
 from http import HTTPStatus
 
 import orjson
-from flask import Flask, Response
+from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
+from twinlib.api.stores import is_busy, is_readonly
 from twinlib.store import StoreError, StoreMissingError
 
-__all__ = ["ApiError", "error_response", "register_error_handlers"]
+__all__ = ["ApiError", "error_response", "register_error_handlers", "RETRY_AFTER_READ_S",
+           "RETRY_AFTER_WRITE_S"]
+
+#: ``Retry-After`` of a busy answer: a read met a lock only SQLite's recovery or a checkpoint
+#: holds (short); a write already waited through its retries (longer).
+RETRY_AFTER_READ_S = 1
+RETRY_AFTER_WRITE_S = 5
 
 
 class ApiError(Exception):
@@ -78,11 +87,31 @@ def register_error_handlers(app: Flask) -> None:
         return error_response(503, "database unavailable: the database does not exist or has no "
                                    "schema", reason="missing")
 
+    def _busy_or_readonly(exc: BaseException):
+        if is_busy(exc):
+            write = request.method not in ("GET", "HEAD", "OPTIONS")
+            wait = RETRY_AFTER_WRITE_S if write else RETRY_AFTER_READ_S
+            app.logger.warning("database busy: %s", exc)
+            what = ("another writer (a bulk import, the monitor) held the database through "
+                    "every retry; nothing was written" if write else
+                    "the database is locked for a moment (recovery or checkpoint)")
+            return error_response(503, f"database busy: {what}; retry after {wait} s",
+                                  reason="busy", headers={"Retry-After": str(wait)})
+        if is_readonly(exc):
+            app.logger.warning("database read-only: %s", exc)
+            return error_response(503, "database is read-only for this server: writes are "
+                                       "refused (details in the server log)", reason="readonly")
+        return None
+
     @app.errorhandler(sqlite3.DatabaseError)
     def _db_unreadable(exc: Exception):
-        # Covers "file is not a database", a locked database past busy_timeout, a read-only
-        # open of a file we cannot read, and a disk I/O error: the data is unavailable, retry later.
+        # Covers "file is not a database", a read-only open of a file we cannot read, a disk
+        # I/O error and the PostgreSQL driver's errors (a lost server, a timeout): the data is
+        # unavailable, retry later. The log gets the detail.
         app.extensions["twinlib.stores"].discard()
+        answer = _busy_or_readonly(exc)
+        if answer is not None:
+            return answer
         app.logger.warning("database unreadable: %s", exc)
         return error_response(503, f"database unreadable: {exc}", reason="unreadable")
 
@@ -96,6 +125,9 @@ def register_error_handlers(app: Flask) -> None:
     def _store_error(exc: StoreError):
         # The store's message names the file's path: it goes to the log, not to the client.
         app.extensions["twinlib.stores"].discard()
+        answer = _busy_or_readonly(exc)
+        if answer is not None:
+            return answer
         app.logger.warning("database unusable: %s", exc)
         return error_response(503, "database unreadable (details in the server log)",
                               reason="unreadable")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import orjson
 
 from twinlib.api.jsonio import readings_to_list
+from twinlib.api.security import SECURITY_HEADERS
 from twinlib.api.stores import StoreProvider
 
 __all__ = ["DataFastPath"]
@@ -21,13 +22,21 @@ _HEADERS_JSON = "application/json"
 
 
 class DataFastPath:
-    """WSGI middleware serving parameterless ``GET /data`` without entering Flask."""
+    """WSGI middleware serving parameterless ``GET /data`` without entering Flask.
 
-    def __init__(self, wsgi_app, provider: StoreProvider, limit: int = 10, kinds=None):
+    ``vary_origin``: add ``Vary: Origin`` like the CORS hook does when a list of origins is
+    configured (the answer to the same URL then depends on the Origin header).
+    """
+
+    def __init__(self, wsgi_app, provider: StoreProvider, limit: int = 10, *,
+                 vary_origin: bool = False, kinds=None):
         self.wsgi_app = wsgi_app
         self.kinds = kinds
         self.provider = provider
         self.limit = limit
+        # Flask's order: the view's Content-Type and Content-Length, then the after-request
+        # hooks' headers (CORS, then security).
+        self._extra = ([("Vary", "Origin")] if vary_origin else []) + list(SECURITY_HEADERS)
 
     def __call__(self, environ, start_response):
         if (environ.get("PATH_INFO") == "/data" and environ.get("REQUEST_METHOD") == "GET"
@@ -37,6 +46,6 @@ class DataFastPath:
             except Exception:  # let Flask meet the same failure and answer it as JSON
                 return self.wsgi_app(environ, start_response)
             start_response("200 OK", [("Content-Type", _HEADERS_JSON),
-                                      ("Content-Length", str(len(body)))])
+                                      ("Content-Length", str(len(body))), *self._extra])
             return [body]
         return self.wsgi_app(environ, start_response)

@@ -1,8 +1,11 @@
 """Query-parameter parsing: each parser returns a clean value or raises a 400 naming the parameter.
 
-Times are accepted as ``YYYY-MM-DD[ HH:MM:SS[.fff]]`` (UTC), ISO 8601 with ``T`` and an optional
-offset or ``Z``, or integer epoch milliseconds. Parsing uses :meth:`datetime.fromisoformat`
-rather than pandas: it is strict (no ``"now"``), and costs microseconds in a request handler.
+Times are accepted as ``YYYY-MM-DD[ HH:MM[:SS[.ffffff]]]`` (UTC), the same with ``T`` and an
+optional offset (``+HH:MM``) or ``Z``, or integer epoch milliseconds — exactly the strings
+:data:`TIME_PATTERN` matches (the OpenAPI document publishes the same pattern), then checked as
+real times in years 1900 … 9999. :meth:`datetime.fromisoformat` alone would also take week dates,
+``20260210``, ``2026-02-10T14`` or surrounding spaces; none of those is documented, so none is
+accepted. No pandas: strict (no ``"now"``), and microseconds in a request handler.
 """
 from __future__ import annotations
 
@@ -17,6 +20,8 @@ __all__ = [
     "BUCKETS",
     "MAX_MS",
     "MIN_MS",
+    "TIME_PATTERN",
+    "TEXT_PATTERN",
     "get_int",
     "get_time",
     "get_text",
@@ -37,13 +42,24 @@ MIN_MS = int((datetime(1900, 1, 1, tzinfo=timezone.utc) - _EPOCH).total_seconds(
 MAX_MS = int((datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=timezone.utc) - _EPOCH)
              .total_seconds() * 1000)
 _INT_RE = re.compile(r"-?[0-9]{1,18}")  # ASCII digits only: "５" is not a number here
-_TIME_HELP = "use YYYY-MM-DD HH:MM:SS (UTC), ISO 8601, or epoch milliseconds"
+#: Every time text a parameter may hold (also the OpenAPI ``pattern`` of since/until).
+TIME_PATTERN = (r"^(-?[0-9]{1,15}|[0-9]{4}-[0-9]{2}-[0-9]{2}"
+                r"([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|z|[+-][0-9]{2}:[0-9]{2})?)?)$")
+_TIME_RE = re.compile(TIME_PATTERN)
+_EPOCH_RE = re.compile(r"-?[0-9]{1,15}")
+#: Free text parameters (asset ids): anything but NUL (also the OpenAPI ``pattern``).
+TEXT_PATTERN = r"^[^\u0000]*$"
+_TIME_HELP = ("use YYYY-MM-DD[ HH:MM[:SS[.fff]]] (UTC), the same with T and an offset or Z, "
+              "or epoch milliseconds")
 
 
 def parse_time(text: str, name: str) -> int:
     """UTC epoch milliseconds from a query-string time (``ApiError`` 400 naming ``name``)."""
-    raw = text.strip()
-    if _INT_RE.fullmatch(raw):
+    raw = text
+    # fullmatch: "$" alone would let a trailing newline through.
+    if _TIME_RE.fullmatch(raw) is None:
+        raise ApiError(400, f"{name} is not a time: {text!r} ({_TIME_HELP})", parameter=name)
+    if _EPOCH_RE.fullmatch(raw):
         value = int(raw)
         if not MIN_MS <= value <= MAX_MS:
             raise ApiError(400, f"{name} is out of range: {text!r}", parameter=name)

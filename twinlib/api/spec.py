@@ -6,14 +6,15 @@ views produce is here, and nothing else.
 """
 from __future__ import annotations
 
-from twinlib.api.params import BUCKETS
+from twinlib.api.params import BUCKETS, TEXT_PATTERN, TIME_PATTERN
 
 __all__ = ["build_spec", "SPEC_VERSION"]
 
 SPEC_VERSION = "1.0.0"
 
-_TIME_DESC = ("UTC time: `YYYY-MM-DD HH:MM:SS[.fff]`, `YYYY-MM-DD`, ISO 8601 (`T`, optional "
-              "offset or `Z`), or integer epoch milliseconds. Inclusive.")
+_TIME_DESC = ("UTC time: `YYYY-MM-DD`, `YYYY-MM-DD HH:MM[:SS[.ffffff]]`, the same with `T` and "
+              "an optional offset `+HH:MM` or `Z`, or integer epoch milliseconds; years "
+              "1900–9999. Inclusive.")
 
 
 def _ref(name: str) -> dict:
@@ -35,12 +36,14 @@ _TS_NULL = {**_TS, "nullable": True}
 
 _ERRORS = {
     "400": _err("A parameter is invalid; `parameter` names it."),
-    "503": _err("The database is missing or unreadable (nothing is created)."),
+    "503": _err("The database is missing, unreadable, read-only for writes, or busy (then with "
+                 "`Retry-After`); nothing is created."),
 }
 _ASSET_404 = {"404": _err("Unknown asset.")}
 _AUTH = {
     "401": _err("Missing or wrong bearer token."),
     "403": _err("Writes are disabled: no API token is configured."),
+    "429": _err("Too many wrong tokens from this client: retry after `Retry-After` seconds."),
 }
 
 
@@ -49,10 +52,11 @@ def _q(name: str, schema: dict, description: str, required: bool = False) -> dic
             "description": description}
 
 
-_SINCE = _q("since", {"type": "string", "minLength": 1}, "Earliest reading time. " + _TIME_DESC)
-_UNTIL = _q("until", {"type": "string", "minLength": 1},
-            "Latest reading time; not before `since`. " + _TIME_DESC)
-_ASSET_Q = _q("asset", {"type": "string", "minLength": 1, "maxLength": 200},
+_TIME_SCHEMA = {"type": "string", "minLength": 1, "pattern": TIME_PATTERN}
+_SINCE = _q("since", _TIME_SCHEMA, "Earliest reading time. " + _TIME_DESC)
+_UNTIL = _q("until", _TIME_SCHEMA, "Latest reading time; not before `since`. " + _TIME_DESC)
+_ASSET_Q = _q("asset", {"type": "string", "minLength": 1, "maxLength": 200,
+                        "pattern": TEXT_PATTERN},
               "Only this asset (404 when unknown).")
 _ASSET_PATH = {"name": "asset_id", "in": "path", "required": True,
                "schema": {"type": "string", "minLength": 1, "maxLength": 200,
@@ -69,15 +73,18 @@ _SCHEMAS = {
             "error": {"type": "string"},
             "message": {"type": "string"},
             "parameter": {"type": "string", "description": "The parameter at fault."},
-            "reason": {"type": "string", "enum": ["missing", "unreadable"],
-                       "description": "Why the database is unavailable (503 only)."},
+            "reason": {"type": "string", "enum": ["missing", "unreadable", "busy", "readonly"],
+                       "description": ("Why the database is unavailable (503 only): `busy` "
+                                       "comes with `Retry-After`.")},
         },
     },
     "Reading": {
         "type": "object",
-        "description": "One reading in the original `GET /data` shape.",
-        "required": ["id", "timestamp", "temperature", "vibration", "pressure", "asset_id"],
-        "additionalProperties": False,
+        "description": ("One reading in the original `GET /data` shape: for a pump `temperature`, "
+                        "`vibration`, `pressure`; for another kind its measured signals by name "
+                        "(`GET /kinds`)."),
+        "required": ["id", "timestamp", "asset_id"],
+        "additionalProperties": _NUM,
         "properties": {
             "id": {"type": "integer"},
             "timestamp": _TS,
@@ -89,8 +96,9 @@ _SCHEMAS = {
     },
     "AssetReading": {
         "type": "object",
-        "required": ["id", "timestamp", "temperature", "vibration", "pressure", "label"],
-        "additionalProperties": False,
+        "description": "A reading: id, timestamp, the asset kind's measured signals by name, label.",
+        "required": ["id", "timestamp", "label"],
+        "additionalProperties": _NUM,
         "properties": {
             "id": {"type": "integer"},
             "timestamp": _TS,
@@ -114,14 +122,39 @@ _SCHEMAS = {
                          "description": "Active alarms' messages, critical first."},
         },
     },
+    "Signal": {
+        "type": "object",
+        "required": ["name", "unit", "role"],
+        "properties": {
+            "name": {"type": "string"},
+            "unit": {"type": "string"},
+            "role": {"type": "string", "enum": ["measured", "state"]},
+        },
+    },
+    "Kind": {
+        "type": "object",
+        "description": "An asset kind: its signals, units, roles, valid ranges and alarm limits.",
+        "required": ["name", "signals"],
+        "properties": {
+            "name": {"type": "string"},
+            "description": {"type": "string"},
+            "physics": {"type": "string", "nullable": True},
+            "stale_s": _NUM,
+            "source": {"type": "string"},
+            "signals": {"type": "array", "items": {"type": "object"}},
+        },
+    },
     "Asset": {
         "type": "object",
-        "required": ["asset_id", "kind", "params", "status", "latest"],
+        "required": ["asset_id", "kind", "location", "params", "signals", "status", "latest"],
         "additionalProperties": False,
         "properties": {
             "asset_id": {"type": "string"},
             "kind": {"type": "string", "nullable": True},
+            "location": {"type": "string", "nullable": True,
+                         "description": "Location path, e.g. `plant-1/line-2`."},
             "params": {"type": "object"},
+            "signals": {"type": "array", "items": _ref("Signal")},
             "status": _ref("AssetStatus"),
             "latest": {**_ref("AssetReading"), "nullable": True},
         },
@@ -133,7 +166,9 @@ _SCHEMAS = {
     },
     "Bucket": {
         "type": "object",
-        "required": ["timestamp", "n", "temperature", "vibration", "pressure"],
+        "description": "One time bucket: min/mean/max of each measured signal, by name.",
+        "required": ["timestamp", "n"],
+        "additionalProperties": _ref("SensorStats"),
         "properties": {
             "timestamp": {**_TS, "description": "Start of the bucket (UTC)."},
             "n": {"type": "integer", "minimum": 1},
@@ -235,8 +270,9 @@ _SCHEMAS = {
             "asset_id": {"type": "string", "minLength": 1,
                          "description": ("Letters, digits and `_ . : -`, at most 64 characters; "
                                          "other ids are rejected readings.")},
-            "timestamp": {"oneOf": [{"type": "string"}, {"type": "integer"}],
-                          "description": "UTC text time or integer epoch milliseconds."},
+            "timestamp": {"oneOf": [{"type": "string"}, {"type": "number"}],
+                          "description": ("UTC text time, or epoch milliseconds (a number below "
+                                          "1e11 is epoch seconds); the same rule as MQTT.")},
             "temperature": _NUM,
             "vibration": _NUM,
             "pressure": _NUM,
@@ -296,12 +332,35 @@ def _paths() -> dict:
                 **_ERRORS, **_ASSET_404,
             },
         }},
+        "/kinds": {"get": {
+            "summary": "Every asset kind (built-in and from the settings file).",
+            "operationId": "listKinds",
+            "tags": ["assets"],
+            "responses": {"200": _json({"type": "array", "items": _ref("Kind")}, "The kinds.")},
+        }},
+        "/kinds/{name}": {"get": {
+            "summary": "One asset kind.",
+            "operationId": "getKind",
+            "tags": ["assets"],
+            "parameters": [{"name": "name", "in": "path", "required": True,
+                            "schema": {"type": "string",
+                                       "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"}}],
+            "responses": {"200": _json(_ref("Kind"), "The kind."), "404": _err("Unknown kind.")},
+        }},
         "/assets": {"get": {
             "summary": "Every asset with its latest reading and status.",
             "operationId": "listAssets",
             "tags": ["assets"],
+            "parameters": [
+                _q("location", {"type": "string", "minLength": 1, "maxLength": 600,
+                                "pattern": r"^/?[A-Za-z0-9_.-]{1,64}(/[A-Za-z0-9_.-]{1,64}){0,7}/?$"},
+                   "Only assets at this location path or below it."),
+                _q("kind", {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
+                   "Only assets of this kind."),
+            ],
             "responses": {
                 "200": _json({"type": "array", "items": _ref("Asset")}, "The fleet, by asset id."),
+                "400": _err("A bad `location`."),
                 "503": _ERRORS["503"],
             },
         }},

@@ -5,7 +5,15 @@ import argparse
 
 from ..config import Settings, get_settings
 
-__all__ = ["add_db_option", "settings_from"]
+__all__ = ["add_db_option", "settings_from", "CommandError"]
+
+
+class CommandError(Exception):
+    """A user-facing failure: printed without a traceback, exit status ``code``."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
 
 
 def add_db_option(parser: argparse.ArgumentParser) -> None:

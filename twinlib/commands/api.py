@@ -1,10 +1,13 @@
-"""``twin api``: serve the REST API with gunicorn (sync workers) on 127.0.0.1:5000 by default.
+"""``twin api``: serve the REST API with gunicorn on 127.0.0.1:5000 by default.
 
-Sync workers measured best here for ``GET /data`` (each request is a ~20 µs SQLite query; threads
-or async buy nothing on 2 cores). A sync worker that skipped gunicorn's wait for the client's
-close before taking the next connection was tried: ~8% more requests/s, but p99 went from
-2.3–3.1 ms to 4.7 ms, so the stock worker stays. Debug mode is never on: the original's debugger
-console on 0.0.0.0 was a remote shell.
+The workers are :class:`twinlib.api.worker.BufferedSyncWorker`: gunicorn's sync request
+handling (measured best here for ``GET /data``: each request is a ~20 µs SQLite query; threads
+or async buy nothing on 2 cores) behind a non-blocking reader that hands a request to the app
+only once it has arrived whole, so slow clients (slowloris) cannot hold a worker. gunicorn's
+stock ``sync`` (two slow connections stop two workers) and ``gthread`` (``threads`` slow
+connections per worker stop it) can still be chosen with ``--worker-class`` for comparison;
+``benchmarks/bench_api.py`` measures all three under slow clients. Debug mode is never on: the
+original's debugger console on 0.0.0.0 was a remote shell.
 """
 from __future__ import annotations
 
@@ -17,16 +20,25 @@ from twinlib.cli import CommandError
 from twinlib.commands._common import add_db_option
 from twinlib.config import get_settings
 
-__all__ = ["register", "serve", "gunicorn_options"]
+__all__ = ["register", "serve", "gunicorn_options", "WORKER_CLASSES"]
+
+#: ``--worker-class`` choices: twinlib's slow-client-safe worker (default) and gunicorn's own.
+WORKER_CLASSES = {
+    "buffered": "twinlib.api.worker.BufferedSyncWorker",
+    "sync": "sync",
+    "gthread": "gthread",
+}
 
 
-def gunicorn_options(host: str, port: int, workers: int) -> dict:
+def gunicorn_options(host: str, port: int, workers: int, worker_class: str = "buffered") -> dict:
     """gunicorn settings for the API."""
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    extra = {"threads": 4} if worker_class == "gthread" else {}
     return {
         "bind": [bind],
         "workers": workers,
-        "worker_class": "sync",
+        "worker_class": WORKER_CLASSES[worker_class],
+        **extra,
         # Import twinlib (pandas, and scikit-learn through the detection wing) once in the master;
         # workers fork with it loaded. The app opens no database until a request comes.
         "preload_app": True,
@@ -43,7 +55,7 @@ def gunicorn_options(host: str, port: int, workers: int) -> dict:
     }
 
 
-def serve(settings, host: str, port: int, workers: int = 2) -> None:
+def serve(settings, host: str, port: int, workers: int = 2, worker_class: str = "buffered") -> None:
     """Run gunicorn in this process until it is stopped (SIGINT/SIGTERM)."""
     from gunicorn.app.base import BaseApplication
 
@@ -51,7 +63,7 @@ def serve(settings, host: str, port: int, workers: int = 2) -> None:
 
     class _Server(BaseApplication):
         def load_config(self):
-            for key, value in gunicorn_options(host, port, workers).items():
+            for key, value in gunicorn_options(host, port, workers, worker_class).items():
                 self.cfg.set(key, value)
 
         def load(self):
@@ -79,8 +91,8 @@ def _run(args: argparse.Namespace) -> int:
         print("twin api: no API token configured (TWIN_API_TOKEN or [api] token): writes are "
               "refused", file=sys.stderr)
     print(f"twin api: serving {settings.db_path} on http://{settings.api_host}:{settings.api_port} "
-          f"({args.workers} gunicorn sync workers)", file=sys.stderr)
-    serve(settings, settings.api_host, settings.api_port, args.workers)
+          f"({args.workers} gunicorn {args.worker_class} workers)", file=sys.stderr)
+    serve(settings, settings.api_host, settings.api_port, args.workers, args.worker_class)
     return 0
 
 
@@ -88,7 +100,8 @@ def register(subparsers) -> None:
     """Add ``twin api`` to the CLI."""
     p = subparsers.add_parser(
         "api", help="serve the REST API (gunicorn)",
-        description="Serve the twinlib REST API with gunicorn sync workers. GET /data, /assets, "
+        description="Serve the twinlib REST API with gunicorn (workers that read each request "
+                    "whole before handling it, so slow clients cannot block them). GET /data, /assets, "
                     "/alarms, /health, ... ; the OpenAPI description is at /openapi.json.")
     p.add_argument("--host", default=None,
                    help="address to bind (default: TWIN_API_HOST or 127.0.0.1)")
@@ -96,5 +109,9 @@ def register(subparsers) -> None:
                    help="port (default: TWIN_API_PORT or 5000)")
     p.add_argument("--workers", type=int, default=2,
                    help="gunicorn worker processes (default: 2, one per core here)")
+    p.add_argument("--worker-class", choices=sorted(WORKER_CLASSES), default="buffered",
+                   help="buffered (default): gunicorn's sync handling behind a non-blocking "
+                        "reader of whole requests, safe from slow clients; sync or gthread: "
+                        "gunicorn's own, which slow clients can block (for comparison)")
     add_db_option(p)
     p.set_defaults(func=_run)

@@ -2,7 +2,10 @@
 
 Voilà runs in this process's place (exec), so stopping ``twin dashboard`` stops the server and
 its kernels. It starts in ``notebooks/`` so that ``notebooks/voila.json`` (kernel culling) is
-read; the database path is resolved here and handed to every kernel as ``TWIN_DB``.
+read; the database path is resolved here and handed to every kernel as ``TWIN_DB``. Each open
+tab runs a kernel: :class:`twinlib.dashboard.kernels.CappedKernelManager` refuses more than
+``--max-kernels`` (settings: ``TWIN_DASHBOARD_MAX_KERNELS``, default 8) with a "dashboard full"
+page.
 """
 from __future__ import annotations
 
@@ -40,16 +43,26 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+KERNEL_MANAGER = "twinlib.dashboard.kernels.CappedKernelManager"
+
+
 def voila_command(notebook: Path, host: str, port: int, db_path: Path,
-                  environ: dict | None = None) -> tuple[list[str], dict, Path]:
-    """The Voilà command line, environment and working directory for the dashboard."""
+                  environ: dict | None = None,
+                  max_kernels: int | None = None) -> tuple[list[str], dict, Path]:
+    """The Voilà command line, environment and working directory for the dashboard.
+
+    ``max_kernels``: the cap on kernels (open tabs); ``None`` leaves it to the settings.
+    """
     argv = [
         sys.executable, "-m", "voila", str(notebook),
         "--no-browser",
         f"--port={port}",
         f"--Voila.ip={host}",
         "--Voila.port_retries=0",          # the asked-for port or a clear failure, never another
+        f"--VoilaConfiguration.multi_kernel_manager_class={KERNEL_MANAGER}",
     ]
+    if max_kernels is not None:
+        argv.append(f"--CappedKernelManager.max_kernels={int(max_kernels)}")
     if _is_loopback(host):
         # Lets the page's shutdown request on tab close through (it lacks an _xsrf token), so a
         # closed tab frees its kernel at once; culling (voila.json) catches the rest. Only on
@@ -62,15 +75,21 @@ def voila_command(notebook: Path, host: str, port: int, db_path: Path,
 
 
 def _run(args: argparse.Namespace) -> int:
-    settings = get_settings(db_path=args.db, dashboard_port=args.port)
+    if args.max_kernels is not None and args.max_kernels < 0:
+        raise CommandError("--max-kernels must be 0 (no limit) or more", code=2)
+    settings = get_settings(db_path=args.db, dashboard_port=args.port,
+                            dashboard_max_kernels=args.max_kernels)
     host = args.host
     notebook = find_notebook()
-    argv, env, cwd = voila_command(notebook, host, settings.dashboard_port, settings.db_path)
+    argv, env, cwd = voila_command(notebook, host, settings.dashboard_port, settings.db_path,
+                                   max_kernels=settings.dashboard_max_kernels)
     if not Path(env["TWIN_DB"]).exists():
         print(f"twin dashboard: warning: database {env['TWIN_DB']} does not exist yet; the page "
               "waits for it (create it with `twin init-db` or a writer)", file=sys.stderr)
     shown = "localhost" if _is_loopback(host) else host
-    print(f"twin dashboard: serving {env['TWIN_DB']} on http://{shown}:{settings.dashboard_port}",
+    cap = settings.dashboard_max_kernels
+    print(f"twin dashboard: serving {env['TWIN_DB']} on http://{shown}:{settings.dashboard_port} "
+          f"({f'at most {cap} open tabs' if cap else 'no limit on open tabs'})",
           file=sys.stderr, flush=True)
     os.chdir(cwd)
     os.execve(argv[0], argv, env)
@@ -87,5 +106,9 @@ def register(subparsers) -> None:
                    help="port (default: TWIN_DASHBOARD_PORT or 8050)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default: 127.0.0.1)")
+    p.add_argument("--max-kernels", type=int, default=None, metavar="N",
+                   help="most dashboard kernels (open tabs, ~100 MB each) at once; more page "
+                        "views get a 'dashboard full' page (default: TWIN_DASHBOARD_MAX_KERNELS "
+                        "or 8; 0 = no limit)")
     add_db_option(p)
     p.set_defaults(func=_run)

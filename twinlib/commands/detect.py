@@ -4,7 +4,9 @@
   the first time; the same engine the live monitor runs) and print the alarm events.
   ``--evaluate`` instead simulates a labelled fleet and prints rules and detectors side by side.
 * ``twin alarms`` (``list``, the default, or ``ack ID --by NAME``) — the alerts table.
-* ``twin skab --data DIR`` — the SKAB benchmark protocol; a table, then one line of JSON.
+* ``twin skab --data DIR [--detector NAME]… [--folds loo|K]`` — the SKAB benchmark protocol,
+  in-sample and cross-validated, with the sensitivity of the threshold factor; a table, then one
+  line of JSON.
 """
 from __future__ import annotations
 
@@ -65,6 +67,14 @@ def register(sub) -> None:
                                    "Prints a table beside the published leaderboard, then one "
                                    "JSON line (f1, far, mar as fractions) for the chosen method.")
     p.add_argument("--data", required=True, metavar="DIR", help="folder with SKAB CSV files")
+    p.add_argument("--detector", action="append", metavar="NAME", default=None,
+                   help="method to score (repeatable; default: all). The first one named is the "
+                        "one in the JSON line (default: mset). Names: mset, ltwin, ensemble, "
+                        "twin-residual, pca-smoothed, pca, zscore, iforest")
+    p.add_argument("--folds", metavar="loo|K", default=None,
+                   help="cross-validate the threshold factor over files: 'loo' leaves one file "
+                        "out, an integer K uses K groups of files; the factor is chosen on the "
+                        "training folds only and the held-out folds are pooled")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=cmd_skab)
 
@@ -139,7 +149,8 @@ def _evaluate(args: argparse.Namespace) -> int:
           f"{args.train_hours:g} h, scored after that")
     print(format_comparison(table))
     print("rows: a row is positive while a fault label is on; the hour after a fault ends is not "
-          "scored (recovery). FA/asset-day: alarm episodes touching no fault row. kind columns: "
+          "scored (recovery). Detector flags pass through the rules' alarm lifecycle (hold 3 "
+          "readings, clear after 30). FA/asset-day: alarm episodes touching no fault row. kind columns: "
           "fault episodes detected / present. cusum and zscore/ewma see raw, load-driven sensors; "
           "twin scores residuals of the twin model.")
     return 0
@@ -187,12 +198,27 @@ def cmd_alarms(args: argparse.Namespace) -> int:
 
 
 def cmd_skab(args: argparse.Namespace) -> int:
-    from ..detect.skab import format_skab, run_skab, skab_json, skab_methods
+    from ..detect.skab import CHOSEN, format_skab, run_skab, skab_json, skab_methods
 
+    available = skab_methods(seed=args.seed)
+    names = list(dict.fromkeys(args.detector or available))
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise CommandError(f"unknown detector {', '.join(map(repr, unknown))}; choose from "
+                           f"{', '.join(available)}", code=2)
+    folds = args.folds
+    if folds is not None and folds not in ("loo", "leave-one-out"):
+        try:
+            folds = int(folds)
+        except ValueError:
+            raise CommandError(f"--folds must be 'loo' or an integer, got {args.folds!r}",
+                               code=2) from None
     try:
-        result = run_skab(args.data, skab_methods(seed=args.seed))
+        result = run_skab(args.data, {n: available[n] for n in names}, folds=folds)
     except FileNotFoundError as exc:
         raise CommandError(str(exc), code=2) from None
+    except ValueError as exc:
+        raise CommandError(str(exc), code=2) from None
     print(format_skab(result))
-    print(skab_json(result))
+    print(skab_json(result, names[0] if args.detector else CHOSEN))
     return 0

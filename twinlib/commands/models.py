@@ -27,17 +27,28 @@ def register(sub) -> None:
                        "each beside its JSON model card.")
     _add_paths(p)
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--max-rows", type=int, default=30_000,
-                   help="cap on classifier training rows; features use every reading (default 30000)")
+    p.add_argument("--max-rows", type=int, default=60_000,
+                   help="cap on classifier training rows; features use every reading (default 60000)")
     p.add_argument("--augment", choices=("auto", "always", "never"), default="auto",
-                   help="add a simulated fault library: auto = when the history lacks a fault "
-                        "class (default)")
+                   help="add a simulated fault library: auto = only when the stored history is "
+                        "itself simulated and lacks a fault class (default); always = also with "
+                        "your own equipment's data (opt-in, recorded on the model card)")
+    p.add_argument("--history", metavar="CSV",
+                   help="train on your own labelled history (timestamp, asset_id, sensors, a "
+                        "label column) instead of the store")
+    p.add_argument("--label-column", default="label",
+                   help="the label column of --history (default label; 'healthy' = normal)")
+    p.add_argument("--sensors", metavar="A,B,…",
+                   help="sensor columns to build features from (default: the pump's)")
+    p.add_argument("--class-weight", default="balanced", metavar="balanced|none|CLASS=W,…",
+                   help="class weights: balanced (inverse frequency, default), none, or extra "
+                        "weights for rare faults on top of balanced, e.g. leak=3,blockage=2")
     p.add_argument("--history-hours", type=float, default=48.0,
                    help="train on the last H hours of stored history; 0 = all (default 48)")
-    p.add_argument("--library-assets", type=int, default=8,
-                   help="pumps in the simulated fault library (default 8)")
-    p.add_argument("--library-hours", type=float, default=24.0,
-                   help="minimum hours of the fault library; it spans the history (default 24)")
+    p.add_argument("--library-assets", type=int, default=16,
+                   help="pumps in the simulated fault library (default 16)")
+    p.add_argument("--library-hours", type=float, default=48.0,
+                   help="minimum hours of the fault library; it spans the history (default 48)")
     p.add_argument("--models", default="rf,xgb", help="which models, comma-separated (default rf,xgb)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_train)
@@ -49,7 +60,22 @@ def register(sub) -> None:
     _add_paths(p, reports=True)
     p.add_argument("--strict", action="store_true",
                    help="refuse (not just warn about) models saved under other library versions")
-    p.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    p.add_argument("--seeds", type=int, default=5,
+                   help="random-schedule fleets to score on (seeds 200, 201, …; 0 skips; default 5)")
+    p.add_argument("--random-assets", type=int, default=6,
+                   help="pumps per random-schedule fleet (default 6)")
+    p.add_argument("--random-hours", type=float, default=48.0,
+                   help="hours per random-schedule fleet (default 48)")
+    p.add_argument("--forecast-seeds", type=int, default=10,
+                   help="seeds of the forecast study across speeds (300, 301, …; 0 skips; default 10)")
+    p.add_argument("--forecast-assets", type=int, default=6,
+                   help="pumps per forecast-study fleet (default 6)")
+    p.add_argument("--forecast-hours", type=float, default=24.0,
+                   help="hours per forecast-study fleet (default 24)")
+    p.add_argument("--forecast-speeds", default="1,2",
+                   help="degradation speeds of the forecast study, comma-separated (default 1,2)")
+    p.add_argument("--json", action="store_true",
+                   help="print the report; the last line is one JSON object with every figure")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("notebooks", help="run the analysis notebooks (papermill)")
@@ -80,20 +106,41 @@ def _models(text: str) -> tuple[str, ...]:
     return kinds
 
 
+def _class_weight(text: str):
+    if text in ("balanced", "none"):
+        return text
+    weights = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise CommandError(f"--class-weight: expected balanced, none or CLASS=W,…; got {text!r}", 2)
+    return weights
+
+
 def cmd_train(args) -> int:
     from ..models import pipeline
     from ..store import StoreMissingError
 
     say = (lambda msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
+    sensors = [s.strip() for s in args.sensors.split(",") if s.strip()] if args.sensors else None
     try:
         summary = pipeline.train(args.db, args.models_dir, seed=args.seed,
                                  max_train_rows=args.max_rows, augment=args.augment,
                                  library_assets=args.library_assets,
                                  library_hours=args.library_hours,
                                  history_hours=args.history_hours,
-                                 kinds=_models(args.models), progress=say)
+                                 kinds=_models(args.models), history=args.history,
+                                 label_column=args.label_column,
+                                 class_weight=_class_weight(args.class_weight),
+                                 sensors=sensors, progress=say)
     except StoreMissingError as exc:
         raise CommandError(f"{exc} (run `twin generate`, `twin init-db` and `twin store` first)")
+    except ValueError as exc:
+        raise CommandError(str(exc))
     summary.pop("cards")
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -110,13 +157,29 @@ def cmd_evaluate(args) -> int:
     from ..models.cards import ModelCardError
 
     say = (lambda msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
+    if args.seeds < 0 or args.forecast_seeds < 0:
+        raise CommandError("--seeds and --forecast-seeds must not be negative", 2)
+    try:
+        speeds = tuple(float(x) for x in args.forecast_speeds.split(",") if x.strip())
+    except ValueError:
+        raise CommandError(f"--forecast-speeds: not numbers: {args.forecast_speeds!r}", 2)
+    if not speeds or min(speeds) <= 0:
+        raise CommandError("--forecast-speeds: give positive speeds, e.g. 1,2", 2)
     try:
         report = pipeline.evaluate(args.db, args.models_dir, args.reports_dir,
-                                   strict=args.strict, progress=say)
+                                   strict=args.strict, progress=say,
+                                   random_seeds=tuple(range(200, 200 + args.seeds)),
+                                   random_assets=args.random_assets, random_hours=args.random_hours,
+                                   forecast_seeds=tuple(range(300, 300 + args.forecast_seeds)),
+                                   forecast_speeds=speeds, forecast_assets=args.forecast_assets,
+                                   forecast_hours=args.forecast_hours)
     except ModelCardError as exc:
         raise CommandError(str(exc))
+    except ValueError as exc:
+        raise CommandError(str(exc))
     if args.json:
-        print(json.dumps(pipeline.jsonable(report), indent=2))
+        # one line: a script reads the last line of the output
+        print(json.dumps(pipeline.jsonable(report), separators=(",", ":")))
         return 0
     for kind, scores in report["models"].items():
         print(f"{kind}: macro-F1 {scores['macro_f1']:.3f}, accuracy {scores['accuracy']:.3f} on "
@@ -133,8 +196,40 @@ def cmd_evaluate(args) -> int:
             mae = "n/a" if row["mae_h"] is None else f"{row['mae_h']:.2f} h"
             print(f"    lead {row['lead_h']:4.2f} h: forecast {row['forecasts']}/{row['episodes']}, "
                   f"MAE {mae}")
+    _print_random(report)
     print(f"report written to {report['path']}")
     return 0
+
+
+def _fmt(v, spec=".3f") -> str:
+    return "n/a" if v is None else format(v, spec)
+
+
+def _print_random(report: dict) -> None:
+    rnd = report.get("random")
+    if rnd:
+        print(f"random-schedule fleets (seeds {rnd['seeds']}, {rnd['assets']} pumps × "
+              f"{rnd['hours']:g} h; alarm level {rnd['settings']['level']:g}, hold "
+              f"{rnd['settings']['hold_s']:g} s):")
+        rows = [*rnd["models"].items(), ("rules", rnd["rules"])]
+        print(f"    {'':8s} {'macro-F1 mean ± sd':>20s} {'worst':>6s} {'min recall':>10s} "
+              f"{'false/pump-day':>14s} {'detected':>8s}")
+        for name, r in rows:
+            f1 = r["macro_f1"]
+            print(f"    {name:8s} {_fmt(f1['mean']):>12s} ± {_fmt(f1['std']):5s} "
+                  f"{_fmt(f1['worst']):>6s} {_fmt(r['min_class_recall'], '.2f'):>10s} "
+                  f"{_fmt(r['alarms']['false_alarms_per_pump_day'], '.2f'):>14s} "
+                  f"{_fmt(r['alarms']['detection_rate'], '.2f'):>8s}")
+        print(f"    median lead before the threshold alarm ({report['operating_model']}): "
+              + ", ".join(f"{k} {v:.0f} min" for k, v in report["median_lead_min"].items()))
+    cov = report.get("forecast_coverage_by_lead") or {}
+    if cov:
+        print("forecast 80 % range coverage by lead: "
+              + ", ".join(f"{k} {_fmt(v, '.2f')}" for k, v in cov.items()))
+    for name, t in (report.get("targets") or {}).items():
+        mark = "n/a" if t["met"] is None else ("met" if t["met"] else "MISSED")
+        print(f"    target {name}: {t['value'] if not isinstance(t['value'], float) else round(t['value'], 3)}"
+              f" ({t['target']}) {mark}")
 
 
 def cmd_notebooks_run(args) -> int:

@@ -4,6 +4,8 @@ engine and notifications until Ctrl-C / SIGTERM (or the end of a replay).
     twin run --source sim --assets 4 --rate 1
     twin run --source replay --speed 300 --file machine_temperature_system_failure.csv
     twin run --source mqtt --broker 127.0.0.1:1883 --topic 'twin/+/readings'
+    twin run --source opcua --mapping plant.toml     # OPC UA nodes → signals ([opcua])
+    twin run --source modbus --mapping plant.toml    # Modbus TCP registers → signals ([modbus])
     twin run --check            # exit 0 if a monitor wrote a heartbeat recently (health checks)
 """
 from __future__ import annotations
@@ -22,7 +24,7 @@ from twinlib.config import SENSORS, get_settings
 
 __all__ = ["register", "build_source", "parse_speed"]
 
-SOURCES = ("sim", "replay", "mqtt")
+SOURCES = ("sim", "replay", "mqtt", "opcua", "modbus")
 
 
 def parse_speed(text: str) -> float:
@@ -61,7 +63,7 @@ def _sensors(text: str) -> tuple[str, ...]:
 def register(subparsers) -> None:
     """Add ``twin run`` to the CLI."""
     p = subparsers.add_parser(
-        "run", help="run the live monitor (sim, replay or MQTT source)",
+        "run", help="run the live monitor (sim, replay, MQTT, OPC UA or Modbus source)",
         description="The live monitor: stream readings from a source through validation into the "
                     "store, run the alarm engine on what arrived, and send notifications "
                     "([notify.webhook] / [notify.email] in the settings file). Stops cleanly on "
@@ -106,6 +108,15 @@ def register(subparsers) -> None:
                     help="MQTT client id; the broker keeps this session's messages while the "
                          "monitor is down (default twin-monitor)")
     mq.add_argument("--username", help="broker user (password from $TWIN_MQTT_PASSWORD)")
+    plant = p.add_argument_group("opcua and modbus sources")
+    plant.add_argument("--mapping", metavar="FILE",
+                       help="plant mapping (TOML: [opcua] / [modbus] tables mapping nodes and "
+                            "registers to each asset's signals); default: the settings file's "
+                            "[plant] table")
+    plant.add_argument("--endpoint", metavar="URL",
+                       help="opcua: server endpoint (overrides the mapping's opcua.endpoint)")
+    plant.add_argument("--opcua-mode", choices=("subscribe", "poll"), default=None,
+                       help="opcua: data-change subscriptions (default) or polling")
     loop = p.add_argument_group("monitor")
     loop.add_argument("--required", type=_sensors, default=None,
                       help="sensors a reading must have, comma-separated (default: all three; "
@@ -156,10 +167,62 @@ def build_source(args: argparse.Namespace, kinds=None):
         if args.required:
             source.required = args.required
         return source
+    if args.source in ("opcua", "modbus"):
+        return _plant_source(args, kinds)
+    fmt = {}
+    if args.mapping:  # gateway payload formats: the [[mqtt.subscriptions]] entry of --topic
+        from twinlib.ingest.mapping import MappingError, load_mapping
+
+        try:
+            subs = load_mapping(args.mapping, kinds=kinds).mqtt
+        except MappingError as exc:
+            raise CommandError(str(exc), 2) from exc
+        chosen = [s for s in subs if s.topic == args.topic] or (subs if len(subs) == 1 else [])
+        if not chosen:
+            raise CommandError(f"{args.mapping}: no [[mqtt.subscriptions]] entry with topic "
+                               f"{args.topic!r} (give --topic)", 2)
+        sub = chosen[0]
+        fmt = {"fmt": sub.format, "kind": sub.kind, "signals": sub.signals,
+               "asset_level": sub.asset_level, "signal_level": sub.signal_level}
+        args.topic = sub.topic
     source = MqttSource(args.broker, topic=args.topic, qos=args.qos, client_id=args.client_id,
                         username=args.username, password=os.environ.get("TWIN_MQTT_PASSWORD"),
-                        required=args.required or SENSORS)
+                        required=args.required or SENSORS, **fmt)
     return source
+
+
+def _plant_source(args: argparse.Namespace, kinds=None):
+    """`--source opcua|modbus`: the mapping checked now (errors name the entry)."""
+    import dataclasses
+
+    from twinlib.ingest.mapping import MappingError, load_mapping, parse_mapping
+
+    settings = get_settings(db_path=getattr(args, "db", None))
+    try:
+        if args.mapping:
+            mapping = load_mapping(args.mapping, kinds=kinds, settings_file=settings.file)
+        else:
+            mapping = parse_mapping({"plant": settings.section("plant")}, kinds=kinds,
+                                    settings_file=settings.file,
+                                    source=f"{settings.settings_file} [plant]")
+    except MappingError as exc:
+        raise CommandError(str(exc), 2) from exc
+    if args.source == "opcua":
+        from twinlib.ingest.sources.opcua import OpcuaSource
+
+        if mapping.opcua is None:
+            raise CommandError(f"{mapping.source}: no [opcua] table (see `twin run --help` and "
+                               f"the README, 'Connect your plant')", 2)
+        m = mapping.opcua
+        changes = {k: v for k, v in (("endpoint", args.endpoint), ("mode", args.opcua_mode))
+                   if v}
+        return OpcuaSource(dataclasses.replace(m, **changes) if changes else m)
+    from twinlib.ingest.sources.modbus import ModbusSource
+
+    if mapping.modbus is None:
+        raise CommandError(f"{mapping.source}: no [modbus] table (see the README, 'Connect your "
+                           f"plant')", 2)
+    return ModbusSource(mapping.modbus)
 
 
 def _check(settings, max_age: float) -> int:
@@ -184,6 +247,7 @@ def _check(settings, max_age: float) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from twinlib.ingest.mapping import MappingError
     from twinlib.monitor import Monitor, MonitorBusyError, MonitorLock, build_engine
     from twinlib.notify import notifier_from_settings
     from twinlib.store import open_store
@@ -221,7 +285,10 @@ def _run(args: argparse.Namespace) -> int:
         channels = [c.name for c in notifier.channels] if notifier else []
         print(f"twin run: {args.source} → {settings.db_path} (notify: "
               f"{', '.join(channels) or 'none'}); Ctrl-C to stop", file=sys.stderr, flush=True)
-        stats = monitor.run(duration_s=args.duration)
+        try:
+            stats = monitor.run(duration_s=args.duration)
+        except MappingError as exc:  # checked against the device when the source connected
+            raise CommandError(str(exc), 2) from exc
     finally:
         if monitor is None:
             source.close()

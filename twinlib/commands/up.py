@@ -34,7 +34,8 @@ from twinlib.cli import CommandError
 from twinlib.commands._common import add_db_option
 from twinlib.config import get_settings
 
-__all__ = ["register", "Child", "twin_argv", "prepare", "lab_command", "SERVICES"]
+__all__ = ["register", "Child", "twin_argv", "prepare", "lab_command", "lab_environment",
+           "SERVICES"]
 
 #: The long-running children of ``twin up``, in start order (stopped in reverse).
 SERVICES = ("monitor", "api", "dashboard")
@@ -191,7 +192,7 @@ def _listening(host: str, port: int) -> bool:
         return False
 
 
-def _monitor_beating(db_path: Path, since_ms: int) -> bool:
+def _monitor_beating(db_path: Path, since_ms: int, pid: int | None = None) -> bool:
     from twinlib.monitor import read_heartbeat
     from twinlib.store import open_store
 
@@ -207,7 +208,9 @@ def _monitor_beating(db_path: Path, since_ms: int) -> bool:
         return False
     finally:
         store.close()
-    return bool(beat) and int(beat.get("ts", 0)) >= since_ms
+    # the monitor child's own beat: a heartbeat left by an earlier run is not an answer
+    return bool(beat) and int(beat.get("ts", 0)) >= since_ms and (
+        pid is None or beat.get("pid") == pid)
 
 
 def _child_env(settings) -> dict:
@@ -257,20 +260,40 @@ def _up(args: argparse.Namespace) -> int:
         "api": ["api", "--host", host, "--port", str(api)],
         "dashboard": ["dashboard", "--host", host, "--port", str(dash)],
     }
+    services = SERVICES
+    plant_port = None
+    if getattr(args, "plant", None):
+        # the plant chain: simulator → OPC UA / Modbus server → monitor (issue 15)
+        from twinlib.ingest.plant_server import PlantServers
+
+        plant_port = args.plant_port or (4840 if args.plant == "opcua" else 5020)
+        names = [f"pump-{i + 1:02d}" for i in range(args.assets)]
+        ports = {"opcua_port" if args.plant == "opcua" else "modbus_port": plant_port}
+        mapping = (settings.db_path.parent / "plant-mapping.toml").resolve()
+        mapping.parent.mkdir(parents=True, exist_ok=True)
+        mapping.write_text(PlantServers(names, host="127.0.0.1", **ports).mapping(),
+                           encoding="utf-8")
+        commands["plant"] = ["plant", "serve", f"--{args.plant}", str(plant_port), "--assets",
+                             str(args.assets), "--seed", str(args.seed), "--fault-rate",
+                             f"{args.fault_rate:g}"]
+        commands["monitor"] = ["run", "--source", args.plant, "--mapping", str(mapping)]
+        services = ("plant", *SERVICES)
     started_ms = now_ms()
     children: list[Child] = []
     code = 0
     try:
-        for name in SERVICES:
+        for name in services:
             children.append(Child(name, twin_argv(*commands[name]), env))
         probe = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         ready = {
-            "monitor": lambda: _monitor_beating(settings.db_path, started_ms),
+            "monitor": lambda: _monitor_beating(settings.db_path, started_ms,
+                                                children[0].proc.pid),
             "api": lambda: _answers(f"http://{probe}:{api}/health"),
             # a TCP check: every page request makes Voilà start a kernel
             "dashboard": lambda: _listening(probe, dash),
+            "plant": lambda: _listening("127.0.0.1", plant_port),
         }
-        pending = set(SERVICES)
+        pending = set(services)
         deadline = time.monotonic() + args.timeout
         while pending and not stop.is_set():
             dead = [c for c in children if not c.alive()]
@@ -308,16 +331,30 @@ def _up(args: argparse.Namespace) -> int:
     return code
 
 
-def lab_command(host: str, port: int, token: str, root: Path) -> list[str]:
-    """The JupyterLab command line (token required, no browser, exactly this port)."""
+def lab_command(host: str, port: int, token: str | None = None, root: Path = Path(".")
+                ) -> list[str]:
+    """The JupyterLab command line (no browser, exactly this port).
+
+    The token is NOT on it: a command line is readable by every user of the machine
+    (``/proc/<pid>/cmdline``, ``ps``). :func:`lab_environment` passes it as ``JUPYTER_TOKEN``,
+    which only the process's owner can read. ``token`` is accepted for compatibility and ignored.
+    """
     argv = [sys.executable, "-m", "jupyterlab", "--no-browser",
             f"--ServerApp.ip={host}", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-            f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"]
+            f"--ServerApp.root_dir={root}"]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         # Jupyter refuses root unless told; containers here run as root only by choice (the
         # image's user is `twin`), and the token still guards the server.
         argv.append("--allow-root")
     return argv
+
+
+def lab_environment(env: dict, token: str) -> dict:
+    """The environment JupyterLab runs with: the token in ``JUPYTER_TOKEN`` (which Jupyter
+    reads), never on the command line; other token variables are not passed on."""
+    out = {k: v for k, v in env.items() if k not in ("TWIN_LAB_TOKEN", "JUPYTER_TOKEN_FILE")}
+    out["JUPYTER_TOKEN"] = token
+    return out
 
 
 def _lab(args: argparse.Namespace) -> int:
@@ -338,8 +375,8 @@ def _lab(args: argparse.Namespace) -> int:
     print(f"twin lab: JupyterLab on http://{shown}:{args.port}/lab?token={token}"
           f"{'  (token generated; set TWIN_LAB_TOKEN to choose one)' if generated else ''}",
           file=sys.stderr, flush=True)
-    argv = lab_command(args.host, args.port, token, root.resolve())
-    os.execve(argv[0], argv, env)
+    argv = lab_command(args.host, args.port, root=root.resolve())
+    os.execve(argv[0], argv, lab_environment(env, token))
     return 0  # pragma: no cover - execve does not return
 
 
@@ -367,6 +404,13 @@ def register(subparsers) -> None:
                    help="live time-lapse factor: faults develop this much faster so alarms "
                         "raise and clear while you watch; 60 = a simulated minute per reading "
                         "(default 60; 1 = real time)")
+    p.add_argument("--plant", choices=("opcua", "modbus"), default=None,
+                   help="feed the monitor through a simulated plant: `twin plant serve` serves "
+                        "the simulator on an OPC UA or Modbus TCP server on loopback and the "
+                        "monitor reads it with --source opcua|modbus (off by default; real time, "
+                        "no --sim-speed time-lapse)")
+    p.add_argument("--plant-port", type=int, default=None,
+                   help="port of the simulated plant (default 4840 OPC UA, 5020 Modbus)")
     p.add_argument("--no-train", action="store_true", help="do not train missing models")
     p.add_argument("--train-args", metavar="ARGS",
                    help="extra options for `twin train`, e.g. \"--models rf --max-rows 20000\"")
@@ -385,6 +429,8 @@ def register(subparsers) -> None:
     add_db_option(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8888, help="port (default 8888)")
-    p.add_argument("--token", help="access token (default: $TWIN_LAB_TOKEN, else generated)")
+    p.add_argument("--token", help="access token (default: $TWIN_LAB_TOKEN, else generated); "
+                                   "prefer $TWIN_LAB_TOKEN: an option is visible to other "
+                                   "users in the process list until JupyterLab starts")
     p.add_argument("--root", help="folder JupyterLab opens (default: the notebooks folder)")
     p.set_defaults(func=_lab)

@@ -49,32 +49,48 @@ def render_sparkline(values, threshold: float | None = None, *, width: int = 120
             f'points="{points}"/></svg>')
 
 
+def _view(signal, threshold=None):
+    """A SignalView for `signal` (a view, or a pump signal's name: the seed's cards)."""
+    from dataclasses import replace
+
+    from twinlib.dashboard.signals import SignalView, signal_views
+    from twinlib.kinds import builtin_kind
+
+    if isinstance(signal, SignalView):
+        return signal if threshold is None else replace(signal, warning_high=float(threshold))
+    pump = {v.name: v for v in signal_views(builtin_kind())}
+    view = pump.get(signal) or SignalView(signal, signal.replace("_", " "))
+    return view if threshold is None else replace(view, warning_high=float(threshold))
+
+
 class MetricCard(widgets.VBox):
-    """A card showing one sensor of the selected asset: value, unit, trend and sparkline."""
+    """A card showing one signal of the selected asset: value, unit, limits, trend and sparkline.
+
+    Built from a :class:`~twinlib.dashboard.signals.SignalView` (name, label, unit, limits).
+    """
 
     sensor = Unicode()
     label = Unicode()
     unit = Unicode()
-    threshold = Float(None, allow_none=True)
+    threshold = Float(None, allow_none=True)  # the high warning limit (the sparkline's line)
     value = Float(None, allow_none=True)
     slope = Float(None, allow_none=True)      # units per minute over theme.TREND_WINDOW_S
     spark = List()                            # recent values, oldest first
 
-    def __init__(self, sensor: str, threshold: float | None = None, **kwargs):
+    def __init__(self, signal, threshold: float | None = None, **kwargs):
+        self.view = _view(signal, threshold)
         self._body = widgets.HTML()
-        super().__init__(children=[self._body], sensor=sensor, threshold=threshold,
-                         label=kwargs.pop("label", theme.SENSOR_LABELS.get(sensor, sensor.title())),
-                         unit=kwargs.pop("unit", theme.SENSOR_UNITS.get(sensor, "")), **kwargs)
+        super().__init__(children=[self._body], sensor=self.view.name, threshold=self.view.warning_high,
+                         label=kwargs.pop("label", self.view.label),
+                         unit=kwargs.pop("unit", self.view.unit), **kwargs)
         self.add_class("twin-card")
-        self.add_class(f"twin-card-{sensor}")
+        self.add_class(f"twin-card-{self.view.name}")
         self._render()
 
     @property
     def text(self) -> str:
         """The value as shown on the card ('—' when there is none)."""
-        if self.value is None or not math.isfinite(self.value):
-            return "—"
-        return f"{self.value:.{theme.SENSOR_DECIMALS.get(self.sensor, 2)}f}"
+        return self.view.number(self.value)
 
     def update(self, value, spark=(), slope=None) -> None:
         """Show a new reading: one render, one message to the browser."""
@@ -89,20 +105,21 @@ class MetricCard(widgets.VBox):
 
     @observe("value", "slope", "spark", "threshold", "label", "unit")
     def _on_state_change(self, change) -> None:
+        if change["name"] == "threshold" and change["new"] != self.view.warning_high:
+            from dataclasses import replace
+
+            self.view = replace(self.view, warning_high=change["new"])
         if not getattr(self, "_batching", False):
             self._render()
 
     def _level(self) -> str:
-        if self.value is None or self.threshold is None:
-            return ""
-        if self.value > self.threshold:
-            return "over"
-        return "near" if self.value > 0.9 * self.threshold else ""
+        level = self.view.level(self.value)
+        return {"critical": "over", "warning": "over"}.get(level, level)
 
     def _trend_html(self) -> str:
         if self.slope is None:
             return '<span class="trend">&nbsp;</span>'
-        decimals = theme.SENSOR_DECIMALS.get(self.sensor, 2)
+        decimals = self.view.decimals if self.view.decimals is not None else 3
         scale = max(abs(self.value or 0.0), 1e-9)
         if abs(self.slope) < 0.002 * scale:      # less than 0.2 % of the value per minute: flat
             arrow, cls = "▶", "flat"
@@ -114,17 +131,27 @@ class MetricCard(widgets.VBox):
         return (f'<span class="trend {cls}" title="slope over the last {theme.TREND_WINDOW_S} s">'
                 f'{arrow} {self.slope:+.{decimals}f}{html.escape(unit)}/min</span>')
 
+    def limit_text(self) -> str:
+        """The card's limit as shown: the high warning level (``limit 85``, the seed's), else the
+        low one (``low limit 0.5``); every limit is in the label's tooltip and on the chart."""
+        v = self.view
+        high = v.warning_high if v.warning_high is not None else v.critical_high
+        low = v.warning_low if v.warning_low is not None else v.critical_low
+        if high is not None:
+            return f"limit {high:g}"
+        return f"low limit {low:g}" if low is not None else ""
+
     def _render(self) -> None:
         unit = f'<span class="unit">{html.escape(self.unit)}</span>' if self.unit else ""
-        limit = ""
-        if self.threshold is not None:
-            limit = f" · limit {self.threshold:g}"
-        color = theme.SENSOR_COLORS.get(self.sensor, theme.TEAL)
+        limit = self.limit_text()
+        limit = f" · {limit}" if limit else ""
+        title = f"{self.view.name}" + (f" ({self.unit})" if self.unit else "") + \
+            "".join(f" · {k.replace('_', ' ')} {v:g}" for k, v in self.view.limits.items())
         self._body.value = (
-            f'<div class="label">{html.escape(self.label)}{html.escape(limit)}</div>'
+            f'<div class="label" title="{html.escape(title)}">{html.escape(self.label)}{html.escape(limit)}</div>'
             f'<div class="value {self._level()}">{self.text}{unit}</div>'
             f'<div class="foot">{self._trend_html()}'
-            f'{render_sparkline(self.spark, self.threshold, color=color)}</div>'
+            f'{render_sparkline(self.spark, self.threshold, color=self.view.color)}</div>'
         )
 
 

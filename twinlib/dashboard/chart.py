@@ -1,7 +1,8 @@
-"""One bqplot chart per sensor, so each sensor keeps its own axis and its threshold line."""
+"""One bqplot chart per measured signal, each with its own axis and its kind's limit lines."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import bqplot as bq
@@ -50,9 +51,21 @@ def _dates(ts_ms) -> np.ndarray:
     return np.asarray(ts_ms, dtype="int64").astype("datetime64[ms]")
 
 
-class SensorChart(widgets.VBox):
-    """A time-series chart of one sensor: the line (or mean line and min–max band) and its limit.
+_LIMIT_STYLE = {   # limit -> (colour, dash): warning amber, critical red, both dashed
+    "warning_high": (theme.CRITICAL, "dashed"),   # the seed's single red threshold line
+    "critical_high": (theme.CRITICAL, "dotted"),
+    "warning_low": (theme.WARNING, "dashed"),
+    "critical_low": (theme.CRITICAL, "dotted"),
+}
 
+
+class SensorChart(widgets.VBox):
+    """A time-series chart of one signal: the line (or mean line and min–max band) and its limits.
+
+    Built from a :class:`~twinlib.dashboard.signals.SignalView`; the high warning limit is the
+    seed's red dashed threshold line (`limit`), the critical and low-side limits of the kind get a
+    line each (`limit_marks`). The y range covers the readings and the high limit (the low limits
+    when the signal has no high one); a line outside the range is clipped.
     Marks are created once and updated in place (`hold_sync`), so a refresh sends only the new
     arrays and the browser never rebuilds the figure.
     """
@@ -61,8 +74,11 @@ class SensorChart(widgets.VBox):
     threshold = Float(None, allow_none=True)
     points = Int(0)          # points drawn by the last update (for tests and the benchmark)
 
-    def __init__(self, sensor: str, threshold: float | None = None, **kwargs):
-        color = theme.SENSOR_COLORS.get(sensor, theme.TEAL)
+    def __init__(self, signal, threshold: float | None = None, *, height: str | None = None, **kwargs):
+        from twinlib.dashboard.cards import _view
+
+        self.view = view = _view(signal, threshold)
+        color = view.color
         self.x_scale = bq.DateScale()
         self.y_scale = bq.LinearScale()
         scales = {"x": self.x_scale, "y": self.y_scale}
@@ -70,40 +86,68 @@ class SensorChart(widgets.VBox):
                              colors=[color, color], fill_colors=[color], fill_opacities=[0.18],
                              stroke_width=0, opacities=[0.0, 0.0])
         self.line = bq.Lines(x=_EMPTY_DATES, y=[], scales=scales, colors=[color], stroke_width=1.8)
-        self.limit = bq.Lines(x=_EMPTY_DATES, y=[], scales=scales, colors=[theme.CRITICAL],
-                              line_style="dashed", stroke_width=1.2)
+        self.limit_marks = {
+            name: bq.Lines(x=_EMPTY_DATES, y=[], scales=scales, colors=[_LIMIT_STYLE[name][0]],
+                           line_style=_LIMIT_STYLE[name][1], stroke_width=1.2,
+                           labels=[name.replace("_", " ")])
+            for name in _LIMIT_STYLE
+        }
+        self.limit = self.limit_marks["warning_high"]
         self.x_axis = x_axis = bq.Axis(scale=self.x_scale, tick_format=theme.TIME_FORMAT, num_ticks=5,
                          grid_color=theme.GRID, color=theme.MUTED)
-        unit = theme.SENSOR_UNITS.get(sensor, "")
         self.y_axis = y_axis = bq.Axis(scale=self.y_scale, side="left", num_ticks=4,
                          grid_color=theme.GRID, color=theme.MUTED, tick_format=".3~g")
-        title = theme.SENSOR_LABELS.get(sensor, sensor.title()) + (f" ({unit})" if unit else "")
         self.figure = bq.Figure(
-            marks=[self.band, self.line, self.limit], axes=[x_axis, y_axis], title=title,
+            marks=[self.band, self.line, *self.limit_marks.values()], axes=[x_axis, y_axis],
+            title=view.title,
             fig_margin={"top": 30, "bottom": 26, "left": 50, "right": 30},
             background_style={"fill": theme.SURFACE},
             title_style={"fill": theme.TEAL, "font-size": "13px"},
             animation_duration=0,
-            layout=widgets.Layout(width="100%", height=theme.CHART_HEIGHT, margin="0"),
+            layout=widgets.Layout(width="100%", height=height or theme.CHART_HEIGHT, margin="0"),
         )
-        super().__init__(children=[self.figure], sensor=sensor, threshold=threshold, **kwargs)
+        super().__init__(children=[self.figure], sensor=view.name, threshold=view.warning_high, **kwargs)
         self.add_class("twin-chart")
-        self.add_class(f"twin-chart-{sensor}")
+        self.add_class(f"twin-chart-{view.name}")
+
+    def limits(self) -> dict[str, float]:
+        """The limit lines this chart draws (name -> level)."""
+        from dataclasses import replace
+
+        view = self.view if self.threshold == self.view.warning_high else \
+            replace(self.view, warning_high=self.threshold)
+        return view.limits
+
+    @staticmethod
+    def _range_points(limits: dict, data) -> list[float]:
+        """Levels the y range must show: the high warning limit (the seed's), and a low limit
+        when the signal has no high one or the readings come within a quarter of the band
+        between the two warning levels."""
+        high = limits.get("warning_high", limits.get("critical_high"))
+        low = limits.get("warning_low", limits.get("critical_low"))
+        points = [] if high is None else [high]
+        y = np.asarray(data, "float64")
+        y = y[np.isfinite(y)]
+        if low is not None and (high is None or (
+                y.size and float(y.min()) - low <= 0.25 * (high - low))):
+            points.append(low)
+        return points
 
     def show(self, ts_ms, values, *, start_ms: int, end_ms: int, lo=None, hi=None) -> None:
         """Draw readings (or bucket means with `lo`/`hi` for the band) over [start_ms, end_ms]."""
         ts = np.asarray(ts_ms, dtype="int64")
         y = np.asarray(values, dtype="float64")
         band = lo is not None and hi is not None and ts.size > 0
-        ymin, ymax = value_range(
-            np.concatenate([y, np.asarray(lo, "float64"), np.asarray(hi, "float64")]) if band else y,
-            self.threshold,
-        )
+        limits = self.limits()
+        data = np.concatenate([y, np.asarray(lo, "float64"), np.asarray(hi, "float64")]) if band else y
+        ymin, ymax = value_range(np.concatenate([data, np.asarray(self._range_points(limits, data), "float64")]), None)
         x = _dates(ts)
         start, end = np.datetime64(int(start_ms), "ms"), np.datetime64(int(end_ms), "ms")
-        with self.line.hold_sync(), self.band.hold_sync(), self.limit.hold_sync(), \
-                self.x_scale.hold_sync(), self.y_scale.hold_sync(), self.y_axis.hold_sync(), \
-                self.x_axis.hold_sync():
+        marks = [self.line, self.band, *self.limit_marks.values(), self.x_scale, self.y_scale,
+                 self.y_axis, self.x_axis]
+        with contextlib.ExitStack() as stack:
+            for mark in marks:
+                stack.enter_context(mark.hold_sync())
             self.x_scale.min, self.x_scale.max = start, end
             # Clock times up to a day; beyond that a time alone would not say which day.
             long = int(end_ms) - int(start_ms) > 86_400_000
@@ -116,16 +160,41 @@ class SensorChart(widgets.VBox):
                 self.band.y = np.vstack([np.asarray(lo, "float64"), np.asarray(hi, "float64")])
             elif len(self.band.x):
                 self.band.x, self.band.y = _EMPTY_DATES, [[], []]
-            if self.threshold is not None:
-                self.limit.x = np.array([start, end], dtype="datetime64[ms]")
-                self.limit.y = np.array([self.threshold, self.threshold], dtype="float64")
+            for name, mark in self.limit_marks.items():
+                level = limits.get(name)
+                # A line is drawn only inside the y range (a mark outside it would spill over the axes).
+                if level is not None and ymin <= level <= ymax:
+                    mark.x = np.array([start, end], dtype="datetime64[ms]")
+                    mark.y = np.array([level, level], dtype="float64")
+                elif len(mark.x):
+                    mark.x, mark.y = _EMPTY_DATES, np.array([], dtype="float64")
         self.points = int(ts.size)
 
 
 class ChartPanel(widgets.GridBox):
-    """The three sensor charts side by side."""
+    """One chart per measured signal: three side by side for a pump, rows of up to
+    `theme.CHART_COLUMNS` (shorter charts) for kinds with more signals."""
 
-    def __init__(self, thresholds: dict, sensors=("temperature", "vibration", "pressure"), **kwargs):
-        self.charts = {s: SensorChart(s, thresholds.get(s)) for s in sensors}
-        super().__init__(children=list(self.charts.values()), **kwargs)
+    def __init__(self, signals=None, **kwargs):
+        self.charts: dict[str, SensorChart] = {}
+        self._key: tuple = ()
+        super().__init__(**kwargs)
         self.add_class("twin-charts")
+        if signals is not None:
+            self.set_signals(signals)
+
+    def set_signals(self, signals) -> None:
+        """Show one chart per signal view (charts rebuilt only when the views changed)."""
+        views = tuple(signals)
+        if views == self._key:
+            return
+        self._key = views
+        cols = min(len(views), theme.CHART_COLUMNS) if len(views) > 3 else 3
+        if len(views) < 3:
+            cols = max(1, len(views))
+        rows = -(-len(views) // cols) if views else 1
+        height = None if rows == 1 else theme.CHART_ROW_HEIGHT
+        self.charts = {v.name: SensorChart(v, height=height) for v in views}
+        for c in (1, 2, 3, 4):
+            (self.add_class if c == cols and c != 3 else self.remove_class)(f"cols-{c}")
+        self.children = list(self.charts.values())

@@ -6,19 +6,21 @@ acknowledge alarms on the kernel's main thread. Every read goes through the stor
 methods — `after(cursor)`, `latest`, `latest_per_asset`, `downsample`, `list_alerts` — so the cost
 of a tick follows the number of new readings, not the size of the history.
 
-The detection wing (`twinlib.detect`: `detect_anomalies`, `asset_status`) and the forecasts
-(`twinlib.models.forecast.forecast_asset`) are imported when first needed — importing them costs
-about a second, which a light first paint leaves to the live loop's first tick.
+Statuses and forecasts come from the same calls as the API's `/assets` and
+`/assets/<id>/forecast`: `twinlib.detect.asset_status(store, rules=<settings file>)` and
+`twinlib.models.forecast.forecast_asset(store, asset, now_ms=<its newest>, thresholds=<its
+thresholds>)`. Both wings are imported directly, inside the methods that use them — importing them
+costs about a second, which a light first paint leaves to the live loop's first tick. Each asset's
+kind and location are read once (`store.asset`) when it first appears.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
@@ -62,8 +64,10 @@ class Plan:
     assets: tuple = ()          # assets known so far (forecasts are made for these)
     alarm_key: tuple = ()       # the active alarms shown now (a change re-reads the statuses)
     detect: bool = True         # False: a light first paint, without the detection wing
-    thresholds: tuple = ()      # (sensor, limit) pairs of the shown asset
+    signals: tuple = ()         # SignalViews of the shown asset (its kind's measured signals)
     newest: Any = None          # the shown asset's newest reading, when it still needs checking
+    known: frozenset = frozenset()   # assets whose kind and location are known already
+    forecastable: tuple | None = None  # assets whose kind the forecasts handle (None: all)
 
 
 @dataclass
@@ -84,22 +88,14 @@ class Tick:
     forecasts: dict | None = None                      # asset_id -> forecast list
     anomalies: list | None = None                      # messages for the shown asset's newest
                                                        # reading (None: not checked this tick)
+    meta: dict = field(default_factory=dict)           # asset_id -> {"kind", "location"} newly read
     error: str = ""
-
-
-def _optional(module: str, name: str) -> Callable | None:
-    """Return `module.name` when that wing provides it, else None (checked on every call: a
-    wing that lands while the dashboard runs is picked up)."""
-    try:
-        return getattr(importlib.import_module(module), name, None)
-    except ImportError:
-        return None
 
 
 class DashboardData:
     """Reads what the dashboard shows from one SQLite store, one connection per thread."""
 
-    def __init__(self, db_path: str | Path | None = None, *, store: Any = None):
+    def __init__(self, db_path: str | Path | None = None, *, store: Any = None, settings: Any = None):
         if db_path is None and store is None:
             raise ValueError("DashboardData needs a db_path or a store")
         if db_path is None:
@@ -107,6 +103,7 @@ class DashboardData:
         self.db_path = db_location(db_path) if db_path is not None else None
         self._local = threading.local()
         self._given_store = store
+        self.settings = settings          # twinlib.config.Settings (rules, thresholds) or None
         self._given_thread = threading.get_ident()
         self._lock = threading.Lock()
         self._opened: list = []
@@ -155,6 +152,9 @@ class DashboardData:
             store = self.store
             if plan.cursor is None or not self._read_new(store, plan, tick):
                 self._reload(store, plan, tick)
+            seen = set(tick.latest) | {r.asset_id for r in tick.readings}
+            for asset_id in sorted(seen - set(plan.known)):
+                tick.meta[asset_id] = self.asset_meta(store, asset_id)
             tick.alarms = store.list_alerts(state="active", limit=100)
             if plan.detect and alarm_key(tick.alarms) != plan.alarm_key:
                 # Statuses summarise the alarms: when those changed, so did they.
@@ -164,7 +164,7 @@ class DashboardData:
             if plan.detect:
                 newest = self._newest_of(tick, plan)
                 if newest is not None:
-                    tick.anomalies = self.anomalies(newest, dict(plan.thresholds) or None)
+                    tick.anomalies = self.anomalies(newest, plan.signals)
             since = plan.history_since
             if tick.reloaded and plan.window_s > theme.LIVE_WINDOW_MAX_S and tick.asset:
                 since = tick.latest[tick.asset].ts - plan.window_s * 1000
@@ -174,7 +174,10 @@ class DashboardData:
                 since -= since % (tick.bucket_s * 1000)
                 tick.history = store.downsample(tick.bucket_s, start=since, asset=tick.asset)
             if plan.want_forecasts:
-                tick.forecasts = self.forecasts(store, list(plan.assets) or None)
+                assets = list(plan.assets) or None
+                if plan.forecastable is not None:
+                    assets = [a for a in (assets or []) if a in plan.forecastable]
+                tick.forecasts = self.forecasts(store, assets)
         except StoreUnavailable as exc:
             tick.error = str(exc)
         return tick
@@ -219,40 +222,66 @@ class DashboardData:
         # by row would stall the page, so the caller reloads the current picture instead.
         return False
 
-    def statuses(self, store=None) -> dict | None:
-        """Each asset's status from the detection wing (None until that wing provides it)."""
-        asset_status = _optional("twinlib.detect", "asset_status")
-        if asset_status is None:
-            return None
-        return asset_status(store if store is not None else self.store)
+    @staticmethod
+    def asset_meta(store, asset_id: str) -> dict:
+        """An asset's stored kind and location (``{"kind": None, "location": None}`` if unknown)."""
+        meta = store.asset(asset_id) if hasattr(store, "asset") else None
+        meta = meta or {}
+        return {"kind": meta.get("kind"), "location": meta.get("location")}
 
-    def forecasts(self, store=None, assets: list | None = None) -> dict | None:
-        """Each asset's time-to-threshold forecasts (a list of per-sensor dicts, `[]` when
-        nothing is degrading); None while the models wing is not installed."""
-        forecast_asset = _optional("twinlib.models.forecast", "forecast_asset")
-        if forecast_asset is None:
-            return None
+    def statuses(self, store=None) -> dict:
+        """Each asset's status: `twinlib.detect.asset_status`, called as the API calls it."""
+        from twinlib.detect import asset_status
+
+        rules = self.settings.file if self.settings is not None else None
+        return asset_status(store if store is not None else self.store, rules=rules)
+
+    def forecasts(self, store=None, assets: list | None = None) -> dict:
+        """Each asset's time-to-threshold forecasts (a list of per-signal dicts, `[]` when
+        nothing is degrading), from `forecast_asset` called as the API's `/forecast` calls it."""
+        from twinlib.models.forecast import forecast_asset
+
         store = store if store is not None else self.store
         if assets is None:
             assets = sorted(store.latest_per_asset())
         result = {}
         for asset_id in assets:
             try:
-                result[asset_id] = list(forecast_asset(store, asset_id))
+                as_of = store.newest_ts(asset_id)
+                thresholds = self.settings.thresholds(asset_id) if self.settings is not None else None
+                result[asset_id] = [] if as_of is None else list(
+                    forecast_asset(store, asset_id, now_ms=as_of, thresholds=thresholds))
             except Exception:
                 # One asset's failed forecast must not blank the fleet: its tile says so.
                 log.warning("forecast for %s failed", asset_id, exc_info=True)
         return result
 
-    def anomalies(self, reading, thresholds: dict | None = None) -> list[str]:
-        """The detection wing's messages for one reading (the newest of the selected asset);
-        `[]` when all is normal."""
-        detect_anomalies = _optional("twinlib.detect", "detect_anomalies")
-        if detect_anomalies is None or reading is None:
+    @staticmethod
+    def anomalies(reading, signals=()) -> list[str]:
+        """What is beyond its limits in one reading (the newest of the selected asset), one
+        message per signal (`⚠️ High temperature`, the seed's words for a pump); `[]` when all is
+        normal. `signals` are the asset's SignalViews (default: the pump's)."""
+        if reading is None:
             return []
-        frame = pd.DataFrame([reading.as_row() if hasattr(reading, "as_row") else dict(reading)])
-        all_normal = _optional("twinlib.detect", "ALL_NORMAL")
-        return [str(m) for m in detect_anomalies(frame, thresholds) if m != all_normal]
+        if not signals:
+            from twinlib.dashboard.signals import signal_views
+            from twinlib.kinds import builtin_kind
+
+            signals = signal_views(builtin_kind())
+        values = reading.values if hasattr(reading, "values") and isinstance(reading.values, dict) \
+            else dict(reading)
+        messages = []
+        for view in signals:
+            value = values.get(view.name)
+            level = view.level(value) if value is not None else ""
+            if level not in ("warning", "critical"):
+                continue
+            high = (view.warning_high is not None and value > view.warning_high) or \
+                (view.critical_high is not None and value > view.critical_high)
+            side = "High" if high else "Low"
+            label = view.label.lower() if view.label.istitle() else view.label
+            messages.append(f"⚠️ {side} {label}")
+        return messages
 
     def active_alarms(self) -> list[dict]:
         """Active alerts, newest first."""

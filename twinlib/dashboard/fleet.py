@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import ipywidgets as widgets
 from traitlets import List, Unicode, observe
 
@@ -42,31 +44,59 @@ class AssetTile(widgets.Button):
 
 
 class FleetOverview(widgets.Box):
-    """Tiles for every asset; `selected` holds the asset shown in detail."""
+    """Tiles for every asset, grouped under a heading per location when any asset has one
+    (`plant-1/line-2`; assets without one last, under "no location"); `selected` holds the asset
+    shown in detail."""
 
     selected = Unicode("")
-    assets = List()      # [{asset_id, level, values, forecast}]
+    assets = List()      # [{asset_id, level, values, forecast, location}]
+
+    NO_LOCATION = "no location"
 
     def __init__(self, **kwargs):
         self.tiles: dict[str, AssetTile] = {}
+        self.headings: dict[str, widgets.HTML] = {}
+        self._layout_key: tuple = ()
         super().__init__(**kwargs)
         self.add_class("twin-fleet")
 
     def _on_tile_click(self, tile: AssetTile) -> None:
         self.selected = tile.asset_id
 
+    def groups(self) -> list[tuple[str | None, list[str]]]:
+        """(location, asset ids) in the order shown: locations sorted, then assets without one."""
+        by_location: dict[str | None, list[str]] = {}
+        for info in self.assets:
+            by_location.setdefault(info.get("location") or None, []).append(info["asset_id"])
+        located = sorted(k for k in by_location if k is not None)
+        return [(k, by_location[k]) for k in located] + \
+            ([(None, by_location[None])] if None in by_location else [])
+
     @observe("assets", "selected")
     def _on_assets_change(self, change) -> None:
-        ids = [a["asset_id"] for a in self.assets]
-        if ids != list(self.tiles):
-            tiles = {}
-            for asset_id in ids:
-                tile = self.tiles.get(asset_id) or AssetTile(asset_id)
-                if asset_id not in self.tiles:
-                    tile.on_click(self._on_tile_click)
-                tiles[asset_id] = tile
-            self.tiles = tiles
-            self.children = list(tiles.values())
+        groups = self.groups()
+        key = tuple((loc, tuple(ids)) for loc, ids in groups)
+        if key != self._layout_key:
+            self._layout_key = key
+            tiles, headings, children = {}, {}, []
+            labelled = any(loc is not None for loc, _ in groups)
+            for location, ids in groups:
+                if labelled:
+                    name = location or self.NO_LOCATION
+                    heading = self.headings.get(name) or widgets.HTML()
+                    heading.value = html.escape(name)
+                    heading.add_class("twin-location")
+                    headings[name] = heading
+                    children.append(heading)
+                for asset_id in ids:
+                    tile = self.tiles.get(asset_id)
+                    if tile is None:
+                        tile = AssetTile(asset_id)
+                        tile.on_click(self._on_tile_click)
+                    tiles[asset_id] = tile
+                    children.append(tile)
+            self.tiles, self.headings = tiles, headings
+            self.children = children
         compact = len(self.assets) > theme.FLEET_FULL_TILES
         (self.add_class if compact else self.remove_class)("compact")
         for info in self.assets:

@@ -69,7 +69,7 @@ def describe_forecast(forecast, *, available: bool = True) -> str:
     if not items:
         return "⏱ no limit crossing ahead"
     first = min(items, key=lambda f: float(f["hours_to_threshold"]))
-    label = theme.SENSOR_LABELS.get(first.get("sensor", ""), str(first.get("sensor", ""))).lower()
+    label = str(first.get("sensor", "")).replace("_", " ")
     hours = max(0.0, float(first["hours_to_threshold"]))
     more = f" (+{len(items) - 1})" if len(items) > 1 else ""
     return f"⏱ {label} limit in {_duration(hours * 3600)}{more}"

@@ -7,13 +7,11 @@ import math
 
 import ipywidgets as widgets
 from traitlets import Dict, List, observe
+from traitlets import Tuple as TTuple
 
 from twinlib.dashboard import theme
 
 __all__ = ["RecentTable"]
-
-_SENSORS = ("temperature", "vibration", "pressure")
-
 
 def _fmt_time(ts_ms: int) -> str:
     from twinlib.timeutil import format_ts
@@ -22,46 +20,61 @@ def _fmt_time(ts_ms: int) -> str:
 
 
 class RecentTable(widgets.VBox):
-    """The newest `theme.TABLE_ROWS` readings, newest first; values over their limit in red."""
+    """The newest `theme.TABLE_ROWS` readings, newest first, one column per measured signal of
+    the asset's kind (header with its unit); values beyond a limit in red."""
 
     rows = List()              # Reading tuples (or dicts with the same fields), newest first
-    thresholds = Dict()
+    thresholds = Dict()        # signal -> high warning limit (overrides the views' own)
+    signals = TTuple()         # SignalView per column
 
-    def __init__(self, thresholds: dict, **kwargs):
+    def __init__(self, thresholds: dict | None = None, signals=None, **kwargs):
+        from twinlib.dashboard.signals import signal_views
+        from twinlib.kinds import builtin_kind
+
         self._body = widgets.HTML()
-        super().__init__(children=[self._body], thresholds=dict(thresholds), **kwargs)
+        views = tuple(signals) if signals is not None else signal_views(builtin_kind())
+        super().__init__(children=[self._body], thresholds=dict(thresholds or {}), signals=views,
+                         **kwargs)
         self.add_class("twin-panel")
         self.add_class("twin-table")
         self._render()
 
-    @observe("rows", "thresholds")
+    @observe("rows", "thresholds", "signals")
     def _on_rows_change(self, change) -> None:
+        (self.add_class if len(self.signals) > 4 else self.remove_class)("wide")
         self._render()
 
-    def _cell(self, sensor: str, value) -> str:
+    def _cell(self, view, value) -> str:
         if value is None or (isinstance(value, float) and not math.isfinite(value)):
             return "<td>—</td>"
-        limit = self.thresholds.get(sensor)
-        cls = ' class="over"' if limit is not None and value > limit else ""
-        return f"<td{cls}>{value:.{theme.SENSOR_DECIMALS.get(sensor, 2)}f}</td>"
+        if view.name in self.thresholds:
+            from dataclasses import replace
+
+            view = replace(view, warning_high=self.thresholds[view.name])
+        over = view.level(value) in ("warning", "critical")
+        cls = ' class="over"' if over else ""
+        return f"<td{cls}>{view.number(value)}</td>"
 
     def _render(self) -> None:
         def field(row, name):
-            return row[name] if isinstance(row, dict) else getattr(row, name)
+            if isinstance(row, dict):
+                return row.get(name)
+            if name in ("ts", "asset_id"):
+                return getattr(row, name)
+            values = getattr(row, "values", None)
+            return values.get(name) if isinstance(values, dict) else getattr(row, name, None)
 
-        head = "".join(
-            f"<th>{theme.SENSOR_LABELS[s]}{' (' + theme.SENSOR_UNITS[s] + ')' if theme.SENSOR_UNITS[s] else ''}</th>"
-            for s in _SENSORS
-        )
+        views = self.signals
+        head = "".join(f"<th>{html.escape(v.title)}</th>" for v in views)
         body = []
         for row in self.rows[: theme.TABLE_ROWS]:
-            cells = "".join(self._cell(s, field(row, s)) for s in _SENSORS)
+            cells = "".join(self._cell(v, field(row, v.name)) for v in views)
             body.append(f"<tr><td>{html.escape(_fmt_time(field(row, 'ts')))}</td>"
                         f"<td>{html.escape(str(field(row, 'asset_id')))}</td>{cells}</tr>")
         for _ in range(theme.TABLE_ROWS - len(body)):   # keep the height fixed while filling up
-            body.append("<tr>" + "<td>&nbsp;</td>" * (2 + len(_SENSORS)) + "</tr>")
+            body.append("<tr>" + "<td>&nbsp;</td>" * (2 + len(views)) + "</tr>")
         self._body.value = (
             f'<h3>Recent readings<span class="count">newest {theme.TABLE_ROWS}</span></h3>'
-            f"<table><thead><tr><th>Time (UTC)</th><th>Asset</th>{head}</tr></thead>"
-            f"<tbody>{''.join(body)}</tbody></table>"
+            f'<div class="scroll"><table><thead><tr><th>Time (UTC)</th><th>Asset</th>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table></div>"
         )

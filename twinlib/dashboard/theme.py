@@ -5,15 +5,13 @@ is one edit. Colours follow the original dashboard: a near-black page (#020617),
 headings and values, cyan (#2dd4bf) card borders.
 """
 
-from twinlib.config import UNITS
-
 __all__ = [
     "BACKGROUND", "SURFACE", "SURFACE_RAISED", "TEAL", "CYAN", "TEXT", "MUTED", "GRID",
     "OK", "WARNING", "CRITICAL", "STALE",
     "TITLE", "SUBTITLE", "REFRESH_INTERVAL_S", "STALE_AFTER_S", "HISTORY_REFRESH_S",
-    "FORECAST_REFRESH_S", "TABLE_ROWS", "FLEET_FULL_TILES", "ALARM_ROWS", "CURSOR_PAGE", "CURSOR_MAX_PAGES",
+    "FORECAST_REFRESH_S", "TABLE_ROWS", "TILE_VALUES", "FLEET_FULL_TILES", "ALARM_ROWS", "CURSOR_PAGE", "CURSOR_MAX_PAGES",
     "WINDOWS", "DEFAULT_WINDOW_S", "LIVE_WINDOW_MAX_S", "CHART_POINTS", "NICE_BUCKETS_S",
-    "SPARK_POINTS", "TREND_WINDOW_S", "BACKFILL_MAX_ROWS", "SENSOR_COLORS", "SENSOR_LABELS", "SENSOR_UNITS", "SENSOR_DECIMALS",
+    "SPARK_POINTS", "TREND_WINDOW_S", "BACKFILL_MAX_ROWS", "SIGNAL_PALETTE", "CHART_COLUMNS", "CHART_ROW_HEIGHT",
     "CHART_HEIGHT", "TIME_FORMAT", "DAY_TIME_FORMAT", "ACK_BY", "CSS",
 ]
 
@@ -33,7 +31,7 @@ STALE = "#64748b"
 
 # -- words -----------------------------------------------------------------------------------
 TITLE = "Equipment Digital Twin"
-SUBTITLE = "Fleet monitoring · temperature, vibration, pressure"
+SUBTITLE = "Fleet monitoring"
 ACK_BY = "dashboard"
 
 # -- rhythm ----------------------------------------------------------------------------------
@@ -47,6 +45,7 @@ BACKFILL_MAX_ROWS = 20_000   # readings of the selected asset kept for the live 
 
 # -- sizes -----------------------------------------------------------------------------------
 TABLE_ROWS = 5
+TILE_VALUES = 3               # newest values on a fleet tile (more signals: "+N")
 FLEET_FULL_TILES = 5          # more assets than this: one-line tiles, so the fleet row stays short
 ALARM_ROWS = 4
 SPARK_POINTS = 60
@@ -71,11 +70,14 @@ LIVE_WINDOW_MAX_S = 900
 CHART_POINTS = 300           # target buckets per downsampled chart
 NICE_BUCKETS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1_800, 3_600, 7_200, 21_600, 86_400)
 
-# -- sensors ---------------------------------------------------------------------------------
-SENSOR_LABELS = {"temperature": "Temperature", "vibration": "Vibration", "pressure": "Pressure"}
-SENSOR_UNITS = dict(UNITS)   # °C, g RMS, bar
-SENSOR_DECIMALS = {"temperature": 1, "vibration": 3, "pressure": 1}
-SENSOR_COLORS = {"temperature": TEAL, "vibration": "#38bdf8", "pressure": "#a78bfa"}
+# -- signals ---------------------------------------------------------------------------------
+# Line colours of an asset's measured signals, in its kind's order (a pump: temperature teal,
+# vibration sky, pressure violet, as the first release). Which signals exist comes from the kind
+# (`twinlib.dashboard.signals`), never from here.
+SIGNAL_PALETTE = (TEAL, "#38bdf8", "#a78bfa", "#f472b6", "#facc15", "#fb923c", "#4ade80", "#e879f9",
+                  "#60a5fa", "#2dd4bf")
+CHART_COLUMNS = 4            # more measured signals than 3: up to this many charts per row
+CHART_ROW_HEIGHT = "210px"   # chart height when the charts take more than one row
 
 # -- page CSS --------------------------------------------------------------------------------
 # Voilà's lab template pads the page and paints it white; the rules below make the whole page
@@ -124,6 +126,8 @@ body.jp-Notebook, .jp-Notebook {{ padding: 0 !important; }}
 
 /* fleet overview */
 .twin-fleet {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(230px, 1fr)); gap: 8px; }}
+.twin-fleet .twin-location {{ grid-column: 1 / -1; font-size: 11px; font-weight: 600; color: {CYAN};
+  letter-spacing: .4px; text-transform: uppercase; margin: 2px 0 -4px 0; }}
 .twin-dashboard .twin-asset {{ height: 58px; width: auto; margin: 0; padding: 4px 10px; text-align: left;
   white-space: pre-line; line-height: 16px; font-size: 12px; color: {TEXT};
   border-left: 4px solid {STALE}; overflow: hidden; }}
@@ -137,6 +141,11 @@ body.jp-Notebook, .jp-Notebook {{ padding: 0 !important; }}
 
 /* metric cards */
 .twin-cards {{ display: grid; grid-template-columns: repeat(4, minmax(0, 1fr)); gap: 10px; }}
+/* kinds with more signals: the cards wrap into rows of up to 5 (cols-N set by the dashboard) */
+.twin-cards.cols-5 {{ grid-template-columns: repeat(5, minmax(0, 1fr)); }}
+.twin-cards.many .twin-card {{ min-height: 92px; padding: 8px 12px; }}
+.twin-cards.many .twin-card .value {{ font-size: 24px; line-height: 30px; }}
+.twin-cards.many .twin-card .label {{ white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }}
 .twin-card {{ background: {SURFACE}; border: 1px solid {CYAN}; border-radius: 10px; padding: 10px 14px;
   min-height: 104px; box-sizing: border-box; overflow: hidden; }}
 .twin-card .widget-html, .twin-card .widget-html-content {{ width: 100%; min-width: 0; overflow: hidden; }}
@@ -158,6 +167,9 @@ body.jp-Notebook, .jp-Notebook {{ padding: 0 !important; }}
 
 /* charts */
 .twin-charts {{ display: grid; grid-template-columns: repeat(3, minmax(0, 1fr)); gap: 10px; }}
+.twin-charts.cols-1 {{ grid-template-columns: minmax(0, 1fr); }}
+.twin-charts.cols-2 {{ grid-template-columns: repeat(2, minmax(0, 1fr)); }}
+.twin-charts.cols-4 {{ grid-template-columns: repeat(4, minmax(0, 1fr)); }}
 .twin-chart {{ background: {SURFACE}; border: 1px solid {GRID}; border-radius: 10px; overflow: hidden; }}
 .twin-chart .bqplot {{ background: {SURFACE}; }}
 .twin-chart .bqplot .axis text, .twin-chart .bqplot .axislabel {{ fill: {MUTED} !important; font-size: 11px; }}
@@ -170,6 +182,10 @@ body.jp-Notebook, .jp-Notebook {{ padding: 0 !important; }}
   box-sizing: border-box; overflow: hidden; }}
 .twin-panel h3 {{ margin: 0 0 4px 0; font-size: 13px; color: {TEAL}; font-weight: 600; }}
 .twin-panel h3 .count {{ color: {MUTED}; font-weight: 500; margin-left: 6px; }}
+.twin-table .scroll {{ overflow-x: auto; }}
+/* a kind with many signals: the readings table takes the whole row, the alarms go below it */
+.twin-lower:has(.twin-table.wide) {{ grid-template-columns: minmax(0, 1fr); }}
+.twin-table.wide table {{ font-size: 11.5px; }} .twin-table.wide th, .twin-table.wide td {{ padding: 3px 5px; white-space: nowrap; }}
 .twin-table table {{ width: 100%; border-collapse: collapse; font-size: 12.5px; font-variant-numeric: tabular-nums; }}
 .twin-table th {{ text-align: right; color: {MUTED}; font-weight: 600; padding: 3px 8px; border-bottom: 1px solid {GRID}; }}
 .twin-table td {{ text-align: right; padding: 3px 8px; border-bottom: 1px solid {GRID}; color: {TEXT}; height: 18px; }}
@@ -191,8 +207,8 @@ body.jp-Notebook, .jp-Notebook {{ padding: 0 !important; }}
 
 /* narrower screens: fewer columns, the page may then scroll */
 @media (max-width: 1100px) {{
-  .twin-cards {{ grid-template-columns: repeat(2, minmax(0, 1fr)); }}
-  .twin-charts {{ grid-template-columns: minmax(0, 1fr); }}
+  .twin-cards, .twin-cards.cols-5 {{ grid-template-columns: repeat(2, minmax(0, 1fr)); }}
+  .twin-charts, .twin-charts.cols-2, .twin-charts.cols-4 {{ grid-template-columns: minmax(0, 1fr); }}
   .twin-lower {{ grid-template-columns: minmax(0, 1fr); }}
 }}
 @media (min-height: 1000px) {{

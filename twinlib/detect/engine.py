@@ -16,32 +16,41 @@ dashboard). Notifications are sent from the :class:`AlarmEvent` list the calls r
 
 With ``[rules] twin_train_hours`` set, the engine also runs the twin-residual rule: when an asset
 has that many hours of readings it fits a :class:`twinlib.twin.TwinModel` on them (kept in the
-meta table, ``detect.twin.<asset>``), then scores each new reading's residuals (with the
-operating state read from the store), so a leak or a failing cooler raises an alarm long before
-a fixed threshold would — and batch and live runs still agree, because the training window is
-fixed in data time.
+meta table, ``detect.twin.<asset>``, as JSON data: loading it runs no code), then scores each
+new reading's residuals (with the operating state read from the store), so a leak or a failing
+cooler raises an alarm long before a fixed threshold would — and batch and live runs still
+agree, because the training window is fixed in data time. A value that is not such JSON (the
+base64 pickle older versions wrote) is never unpickled: the twin is refitted on its window.
 
 :func:`asset_status` summarises the active alarms per asset for the API and the dashboard.
 """
 from __future__ import annotations
 
-import base64
+import contextlib
+import inspect
 import json
+import logging
 import math
-import pickle
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+
+import numpy as np
 
 from twinlib.timeutil import now_ms as _now_ms
 
 from .legacy import ALL_NORMAL
 from .rules import AssetRuleMachine, RuleBook, RuleSet, Transition
 
-__all__ = ["AlarmEngine", "AlarmEvent", "asset_status", "STATUS_ORDER"]
+__all__ = ["AlarmEngine", "AlarmEvent", "asset_status", "STATUS_ORDER", "twin_to_json",
+           "twin_from_json"]
 
 CURSOR_KEY = "detect.cursor"
 STATE_KEY = "detect.state"
-TWIN_KEY = "detect.twin."   # + asset id: the asset's fitted twin model (pickled, base64)
+MODEL_STATE_KEY = "detect.model_state"  # per asset and model rule: the rule's own typed state
+TWIN_KEY = "detect.twin."   # + asset id: the asset's fitted twin model (JSON, twin_to_json)
+TWIN_FORMAT = "twinlib.twin/1"
+
+log = logging.getLogger("twinlib.detect")
 #: Status words from best to worst (an asset's status is the worst that applies).
 STATUS_ORDER = ("normal", "warning", "stale", "critical")
 
@@ -62,6 +71,104 @@ class AlarmEvent:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+# -- the fitted twin as data -------------------------------------------------------------------
+# The meta table is not a trusted place (anyone who can write the database can write it), so
+# the twin is kept as plain JSON — numbers, strings, lists — and rebuilt by setting the learned
+# attributes of a new TwinModel. Loading it runs no code, unlike unpickling.
+def _to_data(value):
+    from twinlib.twin import TwinModel
+
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return {"__array__": value.tolist(), "dtype": str(value.dtype)}
+    if isinstance(value, tuple):
+        return {"__tuple__": [_to_data(v) for v in value]}
+    if isinstance(value, list):
+        return [_to_data(v) for v in value]
+    if isinstance(value, Mapping):
+        return {"__map__": [[_to_data(k), _to_data(v)] for k, v in value.items()]}
+    if isinstance(value, TwinModel):
+        return {"__twin__": _twin_data(value)}
+    raise TypeError(f"cannot store a {type(value).__name__} in the twin's JSON")
+
+
+def _from_data(value):
+    if value is None or isinstance(value, (bool, str, int, float)):
+        return value
+    if isinstance(value, list):
+        return [_from_data(v) for v in value]
+    if isinstance(value, dict) and len(value) in (1, 2):
+        if "__array__" in value:
+            dtype = np.dtype(value.get("dtype", "float64"))
+            if dtype.kind not in "fiub":
+                raise ValueError(f"twin JSON: array of {dtype} refused")
+            return np.asarray(value["__array__"], dtype=dtype)
+        if "__tuple__" in value:
+            return tuple(_from_data(v) for v in value["__tuple__"])
+        if "__map__" in value:
+            return {_hashable(_from_data(k)): _from_data(v) for k, v in value["__map__"]}
+        if "__twin__" in value:
+            return _twin_from_data(value["__twin__"])
+    raise ValueError(f"twin JSON: unexpected value {str(value)[:60]}")
+
+
+def _hashable(key):
+    if isinstance(key, list):
+        return tuple(key)
+    return key
+
+
+def _twin_data(model) -> dict:
+    params = {name: _to_data(getattr(model, name))
+              for name in inspect.signature(type(model).__init__).parameters if name != "self"}
+    learned = {name: _to_data(value) for name, value in vars(model).items()
+               if name.endswith("_") and not name.startswith("_")}
+    return {"params": params, "learned": learned}
+
+
+def _twin_from_data(data) -> "object":
+    from twinlib.twin import TwinModel
+
+    if not isinstance(data, dict) or not isinstance(data.get("params"), dict) \
+            or not isinstance(data.get("learned"), dict):
+        raise ValueError("twin JSON: needs params and learned")
+    allowed = set(inspect.signature(TwinModel.__init__).parameters) - {"self"}
+    params = {k: _from_data(v) for k, v in data["params"].items()}
+    unknown = set(params) - allowed
+    if unknown:
+        raise ValueError(f"twin JSON: unknown parameters {sorted(unknown)}")
+    model = TwinModel(**params)
+    for name, value in data["learned"].items():
+        if not (isinstance(name, str) and name.isidentifier() and name.endswith("_")
+                and not name.startswith("_")):
+            raise ValueError(f"twin JSON: {name!r} is not a learned attribute")
+        setattr(model, name, _from_data(value))
+    return model
+
+
+def twin_to_json(model) -> str:
+    """A fitted :class:`~twinlib.twin.TwinModel` as JSON text (what ``detect.twin.<asset>``
+    holds); :func:`twin_from_json` rebuilds an identical model without running any code."""
+    return json.dumps({"format": TWIN_FORMAT, **_twin_data(model)}, separators=(",", ":"))
+
+
+def twin_from_json(text: str):
+    """The model :func:`twin_to_json` wrote; ``ValueError`` for anything else (a pickle from an
+    older twinlib included)."""
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"not twin JSON ({exc.__class__.__name__})") from None
+    if not isinstance(data, dict) or data.get("format") != TWIN_FORMAT:
+        raise ValueError(f"not twin JSON of format {TWIN_FORMAT}")
+    return _twin_from_data(data)
 
 
 class _SameRules:
@@ -94,13 +201,20 @@ class AlarmEngine:
     None for the defaults. ``chunk`` readings are handled per transaction.
     """
 
-    def __init__(self, store, rules=None, *, chunk: int = 10_000):
+    def __init__(self, store, rules=None, *, chunk: int = 10_000, model_rules=()):
         if chunk < 1:
             raise ValueError("chunk must be at least 1")
         self.store = store
         self.rules = _rulebook(rules)
         self.chunk = int(chunk)
         self.twins: dict = {}
+        #: Called with each chunk's events inside the chunk's transaction, before the commit
+        #: (the monitor writes the notification outbox here: alarm and notification together).
+        self.on_events = None
+        # Rules with the ``step(state, reading) -> transitions`` contract (e.g. the fault-model
+        # rule of twinlib.models): ``name``, ``new_state()``, ``state_from_dict(d)``,
+        # ``prepare(store, rows) -> {reading id: extra reading fields}``.
+        self.model_rules = tuple(model_rules)
         self._load()
 
     # -- persisted state -------------------------------------------------------------------
@@ -119,7 +233,24 @@ class AlarmEngine:
                     del m.active[rule]
                 else:
                     m.active[rule]["id"] = row["id"]
+        raw = self.store.get_meta(MODEL_STATE_KEY) if self.model_rules else None
+        saved = json.loads(raw) if raw else {}
+        self.model_states: dict[str, dict] = {}
+        for a, per_rule in saved.items():
+            for rule in self.model_rules:
+                if rule.name in per_rule:
+                    st = rule.state_from_dict(per_rule[rule.name])
+                    row = active.get((a, rule.name))
+                    if getattr(st, "active", None) is not None:
+                        if row is None:
+                            st.active = None
+                        else:
+                            st.active["id"] = row["id"]
+                    self.model_states.setdefault(a, {})[rule.name] = st
+        model_names = {r.name for r in self.model_rules}
         for (a, rule), row in active.items():
+            if rule in model_names:
+                continue
             m = self._machine(a)
             if rule not in m.active:       # state lost (or an older engine): adopt the row
                 m.active[rule] = {"id": row["id"], "severity": row["severity"],
@@ -127,31 +258,67 @@ class AlarmEngine:
                                   "peak": row["peak_value"], "count": row["trigger_count"],
                                   "sensor": row["sensor"], "message": row["message"]}
 
+    @contextlib.contextmanager
+    def _rolled_back(self):
+        """If the transaction fails, forget the in-memory state it changed (cursor, rule
+        machines): the store rolled back, and the next call must start from what it holds."""
+        try:
+            yield
+        except BaseException:
+            self.cursor = -1          # forces a reload from the store, even if this one fails
+            self.twins = {}
+            try:
+                self._load()
+            except Exception:
+                pass
+            raise
+
     def _save(self) -> None:
         self.store.set_meta(CURSOR_KEY, str(self.cursor))
         self.store.set_meta(STATE_KEY, json.dumps({a: m.to_state() for a, m in self.machines.items()},
                                                   separators=(",", ":")))
+        if self.model_rules:
+            self.store.set_meta(MODEL_STATE_KEY, json.dumps(
+                {a: {n: st.to_dict() for n, st in per.items()} for a, per in self.model_states.items()},
+                separators=(",", ":")))
 
     # -- the twin-residual rule -------------------------------------------------------------
-    def _twin_model(self, asset_id: str):
+    def _twin_model(self, m: AssetRuleMachine):
+        asset_id = m.asset_id
         if asset_id not in self.twins:
             raw = self.store.get_meta(TWIN_KEY + asset_id)
-            # written by this engine into the user's own database (trusted, like a model file)
-            self.twins[asset_id] = pickle.loads(base64.b64decode(raw)) if raw else None
+            model = None
+            if raw:
+                try:
+                    model = twin_from_json(raw)
+                except ValueError as exc:
+                    # e.g. the base64 pickle older versions wrote: never unpickled (it could run
+                    # any code); the fit is seeded on a fixed data window, so a refit rebuilds it
+                    log.warning("%s%s: stored twin model not used (%s); refitting it from its "
+                                "training window", TWIN_KEY, asset_id, exc)
+            if model is None:
+                model, _ = self._fit_model(asset_id, m.twin["first_ts"], m.twin["train_end"])
+                self.store.set_meta(TWIN_KEY + asset_id, twin_to_json(model))
+            self.twins[asset_id] = model
         return self.twins[asset_id]
 
-    def _fit_twin(self, m: AssetRuleMachine, rule) -> None:
-        """Fit the asset's twin on its first ``train_hours`` and warm its filters on them."""
+    def _fit_model(self, asset_id: str, start: int, end: int):
+        """The asset's twin fitted on its readings in ``[start, end]``; (model, the readings)."""
         from twinlib.twin import TwinModel
 
-        info = m.twin
-        end = info["first_ts"] + int(rule.train_hours * 3_600_000)
-        hist = self.store.window(info["first_ts"], end, asset=m.asset_id)
+        hist = self.store.window(start, end, asset=asset_id)
         # with an operating state to explain them, each sensor is modelled from the state alone,
         # so a leak shows in pressure and is not echoed into the sensors modelled from pressure
         has_state = any(c in hist and hist[c].notna().any() for c in ("load", "speed"))
+        model = TwinModel(per_asset=False, seed=0, use_other_sensors=not has_state).fit(hist)
+        return model, hist
+
+    def _fit_twin(self, m: AssetRuleMachine, rule) -> None:
+        """Fit the asset's twin on its first ``train_hours`` and warm its filters on them."""
+        info = m.twin
+        end = info["first_ts"] + int(rule.train_hours * 3_600_000)
         try:
-            model = TwinModel(per_asset=False, seed=0, use_other_sensors=not has_state).fit(hist)
+            model, hist = self._fit_model(m.asset_id, info["first_ts"], end)
         except ValueError as exc:  # e.g. no healthy rows: say why, do not retry every reading
             info["status"] = f"not fitted: {exc}"
             return
@@ -161,7 +328,7 @@ class AlarmEngine:
             self._twin_step(model, rule, x, mem, sm)
         info.update(status="fitted", train_end=end, mem=mem, sm=sm)
         self.twins[m.asset_id] = model
-        self.store.set_meta(TWIN_KEY + m.asset_id, base64.b64encode(pickle.dumps(model)).decode())
+        self.store.set_meta(TWIN_KEY + m.asset_id, twin_to_json(model))
 
     @staticmethod
     def _twin_step(model, rule, x: Mapping, mem: dict, sm: dict) -> tuple[float, str]:
@@ -189,7 +356,7 @@ class AlarmEngine:
             self._fit_twin(m, rule)
         if info.get("status") != "fitted" or r.ts <= info["train_end"]:
             return {}
-        model = self._twin_model(m.asset_id)
+        model = self._twin_model(m)
         load, speed, ambient = state_cols.get(r.id, (None, None, None))
         x = {"ts": r.ts, "temperature": r.temperature, "vibration": r.vibration,
              "pressure": r.pressure, "load": load, "speed": speed, "ambient": ambient}
@@ -238,15 +405,28 @@ class AlarmEngine:
                                     trigger_count=a["count"])
 
     # -- public ----------------------------------------------------------------------------
-    def process_new(self, max_readings: int | None = None) -> list[AlarmEvent]:
-        """Check every reading stored since the last call; returns the alarm events, in order."""
+    def behind(self) -> bool:
+        """Whether readings are stored that the engine has not checked yet."""
+        return self.store.max_id() > self.cursor
+
+    def process_new(self, max_readings: int | None = None, *, stop=None) -> list[AlarmEvent]:
+        """Check the readings stored since the last call; returns the alarm events, in order.
+
+        ``max_readings`` bounds the work of one call (the rest waits for the next call, behind
+        the persisted cursor); ``stop`` (a ``threading.Event`` or a callable) ends it early
+        between chunks. Each chunk is one transaction, so stopping never leaves half a chunk.
+        """
         events: list[AlarmEvent] = []
         if self.store.max_id() <= self.cursor:
             return events                 # idle tick: no write lock taken
+        stopped = (stop.is_set if hasattr(stop, "is_set") else stop) or (lambda: False)
         done = 0
         while max_readings is None or done < max_readings:
+            if done and stopped():
+                break
             n = self.chunk if max_readings is None else min(self.chunk, max_readings - done)
-            with self.store.transaction():
+            first = len(events)
+            with self._rolled_back(), self.store.transaction():
                 stored = int(self.store.get_meta(CURSOR_KEY, "0") or 0)
                 if stored != self.cursor:   # another engine moved on: continue from its state
                     self._load()
@@ -256,6 +436,7 @@ class AlarmEngine:
                     break
                 dirty: dict = {}
                 state_cols = self._state_columns(rows)
+                prepared = {rule.name: rule.prepare(self.store, rows) for rule in self.model_rules}
                 for r in rows:
                     m = self._machine(r.asset_id)
                     values = {"temperature": r.temperature, "vibration": r.vibration,
@@ -264,11 +445,20 @@ class AlarmEngine:
                     if twin_rule is not None:
                         values.update(self._twin_value(m, twin_rule, r, state_cols))
                     trans = m.step(r.ts, values)
+                    for rule in self.model_rules:
+                        per = self.model_states.setdefault(r.asset_id, {})
+                        st = per.get(rule.name)
+                        if st is None:
+                            st = per[rule.name] = rule.new_state()
+                        extra = prepared[rule.name].get(r.id) or {}
+                        trans += rule.step(st, {"ts": r.ts, "asset_id": r.asset_id, **values, **extra})
                     if trans:
                         self._apply(r.asset_id, trans, events, dirty)
                 self._flush(dirty)
                 self.cursor = rows[-1].id
                 self._save()
+                if self.on_events is not None and len(events) > first:
+                    self.on_events(events[first:])
             done += len(rows)
             if len(rows) < n:
                 break
@@ -286,13 +476,15 @@ class AlarmEngine:
         """Raise a stale-data alarm for every asset silent for longer than its limit."""
         now = _now_ms() if now_ms is None else int(now_ms)
         events: list[AlarmEvent] = []
-        with self.store.transaction():
+        with self._rolled_back(), self.store.transaction():
             for a, m in self.machines.items():
                 trans = m.check_stale(now)
                 if trans:
                     self._apply(a, trans, events, {})
             if events:
                 self._save()
+                if self.on_events is not None:
+                    self.on_events(events)
         return events
 
 
@@ -309,6 +501,10 @@ def asset_status(store, now_ms: int | None = None, rules=None) -> dict[str, dict
     """
     book = _rulebook(rules)
     latest = store.latest_per_asset()
+    gaps = None
+    if now_ms is not None:
+        raw = store.get_meta(STATE_KEY)
+        gaps = {a: st.get("gaps") for a, st in json.loads(raw).items()} if raw else {}
     assets = set(latest) | {a["asset_id"] for a in store.assets(counts=False)}
     by_asset: dict[str, list[dict]] = {}
     for row in store.active_alerts():
@@ -325,8 +521,10 @@ def asset_status(store, now_ms: int | None = None, rules=None) -> dict[str, dict
         stale_rule = book.for_asset(a).stale
         if now_ms is not None and stale_rule is not None and not any(r["rule"] == "stale" for r in rows):
             last = latest.get(a)
-            if last is None or int(now_ms) - int(last.ts) > stale_rule.after_s * 1000:
-                msgs.append(stale_rule.message(a, last.ts) if last is not None
+            # the limit learned from the asset's cadence, as the engine last saw it
+            limit = stale_rule.limit_ms((gaps or {}).get(a))
+            if last is None or int(now_ms) - int(last.ts) > limit:
+                msgs.append(stale_rule.message(a, last.ts, limit) if last is not None
                             else f"⚠️ No data from {a} yet")
                 status = max(status, "stale", key=STATUS_ORDER.index)
         out[a] = {"status": status, "messages": msgs or [ALL_NORMAL]}

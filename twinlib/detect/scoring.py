@@ -25,7 +25,7 @@ from twinlib.config import SENSORS
 from .detectors import DETECTORS, Detector
 from .rules import AssetRuleMachine, RuleBook, RuleSet
 
-__all__ = ["confusion", "outlier_metrics", "runs", "fault_truth", "evaluate_alarms",
+__all__ = ["confusion", "outlier_metrics", "runs", "alarm_lifecycle", "fault_truth", "evaluate_alarms",
            "score_by_asset", "rule_predictions", "threshold_predictions", "compare_on_fleet",
            "default_fleet_detectors", "format_comparison"]
 
@@ -62,6 +62,41 @@ def runs(mask) -> tuple[np.ndarray, np.ndarray]:
     m = np.asarray(mask, dtype=bool).astype(np.int8)
     d = np.diff(np.r_[0, m, 0])
     return np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+
+
+def alarm_lifecycle(flags, hold: int = 3, clear: int = 30) -> np.ndarray:
+    """Rows during which an alarm is active, from a detector's per-row flags (one asset, in order).
+
+    The same lifecycle as the alarm rules: an alarm is raised when ``hold`` consecutive rows are
+    flagged (active from the first of them) and cleared after ``clear`` consecutive unflagged
+    rows (inactive from the first of those). Why: operators see alarms, not flagged rows; one
+    flagged row is not an alarm, and a flag that flickers is one alarm, not ten.
+    """
+    f = np.asarray(flags, dtype=bool)
+    out = np.zeros(f.size, dtype=bool)
+    if hold < 1 or clear < 1:
+        raise ValueError("hold and clear must be at least 1")
+    active = False
+    run_on = run_off = 0
+    for i, v in enumerate(f):
+        if v:
+            run_on += 1
+            run_off = 0
+            if not active and run_on >= hold:
+                active = True
+                out[i - hold + 1:i + 1] = True
+            elif active:
+                out[i] = True
+        else:
+            run_on = 0
+            if active:
+                run_off += 1
+                if run_off >= clear:
+                    active = False
+                    out[i - clear + 1:i + 1] = False
+                else:
+                    out[i] = True
+    return out
 
 
 def fault_truth(labels) -> np.ndarray:
@@ -244,10 +279,14 @@ def default_fleet_detectors(seed: int = 0) -> dict[str, Detector]:
 
 
 def compare_on_fleet(df: pd.DataFrame, detectors: Mapping[str, Detector] | None = None, *,
-                     train_hours: float = 6.0, rules=None) -> pd.DataFrame:
+                     train_hours: float = 6.0, rules=None, hold: int | None = 3,
+                     clear: int = 30) -> pd.DataFrame:
     """Rules and detectors side by side on labelled fleet data (one row per method).
 
-    Every method is scored on the rows after each asset's first ``train_hours``.
+    Every method is scored on the rows after each asset's first ``train_hours``. Detector flags
+    pass through :func:`alarm_lifecycle` (``hold``/``clear`` readings, the alarm rules' own
+    defaults) per asset, so detectors and rules are counted as the alarms people would see;
+    ``hold=None`` scores the raw flags.
     """
     if "label" not in df.columns:
         raise ValueError("compare_on_fleet needs labelled data (a 'label' column)")
@@ -261,8 +300,13 @@ def compare_on_fleet(df: pd.DataFrame, detectors: Mapping[str, Detector] | None 
         raise ValueError(f"no rows after the first {train_hours} h of each asset to test on")
     preds = {"seed thresholds": threshold_predictions(df),
              "alarm rules": rule_predictions(df, rules)}
+    order = _asset_order(df, t)
     for name, det in (detectors if detectors is not None else default_fleet_detectors()).items():
-        preds[name] = score_by_asset(det, df, train_mask)[1]
+        flags = score_by_asset(det, df, train_mask)[1]
+        if hold is not None:
+            for idx in order:
+                flags[idx] = alarm_lifecycle(flags[idx], hold, clear)
+        preds[name] = flags
     tdf = df[test].reset_index(drop=True)
     rows = []
     for name, p in preds.items():

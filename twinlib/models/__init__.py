@@ -5,9 +5,12 @@ How the parts fit:
 * :mod:`~twinlib.models.features` turns raw readings into causal rolling features per asset and
   sensor (level, spread, change, slope, jumps, flat-lining, and residuals from the
   :class:`twinlib.twin.TwinModel` fitted on healthy training rows).
+* :mod:`~twinlib.models.labels` — the classes (healthy, bearing_wear, cooling_failure,
+  blockage, leak, sensor_stuck, sensor_spike, sensor_drift) and the ``recovery`` rows after a
+  fault, which are neither learned from nor scored.
 * :mod:`~twinlib.models.classifiers` — :class:`FaultClassifier` (RandomForest ``"rf"`` or
-  XGBoost ``"xgb"``) names each reading's fault class: healthy, bearing_wear, cooling_failure,
-  blockage, leak, sensor_fault.
+  XGBoost ``"xgb"``) names each reading's fault class (class weights for rare faults; a user's
+  own label column names its own classes).
 * :mod:`~twinlib.models.train` splits history into training assets/times and held-out
   assets/times (no leakage), adds a simulated fault library when the stored history lacks
   fault classes, trains, and saves ``models/fault_detection_{rf,xgb}.pkl``.
@@ -18,6 +21,12 @@ How the parts fit:
   range (the API and the dashboard call it); no trained model is needed.
 * :mod:`~twinlib.models.evaluate` scores classifiers held out (macro-F1, per-class scores,
   confusion matrix) and forecasts against known failure times (error vs lead time).
+* :mod:`~twinlib.models.random_eval` — the evaluation that cannot flatter: random-schedule
+  fleets over several seeds, alarms as used (lead before the threshold alarm, false alarms per
+  pump-day), the simple rules as the baseline, reliability of the probabilities.
+* :mod:`~twinlib.models.alarm_rule` — :class:`FaultModelRule`: the model behind the rules, an
+  alarm only when a fault class stays likely for a hold time (``step(state, reading)``);
+  :mod:`~twinlib.models.scoring` feeds it probabilities inside the alarm engine.
 * :mod:`~twinlib.models.pipeline` holds the one-call steps the notebooks and ``twin train`` /
   ``twin evaluate`` share; :mod:`~twinlib.models.notebooks` runs the notebooks with papermill;
   :mod:`~twinlib.models.figures` draws the report figures headless.
@@ -51,6 +60,10 @@ __all__ = [
     "train_models",
     "split_history",
     "evaluate_models",
+    "evaluate_random",
+    "FaultModelRule",
+    "FaultRuleSettings",
+    "ModelScorer",
     "run_notebooks",
 ]
 
@@ -62,6 +75,8 @@ _LAZY = {
     "ModelVersionWarning": "cards",
     "train_models": "train", "split_history": "train",
     "evaluate_models": "evaluate", "run_notebooks": "notebooks",
+    "evaluate_random": "random_eval", "FaultModelRule": "alarm_rule",
+    "FaultRuleSettings": "alarm_rule", "ModelScorer": "scoring",
 }
 
 

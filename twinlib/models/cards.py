@@ -4,10 +4,11 @@ A model file ``fault_detection_rf.pkl`` sits beside its card ``fault_detection_r
 (features, classes, metrics, training-data fingerprint, library versions, creation time, split,
 SHA-256 of the model file). Unpickling runs code, so :func:`load_model` reads the bytes once,
 checks their SHA-256 against the card *before* unpickling, and refuses a file whose card is missing
-(unknown file) or whose hash differs (modified file). A model built with another feature set is
-refused, and so is one whose feature code (``features.py``, ``twin.py``) has changed since (its
-pickled twin and feature builder would compute something else); one saved under other library
-versions triggers :class:`ModelVersionWarning` (or is refused with ``strict=True``).
+(unknown file) or whose hash differs (modified file), and a card written for another file name or
+model kind (a model and card pair copied over another kind's names). A model built with another
+feature set is refused, and so is one whose feature code (``features.py``, ``twin.py``) has
+changed since (its pickled twin and feature builder would compute something else); one saved
+under other library versions triggers :class:`ModelVersionWarning` (or is refused with ``strict=True``).
 
 The card is a checksum, not a signature: someone who can rewrite both files can replace both.
 Keep the models directory writable only by the account that trains.
@@ -159,6 +160,19 @@ def save_model(model, path: str | os.PathLike, card: dict) -> dict:
     return full
 
 
+def record_evaluation(model_path: str | os.PathLike, evaluation: dict) -> dict:
+    """Write ``evaluation`` (figures measured after training) into the card of ``model_path``.
+
+    The card's ``sha256`` is that of the model file, which this does not touch, so the model
+    still loads; the training facts are left as they were.
+    """
+    card = read_card(model_path)
+    card["evaluation"] = evaluation
+    _atomic_write(card_path(model_path),
+                  (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
+    return card
+
+
 def read_card(model_path: str | os.PathLike) -> dict:
     """The parsed card of ``model_path``; :class:`UnknownModelError` when absent or unreadable."""
     cpath = card_path(model_path)
@@ -241,10 +255,33 @@ def load_model(model_path: str | os.PathLike, *, strict: bool = False):
             f"{path}: SHA-256 {digest[:16]}… differs from its card ({card['sha256'][:16]}…); the "
             "file was modified after training — refusing to unpickle it"
         )
+    _check_identity(card, path)
     _check_features(card, path)
     _check_versions(card, path, strict)
     # Unpickle the very bytes that were hashed, so the file cannot change in between.
     model = joblib.load(io.BytesIO(data))
     if list(getattr(model, "feature_names_", [])) != card.get("features"):
         raise ModelMismatchError(f"{path}: the model's features differ from its card's")
+    kind = getattr(model, "kind", None)
+    if card.get("kind") is not None and kind is not None and kind != card["kind"]:
+        raise ModelMismatchError(f"{path}: the model is a {kind!r} model, its card says "
+                                 f"{card['kind']!r}")
     return model, card
+
+
+def _check_identity(card: dict, path: Path) -> None:
+    """The card must describe *this* file: a model and card copied over another kind's names
+    (say the XGBoost pair renamed to the RandomForest's) hash correctly but are the wrong
+    model."""
+    if card.get("model_file") != path.name:
+        raise ModelMismatchError(
+            f"{path}: its card was written for {card.get('model_file')!r}, not {path.name!r} "
+            "(files swapped or renamed?) — refusing it; retrain with `twin train`")
+    from twinlib.models.classifiers import MODEL_KINDS
+
+    stem = path.name[:-4] if path.name.endswith(".pkl") else path.name
+    expected = {s: k for k, s in MODEL_KINDS.items()}.get(stem)
+    if expected is not None and card.get("kind") is not None and card["kind"] != expected:
+        raise ModelMismatchError(
+            f"{path}: the file name says a {expected!r} model, its card says {card['kind']!r} "
+            "— refusing it; retrain with `twin train`")

@@ -10,25 +10,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from twinlib.models.features import FeatureBuilder, FeatureSpec
-from twinlib.simulate import FAULT_CLASSES, fault_class
+from twinlib.models.features import FeatureBuilder
+from twinlib.models.labels import CLASSES, RECOVERY, class_labels
 
-__all__ = ["CLASSES", "MODEL_KINDS", "FaultClassifier", "class_labels"]
+__all__ = ["CLASSES", "MODEL_KINDS", "FaultClassifier", "class_labels", "CLASS_WEIGHTS"]
 
-#: Every class a fault classifier can name, in report order.
-CLASSES = FAULT_CLASSES
+#: Accepted ``class_weight`` words: "balanced" (inverse frequency, the default) or "none".
+CLASS_WEIGHTS = ("balanced", "none")
 
 #: Model kind → file stem under the models directory.
 MODEL_KINDS = {"rf": "fault_detection_rf", "xgb": "fault_detection_xgb"}
-
-
-def class_labels(labels: pd.Series) -> np.ndarray:
-    """Map simulator labels to classifier classes (sensor kinds → ``sensor_fault``)."""
-    mapped = np.asarray([fault_class(v) for v in labels.fillna("healthy").to_numpy()], dtype=object)
-    unknown = sorted(set(mapped) - set(CLASSES))
-    if unknown:
-        raise ValueError(f"labels outside the classifier classes: {unknown}")
-    return mapped.astype(str)
 
 
 class FaultClassifier:
@@ -39,13 +30,18 @@ class FaultClassifier:
     the full history), then an even stride per asset and class keeps the cap — neighbouring
     one-second readings are nearly duplicates, so the stride loses little — with the budget
     shared between classes so rare faults keep more of their rows. Classes are then weighted
-    inversely to their frequency because healthy readings still dominate. ``n_jobs=None``
-    uses two threads for the forest and one for XGBoost (see ``_estimator``).
+    inversely to their frequency because healthy readings still dominate (``class_weight``:
+    ``"balanced"``, ``"none"``, or a mapping class → extra weight multiplied in, to favour a
+    rare fault). ``n_jobs=None`` uses two threads for the forest and one for XGBoost (see
+    ``_estimator``). ``classes`` lists the labels the classifier may learn (default: the
+    simulator's classes; ``None``: whatever the label column holds). Rows labelled
+    ``recovery`` are never learned from.
     """
 
     def __init__(self, kind: str = "rf", *, seed: int = 0, window_s: int = 300,
-                 long_window_s: int = 1800, baseline_s: int = 21600, max_train_rows: int = 30_000,
-                 n_jobs: int | None = None):
+                 long_window_s: int = 1800, baseline_s: int = 21600, max_train_rows: int = 60_000,
+                 n_jobs: int | None = None, class_weight="balanced", classes=CLASSES,
+                 sensors=None, state=None):
         self.kind = kind
         self.seed = seed
         self.window_s = window_s
@@ -53,6 +49,10 @@ class FaultClassifier:
         self.baseline_s = baseline_s
         self.max_train_rows = max_train_rows
         self.n_jobs = n_jobs
+        self.class_weight = class_weight
+        self.classes = classes
+        self.sensors = sensors
+        self.state = state
 
     def _estimator(self):
         if self.kind == "rf":
@@ -60,7 +60,7 @@ class FaultClassifier:
 
             return RandomForestClassifier(
                 n_estimators=100, min_samples_leaf=5, max_features="sqrt", max_samples=0.5,
-                class_weight="balanced_subsample", n_jobs=self.n_jobs or 2, random_state=self.seed,
+                n_jobs=self.n_jobs or 2, random_state=self.seed,
             )
         if self.kind == "xgb":
             from xgboost import XGBClassifier
@@ -87,36 +87,57 @@ class FaultClassifier:
         estimator = self._estimator()  # fail fast on a bad kind
         if builder is None:
             builder = FeatureBuilder(self.window_s, self.long_window_s, self.baseline_s,
-                                     seed=self.seed).fit(readings)
+                                     seed=self.seed, sensors=self.sensors,
+                                     state=self.state).fit(readings)
             features = None
-        if builder.spec != FeatureSpec(self.window_s, self.long_window_s, self.baseline_s):
+        spec = builder.spec
+        if (spec.window_s, spec.long_window_s, spec.baseline_s) != (
+                self.window_s, self.long_window_s, self.baseline_s):
             raise ValueError("the feature builder's windows differ from the classifier's")
         self.builder_ = builder
         X = builder.transform(readings) if features is None else features
         if len(X) != len(readings):
             raise ValueError("features and readings differ in length")
-        labelled = readings["label"].notna().to_numpy()
-        X, y = X[labelled], class_labels(readings["label"][labelled])
+        labelled = (readings["label"].notna().to_numpy()
+                    & (readings["label"].astype(str) != RECOVERY).to_numpy())
+        X, y = X[labelled], class_labels(readings["label"][labelled], self.classes)
         self.source_class_counts_ = {c: int(n) for c, n in zip(*np.unique(y, return_counts=True))}
         keep = _stride_rows(readings[labelled], y, self.max_train_rows)
         X, y = X.iloc[keep], y[keep]
-        self.classes_ = np.array([c for c in CLASSES if c in set(y)])
+        order = list(self.classes) if self.classes is not None else []
+        order += sorted(set(y) - set(order))
+        self.classes_ = np.array([c for c in order if c in set(y)])
         if len(self.classes_) < 2:
             raise ValueError(f"training data has a single class {list(self.classes_)}; "
                              "simulate more hours or a higher fault rate")
         index = {c: i for i, c in enumerate(self.classes_)}
         codes = np.fromiter((index[c] for c in y), dtype="int64", count=len(y))
-        weights = _balanced_weights(codes, len(self.classes_))
-        if self.kind == "rf":
-            estimator.fit(X.to_numpy(), codes)
-        else:
-            estimator.fit(X.to_numpy(), codes, sample_weight=weights)
+        weights = self._weights(codes)
+        estimator.fit(X.to_numpy(), codes, sample_weight=weights)
         self.estimator_ = estimator
         self.feature_names_ = list(self.builder_.feature_names_)
         self.n_train_rows_ = int(len(y))
         self.n_source_rows_ = int(labelled.sum())
         self.train_class_counts_ = {c: int((y == c).sum()) for c in self.classes_}
         return self
+
+    def _weights(self, codes: np.ndarray) -> np.ndarray:
+        cw = self.class_weight
+        if cw is None or cw == "none":
+            weights = np.ones(len(codes))
+        elif cw == "balanced" or isinstance(cw, dict):
+            weights = _balanced_weights(codes, len(self.classes_))
+        else:
+            raise ValueError(f"class_weight must be 'balanced', 'none' or a mapping, not {cw!r}")
+        if isinstance(cw, dict):
+            unknown = sorted(set(cw) - set(self.classes_))
+            if unknown:
+                raise ValueError(f"class_weight names classes not in the training data: {unknown}")
+            extra = np.array([float(cw.get(c, 1.0)) for c in self.classes_])
+            if (extra <= 0).any():
+                raise ValueError("class weights must be positive")
+            weights = weights * extra[codes]
+        return weights
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "estimator_"):

@@ -2,27 +2,40 @@
 
 Every feature at a reading is computed from that reading and the readings of the same asset
 before it (trailing, right-closed time windows), never from later ones, so the features a live
-system computes equal the ones used in training. Per sensor:
+system computes equal the ones used in training. Per sensor (names from ``sensors``, by default
+the pump's; the operating-state columns come from ``state``):
 
 * ``<sensor>_spread``  standard deviation over the short window;
 * ``<sensor>_delta``   short-window mean minus long-window mean (a recent change);
 * ``<sensor>_slope``   least-squares slope over the long window, units per hour;
 * ``<sensor>_jump``    largest step between consecutive readings in the short window (spikes);
 * ``<sensor>_flat``    fraction of unchanged consecutive readings in the short window (stuck);
+* ``<sensor>_flat_run`` seconds since the value last changed (the flat-line rule's evidence),
+  capped at the long window;
+* ``<sensor>_jump_ratio`` the short window's largest step over the long window's mean step
+  (the jump rule's evidence, relative to the sensor's own noise);
 * ``<sensor>_residual_slope`` slope of (observed - twin expectation) over the long window, per hour;
 * ``<sensor>_residual_shift`` short-window mean of the residual minus its mean over the baseline
-  window (hours).
+  window (hours);
+* ``<sensor>_residual_z`` the same shift in units of the twin's healthy residual σ;
+* ``<sensor>_residual_persist`` share of the long window where the residual stayed more than
+  3 σ away from its baseline (the twin-residual rule's persistence);
+* ``<sensor>_residual_duty_corr`` correlation of the residual with the twin's expected value
+  of the same sensor over ``corr_window_s`` (2 h): a real fault scales with the duty (wear,
+  blockage, a failing cooler), a drifting sensor adds the same offset at any duty.
 
 Every feature is relative — a change, a slope, a spread — never an absolute level. Pumps differ
 (rated speed, pump curve, thermal constants), so absolute levels and raw twin residuals let a
-classifier learn *which pump* it is looking at; measured on held-out pumps, dropping them raised
-macro-F1 on every one of three splits (e.g. 0.39 → 0.61, 0.68 → 0.80). The residuals come from
-:class:`twinlib.twin.TwinModel`, fitted on the healthy rows of the training data only.
+classifier learn *which pump* it is looking at. The residuals come from a *clean* twin
+(:class:`twinlib.twin.TwinModel` with the operating state only: load, speed, ambient), fitted on
+the healthy rows of the training data outside recovery windows: a twin that also reads the other
+sensors lets a pressure fault move the temperature residual as much as a failing cooler does.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -33,34 +46,48 @@ __all__ = [
     "FEATURE_VERSION",
     "FeatureSpec",
     "FeatureBuilder",
+    "STATE",
     "reading_times",
 ]
 
 #: Bumped whenever a feature's definition changes; a model card with another version is refused.
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2
 
-_PER_SENSOR = ("spread", "delta", "slope", "jump", "flat", "residual_slope", "residual_shift")
+#: The pump's operating-state signals (the asset kind will give them for other machines).
+STATE: tuple[str, ...] = ("load", "speed", "ambient")
+
+_PER_SENSOR = ("spread", "delta", "slope", "jump", "flat", "flat_run", "jump_ratio",
+               "residual_slope", "residual_shift", "residual_z", "residual_persist",
+               "residual_duty_corr")
 
 
 @dataclass(frozen=True)
 class FeatureSpec:
-    """The window lengths that define the feature set (recorded in every model card)."""
+    """The windows and signals that define the feature set (recorded in every model card)."""
 
     window_s: int = 300
     long_window_s: int = 1800
     baseline_s: int = 21600
+    sensors: tuple[str, ...] = field(default=tuple(SENSORS))
+    state: tuple[str, ...] = field(default=STATE)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "sensors", tuple(self.sensors))
+        object.__setattr__(self, "state", tuple(self.state))
         if not (0 < self.window_s <= self.long_window_s <= self.baseline_s):
             raise ValueError("need 0 < window_s <= long_window_s <= baseline_s, got "
                              f"{self.window_s}, {self.long_window_s}, {self.baseline_s}")
+        if not self.sensors:
+            raise ValueError("a feature set needs at least one sensor")
 
     def names(self) -> list[str]:
         """Feature column names, in the order the classifiers see them."""
-        return [f"{s}_{k}" for s in SENSORS for k in _PER_SENSOR]
+        return [f"{s}_{k}" for s in self.sensors for k in _PER_SENSOR]
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {"window_s": self.window_s, "long_window_s": self.long_window_s,
+                "baseline_s": self.baseline_s, "sensors": list(self.sensors),
+                "state": list(self.state)}
 
 
 def reading_times(df: pd.DataFrame) -> np.ndarray:
@@ -79,32 +106,45 @@ def reading_times(df: pd.DataFrame) -> np.ndarray:
 class FeatureBuilder:
     """Turns raw readings into the causal feature matrix; learns only the twin's healthy baseline.
 
-    ``fit(df)`` fits a :class:`twinlib.twin.TwinModel` on the healthy rows of ``df`` (label
-    ``"healthy"`` or missing). ``transform(df)`` returns one feature row
-    per input row, aligned with ``df.index``.
+    ``fit(df)`` fits a state-only :class:`twinlib.twin.TwinModel` on the healthy rows of ``df``
+    (label ``"healthy"`` or missing; label them ``"recovery"`` to keep them out, see
+    :func:`twinlib.models.labels.with_recovery`). ``transform(df)`` returns one feature row per
+    input row, aligned with ``df.index``. ``sensors`` and ``state`` name the signals (default:
+    the pump's).
     """
 
     def __init__(self, window_s: int = 300, long_window_s: int = 1800, baseline_s: int = 21600,
-                 max_twin_rows: int = 200_000, seed: int = 0):
+                 max_twin_rows: int = 200_000, seed: int = 0,
+                 sensors: Sequence[str] | None = None, state: Sequence[str] | None = None):
         self.window_s = window_s
         self.long_window_s = long_window_s
         self.baseline_s = baseline_s
         self.max_twin_rows = max_twin_rows
         self.seed = seed
+        self.sensors = sensors
+        self.state = state
 
     @property
     def spec(self) -> FeatureSpec:
-        return FeatureSpec(self.window_s, self.long_window_s, self.baseline_s)
+        return FeatureSpec(self.window_s, self.long_window_s, self.baseline_s,
+                           tuple(self.sensors or SENSORS), tuple(STATE if self.state is None
+                                                                 else self.state))
 
     def fit(self, df: pd.DataFrame) -> "FeatureBuilder":
         from twinlib.twin import TwinModel
 
         spec = self.spec
-        # The twin runs its lag filters over every row and learns only from healthy ones.
-        # The twin also uses the other sensors as inputs: measured here, that generalises
-        # across pumps better than a state-only twin (whose per-pump offsets swamp the faults).
-        self.twin_ = TwinModel(sensors=list(SENSORS), healthy_only=True,
+        missing = [s for s in spec.sensors if s not in df.columns]
+        if missing:
+            raise ValueError(f"sensor columns missing from the data: {missing}")
+        state = [c for c in spec.state if c in df.columns and df[c].notna().any()]
+        # The clean twin: expected values from the operating state only, so a fault of one
+        # sensor is not echoed into the others' residuals. Without any state column (a
+        # recording of sensors only) the other sensors are the only explanation left.
+        self.twin_ = TwinModel(sensors=list(spec.sensors), state=tuple(state),
+                               use_other_sensors=not state, healthy_only=True, per_asset=False,
                                max_rows=self.max_twin_rows, seed=self.seed).fit(df)
+        self.state_ = state
         self.feature_names_ = spec.names()
         return self
 
@@ -113,35 +153,35 @@ class FeatureBuilder:
             raise RuntimeError("FeatureBuilder is not fitted; call fit() first")
         if len(df) == 0:
             return pd.DataFrame(columns=self.feature_names_, dtype="float64")
-        expected = _twin_expectation(self.twin_, df)
+        spec = self.spec
+        expected = self.twin_.expected(df)[list(spec.sensors)].astype("float64")
+        sigma = {s: float(self.twin_.resid_std_[s]) for s in spec.sensors}
         ms = reading_times(df)
         parts = []
         assets = df["asset_id"].to_numpy() if "asset_id" in df.columns else np.zeros(len(df))
         for asset in pd.unique(assets):
             pos = np.flatnonzero(assets == asset)
             order = pos[np.argsort(ms[pos], kind="stable")]
-            feats = _asset_features(df.iloc[order], ms[order], expected.iloc[order], self.spec)
+            feats = _asset_features(df.iloc[order], ms[order], expected.iloc[order], sigma, spec)
             feats.index = df.index[order]
             parts.append(feats)
         out = pd.concat(parts).reindex(df.index)
         return out[self.feature_names_]
 
 
-def _twin_expectation(twin, df: pd.DataFrame) -> pd.DataFrame:
-    """The twin's expected value of each sensor for each row (same index as ``df``)."""
-    expected = twin.expected(df)
-    return expected[list(SENSORS)].astype("float64")
+#: Window of the residual-versus-duty correlation: long enough to see a load change.
+_CORR_WINDOW = "7200s"
 
 
 def _asset_features(frame: pd.DataFrame, ms: np.ndarray, expected: pd.DataFrame,
-                    spec: FeatureSpec) -> pd.DataFrame:
+                    sigma: dict, spec: FeatureSpec) -> pd.DataFrame:
     """Features of one asset's readings, sorted by time (trailing windows only)."""
     index = pd.DatetimeIndex(ms.astype("datetime64[ms]"))
     short, long, base = f"{spec.window_s}s", f"{spec.long_window_s}s", f"{spec.baseline_s}s"
     hours = pd.Series((ms - ms[0]) / 3_600_000.0, index=index)
     var_t = hours.rolling(long).var()
     cols: dict[str, np.ndarray] = {}
-    for sensor in SENSORS:
+    for sensor in spec.sensors:
         x = pd.Series(frame[sensor].to_numpy(dtype="float64"), index=index)
         rs = x.rolling(short, min_periods=1)
         level = rs.mean()
@@ -149,15 +189,37 @@ def _asset_features(frame: pd.DataFrame, ms: np.ndarray, expected: pd.DataFrame,
         cols[f"{sensor}_delta"] = (level - x.rolling(long, min_periods=1).mean()).to_numpy()
         cols[f"{sensor}_slope"] = _slope(x, hours, var_t, long)
         step = x.diff()
-        cols[f"{sensor}_jump"] = step.abs().rolling(short, min_periods=1).max().to_numpy()
+        jump = step.abs().rolling(short, min_periods=1).max()
+        cols[f"{sensor}_jump"] = jump.to_numpy()
         cols[f"{sensor}_flat"] = (step == 0).astype("float64").where(step.notna()) \
             .rolling(short, min_periods=1).mean().to_numpy()
-        resid = x - pd.Series(expected[sensor].to_numpy(), index=index)
+        cols[f"{sensor}_flat_run"] = _flat_run_s(x.to_numpy(), ms, spec.long_window_s)
+        mean_step = step.abs().rolling(long, min_periods=2).mean()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cols[f"{sensor}_jump_ratio"] = np.minimum(
+                (jump / mean_step.where(mean_step > 0)).to_numpy(), 1e3)
+        exp = pd.Series(expected[sensor].to_numpy(), index=index)
+        resid = x - exp
         resid_level = resid.rolling(short, min_periods=1).mean()
-        cols[f"{sensor}_residual_shift"] = (
-            resid_level - resid.rolling(base, min_periods=1).mean()).to_numpy()
+        resid_base = resid.rolling(base, min_periods=1).mean()
+        shift = resid_level - resid_base
+        cols[f"{sensor}_residual_shift"] = shift.to_numpy()
+        cols[f"{sensor}_residual_z"] = (shift / sigma[sensor]).to_numpy()
+        away = ((resid - resid_base).abs() > 3.0 * sigma[sensor]).astype("float64")
+        cols[f"{sensor}_residual_persist"] = away.rolling(long, min_periods=1).mean().to_numpy()
+        corr = resid.rolling(_CORR_WINDOW, min_periods=60).corr(exp)
+        cols[f"{sensor}_residual_duty_corr"] = corr.where(np.isfinite(corr), 0.0).to_numpy()
         cols[f"{sensor}_residual_slope"] = _slope(resid, hours, var_t, long)
     return pd.DataFrame(cols)
+
+
+def _flat_run_s(x: np.ndarray, ms: np.ndarray, cap_s: float) -> np.ndarray:
+    """Seconds since each reading's value last changed (NaN readings break a run), capped."""
+    changed = np.ones(len(x), dtype=bool)
+    if len(x) > 1:
+        changed[1:] = ~(x[1:] == x[:-1])
+    start = np.maximum.accumulate(np.where(changed, np.arange(len(x)), 0))
+    return np.minimum((ms - ms[start]) / 1000.0, float(cap_s))
 
 
 def _slope(x: pd.Series, hours: pd.Series, var_t: pd.Series, window: str) -> np.ndarray:

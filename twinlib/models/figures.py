@@ -26,6 +26,8 @@ __all__ = [
     "history_figure",
     "alarm_timeline_figure",
     "labels_figure",
+    "reliability_figure",
+    "random_table",
     "png",
     "image",
 ]
@@ -178,6 +180,42 @@ def labels_figure(label_counts: dict[str, int]) -> Figure:
     ax.tick_params(axis="x", rotation=30, labelsize=8)
     ax.set_title("readings per label")
     return fig
+
+
+def reliability_figure(random: dict) -> Figure:
+    """Reliability curves: the top class's probability against how often it was right."""
+    fig, (ax,) = _figure(5.0, 4.0)
+    ax.plot([0, 1], [0, 1], color="#94a3b8", linestyle="--", linewidth=1, label="perfect")
+    for i, (kind, r) in enumerate((random.get("models") or {}).items()):
+        bins = (r.get("reliability") or {}).get("bins", [])
+        if bins:
+            ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], marker="o",
+                    color=_COLOURS[i % len(_COLOURS)],
+                    label=f"{kind} (ECE {r['reliability']['ece']:.3f})")
+    ax.set_xlabel("predicted probability of the top class")
+    ax.set_ylabel("share correct")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title("Reliability on random-schedule fleets")
+    return fig
+
+
+def random_table(random: dict) -> pd.DataFrame:
+    """Models and the simple rules side by side on the random-schedule fleets."""
+    rows = {}
+    for name, r in [*(random.get("models") or {}).items(), ("rules", random.get("rules"))]:
+        if not r:
+            continue
+        f1, alarms = r["macro_f1"], r["alarms"]
+        row = {"macro-F1 mean": f1["mean"], "± sd": f1["std"], "worst seed": f1["worst"],
+               "min class recall": r["min_class_recall"],
+               "false alarms / pump-day": alarms["false_alarms_per_pump_day"],
+               "episodes detected": alarms["detection_rate"]}
+        for kind, k in alarms["by_kind"].items():
+            row[f"lead min {kind}"] = k["median_lead_min"]
+        rows[name] = row
+    return pd.DataFrame(rows).T
 
 
 def png(fig: Figure) -> bytes:

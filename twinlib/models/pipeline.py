@@ -13,6 +13,7 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 __all__ = [
@@ -82,27 +83,86 @@ def generate_history(db_path: str | None = None, *, assets: int = 4, hours: floa
     }
 
 
+def read_labelled_history(path, label_column: str = "label", sensors=None) -> pd.DataFrame:
+    """A user's labelled history from CSV: ``timestamp``, ``asset_id``, the sensors, a label column.
+
+    The label column (any name) becomes ``label``; its values name the classes (``healthy``
+    for normal operation; empty = unknown, not learned from). Clear errors for what is missing.
+    """
+    from twinlib.config import SENSORS
+
+    try:
+        df = pd.read_csv(path, sep=None, engine="python")
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot read the history ({exc})") from None
+    sensors = list(sensors or [s for s in SENSORS if s in df.columns])
+    missing = [c for c in ("timestamp", label_column, *sensors) if c not in df.columns]
+    if missing or not sensors:
+        raise ValueError(f"{path}: missing columns {missing or ['any sensor']}; have "
+                         f"{list(df.columns)}")
+    if "asset_id" not in df.columns:
+        raise ValueError(f"{path}: needs an asset_id column (a held-out split needs two assets)")
+    if label_column != "label":
+        df = df.drop(columns=[c for c in ("label",) if c in df.columns])
+        df = df.rename(columns={label_column: "label"})
+    ts = pd.to_datetime(df["timestamp"], errors="coerce", utc=True)
+    if ts.isna().any():
+        bad = int(np.flatnonzero(ts.isna().to_numpy())[0]) + 2
+        raise ValueError(f"{path}: line {bad}: unreadable timestamp {df['timestamp'].iloc[bad - 2]!r}")
+    df["timestamp"] = ts.dt.tz_localize(None).astype("datetime64[ms]")
+    for c in sensors:
+        df[c] = pd.to_numeric(df[c], errors="coerce")
+    df["label"] = df["label"].astype(object).where(df["label"].notna(), None)
+    return df.sort_values(["timestamp", "asset_id"], kind="stable").reset_index(drop=True)
+
+
 def train(db_path: str | None = None, models_dir: str | None = None, *, seed: int = 0,
-          max_train_rows: int = 30_000, augment: str = "auto", library_assets: int = 8,
-          library_hours: float = 24.0, history_hours: float | None = 48.0, kinds=("rf", "xgb"),
-          progress=None) -> dict:
-    """Train both classifiers on the stored history; save models + cards. Returns a summary."""
-    from twinlib.models.train import train_models, training_history
+          max_train_rows: int = 60_000, augment: str = "auto", library_assets: int = 16,
+          library_hours: float = 48.0, history_hours: float | None = 48.0, kinds=("rf", "xgb"),
+          history: str | None = None, label_column: str = "label", class_weight="balanced",
+          sensors=None, progress=None) -> dict:
+    """Train both classifiers on the stored history; save models + cards. Returns a summary.
+
+    ``history`` (a CSV path) trains on a user's own labelled history instead of the store, with
+    its own classes (``label_column``); the simulated library joins it only with
+    ``augment="always"``. ``class_weight``: ``"balanced"``, ``"none"`` or class → weight.
+    """
+    from twinlib.models.features import FeatureSpec
+    from twinlib.models.train import augmentation_data, augmentation_spec, train_models, training_history
 
     paths = resolve_paths(db_path=db_path, models_dir=models_dir)
     say = progress or (lambda msg: None)
     started = time.perf_counter()
-    with _open(paths["db_path"]) as store:
-        readings, _, spec = training_history(store, augment=augment, seed=seed,
-                                             library_assets=library_assets,
-                                             library_hours=library_hours,
-                                             history_hours=history_hours or None)
+    classes = "default"
+    if history:
+        readings = read_labelled_history(history, label_column, sensors)
+        spec = None
+        if augment == "always":
+            spec = augmentation_spec(readings, seed=seed, assets=library_assets, hours=library_hours)
+            extra, _ = augmentation_data(spec)
+            columns = [c for c in readings.columns if c in extra.columns]
+            readings = pd.concat([readings[columns], extra.drop(columns=["ts"])[columns]],
+                                 ignore_index=True)
+        classes = None
+        source = str(history)
+    else:
+        with _open(paths["db_path"]) as store:
+            readings, _, spec = training_history(store, augment=augment, seed=seed,
+                                                 library_assets=library_assets,
+                                                 library_hours=library_hours,
+                                                 history_hours=history_hours or None)
+        source = str(paths["db_path"])
     if spec:
-        say(f"stored history lacks fault classes: added a simulated fault library of "
-            f"{len(spec['assets'])} pumps × {spec['hours']:g} h (seed {spec['seed']})")
+        say(f"added a simulated fault library of {len(spec['assets'])} pumps × "
+            f"{spec['hours']:g} h (seed {spec['seed']}, --augment {augment})")
+    elif augment != "never":
+        say("no simulated pumps added (the library is opt-in for real equipment: --augment always)")
+    extra_args = {} if classes == "default" else {"classes": None}
+    feature_spec = FeatureSpec(sensors=tuple(sensors)) if sensors else None
     cards = train_models(readings, paths["models_dir"], kinds=tuple(kinds), seed=seed,
-                         max_train_rows=max_train_rows, source=str(paths["db_path"]),
-                         augmentation=spec, progress=say)
+                         max_train_rows=max_train_rows, source=source, augmentation=spec,
+                         class_weight=class_weight, library_mode=augment, spec=feature_spec,
+                         progress=say, **extra_args)
     return {
         "models_dir": str(paths["models_dir"]),
         "readings": int(len(readings)),
@@ -118,18 +178,58 @@ def train(db_path: str | None = None, models_dir: str | None = None, *, seed: in
 
 
 def evaluate(db_path: str | None = None, models_dir: str | None = None,
-             reports_dir: str | None = None, *, strict: bool = False, progress=None) -> dict:
-    """Evaluate the saved models and the forecasts; writes ``<reports>/evaluation.json``."""
+             reports_dir: str | None = None, *, strict: bool = False, progress=None,
+             random_seeds=None, random_assets: int = 6, random_hours: float = 48.0,
+             forecast_seeds=None, forecast_speeds=(1.0, 2.0), forecast_assets: int = 6,
+             forecast_hours: float = 24.0) -> dict:
+    """Evaluate the saved models and the forecasts; writes ``<reports>/evaluation.json``.
+
+    ``random_seeds`` / ``forecast_seeds``: ``None`` = the full defaults, ``()`` = skip that part.
+    The fault-model alarm settings come from the settings file's ``[fault_model]``.
+    """
     from twinlib.config import get_settings
+    from twinlib.models.alarm_rule import FaultRuleSettings
     from twinlib.models.evaluate import evaluate_models
 
     paths = resolve_paths(db_path, models_dir, reports_dir)
     settings = get_settings(db_path=str(paths["db_path"]))
+    rule_settings = FaultRuleSettings.from_settings(settings.file)
     with _open(paths["db_path"]) as store:
         report = evaluate_models(store, paths["models_dir"], thresholds=settings.thresholds,
-                                 strict=strict, progress=progress)
+                                 strict=strict, progress=progress, random_seeds=random_seeds,
+                                 random_assets=random_assets, random_hours=random_hours,
+                                 forecast_seeds=forecast_seeds, forecast_speeds=forecast_speeds,
+                                 forecast_assets=forecast_assets, forecast_hours=forecast_hours,
+                                 rule_settings=rule_settings)
     report["path"] = str(write_figures(paths["reports_dir"], "evaluation", report))
+    _cards_record(paths["models_dir"], report)
     return report
+
+
+def _cards_record(models_dir, report: dict) -> None:
+    """Put each model's random-schedule figures and the targets on its model card."""
+    from twinlib.models.cards import record_evaluation
+    from twinlib.models.train import model_path
+
+    random = report.get("random")
+    if not random:
+        return
+    for kind, r in random["models"].items():
+        record_evaluation(model_path(models_dir, kind), jsonable({
+            "generated_at": report["generated_at"],
+            "random_schedule": {"seeds": random["seeds"], "assets": random["assets"],
+                                "hours": random["hours"], "alarm_settings": random["settings"],
+                                "macro_f1": r["macro_f1"], "recall": r["recall"],
+                                "min_class_recall": r["min_class_recall"],
+                                "false_alarms_per_pump_day": r["alarms"]["false_alarms_per_pump_day"],
+                                "median_lead_min": {k: v["median_lead_min"]
+                                                    for k, v in r["alarms"]["by_kind"].items()},
+                                "reliability_ece": (r.get("reliability") or {}).get("ece")},
+            "rules_baseline_macro_f1": random["rules"]["macro_f1"]["mean"],
+            "operating_model": report.get("operating_model"),
+            "forecast_coverage_by_lead": report.get("forecast_coverage_by_lead"),
+            "targets": report.get("targets"),
+        }))
 
 
 def explore_asset(db_path: str | None = None, asset: str = "", *, hours: float = 24.0,

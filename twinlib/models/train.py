@@ -32,6 +32,7 @@ from twinlib.config import SENSORS
 from twinlib.models.cards import save_model
 from twinlib.models.classifiers import CLASSES, MODEL_KINDS, FaultClassifier, class_labels
 from twinlib.models.features import FeatureBuilder, FeatureSpec, reading_times
+from twinlib.models.labels import RECOVERY, with_recovery
 from twinlib.simulate import LABELS
 
 __all__ = ["Split", "split_history", "load_history", "fingerprint", "train_models", "model_path",
@@ -97,7 +98,7 @@ def split_history(readings: pd.DataFrame, *, test_fraction: float = 0.25,
     if test_start >= t1:
         raise ValueError("history too short for the held-out time range plus the gap "
                          f"({gap_s} s); simulate more hours")
-    classes = class_labels(readings["label"]) if "label" in readings.columns \
+    classes = class_labels(readings["label"], None) if "label" in readings.columns \
         else np.full(len(readings), "healthy")
     ids = readings["asset_id"].to_numpy()
     in_test_time, in_train_time = ms >= test_start, ms < split_ms
@@ -116,6 +117,8 @@ def split_history(readings: pd.DataFrame, *, test_fraction: float = 0.25,
             kept = set().union(*(train_classes[b] for b in rest)) if rest else set()
             lost = len(set().union(*train_classes.values()) - kept)
             score = len(test_classes[a] - covered) - 2 * lost
+            if not test_classes[a]:      # no rows in the held-out time range: nothing to score
+                score -= 100
             if best_score is None or score > best_score:
                 best, best_score = a, score
         chosen.append(best)
@@ -148,24 +151,27 @@ def load_history(store, asset: str | None = None, *, hours: float | None = None,
 
 
 #: Fault kinds the library cycles through (dropout leaves no labelled rows, so it is left out).
-_LIBRARY_KINDS = LABELS[1:]
+#: The sensor faults come twice per cycle: their episodes are short (20–90 min against hours of
+#: wear), and a classifier needs many episodes, not many rows of few episodes.
+_LIBRARY_KINDS = LABELS[1:] + tuple(k for k in LABELS if k.startswith("sensor_"))
 
 
-def augmentation_spec(readings: pd.DataFrame, *, seed: int = 0, assets: int = 8,
-                      hours: float = 24.0) -> dict:
+def augmentation_spec(readings: pd.DataFrame, *, seed: int = 0, assets: int = 16,
+                      hours: float = 48.0) -> dict:
     """Parameters of the simulated fault library for ``readings`` (JSON-ready, deterministic).
 
-    Each library pump runs healthy for an hour, then goes through the fault kinds one after
-    another (each pump starting at a different kind, 30 min of health between episodes, each
-    episode as short as its kind allows), so even a short library holds every class.
+    Each library pump follows its own random schedule
+    (:func:`twinlib.simulate.random_fault_schedule`): every fault kind in a shuffled order,
+    random durations within each kind's range, random healthy gaps longer than the recovery —
+    so a model cannot learn the schedule (fixed order, minimum durations, 30-minute gaps) in
+    place of the faults.
     """
     from twinlib.config import SENSORS as sensors
-    from twinlib.simulate.faults import DURATIONS_S
+    from twinlib.simulate import random_fault_schedule
 
     ms = reading_times(readings)
     start, span_h = int(ms.min()), (int(ms.max()) - int(ms.min())) / 3_600_000.0
     hours = round(max(span_h, float(hours)), 4)
-    end = start + int(hours * 3_600_000)
     taken = set(str(a) for a in pd.unique(readings["asset_id"]))
     names, i = [], 1
     while len(names) < assets:
@@ -173,25 +179,15 @@ def augmentation_spec(readings: pd.DataFrame, *, seed: int = 0, assets: int = 8,
         if name not in taken:
             names.append(name)
         i += 1
-    faults = []
-    for k, name in enumerate(names):
-        t, j = start + 3_600_000, k
-        while True:
-            kind = _LIBRARY_KINDS[j % len(_LIBRARY_KINDS)]
-            duration_s = float(DURATIONS_S[kind][0])
-            if t + duration_s * 1000 > end:
-                break
-            episode = {"asset_id": name, "kind": kind, "onset": int(t), "duration_s": duration_s}
-            if kind.startswith("sensor_"):
-                episode["sensor"] = sensors[(j + k) % len(sensors)]
-            faults.append(episode)
-            t += int(duration_s * 1000) + 1_800_000
-            j += 1
+    # A seed far from the store's own, so no library pump replays a stored pump's noise.
+    lib_seed = 1_000_003 + int(seed)
+    faults = random_fault_schedule(names, hours, seed=lib_seed, start=start, kinds=_LIBRARY_KINDS,
+                                   first_after_s=(1800.0, 5400.0), min_healthy_s=1800.0,
+                                   max_healthy_s=3 * 3600.0, sensors=tuple(sensors))
     step = np.diff(np.unique(ms))
     freq_s = float(np.median(step)) / 1000.0 if len(step) else 1.0
-    # A seed far from the store's own, so no library pump replays a stored pump's noise.
-    return {"assets": names, "hours": hours, "freq_s": freq_s, "seed": 1_000_003 + int(seed),
-            "start_ms": start, "faults": faults}
+    return {"assets": names, "hours": hours, "freq_s": freq_s, "seed": lib_seed,
+            "start_ms": start, "faults": faults, "schedule": "random"}
 
 
 def augmentation_data(spec: dict):
@@ -206,20 +202,32 @@ def augmentation_data(spec: dict):
     return readings, res.events
 
 
-def training_history(store, *, augment: str = "auto", seed: int = 0, library_assets: int = 8,
-                     library_hours: float = 24.0, history_hours: float | None = 48.0):
-    """Stored history (plus the fault library when needed): ``(readings, events, spec|None)``.
+def is_simulated(store) -> bool:
+    """True when every stored asset came from twinlib's simulator (its parameters are stored)."""
+    infos = store.assets(counts=False)
+    return bool(infos) and all(isinstance(a.get("params"), dict) and "thermal_tau_s" in a["params"]
+                               for a in infos)
+
+
+def training_history(store, *, augment: str = "auto", seed: int = 0, library_assets: int = 16,
+                     library_hours: float = 48.0, history_hours: float | None = 48.0):
+    """Stored history (plus the fault library when asked): ``(readings, events, spec|None)``.
 
     Only the last ``history_hours`` of the store are used (``None``/0: all of it), so the cost
     of training stays bounded however long the live monitor has been writing.
     The library has ``library_assets`` pumps over the stored span (at least ``library_hours``).
+    Simulated pumps never join a user's data silently: ``augment="auto"`` adds the library only
+    when the stored history is itself simulated (every asset carries the simulator's
+    parameters) and lacks a fault class; on real equipment the library is opt-in
+    (``augment="always"``), and the model card records it either way.
     """
     if augment not in AUGMENT_MODES:
         raise ValueError(f"augment must be one of {AUGMENT_MODES}, got {augment!r}")
     readings = load_history(store, hours=history_hours)
     events = store.fault_events()
-    present = set(class_labels(readings["label"])) if "label" in readings.columns else set()
-    if augment == "never" or (augment == "auto" and present >= set(CLASSES)):
+    present = set(class_labels(readings["label"], None)) if "label" in readings.columns else set()
+    if augment == "never" or (augment == "auto" and (present >= set(CLASSES)
+                                                     or not is_simulated(store))):
         return readings, events, None
     spec = augmentation_spec(readings, seed=seed, assets=library_assets, hours=library_hours)
     extra, extra_events = augmentation_data(spec)
@@ -254,28 +262,42 @@ def model_path(models_dir: str | os.PathLike, kind: str) -> Path:
 
 def train_models(readings: pd.DataFrame, models_dir: str | os.PathLike, *,
                  kinds: tuple[str, ...] = ("rf", "xgb"), seed: int = 0,
-                 max_train_rows: int = 30_000, spec: FeatureSpec | None = None,
+                 max_train_rows: int = 60_000, spec: FeatureSpec | None = None,
                  source: str | None = None, augmentation: dict | None = None,
+                 class_weight="balanced", classes=CLASSES, library_mode: str | None = None,
                  progress=None) -> dict[str, dict]:
     """Train one classifier per kind on the training split, score it held out, save it + card.
 
     Returns ``{kind: card}``. ``progress`` (a callable taking a message) reports each step.
     ``augmentation`` is the fault-library spec that ``readings`` includes (recorded in the card).
+    Healthy rows within the recovery time after a fault are relabelled ``recovery``
+    (:func:`twinlib.models.labels.with_recovery`): neither learned from nor scored.
+    ``classes=None`` learns whatever labels the data holds (a user's own label column);
+    ``class_weight`` as :class:`~twinlib.models.classifiers.FaultClassifier`. ``spec`` names the
+    windows and the signals (sensors and operating state).
     """
     from twinlib.models.evaluate import classification_scores
 
     say = progress or (lambda msg: None)
     spec = spec or FeatureSpec()
+    original = readings
+    readings = with_recovery(readings)
     split = split_history(readings, gap_s=spec.long_window_s, seed=seed)
     train = readings[split.train_mask(readings)]
     test_history = readings[readings["asset_id"].isin(split.test_assets).to_numpy()]
-    # Rows without a label (real data of unknown condition) cannot be scored.
-    test_rows = split.test_mask(test_history) & test_history["label"].notna().to_numpy()
-    y_test = class_labels(test_history["label"])[test_rows]
-    data_print = fingerprint(train)
+    # Rows without a label (real data of unknown condition) and recovery rows are not scored.
+    test_rows = (split.test_mask(test_history) & test_history["label"].notna().to_numpy()
+                 & (test_history["label"].astype(str) != RECOVERY).to_numpy())
+    y_test = class_labels(test_history["label"], classes)[test_rows]
+    if len(y_test) == 0:
+        raise ValueError("no labelled readings of the held-out assets in the held-out time range "
+                         f"(test assets {list(split.test_assets)}); give more hours of history")
+    # the fingerprint is of the rows as given (``twin evaluate`` re-reads them as stored)
+    data_print = fingerprint(original[split.train_mask(original)])
     say(f"computing features of {len(train):,} training readings ({len(split.train_assets)} assets)")
     started = time.perf_counter()
-    builder = FeatureBuilder(spec.window_s, spec.long_window_s, spec.baseline_s, seed=seed).fit(train)
+    builder = FeatureBuilder(spec.window_s, spec.long_window_s, spec.baseline_s, seed=seed,
+                             sensors=spec.sensors, state=spec.state).fit(train)
     X_train = builder.transform(train)
     X_test = builder.transform(test_history)[test_rows]
     feature_seconds = time.perf_counter() - started
@@ -285,8 +307,9 @@ def train_models(readings: pd.DataFrame, models_dir: str | os.PathLike, *,
         started = time.perf_counter()
         model = FaultClassifier(kind, seed=seed, window_s=spec.window_s,
                                 long_window_s=spec.long_window_s, baseline_s=spec.baseline_s,
-                                max_train_rows=max_train_rows).fit(train, builder=builder,
-                                                                   features=X_train)
+                                max_train_rows=max_train_rows, class_weight=class_weight,
+                                classes=classes, sensors=spec.sensors,
+                                state=spec.state).fit(train, builder=builder, features=X_train)
         seconds = time.perf_counter() - started + feature_seconds
         scores = classification_scores(y_test, model.predict_features(X_test))
         say(f"{kind}: held-out macro-F1 {scores['macro_f1']:.3f} on {len(y_test):,} readings "
@@ -298,12 +321,17 @@ def train_models(readings: pd.DataFrame, models_dir: str | os.PathLike, *,
             "features": model.feature_names_,
             "feature_spec": spec.to_dict(),
             "classes": [str(c) for c in model.classes_],
-            "all_classes": list(CLASSES),
+            "all_classes": list(CLASSES) if classes is None else list(classes),
+            "class_weight": class_weight,
+            "recovery_rows_excluded": int((readings["label"].astype(str) == RECOVERY).sum())
+            if "label" in readings.columns else 0,
             "metrics": {"held_out": scores},
             "training_data": {
                 **data_print,
                 "source": source,
                 "augmentation": augmentation,
+                "library": {"mode": library_mode, "used": augmentation is not None,
+                            "pumps": len(augmentation["assets"]) if augmentation else 0},
                 "rows_used": model.n_train_rows_,
                 "class_counts": model.train_class_counts_,
                 "source_class_counts": model.source_class_counts_,

@@ -68,6 +68,9 @@ class WebhookChannel(Channel):
         body = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
         headers = {"Content-Type": "application/json", "User-Agent": "twinlib-notify",
                    **self.headers}
+        if payload.get("event_id"):
+            # the same event may arrive twice (delivery is at least once): receivers dedupe on it
+            headers["X-Twin-Event-Id"] = str(payload["event_id"])
         if self.secret:
             digest = hmac.new(self.secret.encode(), body, hashlib.sha256).hexdigest()
             headers["X-Twin-Signature"] = f"sha256={digest}"

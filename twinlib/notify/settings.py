@@ -5,7 +5,7 @@
 retries = 5                   # attempts after the first
 backoff_s = 1.0               # first retry delay; doubles each time
 max_backoff_s = 60.0
-queue_size = 1000
+queue_size = 1000             # accepted, unused: the outbox in the database is not bounded
 
 [notify.webhook]
 url = "https://hooks.example/twin"
@@ -97,10 +97,11 @@ def channels_from_settings(file: Mapping[str, Any]) -> list[Channel]:
     return channels
 
 
-def notifier_from_settings(file: Mapping[str, Any]) -> Notifier:
-    """A `Notifier` with the configured channels (none configured: it sends nothing)."""
+def notifier_from_settings(file: Mapping[str, Any], db_path=None) -> Notifier:
+    """A `Notifier` with the configured channels (none configured: it sends nothing); its
+    outbox is `db_path`'s (or the database of the monitor that starts it)."""
     notify = (file or {}).get("notify") or {}
-    return Notifier(channels_from_settings(file),
+    return Notifier(channels_from_settings(file), db_path=db_path,
                     retries=int(notify.get("retries", 5)),
                     backoff_s=float(notify.get("backoff_s", 1.0)),
                     max_backoff_s=float(notify.get("max_backoff_s", 60.0)),

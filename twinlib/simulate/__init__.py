@@ -8,7 +8,9 @@ from .faults import (FAULT_CLASSES, FAULT_KINDS, LABELS, PROGRESSIVE, SENSOR_FAU
                      fault_class)
 from .fleet import READING_FIELDS, FleetSimulator, SimulationResult, simulate_fleet
 from .physics import AssetParams
+from .schedule import RECOVERY_S, random_fault_schedule, simulate_random_fleet
 
 __all__ = ["simulate_fleet", "FleetSimulator", "SimulationResult", "AssetParams", "Episode",
            "FAULT_KINDS", "FAULT_CLASSES", "LABELS", "PROGRESSIVE", "SENSOR_FAULTS",
-           "READING_FIELDS", "fault_class"]
+           "READING_FIELDS", "fault_class", "RECOVERY_S", "random_fault_schedule",
+           "simulate_random_fleet"]

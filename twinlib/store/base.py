@@ -159,6 +159,25 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def set_meta(self, key: str, value: str) -> None: ...
 
+    # notification outbox (twinlib.store._outbox): written in the alarm engine's transaction
+    @abc.abstractmethod
+    def outbox_add(self, rows: list[dict]) -> int: ...
+
+    @abc.abstractmethod
+    def outbox_next(self, channel: str) -> dict | None: ...
+
+    @abc.abstractmethod
+    def outbox_sent(self, row_id: int, at: int) -> None: ...
+
+    @abc.abstractmethod
+    def outbox_retry(self, row_id: int, attempts: int, next_at: int, error: str) -> None: ...
+
+    @abc.abstractmethod
+    def outbox_failed(self, row_id: int, attempts: int, error: str) -> None: ...
+
+    @abc.abstractmethod
+    def outbox_summary(self) -> dict[str, dict]: ...
+
     def __enter__(self):
         return self
 

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ..timeutil import now_ms
+from ._outbox_pg import PgOutboxMixin
 from .base import LoadResult, SchemaVersionError, StoreError, StoreMissingError
 from .sqlite import _CHUNK_ROWS, _F8, _LOG_KEEP_MS, _PRUNE_EVERY, _SELECT, SQLiteStore
 
@@ -137,7 +138,7 @@ def _part_name(day: int) -> str:
     return f"readings_m{-day}"
 
 
-class PostgresStore(SQLiteStore):
+class PostgresStore(PgOutboxMixin, SQLiteStore):
     """Readings in PostgreSQL: partitioned by day, loaded by binary COPY, many concurrent writers.
 
     Use :func:`twinlib.store.open_store` with a ``postgresql://`` URL. ``conn`` is in autocommit
@@ -184,6 +185,7 @@ class PostgresStore(SQLiteStore):
                 if ts_ok and stmt.startswith("CREATE TABLE IF NOT EXISTS readings"):
                     stmt = stmt.replace(") PARTITION BY RANGE (ts)", ")")
                 self._raw.execute(stmt)
+            self._init_outbox_schema()
             for fn in _FUNCTIONS:
                 self._raw.execute(fn % {"ns": _NS, "alloc": _ALLOC})
             if ts_ok:

@@ -24,6 +24,7 @@ import pandas as pd
 
 from ..timeutil import now_ms, to_ms, to_ms_array
 from ._alerts import AlertsMixin
+from ._outbox import OutboxMixin
 from ._rollups import RollupsMixin
 from .base import (RESERVED_COLUMNS, LoadResult, Reading, SchemaVersionError, Store,
                    StoreBusyError, StoreError, StoreMissingError)
@@ -65,7 +66,7 @@ class _Asset:
         self.created_at = created_at
 
 
-class SQLiteStore(RollupsMixin, AlertsMixin, Store):
+class SQLiteStore(RollupsMixin, AlertsMixin, OutboxMixin, Store):
     """The embedded default store: one SQLite file in WAL mode.
 
     Use :func:`open_store` rather than the constructor. ``conn`` is in autocommit mode; group
@@ -74,11 +75,13 @@ class SQLiteStore(RollupsMixin, AlertsMixin, Store):
 
     backend = "sqlite"
 
-    def __init__(self, path: str | os.PathLike, *, readonly: bool = False):
+    def __init__(self, path: str | os.PathLike, *, readonly: bool = False, immutable: bool = False):
         self.path = Path(path)
-        self.readonly = readonly
-        if readonly:
-            uri = f"file:{self.path.resolve().as_posix()}?mode=ro"
+        self.readonly = readonly or immutable
+        if self.readonly:
+            # immutable: no locks and no -shm file (a reader in a read-only directory); only
+            # for a file nothing writes to while it is open.
+            uri = f"file:{self.path.resolve().as_posix()}?mode=ro" + ("&immutable=1" if immutable else "")
             self.conn = sqlite3.connect(uri, uri=True, isolation_level=None,
                                         check_same_thread=False, timeout=5.0)
         else:
@@ -114,6 +117,7 @@ class SQLiteStore(RollupsMixin, AlertsMixin, Store):
                 self._migrate_v1()
             for stmt in _schema_statements():
                 self.conn.execute(stmt)
+            self._init_outbox_schema()
             self.set_meta("schema_version", str(SCHEMA_VERSION))
         self._reload_assets()
 
@@ -834,21 +838,25 @@ def _bucket_stats(col: np.ndarray, starts: np.ndarray, name: str) -> dict:
     return {f"{name}_min": mn, f"{name}_mean": mean, f"{name}_max": mx}
 
 
-def open_store(path: str | os.PathLike, *, create: bool = False, readonly: bool = False) -> SQLiteStore:
+def open_store(path: str | os.PathLike, *, create: bool = False, readonly: bool = False,
+               immutable: bool = False) -> SQLiteStore:
     """Open the store at ``path``.
 
     ``create=True`` creates the file and schema when missing (and upgrades an older schema).
     Otherwise a missing file (or one without twinlib's tables) raises :class:`StoreMissingError`
     and nothing is created; a database of an older version raises :class:`SchemaVersionError`
     (``twin init-db`` upgrades it).
+    ``immutable=True`` opens read-only without locking or a ``-shm`` file (SQLite's
+    ``immutable=1``): for a reader in a read-only directory, on a file nothing writes to.
     """
+    readonly = readonly or immutable
     p = Path(path)
     if not p.exists():
         if not create or readonly:
             raise StoreMissingError(f"database {p} does not exist (run `twin init-db` first)")
         p.parent.mkdir(parents=True, exist_ok=True)
     try:
-        store = SQLiteStore(p, readonly=readonly)
+        store = SQLiteStore(p, readonly=readonly, immutable=immutable)
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open database {p}: {exc}") from exc
     try:

@@ -7,7 +7,7 @@ from twinlib.api.auth import require_token
 from twinlib.api.errors import ApiError
 from twinlib.api.jsonio import alert_to_dict, json_response, read_json_body
 from twinlib.api.params import get_bool, get_choice, get_int, get_text
-from twinlib.api.stores import read_store, write_store
+from twinlib.api.stores import read_store, write_with_retry
 
 __all__ = ["bp", "STATES", "MAX_ALARMS"]
 
@@ -63,9 +63,9 @@ def acknowledge_alarm(alarm_id: int):
             by = body["by"]
             if not isinstance(by, str) or not by.strip() or len(by) > 100:
                 raise ApiError(400, "by must be a name of 1 to 100 characters", parameter="by")
-    with write_store() as store:
-        try:
-            alert = store.acknowledge_alert(alarm_id, by)
-        except KeyError:
-            raise ApiError(404, f"unknown alarm {alarm_id}", parameter="alarm_id") from None
+    try:
+        # Retried while the database is busy: acknowledging twice keeps the first.
+        alert = write_with_retry(lambda store: store.acknowledge_alert(alarm_id, by))
+    except KeyError:
+        raise ApiError(404, f"unknown alarm {alarm_id}", parameter="alarm_id") from None
     return json_response(alert_to_dict(alert))

@@ -2,18 +2,24 @@
 (raw or downsampled to 1-minute, 5-minute or 1-hour buckets) and its forecast."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app
+import re
+
+from flask import Blueprint, current_app, request
 
 from twinlib.api.errors import ApiError
 from twinlib.api.jsonio import clean_number, format_optional_ts, json_response
 from twinlib.api.params import BUCKETS, get_bucket, get_int, get_range
 from twinlib.api.stores import read_store
-from twinlib.config import SENSORS
+from twinlib.config import SettingsError
 from twinlib.detect import asset_status
+from twinlib.kinds import Kind, Signal
 from twinlib.store import Reading, Store
 from twinlib.timeutil import format_ts, now_ms
 
 __all__ = ["bp", "MAX_BUCKETS", "MAX_HISTORY_LIMIT", "DEFAULT_BUCKET_SPAN_MS"]
+
+_LOCATION_PART = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_KIND_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 bp = Blueprint("assets", __name__)
 
@@ -25,11 +31,32 @@ MAX_HISTORY_LIMIT = 10_000
 DEFAULT_BUCKET_SPAN_MS = 24 * 3600 * 1000
 
 
-def _reading(r: Reading | None) -> dict | None:
+def _kind(asset_id: str, meta: dict) -> Kind:
+    """The asset's kind (the settings file's word first, then the store's). A kind no catalogue
+    defines (any more) is described from what the store holds: its signals, units unknown."""
+    settings = current_app.extensions["twinlib.settings"]
+    try:
+        return settings.kind_for(asset_id, meta.get("kind"))
+    except SettingsError:
+        names = meta.get("signals") or ["value"]
+        return Kind(str(meta.get("kind") or "unknown"), tuple(Signal(n) for n in names),
+                    description="not defined in the settings file", source="store")
+
+
+def _reading(r: Reading | None, kind: Kind | None = None) -> dict | None:
+    """A reading on the wire: id, timestamp, the kind's measured signals by name, label."""
     if r is None:
         return None
-    return {"id": r.id, "timestamp": format_ts(r.ts), "temperature": r.temperature,
-            "vibration": r.vibration, "pressure": r.pressure, "label": r.label}
+    out = {"id": r.id, "timestamp": format_ts(r.ts)}
+    names = kind.measured if kind is not None else tuple(r.values)
+    for name in names:
+        out[name] = r.values.get(name)
+    out["label"] = r.label
+    return out
+
+
+def _signals(kind: Kind) -> list[dict]:
+    return [{"name": s.name, "unit": s.unit, "role": s.role} for s in kind.signals]
 
 
 def _statuses(store: Store) -> dict[str, dict]:
@@ -39,12 +66,16 @@ def _statuses(store: Store) -> dict[str, dict]:
 
 
 def _asset_body(asset_id: str, meta: dict, latest: Reading | None, status) -> dict:
+    settings = current_app.extensions["twinlib.settings"]
+    kind = _kind(asset_id, meta)
     return {
         "asset_id": asset_id,
-        "kind": meta.get("kind"),
+        "kind": kind.name,
+        "location": settings.location_for(asset_id, meta.get("location")),
         "params": meta.get("params", {}),
+        "signals": _signals(kind),
         "status": status,
-        "latest": _reading(latest),
+        "latest": _reading(latest, kind),
     }
 
 
@@ -55,16 +86,47 @@ def _require_asset(store: Store, asset_id: str) -> None:
 
 @bp.get("/assets")
 def list_assets():
-    """Every asset with its latest reading and status."""
+    """Every asset with its latest reading and status; ``location=plant-1/line-2`` keeps the
+    assets at that location or below it, ``kind=pump`` those of one kind."""
+    location = get_location()
+    kind_name = request.args.get("kind")
+    if kind_name is not None and not _KIND_NAME.fullmatch(kind_name):
+        raise ApiError(400, "kind must be a kind name (letters, digits, _ . - ; at most 64)",
+                       parameter="kind")
     store = read_store()
     meta = {a["asset_id"]: a for a in store.assets(counts=False)}
     statuses = _statuses(store)
     out = []
     for asset_id in sorted(set(store.asset_ids()) | set(statuses)):
         rows = store.latest(1, asset=asset_id)
-        out.append(_asset_body(asset_id, meta.get(asset_id, {}), rows[0] if rows else None,
-                               _status_of(statuses, asset_id)))
+        body = _asset_body(asset_id, meta.get(asset_id, {}), rows[0] if rows else None,
+                           _status_of(statuses, asset_id))
+        if location is not None and not _under(body["location"], location):
+            continue
+        if kind_name is not None and body["kind"] != kind_name:
+            continue
+        out.append(body)
     return json_response(out)
+
+
+def get_location() -> str | None:
+    """``location``: a path of 1–8 levels of letters, digits, ``_ . -``, joined by ``/``."""
+    value = request.args.get("location")
+    if value is None:
+        return None
+    value = value.strip("/")
+    parts = value.split("/")
+    if not value or len(parts) > 8 or not all(_LOCATION_PART.fullmatch(p) for p in parts):
+        raise ApiError(400, "location must be a path like plant-1/line-2 (letters, digits, "
+                            "_ . - ; at most 8 levels)", parameter="location")
+    return value
+
+
+def _under(location: str | None, prefix: str) -> bool:
+    if not location:
+        return False
+    location = location.strip("/")
+    return location == prefix or location.startswith(prefix + "/")
 
 
 @bp.get("/assets/<asset_id>")
@@ -73,7 +135,7 @@ def get_asset(asset_id: str):
     store = read_store()
     _require_asset(store, asset_id)
     rows = store.latest(1, asset=asset_id)
-    meta = next((a for a in store.assets(counts=False) if a["asset_id"] == asset_id), {})
+    meta = store.asset(asset_id) or {}
     return json_response(_asset_body(asset_id, meta, rows[0] if rows else None,
                                      _status_of(_statuses(store), asset_id)))
 
@@ -92,6 +154,7 @@ def get_history(asset_id: str):
     since, until = get_range()
     store = read_store()
     _require_asset(store, asset_id)
+    kind = _kind(asset_id, store.asset(asset_id) or {})
     if bucket_s is None:
         rows = store.latest(limit, asset=asset_id, since=since, until=until)
         rows.reverse()
@@ -99,7 +162,7 @@ def get_history(asset_id: str):
             "asset_id": asset_id, "bucket": None,
             "since": format_optional_ts(since), "until": format_optional_ts(until),
             "truncated": len(rows) == limit,
-            "readings": [_reading(r) for r in rows],
+            "readings": [_reading(r, kind) for r in rows],
         })
     bucket_name = next(k for k, v in BUCKETS.items() if v == bucket_s)
     if until is None:
@@ -111,11 +174,12 @@ def get_history(asset_id: str):
                             "buckets; narrow since/until or use a larger bucket", parameter="since")
     buckets = []
     if until is not None:
-        df = store.downsample(bucket_s, start=since, end=until, asset=asset_id)
+        df = store.downsample(bucket_s, start=since, end=until, asset=asset_id,
+                              signals=list(kind.measured))
         cols = {c: df[c].tolist() for c in df.columns}
         for i, start in enumerate(cols["bucket"]):
             item = {"timestamp": format_ts(start), "n": int(cols["n"][i])}
-            for s in SENSORS:
+            for s in kind.measured:
                 item[s] = {a: clean_number(cols[f"{s}_{a}"][i]) for a in ("min", "mean", "max")}
             buckets.append(item)
     return json_response({
@@ -158,3 +222,19 @@ def _forecast_item(f: dict) -> dict:
         "expected_hours_to_threshold": clean_number(f.get("expected_hours_to_threshold")),
         "coverage": clean_number(f.get("coverage")),
     }
+
+
+@bp.get("/kinds")
+def list_kinds():
+    """Every asset kind: its signals with units, roles, valid ranges and alarm limits."""
+    settings = current_app.extensions["twinlib.settings"]
+    return json_response([k.as_dict() for k in settings.kinds.values()])
+
+
+@bp.get("/kinds/<name>")
+def get_kind(name: str):
+    """One asset kind."""
+    settings = current_app.extensions["twinlib.settings"]
+    if name not in settings.kinds:
+        raise ApiError(404, f"unknown kind {name!r}", parameter="name")
+    return json_response(settings.kinds[name].as_dict())

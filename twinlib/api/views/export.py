@@ -13,8 +13,8 @@ from flask import Blueprint, Response, current_app
 from twinlib.api.errors import ApiError
 from twinlib.api.params import get_range, get_text
 from twinlib.api.stores import read_store
-from twinlib.ingest import EXPORT_COLUMNS, write_csv
-from twinlib.store import open_store
+from twinlib.ingest import export_columns, write_csv
+from twinlib.store import Store
 
 __all__ = ["bp", "MAX_EXPORT_ROWS", "SLICE_MS"]
 
@@ -27,14 +27,15 @@ SLICE_MS = 3600 * 1000
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
-def _csv_chunks(db_path, since: int, until: int, asset: str | None):
+def _csv_chunks(store: Store, since: int, until: int, asset: str | None):
     # Its own connection and one read transaction: the slices form one consistent snapshot
     # even while a writer is loading, and an abandoned download cannot leave a transaction open
     # on the per-thread connection other requests reuse.
-    store = open_store(db_path, readonly=True)
     try:
         store.conn.execute("BEGIN")
-        yield ",".join(EXPORT_COLUMNS) + "\n"
+        metas = [store.asset(asset)] if asset is not None else store.assets(counts=False)
+        columns = export_columns(s for m in metas if m for s in m["signals"])
+        yield ",".join(columns) + "\n"
         start = since
         while start <= until:
             # Jump over empty stretches: the loop runs once per slice that holds readings.
@@ -45,7 +46,7 @@ def _csv_chunks(db_path, since: int, until: int, asset: str | None):
             df = store.window(start, end, asset=asset)
             if len(df):
                 buf = io.StringIO()
-                write_csv(df, buf)
+                write_csv(df, buf, columns=columns)
                 text = buf.getvalue()
                 yield text[text.index("\n") + 1:]  # the header was sent once, first
             start = end + 1
@@ -69,8 +70,12 @@ def export_csv():
     if n > MAX_EXPORT_ROWS:
         raise ApiError(400, f"the range holds {n} readings; at most {MAX_EXPORT_ROWS} per export "
                             "(narrow since/until)", parameter="since")
-    db_path = current_app.extensions["twinlib.stores"].db_path
+    # Opened before the answer starts, so a failure is a 503, not a cut-off 200 (and the same
+    # way as every reader: read-only directories included). Closed when the response is.
+    stream_store = current_app.extensions["twinlib.stores"].open_reader()
     name = f"readings_{asset}.csv" if asset and _SAFE_NAME.fullmatch(asset) else "readings.csv"
-    return Response(_csv_chunks(db_path, since, until, asset),
+    resp = Response(_csv_chunks(stream_store, since, until, asset),
                     mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    resp.call_on_close(stream_store.close)
+    return resp

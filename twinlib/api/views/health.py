@@ -1,11 +1,10 @@
 """``GET /health``: is the database reachable, and how old is the newest reading."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app
+from flask import Blueprint
 
 from twinlib.api.jsonio import format_optional_ts, json_response
 from twinlib.api.stores import read_store
-from twinlib.store import StoreMissingError
 from twinlib.timeutil import now_ms
 
 __all__ = ["bp"]
@@ -15,12 +14,11 @@ bp = Blueprint("health", __name__)
 
 @bp.get("/health")
 def health():
-    """Database reachable (200) or not (503); the newest reading's time and age in seconds."""
-    provider = current_app.extensions["twinlib.stores"]
-    # A cached connection outlives a deleted file; health must notice the file is gone.
-    if not provider.db_path.exists():
-        provider.discard()
-        raise StoreMissingError("database file is gone")
+    """Database reachable (200) or not (503); the newest reading's time and age in seconds.
+
+    ``read_store`` checks that the file at the path is the one the connection reads (a deleted
+    or replaced file is reopened: a file that is not a twinlib database is a 503).
+    """
     store = read_store()
     newest = store.newest_ts()
     now = now_ms()

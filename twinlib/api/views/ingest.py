@@ -9,20 +9,16 @@ batch again stores nothing twice.
 """
 from __future__ import annotations
 
-import math
-
-import numpy as np
-import pandas as pd
-from flask import Blueprint, request
+from flask import Blueprint, current_app, request
 
 from twinlib.api.auth import require_token
 from twinlib.api.errors import ApiError
 from twinlib.api.jsonio import json_response, read_json_body
-from twinlib.api.params import MAX_MS, MIN_MS
-from twinlib.api.stores import write_store
-from twinlib.config import SENSORS
+from twinlib.api.stores import read_store, write_with_retry
+from twinlib.config import SettingsError
+from twinlib.kinds import DEFAULT_KIND, Kind
 from twinlib.ingest import ingest_frame
-from twinlib.timeutil import format_ts
+from twinlib.ingest.jsonreading import decode_readings, rows_to_frame
 
 __all__ = ["bp", "MAX_BATCH", "batch_to_frame"]
 
@@ -30,79 +26,54 @@ bp = Blueprint("ingest", __name__)
 
 #: Readings per request; larger loads belong in several requests or a CSV import.
 MAX_BATCH = 10_000
-_NUMBERS = (*SENSORS, "load", "speed", "ambient")
-_KNOWN = frozenset({"asset_id", "timestamp", "label", *_NUMBERS})
-# Integer timestamps outside the years the API accepts are passed on as their digits, which the
-# validator rejects as unparseable (with the value in the reason).
-_MIN_MS, _MAX_MS = MIN_MS, MAX_MS
 
 
-def _number(value, where: str) -> float:
-    if value is None:
-        return math.nan
-    # bool is an int in Python but not a number in JSON terms.
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ApiError(400, f"{where} must be a number or null", parameter=where)
-    try:
-        return float(value)
-    except OverflowError:  # an integer too large for a float: let the validator call it non-finite
-        return math.inf
-
-
-def _timestamp(value, where: str) -> str:
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise ApiError(400, f"{where} must be a text time or integer epoch milliseconds",
-                       parameter=where)
-    if isinstance(value, int):
-        return format_ts(value) if _MIN_MS <= value <= _MAX_MS else str(value)
-    return value
-
-
-def batch_to_frame(items: list) -> tuple[pd.DataFrame, list[str]]:
+def batch_to_frame(items: list, kind: Kind | None = None):
     """Check the JSON shape of a batch and turn it into a frame for ``ingest_frame``.
 
-    Returns the frame (row *i* = ``items[i]``) and notes about ignored fields. Raises
-    :class:`ApiError` (400) naming the first field with a wrong JSON type.
+    The shape rules are :mod:`twinlib.ingest.jsonreading`'s, shared with MQTT; the number fields
+    are ``kind``'s signals (default: the pump's). Returns the frame (row *i* = ``items[i]``) and
+    notes about ignored fields. Raises :class:`ApiError` (400) naming the first field with a
+    wrong JSON type: a batch is refused whole.
     """
-    n = len(items)
-    assets: list[str] = []
-    stamps: list[str] = []
-    labels: list = []
-    nums = {k: np.full(n, np.nan) for k in _NUMBERS}
-    present = dict.fromkeys(_NUMBERS, False)
-    unknown: set[str] = set()
+    extra = {} if kind is None else {"signals": kind.measured, "state": kind.state}
+    decoded = decode_readings(items, **extra)
+    if decoded.problems:
+        first = decoded.problems[0]
+        raise ApiError(400, first.text(), parameter=first.where())
+    notes = ([f"ignored unknown field(s): {', '.join(sorted(decoded.unknown))}"]
+             if decoded.unknown else [])
+    return rows_to_frame(decoded.rows, **extra), notes
+
+
+def _kinds_of(items: list) -> dict[str, list[int]]:
+    """Reading positions by the kind of their asset: the reading's own ``kind`` field, else the
+    settings file's or the store's word for the asset, else the pump."""
+    settings = current_app.extensions["twinlib.settings"]
+    try:
+        store = read_store()
+    except Exception:  # no database yet: the write below creates nothing and answers 503
+        store = None
+    stored: dict[str, str | None] = {}
+    groups: dict[str, list[int]] = {}
     for i, item in enumerate(items):
-        where = f"readings[{i}]"
-        if not isinstance(item, dict):
-            raise ApiError(400, f"{where} must be an object", parameter=where)
-        asset = item.get("asset_id")
-        if not isinstance(asset, str) or not asset:
-            raise ApiError(400, f"{where}.asset_id must be a non-empty string",
-                           parameter=f"{where}.asset_id")
-        if "timestamp" not in item:
-            raise ApiError(400, f"{where}.timestamp is required", parameter=f"{where}.timestamp")
-        assets.append(asset)
-        stamps.append(_timestamp(item["timestamp"], f"{where}.timestamp"))
-        label = item.get("label")
-        if label is not None and not isinstance(label, str):
-            raise ApiError(400, f"{where}.label must be text or null", parameter=f"{where}.label")
-        labels.append(label)
-        for k in _NUMBERS:
-            if k in item:
-                present[k] = True
-                nums[k][i] = _number(item[k], f"{where}.{k}")
-        unknown.update(k for k in item if k not in _KNOWN)
-    frame = pd.DataFrame({"asset_id": pd.Series(assets, dtype=object),
-                          "timestamp": pd.Series(stamps, dtype=object)})
-    for k in _NUMBERS:
-        # The sensors are always there (absent = missing, which the validator reports);
-        # optional operating-state columns only when some reading carries them.
-        if k in SENSORS or present[k]:
-            frame[k] = nums[k]
-    if any(label is not None for label in labels):
-        frame["label"] = pd.Series(labels, dtype=object)
-    notes = [f"ignored unknown field(s): {', '.join(sorted(unknown))}"] if unknown else []
-    return frame, notes
+        name = None
+        if isinstance(item, dict):
+            name = item.get("kind")
+            if name is not None and (not isinstance(name, str) or name not in settings.kinds):
+                raise ApiError(400, f"readings[{i}].kind: unknown kind {str(name)[:64]!r} (known: "
+                                    f"{', '.join(settings.kinds)})", parameter=f"readings[{i}].kind")
+            asset = item.get("asset_id")
+            if name is None and isinstance(asset, str):
+                if asset not in stored:
+                    meta = store.asset(asset) if store is not None else None
+                    stored[asset] = meta["kind"] if meta else None
+                try:
+                    name = settings.kind_for(asset, stored[asset]).name
+                except SettingsError:
+                    name = None
+        groups.setdefault(name or DEFAULT_KIND, []).append(i)
+    return groups
 
 
 @bp.post("/readings")
@@ -120,14 +91,26 @@ def post_readings():
     if len(items) > MAX_BATCH:
         raise ApiError(400, f"at most {MAX_BATCH} readings per request, got {len(items)}",
                        parameter="readings")
-    frame, notes = batch_to_frame(items)
-    with write_store() as store:
-        report = ingest_frame(store, frame, source="http", line_offset=0)
+    settings = current_app.extensions["twinlib.settings"]
+    groups = _kinds_of(items)
+    parts = []
+    for name, idx in groups.items():
+        kind = settings.kinds[name]
+        frame, notes = batch_to_frame([items[i] for i in idx], kind)
+        parts.append((kind, idx, frame, notes))
+    # Retried while the database is busy (a failed attempt stores nothing; a repeat stores
+    # nothing twice), then 503 with Retry-After.
+    reports = [(idx, write_with_retry(
+        lambda store, k=kind, f=frame: ingest_frame(store, f, source="http", line_offset=0, kind=k,
+                                               required=k.measured)))
+        for kind, idx, frame, _ in parts]
+    notes = [n for *_, ns in parts for n in ns]
+    rejected = sorted(((idx[r.line], r.reason) for idx, rep in reports for r in rep.rejects))
+    report_notes = [n for _, rep in reports for n in rep.notes]
     return json_response({
         "received": len(items),
-        "inserted": report.inserted,
-        "duplicates": report.duplicates,
-        "rejected": [{"index": r.line, "reason": r.reason, "raw": items[r.line]}
-                     for r in report.rejects],
-        "notes": notes + list(report.notes),
+        "inserted": sum(rep.inserted for _, rep in reports),
+        "duplicates": sum(rep.duplicates for _, rep in reports),
+        "rejected": [{"index": i, "reason": why, "raw": items[i]} for i, why in rejected],
+        "notes": notes + report_notes,
     })

@@ -7,6 +7,9 @@
 ``PCAT2Q``                 Hotelling T² + squared prediction error — broken correlations
 ``IsolationForestDetector``  scikit-learn isolation forest — generic outliers
 ``TwinResidualDetector``   residuals of the twin model — faults the operating state explains not
+``MSETDetector``           similarity-based state estimation — combinations healthy data never showed
+``LearnedTwinDetector``    each signal predicted from the others (:class:`twinlib.twin.LearnedTwin`)
+``EnsembleDetector``       members that fail differently, each in units of its own threshold
 =========================  ===============================================================
 
 ``DETECTORS`` maps a short name to each class; :func:`make_detector` builds one by name.
@@ -15,12 +18,16 @@ from .base import Detector, NotFittedError, pick_columns
 from .cusum import CUSUM, cusum
 from .ewma import EWMAScore
 from .iforest import IsolationForestDetector
+from .ensemble import EnsembleDetector
+from .learned_twin import LearnedTwinDetector
+from .mset import MSETDetector
 from .pca import PCAT2Q
 from .twin_residual import TwinResidualDetector
 from .zscore import RollingZScore, rolling_zscore
 
 __all__ = ["Detector", "NotFittedError", "RollingZScore", "EWMAScore", "CUSUM", "PCAT2Q",
-           "IsolationForestDetector", "TwinResidualDetector", "DETECTORS", "make_detector",
+           "IsolationForestDetector", "TwinResidualDetector", "MSETDetector",
+           "LearnedTwinDetector", "EnsembleDetector", "DETECTORS", "make_detector",
            "pick_columns", "rolling_zscore", "cusum"]
 
 #: Short names (used by the CLI and the reports) → detector classes.
@@ -31,6 +38,9 @@ DETECTORS: dict[str, type[Detector]] = {
     "pca": PCAT2Q,
     "iforest": IsolationForestDetector,
     "twin": TwinResidualDetector,
+    "mset": MSETDetector,
+    "ltwin": LearnedTwinDetector,
+    "ensemble": EnsembleDetector,
 }
 
 

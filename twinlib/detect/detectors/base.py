@@ -14,7 +14,8 @@ One time series per call: rolling detectors see rows in order, so score each ass
 (:func:`twinlib.detect.scoring.score_by_asset` does that).
 
 The threshold is set in one place, :meth:`Detector._fit_threshold`: a fixed ``threshold`` if
-given; else the ``q`` quantile of the training scores times ``factor``; a detector used only
+given; else the ``q`` quantile of the training scores (``train_scores_``; out-of-fold scores for
+detectors that compute them, see :mod:`.mset`) times ``factor``; a detector used only
 streaming (never fitted) uses its class's ``default_threshold`` (a value in the score's own
 units, e.g. 4σ for a z-score). ``smooth`` (0 < smooth ≤ 1) passes the scores through a causal
 exponential filter before thresholding — a cheap way to trade a little delay for far fewer
@@ -145,13 +146,20 @@ class Detector:
         if len(A) < 2:
             raise ValueError(f"{type(self).__name__}.fit needs at least 2 rows, got {len(A)}")
         self._fit_rows = None
+        self._fit_scores = None
         self._fit(A)
         self.n_seen_ = len(A)
-        scores = self._smooth_batch(self._score(A))
-        if self._fit_rows is not None:  # the subclass learned from only some rows
-            scores = scores[self._fit_rows]
+        if self._fit_scores is not None:
+            # the subclass scored each training row with a model that never saw it (out of fold):
+            # an honest picture of healthy scores, where in-sample ones are too small
+            scores = self._smooth_batch(self._fit_scores)
+        else:
+            scores = self._smooth_batch(self._score(A))
+            if self._fit_rows is not None:  # the subclass learned from only some rows
+                scores = scores[self._fit_rows]
+        self.train_scores_ = np.asarray(scores, dtype=float)
         self._fit_threshold(scores)
-        del self._fit_rows
+        del self._fit_rows, self._fit_scores
         return self
 
     def score(self, X) -> np.ndarray:

@@ -3,10 +3,14 @@
 Topics carry the asset id: with the default pattern `twin/+/readings`, a message on
 `twin/pump-01/readings` is about asset `pump-01` (the level where the pattern has its `+`).
 A payload is JSON: one reading (`{"timestamp": "2026-02-10 14:30:00", "temperature": 71.2,
-"vibration": 0.31, "pressure": 42.0}`), a list of readings, or `{"readings": [...]}`.
-`timestamp` may be text, or a number of epoch ms (numbers below 1e11 are taken as seconds);
-`ts` (ms) also works; a reading without a time gets the time it was received. An `asset_id`
-field in a payload must agree with the topic.
+"vibration": 0.31, "pressure": 42.0}`), a list of readings, or `{"readings": [...]}`, decoded
+by `twinlib.ingest.jsonreading` exactly like `POST /readings`: the time as `timestamp` (or
+`time` or `ts`), text or a number of epoch ms (a number below 1e11 is epoch seconds). An
+`asset_id` field in a payload must agree with the topic.
+
+A reading without a time is refused at QoS 1 and 2: the broker may deliver a message again
+(after a restart, before our acknowledgement), and a receive-time stamp would store it twice.
+At QoS 0 (never redelivered) it gets the time it was received.
 
 Delivery is at-least-once end to end: the source subscribes with QoS 1 on a persistent session
 (fixed client id, clean session off) and acknowledges a message only after its readings are
@@ -14,12 +18,17 @@ stored (`commit`), so readings published while the monitor is down or restarting
 when it comes back, and a redelivered message is a no-op thanks to `UNIQUE(asset_id, ts)`. The
 broker's in-flight window bounds what is buffered here; with QoS 0 (no acknowledgement) a full
 buffer drops readings, and every such drop is reported as a reject.
+
+No message can stop ingestion: whatever a payload holds (not JSON, nested 100,000 deep, 1 GB),
+it becomes a reject with a reason, is counted, and is acknowledged with the batch it arrived in
+— reported once, never redelivered forever. Nothing raised while handling a message reaches
+paho's network thread. If that thread dies all the same, `problem()` says so and the monitor
+stops writing its heartbeat, so the health check (`twin run --check`) fails.
 """
 from __future__ import annotations
 
 import json
 import logging
-import math
 import threading
 import time
 from collections import deque
@@ -27,16 +36,15 @@ from typing import Any, Callable
 
 import pandas as pd
 
+
 from twinlib.config import SENSORS
+from twinlib.ingest.jsonreading import decode_readings, parse_json, readings_of, rows_to_frame
 from twinlib.ingest.sources.base import Batch, Source, SourceReject
 from twinlib.timeutil import format_ts, now_ms
 
 __all__ = ["MqttSource", "parse_payload", "topic_asset", "parse_broker"]
 
 log = logging.getLogger("twinlib.monitor")
-
-_FIELDS = ("asset_id", "ts", *SENSORS, "label", "load", "speed", "ambient")
-
 
 def parse_broker(text: str) -> tuple[str, int]:
     """`host[:port]` (default port 1883) → (host, port)."""
@@ -67,58 +75,42 @@ def topic_asset(pattern: str, topic: str) -> str | None:
     return None
 
 
-def _time_ms(value: Any) -> int | str:
-    """A payload time as epoch ms; text that is not a date is returned as-is for validation."""
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, (int, float)):
-        if not math.isfinite(value):
-            return str(value)
-        return int(value * 1000) if abs(value) < 1e11 else int(value)
-    return str(value)
-
-
-def parse_payload(payload: bytes, topic: str, pattern: str, received_ms: int,
+def parse_payload(payload: bytes, topic: str, pattern: str, received_ms: int | None,
                   ) -> tuple[list[dict], list[SourceReject]]:
-    """Readings (dicts in twinlib columns) and rejects from one MQTT message."""
-    raw = payload[:300].decode("utf-8", errors="replace")
+    """Readings (rows in twinlib columns) and rejects from one MQTT message; never raises.
+
+    `received_ms` stamps readings that carry no time (None: they are refused, as at QoS ≥ 1).
+    """
+    raw = payload[:300].decode("utf-8", errors="replace") if isinstance(payload, bytes) \
+        else str(payload)[:300]
     asset = topic_asset(pattern, topic)
-    try:
-        doc = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
-        return [], [SourceReject(None, f"topic {topic}: payload is not JSON ({exc})", raw)]
-    if isinstance(doc, dict) and isinstance(doc.get("readings"), list):
-        items = doc["readings"]
-    elif isinstance(doc, list):
-        items = doc
+    doc, error = parse_json(payload)
+    if error is not None:
+        return [], [SourceReject(None, f"topic {topic}: {error}", raw)]
+    items = readings_of(doc)
+    if asset is None:
+        decoded = decode_readings(items, stamp_ms=received_ms)
     else:
-        items = [doc]
-    rows, rejects = [], []
-    for k, item in enumerate(items):
-        if not isinstance(item, dict):
-            rejects.append(SourceReject(k + 1, f"topic {topic}: reading {k + 1} is not a JSON "
-                                               f"object", json.dumps(item)[:300]))
-            continue
-        row = {name: item[name] for name in _FIELDS if name in item}
-        if asset is not None:
-            given = row.get("asset_id")
-            if given is not None and str(given) != asset:
-                rejects.append(SourceReject(k + 1, f"topic {topic}: asset_id {given!r} does not "
-                                                   f"match the topic's {asset!r}",
-                                            json.dumps(item)[:300]))
-                continue
-            row["asset_id"] = asset
-        elif "asset_id" not in row:
-            rejects.append(SourceReject(k + 1, f"topic {topic}: no asset id in the topic or the "
-                                               f"reading", json.dumps(item)[:300]))
-            continue
-        when = item.get("timestamp", item.get("time"))
-        if when is None and "ts" in row:
-            when = row.pop("ts")
-        row.pop("ts", None)
-        row["timestamp"] = received_ms if when is None else _time_ms(when)
-        rows.append(row)
-    return rows, rejects
+        decoded = decode_readings(items, asset=asset, stamp_ms=received_ms)
+    rejects = []
+    for p in decoded.problems:
+        why = p.message
+        if p.field == "timestamp" and p.message == "is required":
+            why = ("has no time: at QoS 1 or 2 the broker may deliver it again and a receive "
+                   "time would store it twice; send a timestamp (or publish at QoS 0)")
+        elif p.field == "asset_id" and asset is None:
+            why = "has no asset id (none in the topic, none in the reading)"
+        rejects.append(SourceReject(p.index + 1, f"topic {topic}: reading {p.index + 1}"
+                                                 f"{'.' + p.field if p.field else ''} {why}",
+                                    _raw(items[p.index])))
+    return decoded.rows, rejects
+
+
+def _raw(item) -> str:
+    try:
+        return json.dumps(item, default=str)[:300]
+    except (ValueError, TypeError, RecursionError):
+        return repr(item)[:300]
 
 
 class MqttSource(Source):
@@ -130,8 +122,20 @@ class MqttSource(Source):
                  qos: int = 1, client_id: str | None = "twin-monitor",
                  username: str | None = None, password: str | None = None,
                  required: tuple[str, ...] = SENSORS, max_buffer: int = 100_000,
-                 keepalive: int = 30, clock: Callable[[], int] = now_ms):
+                 keepalive: int = 30, clock: Callable[[], int] = now_ms,
+                 fmt: str = "twinlib", kind=None, signals: dict | None = None,
+                 asset_level: int | None = None, signal_level: int | None = None):
         super().__init__(clock=clock)
+        # gateway payload formats (twinlib.ingest.sources.mqtt_formats): ThingsBoard, one value
+        # per topic, Sparkplug B; their readings are `kind`'s signals
+        self.fmt, self.decoder = fmt, None
+        if fmt != "twinlib":
+            from twinlib.ingest.sources.mqtt_formats import PayloadDecoder
+
+            self.decoder = PayloadDecoder(fmt, topic, kind=kind, signals=signals,
+                                          asset_level=asset_level, signal_level=signal_level)
+            self.kind = self.decoder.kind
+            required = ()
         import paho.mqtt.client as mqtt
 
         if qos not in (0, 1, 2):
@@ -148,9 +152,12 @@ class MqttSource(Source):
         self._acks: list[tuple[int, int]] = []
         self.connected = threading.Event()
         self.received = self.dropped = 0
+        self.refused_messages = 0    # messages that gave no reading at all
+        self._opened = False
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or "",
                                   clean_session=not client_id, protocol=mqtt.MQTTv311)
         self.client.manual_ack_set(True)
+        self.client.suppress_exceptions = True  # belt and braces: see _on_message
         if username:
             self.client.username_pw_set(username, password)
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
@@ -188,9 +195,25 @@ class MqttSource(Source):
                         reason_code)
 
     def _on_message(self, client, userdata, msg) -> None:
-        rows, rejects = parse_payload(msg.payload, msg.topic, self.topic, self.clock())
+        # Runs on paho's network thread: nothing may escape (paho would re-raise it and the
+        # thread, and with it all ingestion, would stop).
+        try:
+            self._take(msg)
+        except Exception as exc:  # noqa: BLE001 - a poison message becomes a reject, whatever it is
+            self._poison(msg, f"{type(exc).__name__}: {exc}")
+        finally:
+            self._arrived.set()
+
+    def _take(self, msg) -> None:
+        if self.decoder is not None:  # gateway formats: a value without a time gets the arrival
+            rows, rejects = self.decoder.decode(msg.payload, msg.topic, self.clock())
+        else:
+            stamp = self.clock() if msg.qos == 0 else None
+            rows, rejects = parse_payload(msg.payload, msg.topic, self.topic, stamp)
         with self._lock:
             self.received += 1
+            if rejects and not rows:
+                self.refused_messages += 1
             if msg.qos == 0 and self._buffered + len(rows) > self.max_buffer:
                 # no acknowledgement to hold back with QoS 0: the drop is reported, not silent
                 self.dropped += len(rows)
@@ -202,12 +225,40 @@ class MqttSource(Source):
                 rows = []
             self._buf.append((msg.mid, msg.qos, rows, rejects))
             self._buffered += len(rows)
-        self._arrived.set()
+
+    def _poison(self, msg, why: str) -> None:
+        """A message that could not be handled at all: reported, counted, acknowledged."""
+        try:
+            topic, mid, qos = str(msg.topic), msg.mid, msg.qos
+            raw = bytes(msg.payload[:300]).decode("utf-8", errors="replace")
+        except Exception:  # noqa: BLE001
+            topic, mid, qos, raw = "?", getattr(msg, "mid", 0), getattr(msg, "qos", 0), ""
+        reject = SourceReject(None, f"topic {topic}: message refused ({why[:200]}); "
+                                    f"acknowledged so it is not delivered again", raw)
+        with self._lock:
+            self.received += 1
+            self.refused_messages += 1
+            self._buf.append((mid, qos, [], [reject]))
+        log.error("mqtt: %s", reject.reason)
+
+    def problem(self) -> str | None:
+        """Why this source cannot deliver readings any more (None: it can).
+
+        The monitor's health hook: while this is not None no heartbeat is written, so the
+        health check fails instead of reporting green over a dead subscription.
+        """
+        if not self._opened:
+            return None
+        thread = getattr(self.client, "_thread", None)
+        if thread is None or not thread.is_alive():
+            return "the MQTT network thread has stopped; restart the monitor"
+        return None
 
     # -- Source interface --------------------------------------------------------------------
     def open(self, store) -> None:
         self.client.connect_async(self.host, self.port, keepalive=self.keepalive)
         self.client.loop_start()
+        self._opened = True
 
     def wait_connected(self, timeout: float = 10.0) -> bool:
         """Block until the broker acknowledged the subscription (tests, start-up)."""
@@ -228,11 +279,17 @@ class MqttSource(Source):
                 self._arrived.clear()
         if not rows and not rejects:
             return None
-        frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=["timestamp", "asset_id"])
-        if "timestamp" in frame.columns and len(frame):
-            # one text column for validation: numbers (ms) are formatted, text is left as sent
-            frame["timestamp"] = frame["timestamp"].map(
-                lambda v: v if isinstance(v, str) else format_ts(v))
+        if self.decoder is not None:  # one value per message: join an instant's values
+            from twinlib.ingest.sources.mqtt_formats import merge_rows
+
+            rows = merge_rows(rows)
+            frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=["timestamp", "asset_id"])
+            if "timestamp" in frame.columns and len(frame):
+                # one text column for validation: numbers (ms) are formatted, text left as sent
+                frame["timestamp"] = frame["timestamp"].map(
+                    lambda v: v if isinstance(v, str) else format_ts(v))
+        else:
+            frame = rows_to_frame(rows, signals=tuple(dict.fromkeys((*SENSORS, *self.required))))
         return Batch(frame, rejects, more=more)
 
     def commit(self, store) -> None:
@@ -249,10 +306,13 @@ class MqttSource(Source):
 
     def describe(self) -> dict:
         return {"source": self.name, "broker": f"{self.host}:{self.port}", "topic": self.topic,
-                "qos": self.qos, "received": self.received, "dropped": self.dropped}
+                "format": self.fmt,
+                "qos": self.qos, "received": self.received, "dropped": self.dropped,
+                "refused_messages": self.refused_messages, "problem": self.problem()}
 
     def close(self) -> None:
         try:
             self.client.disconnect()
         finally:
             self.client.loop_stop()
+            self._opened = False

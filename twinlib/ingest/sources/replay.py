@@ -9,7 +9,17 @@ stored at the moment the replay starts and whose intervals are divided by `speed
 dashboard following "now" shows the recording live.
 
 The number of rows handed out and stored is kept in the store meta (key
-`source.replay:<file>|<asset>`), so a restarted replay continues with the next row.
+`source.replay:<file>|<asset>`), so a restarted replay continues with the next row. With
+`timestamps="now"` the anchor (the wall time and data time the replay clock started from) is
+kept with it, from the start: after a crash between storing a batch and saving the position,
+the batch is read again and stamped with the same times, so the store keeps it once (a new
+anchor would give those rows new times, and they would be stored twice). The replay clock
+keeps running while the monitor is down; what fell due meanwhile is replayed at once.
+
+With `timestamps="now"` a speed that maps two distinct readings of one asset onto the same
+millisecond is refused (`ValueError`, naming the closest pair): the slower of the two would be
+dropped as a duplicate. The highest usable speed is the smallest interval in ms between
+readings of one asset (1,000 for a 1 Hz recording).
 """
 from __future__ import annotations
 
@@ -25,13 +35,24 @@ import pandas as pd
 from twinlib.kinds import BUILTIN_KINDS, Kind
 from twinlib.ingest.sources.base import Batch, Source, load_position, save_position
 from twinlib.ingest.sources.recordings import open_recording, timestamps_ms
-from twinlib.timeutil import format_ts, format_ts_array, now_ms
+from twinlib.timeutil import format_ts, now_ms
 
 __all__ = ["ReplaySource", "TIMESTAMP_MODES"]
 
 log = logging.getLogger("twinlib.monitor")
 
 TIMESTAMP_MODES = ("original", "now")
+
+
+def _format_ms(ms: np.ndarray) -> np.ndarray:
+    """Epoch ms → "YYYY-MM-DD HH:MM:SS[.fff]" strings (an object array this function owns:
+    pandas 3 hands out read-only arrays, which the in-place fraction step must not write)."""
+    whole = np.array(pd.to_datetime(ms // 1000 * 1000, unit="ms").strftime("%Y-%m-%d %H:%M:%S"),
+                     dtype=object, copy=True)
+    frac = ms % 1000
+    for i in np.flatnonzero(frac):
+        whole[i] = f"{whole[i]}.{int(frac[i]):03d}"
+    return whole
 
 
 class ReplaySource(Source):
@@ -68,6 +89,7 @@ class ReplaySource(Source):
         self._anchor_wall: int | None = None
         self._anchor_data: float | None = None
         self._last_data = float("-inf")
+        self._last_ts: dict = {}    # asset → newest timestamp of the previous chunk (spacing)
 
     # -- reading the file --------------------------------------------------------------------
     def _next_chunk(self) -> bool:
@@ -81,7 +103,42 @@ class ReplaySource(Source):
         self._chunk = chunk.reset_index(drop=True)
         self._ts = timestamps_ms(self._chunk)
         self._i = 0
+        if self.timestamps == "now":
+            self._check_spacing()
         return True
+
+    def _check_spacing(self) -> None:
+        """Refuse a speed that would stamp two distinct readings of an asset the same ms."""
+        ts = self._ts
+        assets = (self._chunk["asset_id"].astype(str).to_numpy() if "asset_id" in self._chunk
+                  else np.full(len(ts), self.asset or "", dtype=object))
+        ok = np.isfinite(ts)
+        ts, assets, lines = ts[ok], assets[ok], np.flatnonzero(ok) + self._chunk_start + 2
+        carried = [a for a in self._last_ts if a in set(assets)]
+        if carried:  # the previous chunk's newest reading of each asset: spacing across chunks
+            ts = np.concatenate([np.array([self._last_ts[a][0] for a in carried]), ts])
+            assets = np.concatenate([np.array(carried, dtype=object), assets])
+            lines = np.concatenate([np.array([self._last_ts[a][1] for a in carried]), lines])
+        if not len(ts):
+            return
+        codes, names = pd.factorize(assets)
+        order = np.lexsort((ts, codes))
+        t, c = ts[order], codes[order]
+        gap = np.diff(t)
+        same = (np.diff(c) == 0) & (gap > 0)
+        if same.any():
+            k = int(np.flatnonzero(same)[np.argmin(gap[same])])
+            smallest = float(gap[k])
+            if smallest < self.speed:
+                a, b = sorted((int(lines[order[k]]), int(lines[order[k + 1]])))
+                raise ValueError(
+                    f"speed {self.speed:g} with timestamps=now would stamp readings "
+                    f"{smallest:g} ms apart (asset {names[c[k]]}, lines {a} and {b}) with the same "
+                    f"millisecond, and one of them would be dropped as a duplicate; for this file "
+                    f"the speed can be at most {smallest:g} (or keep the recorded times: "
+                    f"--timestamps original)")
+        last = np.flatnonzero(np.r_[np.diff(c) != 0, True])  # each asset's newest
+        self._last_ts = {names[c[i]]: (float(t[i]), int(lines[order[i]])) for i in last}
 
     def _ensure_rows(self) -> bool:
         while self._chunk is None or self._i >= len(self._chunk):
@@ -94,6 +151,10 @@ class ReplaySource(Source):
         skip = int(saved["rows"]) if saved else 0
         while skip > 0 and self._ensure_rows():  # seek: parse and discard what is stored
             n = min(skip, len(self._chunk) - self._i)
+            seen = self._ts[self._i:self._i + n]
+            seen = seen[np.isfinite(seen)]
+            if len(seen):  # the replay clock of a finished replay is its last row's time
+                self._last_data = max(self._last_data, float(seen.max()))
             self._i += n
             skip -= n
         self.position = int(saved["rows"]) - skip if saved else 0
@@ -104,10 +165,26 @@ class ReplaySource(Source):
             signals = list(self.kind.names) if self.kind is not None else []
             store.upsert_assets([{"asset_id": self.asset, "kind": kind, "signals": signals,
                                   "params": {"file": str(self.path), "format": self.fmt}}])
+        if self.timestamps == "now" and saved and saved.get("anchor_wall") is not None:
+            if saved.get("timestamps") == "now" and saved.get("speed") == self.speed:
+                # the same mapping as before the stop: rows read again get the same times
+                self._anchor_wall = int(saved["anchor_wall"])
+                self._anchor_data = float(saved["anchor_data"])
+            else:
+                log.info("replay %s: speed or timestamps changed; the replay clock restarts "
+                         "now", self.path.name)
         if not self._ensure_rows():
             self.exhausted = True
         else:
             self._anchor()  # the replay clock starts now, at the next row's time
+        self._save(store)   # the anchor is durable before the first row is stored
+
+    def _save(self, store) -> None:
+        position = {"rows": self.position, "file": str(self.path)}
+        if self.timestamps == "now" and self._anchor_wall is not None:
+            position.update(anchor_wall=self._anchor_wall, anchor_data=self._anchor_data,
+                            speed=self.speed, timestamps=self.timestamps)
+        save_position(store, self.key, position)
 
     # -- pacing ------------------------------------------------------------------------------
     def _data_now(self) -> float:
@@ -143,7 +220,9 @@ class ReplaySource(Source):
                     moved = self._anchor_wall + (part_ts[good] - self._anchor_data) / self.speed
                     text = np.array(part["timestamp"] if "timestamp" in part else part["ts"],
                                     dtype=object)
-                    text[good] = format_ts_array(np.round(moved).astype(np.int64))
+                    # half up, not numpy's half to even (21.5 and 22.5 would both give 22):
+                    # times >= 1 ms apart then stay apart, which _check_spacing relies on
+                    text[good] = _format_ms(np.floor(moved + 0.5).astype(np.int64))
                     part = part.drop(columns=["ts"], errors="ignore")
                     part["timestamp"] = text
                 parts.append(part)
@@ -166,7 +245,7 @@ class ReplaySource(Source):
         if self._pending:
             self.position += self._pending
             self._pending = 0
-            save_position(store, self.key, {"rows": self.position, "file": str(self.path)})
+            self._save(store)
 
     def wait(self, timeout, stop) -> None:
         if self.exhausted or self._anchor_wall is None or not self._ensure_rows():
@@ -179,8 +258,10 @@ class ReplaySource(Source):
         stop.wait(max(0.0, min(timeout, delay)))
 
     def now_ms(self) -> int:
-        if self.timestamps == "now" or self._anchor_wall is None:
+        if self.timestamps == "now":
             return self.clock()
+        if self._anchor_wall is None:  # not started, or restarted after the end: its last row
+            return int(self._last_data) if np.isfinite(self._last_data) else self.clock()
         data_now = self._data_now()
         if math.isinf(data_now):  # instant replay: "now" is the newest row handed out
             return int(self._last_data) if np.isfinite(self._last_data) else self.clock()

@@ -7,6 +7,11 @@ configuration the simulator is rebuilt from its seed and fast-forwarded to that 
 keep developing where they were, and the steps missed while the monitor was down are produced
 (in bounded chunks) — no reading is lost and none is doubled. A different configuration starts a
 new timeline after the newest stored reading.
+
+The timeline never goes back: if the wall clock steps backwards (NTP, a restored VM), the
+simulator warns, adds the jump to its own clock (`clock_skew_ms`, `clock_jumps` in the
+heartbeat) and goes on producing a reading per interval, stamped ahead of the wall clock by the
+jump, instead of storing nothing until the clock has caught up.
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ import pandas as pd
 
 from twinlib.ingest.sources.base import Batch, Source, load_position, save_position
 from twinlib.store import DB_ERRORS
-from twinlib.timeutil import now_ms, to_ms_array
+from twinlib.timeutil import format_ts, now_ms, to_ms_array
 
 __all__ = ["SimSource", "SIM_META_KEY"]
 
@@ -27,6 +32,8 @@ log = logging.getLogger("twinlib.monitor")
 SIM_META_KEY = "source.sim"
 # Steps simulated per call while fast-forwarding to a saved position (bounds memory).
 _FAST_FORWARD_CHUNK = 3600
+# A clock this far behind the newest step has jumped back (less is a pause, not worth a warning).
+_JUMP_TOLERANCE_MS = 1000
 
 
 class SimSource(Source):
@@ -67,6 +74,11 @@ class SimSource(Source):
         self._events_seen = 0
         self._truth_due = 0.0
         self._store = None
+        # The timeline never runs backwards: when the wall clock steps back (NTP, a VM restored,
+        # someone setting the date), the simulator adds the jump to its clock and keeps producing
+        # one step per interval instead of waiting, silent, for the clock to catch up.
+        self.clock_skew_ms = 0
+        self.clock_jumps = 0
 
     def _config(self) -> dict:
         return {"assets": self.assets, "freq_ms": self.freq_ms, "seed": self.seed,
@@ -111,14 +123,32 @@ class SimSource(Source):
         self._events_seen = 0
         self._store = store
         self._save(store)
+        self._now()  # a clock already behind the saved timeline is noticed (and warned of) now
 
     def _save(self, store) -> None:
         save_position(store, SIM_META_KEY, {**self._config(), "start_ms": self.start_ms,
                                             "steps": self.steps})
 
+    def _now(self) -> int:
+        """The simulator's clock: the source clock plus what backward jumps took away."""
+        now = self.clock() + self.clock_skew_ms
+        made = self.steps + self._pending
+        if made > 0:
+            last = self.start_ms + (made - 1) * self.freq_ms  # time of the newest step made
+            if now < last - _JUMP_TOLERANCE_MS:
+                back = last - now
+                self.clock_skew_ms += back
+                self.clock_jumps += 1
+                log.warning("sim: the clock went back by %.1f s (now %s, newest reading %s); "
+                            "keeping the timeline: a reading every %d ms as before, stamped "
+                            "%.1f s ahead of the clock", back / 1000.0, format_ts(now),
+                            format_ts(last), self.freq_ms, self.clock_skew_ms / 1000.0)
+                now = last
+        return now
+
     def due_steps(self) -> int:
         """How many steps the clock has passed that are not stored yet."""
-        elapsed = self.clock() - self.start_ms
+        elapsed = self._now() - self.start_ms
         if elapsed < 0:
             return 0
         return elapsed // self.freq_ms + 1 - self.steps
@@ -173,8 +203,12 @@ class SimSource(Source):
     def wait(self, timeout, stop) -> None:
         # Wake exactly when the next step becomes due (or earlier if asked to stop).
         next_ms = self.start_ms + self.steps * self.freq_ms
-        stop.wait(max(0.0, min(timeout, (next_ms - self.clock()) / 1000.0)))
+        stop.wait(max(0.0, min(timeout, (next_ms - self._now()) / 1000.0)))
+
+    def now_ms(self) -> int:
+        return self._now() if self.start_ms is not None else self.clock()
 
     def describe(self) -> dict:
         return {"source": self.name, **self._config(), "start_ms": self.start_ms,
-                "steps": self.steps}
+                "steps": self.steps, "clock_skew_ms": self.clock_skew_ms,
+                "clock_jumps": self.clock_jumps}

@@ -1,0 +1,93 @@
+"""The fault-model alarm rule: a class must stay likely for the hold time; it names the fault."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from twinlib.models.alarm_rule import (FaultModelRule, FaultRuleSettings, FaultRuleState,
+                                       alarms_from_proba)
+
+S = 1000
+P_COOL = {"healthy": 0.1, "cooling_failure": 0.85, "leak": 0.05}
+P_OK = {"healthy": 0.9, "cooling_failure": 0.05, "leak": 0.05}
+EVIDENCE = {"temperature_residual_z": 7.2, "pressure_residual_z": 0.3}
+
+
+def _run(rule, state, seq):
+    out = []
+    for ts, proba in seq:
+        out += rule.step(state, {"ts": ts, "proba": proba, "evidence": EVIDENCE})
+    return out
+
+
+def test_no_alarm_before_the_hold_then_one_alarm_naming_fault_and_evidence():
+    rule = FaultModelRule(FaultRuleSettings(level=0.6, hold_s=60, clear_s=120))
+    state = rule.new_state()
+    early = _run(rule, state, [(t * S, P_COOL) for t in range(0, 60, 5)])
+    assert early == []
+    trans = _run(rule, state, [(60 * S, P_COOL)])
+    assert [t.kind for t in trans] == ["raised"]
+    t = trans[0]
+    assert t.rule == "fault_model" and t.ts == 0          # starts where the suspicion started
+    assert t.sensor == "temperature"
+    assert "cooling failure" in t.message and "+7.2 σ" in t.message
+    assert state.active["fault"] == "cooling_failure"
+
+
+def test_a_flickering_class_never_raises():
+    rule = FaultModelRule(FaultRuleSettings(level=0.6, hold_s=60, clear_s=120))
+    state = rule.new_state()
+    seq = [(t * S, P_COOL if (t // 5) % 2 == 0 else P_OK) for t in range(0, 600, 5)]
+    assert _run(rule, state, seq) == []
+
+
+def test_clears_only_after_the_clear_time_without_suspicion():
+    rule = FaultModelRule(FaultRuleSettings(level=0.6, hold_s=0, clear_s=120))
+    state = rule.new_state()
+    assert [t.kind for t in _run(rule, state, [(0, P_COOL)])] == ["raised"]
+    assert [t.kind for t in _run(rule, state, [(t * S, P_OK) for t in range(5, 120, 5)])] == []
+    trans = _run(rule, state, [(125 * S, P_OK)])
+    assert [t.kind for t in trans] == ["cleared"] and trans[0].ts == 5 * S
+    assert state.active is None
+
+
+def test_missing_probabilities_change_nothing_and_state_round_trips_through_json():
+    rule = FaultModelRule(FaultRuleSettings(level=0.6, hold_s=30, clear_s=60))
+    state = rule.new_state()
+    _run(rule, state, [(0, P_COOL), (10 * S, P_COOL)])
+    assert rule.step(state, {"ts": 20 * S, "proba": None}) == []
+    copy = rule.state_from_dict(json.loads(json.dumps(state.to_dict())))
+    assert isinstance(copy, FaultRuleState) and copy == state
+    assert [t.kind for t in rule.step(copy, {"ts": 30 * S, "proba": P_COOL})] == ["raised"]
+
+
+def test_batch_alarms_equal_stepping_the_rule():
+    rng = np.random.default_rng(0)
+    classes = ["healthy", "cooling_failure", "leak"]
+    p = rng.dirichlet([1, 1, 1], size=400)
+    p[100:200] = [0.05, 0.9, 0.05]
+    ts = np.arange(400) * 5 * S
+    rule = FaultModelRule(FaultRuleSettings(level=0.7, hold_s=60, clear_s=60))
+    alarms = alarms_from_proba(ts, p, classes, rule)
+    assert len(alarms) >= 1
+    first = alarms[0] if alarms[0]["fault"] == "cooling_failure" else alarms[1]
+    assert first["fault"] == "cooling_failure"
+    state, raised = rule.new_state(), []
+    for i in range(400):
+        for t in rule.step(state, {"ts": int(ts[i]), "proba": dict(zip(classes, p[i]))}):
+            if t.kind == "raised":
+                raised.append((t.extra["fault"], t.ts))
+    assert raised == [(a["fault"], a["start"]) for a in alarms]
+
+
+def test_settings_come_from_the_settings_file_and_bad_ones_are_refused():
+    s = FaultRuleSettings.from_settings({"fault_model": {"level": 0.8, "hold_s": 120}})
+    assert (s.level, s.hold_s, s.clear_s) == (0.8, 120.0, FaultRuleSettings().clear_s)
+    with pytest.raises(ValueError, match="unknown"):
+        FaultRuleSettings.from_settings({"fault_model": {"levle": 0.8}})
+    with pytest.raises(ValueError, match="number"):
+        FaultRuleSettings.from_settings({"fault_model": {"level": "high"}})
+    with pytest.raises(ValueError, match="level"):
+        FaultRuleSettings(level=1.5)
