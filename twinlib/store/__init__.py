@@ -38,14 +38,17 @@ def _db_errors() -> tuple:
 DB_ERRORS: tuple = _db_errors()
 
 
-def open_store(location: str | os.PathLike, *, create: bool = False, readonly: bool = False) -> Store:
+def open_store(location: str | os.PathLike, *, create: bool = False, readonly: bool = False,
+               immutable: bool = False) -> Store:
     """Open the store at ``location``: a file path (SQLite) or a ``postgresql://`` URL.
 
     ``create=True`` creates the database schema when missing (and upgrades an older one).
     Otherwise a missing database raises :class:`StoreMissingError` and nothing is created; an
     older schema raises :class:`SchemaVersionError` (``twin init-db`` upgrades it).
+    ``immutable=True`` (SQLite only) opens read-only without locks or a ``-shm`` file, for a
+    reader in a read-only directory; a PostgreSQL URL is opened read-only instead.
     """
     if is_url(location):
         from .postgres import open_pg_store
-        return open_pg_store(str(location), create=create, readonly=readonly)
-    return _open_sqlite(location, create=create, readonly=readonly)
+        return open_pg_store(str(location), create=create, readonly=readonly or immutable)
+    return _open_sqlite(location, create=create, readonly=readonly, immutable=immutable)
