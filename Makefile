@@ -6,13 +6,21 @@ STAMP  := $(VENV)/.installed-stamp
 TWIN   := $(BIN)/twin
 DATA   ?= data
 DB     ?= $(DATA)/twin.db
+# `make up DB=postgres`: the local PostgreSQL server (database PG_DB, created when missing)
+PG_DB  ?= twin
+PG_URL ?= postgresql:///$(PG_DB)?host=/var/run/postgresql
+ifeq ($(DB),postgres)
+  DB := $(PG_URL)
+  export TWIN_DB := $(PG_URL)
+endif
 
-.PHONY: help venv install data model up test test-notebooks test-fast bench notebooks clean distclean
+.PHONY: help venv install data model up pg-db test test-postgres test-notebooks test-fast bench notebooks clean distclean
 
 help:
 	@echo "make up      - set up, generate history, train models, run simulator + API (:5000) + dashboard (:8050)"
 	@echo "make up PLANT=opcua|modbus - the same, the monitor reading a simulated OPC UA / Modbus plant"
 	@echo "make test    - set up and run the whole test suite (unit, notebooks, API, browser, MQTT)"
+	@echo "make up DB=postgres - the same on the local PostgreSQL server (database twin)"
 	@echo "make bench   - measure speed and size into reports/bench.json"
 	@echo "make data | model | notebooks | clean"
 
@@ -36,8 +44,18 @@ model: data
 	@test -f models/fault_detection_rf.pkl -a -f models/fault_detection_xgb.pkl || $(TWIN) train --db $(DB)
 
 # PLANT=opcua or PLANT=modbus: the monitor reads a simulated plant over that protocol
-up: $(STAMP)
+up: $(STAMP) $(if $(TWIN_DB),pg-db)
 	$(TWIN) up $(if $(PLANT),--plant $(PLANT))
+
+# the database of `DB=postgres` on the local server (idempotent)
+pg-db:
+	@psql -d postgres -h /var/run/postgresql -tAc "SELECT 1 FROM pg_database WHERE datname='$(PG_DB)'" | grep -q 1 \
+	  || createdb -h /var/run/postgresql $(PG_DB)
+
+# the store, API, monitor and alarm tests again, on PostgreSQL (TWIN_TEST_PG_URL or the local server)
+test-postgres: $(STAMP)
+	TWIN_TEST_STORE=postgresql $(BIN)/python -m pytest -p no:cacheprovider tests/foundation/test_store.py \
+	  tests/api/test_data.py tests/api/test_alarms.py tests/detect/test_engine.py tests/monitor/test_monitor.py
 
 notebooks: $(STAMP)
 	$(TWIN) notebooks run

@@ -11,6 +11,9 @@ from twinlib.store import open_store
 FLEET_START = "2026-02-10 00:00:00"
 #: Read once at start-up: tests clear TWIN_* variables while they run.
 STRICT_SKIPS = os.environ.get("TWIN_STRICT_SKIPS") == "1"
+#: ``TWIN_TEST_STORE=postgresql`` puts the shared ``store`` fixture in PostgreSQL (a schema per
+#: test on TWIN_TEST_PG_URL): `make test-postgres` runs the store, API, monitor and alarm tests so.
+STORE_BACKEND = os.environ.get("TWIN_TEST_STORE", "sqlite")
 
 
 @pytest.fixture(autouse=True)
@@ -23,8 +26,20 @@ def _isolated_settings(monkeypatch, tmp_path):
 
 @pytest.fixture
 def tmp_db(tmp_path):
-    """Path of a database file that does not exist yet."""
-    return tmp_path / "twin.db"
+    """Location of a database that does not exist yet: a file path (or, under
+    ``TWIN_TEST_STORE=postgresql``, the URL of an empty PostgreSQL schema)."""
+    if STORE_BACKEND != "postgresql":
+        yield tmp_path / "twin.db"
+        return
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "store"))
+    from pg_support import PgSchema, require_pg
+
+    from twinlib.config import db_location
+    require_pg()
+    schema = PgSchema()
+    yield db_location(schema.url)
+    schema.drop()
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +57,7 @@ def fleet():
 
 @pytest.fixture
 def store(tmp_db, fleet):
-    """A fresh SQLite store loaded with ``fleet`` (readings, assets, fault events)."""
+    """A fresh store loaded with ``fleet`` (readings, assets, fault events), at ``tmp_db``."""
     s = open_store(tmp_db, create=True)
     s.load_readings(fleet.readings)
     s.upsert_assets(fleet.assets)

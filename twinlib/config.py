@@ -23,6 +23,9 @@ __all__ = [
     "TS_MAX_AHEAD_S",
     "Settings",
     "SettingsError",
+    "StoreURL",
+    "db_location",
+    "is_db_url",
     "get_settings",
     "load_settings_file",
 ]
@@ -52,6 +55,38 @@ class SettingsError(ValueError):
     """A setting has a value twinlib cannot use (the message names it)."""
 
 
+def is_db_url(value) -> bool:
+    """True when ``value`` names a PostgreSQL database (``postgresql://…``) rather than a file."""
+    return isinstance(value, str) and value.split(":", 1)[0] in ("postgresql", "postgres")
+
+
+class StoreURL(str):
+    """A PostgreSQL connection URL where a database path may stand (``--db``, ``TWIN_DB``).
+
+    ``Path`` would fold its ``//``; this keeps the text and answers the few questions asked of a
+    database path (:meth:`exists`, :attr:`name`)."""
+
+    @property
+    def name(self) -> str:
+        return self.rsplit("/", 1)[-1].split("?", 1)[0] or "postgresql"
+
+    def exists(self) -> bool:
+        """True when the server answers and the database holds twinlib's tables."""
+        try:
+            import psycopg
+            with psycopg.connect(str(self), connect_timeout=3) as conn:
+                return bool(conn.execute("SELECT to_regclass('readings') IS NOT NULL").fetchone()[0])
+        except Exception:
+            return False
+
+
+def db_location(value) -> "Path | StoreURL":
+    """A database location: :class:`StoreURL` for a ``postgresql://`` URL, else a ``Path``."""
+    if isinstance(value, StoreURL):
+        return value
+    return StoreURL(value) if is_db_url(value) else Path(value)
+
+
 # field name -> (environment variable, default, type)
 _SPEC: dict[str, tuple[str, Any, type]] = {
     "db_path": ("TWIN_DB", "data/twin.db", Path),
@@ -73,7 +108,7 @@ _SPEC: dict[str, tuple[str, Any, type]] = {
 class Settings:
     """Resolved settings; build it with :func:`get_settings`."""
 
-    db_path: Path
+    db_path: Path  # or a StoreURL (PostgreSQL); see db_url
     data_dir: Path
     models_dir: Path
     reports_dir: Path
@@ -86,6 +121,11 @@ class Settings:
     api_cors_origins: str | list | None  # comma-separated text or a list; None = no CORS
     file: dict = field(default_factory=dict, compare=False)
     kinds: dict = field(default_factory=lambda: dict(BUILTIN_KINDS), compare=False)
+
+    @property
+    def db_url(self) -> str | None:
+        """The PostgreSQL URL when the database is one (``TWIN_DB=postgresql://…``), else None."""
+        return str(self.db_path) if isinstance(self.db_path, StoreURL) else None
 
     def asset_section(self, asset_id: str) -> dict:
         """``[assets."<asset_id>"]`` of the settings file, ``{}`` when absent."""
@@ -161,7 +201,7 @@ def _coerce(name: str, value: Any, kind: type) -> Any:
         except (TypeError, ValueError):
             raise SettingsError(f"{name} must be an integer, got {value!r}") from None
     if kind is Path:
-        return Path(value)
+        return db_location(value) if name == "db_path" else Path(value)
     return str(value)
 
 

@@ -37,7 +37,6 @@ import logging
 import os
 import secrets
 import socket
-import sqlite3
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -46,6 +45,7 @@ from typing import Any
 
 from twinlib.ingest import ValidationError, ingest_frame
 from twinlib.ingest.sources.base import SourceReject
+from twinlib.store import DB_ERRORS
 from twinlib.store._busy import is_busy
 from twinlib.timeutil import now_ms
 
@@ -76,8 +76,13 @@ class MonitorLock:
     """
 
     def __init__(self, db_path: str | os.PathLike):
-        self.db_path = Path(db_path)
-        self.path = Path(f"{db_path}.monitor.lock")  # who holds it (information only)
+        from twinlib.config import is_db_url
+        # A PostgreSQL database takes several monitors at once (one per gateway or site): the
+        # database itself keeps the detection cursor to one engine at a time, so no lock at all.
+        self._url = is_db_url(str(db_path))
+        self.db_path = None if self._url else Path(db_path)
+        # who holds it (information only)
+        self.path = None if self._url else Path(f"{db_path}.monitor.lock")
         self._fd: int | None = None
 
     def _holder(self) -> str:
@@ -88,6 +93,8 @@ class MonitorLock:
         return text or "another process"
 
     def acquire(self) -> "MonitorLock":
+        if self._url:
+            return self
         fd = os.open(self.db_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -166,7 +173,8 @@ class Monitor:
     def __init__(self, store, source, *, engine=None, notifier=None, tick_s: float = 1.0,
                  batch_rows: int = 5000, max_logged_rejects: int = 20, heartbeat: bool = True,
                  notify_max_age_s: float = 3600.0, detect_rows: int = 20_000,
-                 detect_budget_s: float | None = 0.25, detect_pause_s: float = 0.1):
+                 detect_budget_s: float | None = 0.25, detect_pause_s: float = 0.1,
+                 retention: dict | None = None, rollup_every_s: float = 300.0):
         if tick_s <= 0 or batch_rows < 1 or detect_rows < 1 or detect_pause_s < 0:
             raise ValueError("tick_s must be > 0, batch_rows and detect_rows >= 1, "
                              "detect_pause_s >= 0")
@@ -192,6 +200,11 @@ class Monitor:
         self._detect_log_due = 0.0
         self._silenced: set = set()  # alerts whose raise was too old to notify
         self._opened = False
+        # store upkeep: rollups refreshed every rollup_every_s, retention (a
+        # commands.retention.retention_policy) applied once a day, whichever monitor gets there
+        self.retention = retention
+        self.rollup_every_s = float(rollup_every_s)
+        self._upkeep_due = time.monotonic() + min(self.rollup_every_s, 60.0)
         # Identifies this run in the heartbeat: a waiter can tell its own monitor's beat from
         # the one a previous process left in the store (pid numbers get reused).
         self.run_id = secrets.token_hex(8)
@@ -222,7 +235,7 @@ class Monitor:
                 self._report_rejects([SourceReject(None, f"{exc} — all {len(frame)} reading(s) "
                                                          f"of this batch refused", "")], name)
                 self.stats.rejected += len(frame) - 1
-            except sqlite3.Error as exc:
+            except DB_ERRORS as exc:
                 self.stats.store_errors += 1
                 log.error("%s: store write failed (%s); retrying the batch", name, exc)
                 return False
@@ -239,7 +252,7 @@ class Monitor:
         self.stats.batches += 1
         try:
             self.source.commit(self.store)
-        except sqlite3.Error as exc:
+        except DB_ERRORS as exc:
             # the readings are stored; only the position is not: a restart re-reads this batch
             # and the store keeps each reading once
             log.warning("%s: position not saved (%s)", name, exc)
@@ -327,7 +340,7 @@ class Monitor:
             beat["notify"] = self.notifier.stats()
         try:
             self.store.set_meta(HEARTBEAT_KEY, json.dumps(beat, default=str))
-        except sqlite3.Error as exc:
+        except DB_ERRORS as exc:
             log.warning("heartbeat not written (%s)", exc)
 
     # -- the loop -------------------------------------------------------------------------------
@@ -358,7 +371,27 @@ class Monitor:
         if tick:
             self._next_tick = time.monotonic() + self.tick_s
             self._beat()
+            if time.monotonic() >= self._upkeep_due and not (batch is not None and batch.more):
+                self._upkeep()
         return batch
+
+    def _upkeep(self) -> None:
+        """Refresh the rollups; apply the retention policy when a day has passed since any
+        monitor last did (``retention.last_run`` in the store meta). Failures are logged only."""
+        self._upkeep_due = time.monotonic() + self.rollup_every_s
+        try:
+            if hasattr(self.store, "refresh_rollups"):
+                self.store.refresh_rollups()
+            if self.retention and hasattr(self.store, "apply_retention"):
+                last = int(self.store.get_meta("retention.last_run", "0") or 0)
+                if now_ms() - last >= 86_400_000:
+                    self.store.set_meta("retention.last_run", str(now_ms()))
+                    out = self.store.apply_retention(
+                        self.retention["keep_ms"], rollup_1m_ms=self.retention.get("rollup_1m_ms"),
+                        rollup_1h_ms=self.retention.get("rollup_1h_ms"))
+                    log.info("retention: %s", out)
+        except DB_ERRORS as exc:
+            log.warning("store upkeep (rollups, retention) failed: %s", exc)
 
     def run(self, *, duration_s: float | None = None) -> MonitorStats:
         """Loop until `stop()` (or a signal handler setting `stop_event`), the end of a replay,

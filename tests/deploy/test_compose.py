@@ -47,12 +47,13 @@ def test_compose_file_validates_with_docker_compose(tmp_path):
     res = subprocess.run([exe, "-f", str(COMPOSE), "config", "-q"], capture_output=True,
                          text=True, cwd=tmp_path, env={"PATH": "/usr/bin:/bin"})
     assert res.returncode == 0, res.stderr
-    # with every profile on, too (mosquitto and lab)
+    # with every profile on, too (mosquitto, lab and postgres)
     res = subprocess.run([exe, "-f", str(COMPOSE), "--profile", "mqtt", "--profile", "lab",
-                          "config", "--services"], capture_output=True, text=True, cwd=tmp_path,
+                          "--profile", "postgres", "config", "--services"], capture_output=True, text=True, cwd=tmp_path,
                          env={"PATH": "/usr/bin:/bin"})
     assert res.returncode == 0, res.stderr
-    assert set(res.stdout.split()) == {"init", "monitor", "api", "dashboard", "mosquitto", "lab"}
+    assert set(res.stdout.split()) == {"init", "monitor", "api", "dashboard", "mosquitto", "lab",
+                                       "postgres"}
 
 
 def test_flow_is_init_then_api_then_dashboard_plus_monitor(services):
@@ -80,6 +81,7 @@ def test_every_dependency_names_a_service_with_a_known_condition(services):
 def test_optional_services_sit_behind_profiles(services):
     assert services["mosquitto"]["profiles"] == ["mqtt"]
     assert services["lab"]["profiles"] == ["lab"]
+    assert services["postgres"]["profiles"] == ["postgres"]
     for name in ("init", "monitor", "api", "dashboard"):
         assert "profiles" not in services[name]
 

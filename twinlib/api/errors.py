@@ -104,16 +104,22 @@ def register_error_handlers(app: Flask) -> None:
         return None
 
     @app.errorhandler(sqlite3.DatabaseError)
-    def _db_unreadable(exc: sqlite3.DatabaseError):
-        # Covers "file is not a database", a read-only open of a file we cannot read, and a
-        # disk I/O error: the data is unavailable, retry later. SQLite's messages name no
-        # path, but the log gets the detail and the client a fixed text.
+    def _db_unreadable(exc: Exception):
+        # Covers "file is not a database", a read-only open of a file we cannot read, a disk
+        # I/O error and the PostgreSQL driver's errors (a lost server, a timeout): the data is
+        # unavailable, retry later. The log gets the detail.
         app.extensions["twinlib.stores"].discard()
         answer = _busy_or_readonly(exc)
         if answer is not None:
             return answer
         app.logger.warning("database unreadable: %s", exc)
         return error_response(503, f"database unreadable: {exc}", reason="unreadable")
+
+    try:  # the PostgreSQL backend's driver errors: the same answer (a lost server, a timeout)
+        import psycopg
+        app.register_error_handler(psycopg.Error, _db_unreadable)
+    except ImportError:  # pragma: no cover
+        pass
 
     @app.errorhandler(StoreError)
     def _store_error(exc: StoreError):

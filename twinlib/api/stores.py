@@ -33,6 +33,7 @@ from pathlib import Path
 
 from flask import current_app
 
+from twinlib.config import StoreURL, db_location
 from twinlib.store import Store, StoreError, StoreMissingError, open_store
 
 __all__ = ["StoreProvider", "ReadOnlyDatabase", "read_store", "write_store", "write_with_retry",
@@ -81,7 +82,9 @@ class StoreProvider:
 
     def __init__(self, db_path: str | os.PathLike, *, write_attempts: int = 3,
                  retry_pause_s: float = 0.1):
-        self.db_path = Path(db_path)
+        self.db_path = db_location(db_path)  # a Path, or a StoreURL for PostgreSQL
+        # A PostgreSQL database has no file whose identity could change under a connection.
+        self._is_url = isinstance(self.db_path, StoreURL)
         self._path_text = os.fspath(self.db_path)  # os.stat of a str skips the Path conversion
         self.write_attempts = max(1, int(write_attempts))
         self.retry_pause_s = float(retry_pause_s)
@@ -90,6 +93,8 @@ class StoreProvider:
     # -- reads -----------------------------------------------------------------------------
     def _identity(self, immutable: bool) -> tuple:
         """What must not change under a kept connection (raises StoreMissingError if gone)."""
+        if self._is_url:
+            return ()
         try:
             st = os.stat(self._path_text)
         except FileNotFoundError:
@@ -128,6 +133,8 @@ class StoreProvider:
         return self._open_reader()[0]
 
     def _open_reader(self) -> tuple[Store, bool]:
+        if self._is_url:
+            return open_store(self.db_path, readonly=True), False
         try:
             return open_store(self.db_path, readonly=True), False
         except StoreMissingError:
@@ -194,7 +201,8 @@ class StoreProvider:
         except StoreMissingError:
             raise
         except StoreError as exc:
-            if self.db_path.exists() and not (self._file_writable() and self._dir_writable()):
+            if (not self._is_url and self.db_path.exists()
+                    and not (self._file_writable() and self._dir_writable())):
                 raise ReadOnlyDatabase(f"cannot write {self.db_path}: the file or its directory "
                                        "is read-only for this server") from exc
             raise

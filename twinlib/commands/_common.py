@@ -17,8 +17,9 @@ class CommandError(Exception):
 
 
 def add_db_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", metavar="PATH",
-                        help="SQLite database (default: $TWIN_DB, else data/twin.db)")
+    parser.add_argument("--db", metavar="PATH|URL",
+                        help="SQLite database file, or a postgresql:// URL "
+                             "(default: $TWIN_DB, else data/twin.db)")
 
 
 def settings_from(args: argparse.Namespace) -> Settings:

@@ -69,7 +69,8 @@ def voila_command(notebook: Path, host: str, port: int, db_path: Path,
         # loopback: on a shared address the XSRF check stays.
         argv.append("--Voila.tornado_settings={'disable_check_xsrf': True}")
     env = dict(os.environ if environ is None else environ)
-    env["TWIN_DB"] = str(Path(db_path).resolve())
+    from twinlib.config import is_db_url
+    env["TWIN_DB"] = str(db_path) if is_db_url(str(db_path)) else str(Path(db_path).resolve())
     return argv, env, notebook.parent
 
 

@@ -5,16 +5,18 @@ import argparse
 import csv
 import functools
 import json
-import sqlite3
 import sys
 from pathlib import Path
 
 from ..config import SettingsError
 from ..ingest import DEFAULT_ASSET, CsvReader, ingest_csv, write_csv
 from ..ingest.validate import ValidationError, plausible_window
-from ..store import StoreBusyError, open_store
+from ..store import DB_ERRORS, StoreBusyError, StoreError, open_store
 from ..timeutil import format_ts, parse_duration, to_ms
 from ._common import CommandError, add_db_option, settings_from
+
+#: the drivers' errors (SQLite's, PostgreSQL's); a StoreError has its own message elsewhere
+_DRIVER_ERRORS = tuple(e for e in DB_ERRORS if not issubclass(e, StoreError))
 
 __all__ = ["register", "events_path", "assets_path"]
 
@@ -91,7 +93,7 @@ def _guarded(func):
     def run(args: argparse.Namespace) -> int:
         try:
             return func(args)
-        except (sqlite3.Error, StoreBusyError) as exc:
+        except (*_DRIVER_ERRORS, StoreBusyError) as exc:
             db = getattr(args, "db", None) or "the database"
             raise CommandError(f"database error on {db}: {exc} (is another process writing it? "
                                f"run the command again)") from None
@@ -223,7 +225,7 @@ def cmd_store(args: argparse.Namespace) -> int:
         for rej in exc.rejects:
             print(f"rejected {path}:{rej.line}: {rej.reason}", file=sys.stderr)
         raise CommandError(f"{path}: {exc}") from exc
-    except (sqlite3.Error, StoreBusyError, MemoryError) as exc:
+    except (*_DRIVER_ERRORS, StoreBusyError, MemoryError) as exc:
         raise CommandError(_store_failed(exc, path, settings.db_path, stored["n"])) from None
     finally:
         store.close()

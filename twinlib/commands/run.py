@@ -259,7 +259,8 @@ def _run(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     source = build_source(args, settings.kinds)
     notifier = None if args.no_notify else notifier_from_settings(settings.file)
-    settings.db_path.parent.mkdir(parents=True, exist_ok=True)
+    if not settings.db_url:  # a PostgreSQL URL has no directory to make
+        settings.db_path.parent.mkdir(parents=True, exist_ok=True)
     lock = MonitorLock(settings.db_path)
     try:
         lock.acquire()
@@ -270,8 +271,10 @@ def _run(args: argparse.Namespace) -> int:
     monitor = None
     try:
         engine = build_engine(store, settings)
+        from twinlib.commands.retention import retention_policy
         monitor = Monitor(store, source, engine=engine, notifier=notifier, tick_s=args.tick,
-                          batch_rows=args.batch, notify_max_age_s=args.notify_max_age)
+                          batch_rows=args.batch, notify_max_age_s=args.notify_max_age,
+                          retention=retention_policy(settings))
 
         def _stop(signum, frame):
             logging.getLogger("twinlib.monitor").info("monitor: %s received, stopping",

@@ -216,7 +216,7 @@ def _monitor_beating(db_path: Path, since_ms: int, pid: int | None = None) -> bo
 def _child_env(settings) -> dict:
     env = dict(os.environ)
     # every child resolves the same files whatever its working directory
-    env["TWIN_DB"] = str(Path(settings.db_path).resolve())
+    env["TWIN_DB"] = settings.db_url or str(Path(settings.db_path).resolve())
     env["TWIN_DATA_DIR"] = str(Path(settings.data_dir).resolve())
     env["TWIN_MODELS_DIR"] = str(Path(settings.models_dir).resolve())
     env["TWIN_REPORTS_DIR"] = str(Path(settings.reports_dir).resolve())
@@ -232,7 +232,8 @@ def _up(args: argparse.Namespace) -> int:
     settings = get_settings(db_path=args.db, api_port=args.api_port,
                             dashboard_port=args.dashboard_port)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    settings.db_path.parent.mkdir(parents=True, exist_ok=True)
+    if not settings.db_url:  # a PostgreSQL URL has no directory to make
+        settings.db_path.parent.mkdir(parents=True, exist_ok=True)
     env = _child_env(settings)
     prepare(settings, env, hours=args.hours, assets=args.assets, seed=args.seed,
             train=not args.no_train, train_args=tuple(shlex.split(args.train_args or "")))

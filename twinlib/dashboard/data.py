@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from twinlib.config import db_location
 from twinlib.dashboard import theme
 
 __all__ = ["DashboardData", "Plan", "Tick", "StoreUnavailable", "choose_bucket_s", "alarm_key"]
@@ -99,7 +100,7 @@ class DashboardData:
             raise ValueError("DashboardData needs a db_path or a store")
         if db_path is None:
             db_path = getattr(store, "path", None)
-        self.db_path = Path(db_path) if db_path is not None else None
+        self.db_path = db_location(db_path) if db_path is not None else None
         self._local = threading.local()
         self._given_store = store
         self.settings = settings          # twinlib.config.Settings (rules, thresholds) or None

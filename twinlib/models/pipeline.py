@@ -34,7 +34,7 @@ def resolve_paths(db_path: str | None = None, models_dir: str | None = None,
 
     s = get_settings(db_path=db_path or None, models_dir=models_dir or None,
                      reports_dir=reports_dir or None)
-    return {"db_path": Path(s.db_path), "models_dir": Path(s.models_dir),
+    return {"db_path": s.db_path, "models_dir": Path(s.models_dir),
             "reports_dir": Path(s.reports_dir)}
 
 

@@ -26,15 +26,16 @@ import json
 import logging
 import os
 import shutil
-import sqlite3
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from twinlib.config import db_location
 from twinlib.notify.channels import Channel, DeliveryError
 from twinlib.notify.message import event_payload
+from twinlib.store import DB_ERRORS
 from twinlib.timeutil import now_ms
 
 __all__ = ["Notifier", "ChannelStats", "event_id"]
@@ -96,7 +97,7 @@ class _Worker:
         try:
             retry_busy(fn, attempts=8, max_s=2.0)
             return True
-        except sqlite3.Error as exc:
+        except DB_ERRORS as exc:
             log.error("notify %s: outbox not updated (%s); the row is retried later",
                       self.channel.name, exc)
             return False
@@ -176,7 +177,8 @@ class Notifier:
         if retries < 0 or backoff_s < 0 or queue_size < 1:
             raise ValueError("retries and backoff_s must be >= 0, queue_size >= 1")
         self.channels = list(channels)
-        self.db_path = Path(db_path) if db_path is not None else None
+        # a Path, or a StoreURL for PostgreSQL (Path would fold the URL's //)
+        self.db_path = db_location(db_path) if db_path is not None else None
         self.retries, self.backoff_s = int(retries), float(backoff_s)
         self.max_backoff_s, self.poll_s = float(max_backoff_s), float(poll_s)
         self._workers: list[_Worker] = []
@@ -196,7 +198,7 @@ class Notifier:
         if self._started:
             return self
         if self.db_path is None and db_path is not None:
-            self.db_path = Path(db_path)
+            self.db_path = db_location(db_path)
         if self.db_path is None:
             self._tmpdir = tempfile.mkdtemp(prefix="twin-notify-")
             self.db_path = Path(self._tmpdir) / "outbox.db"
@@ -334,7 +336,7 @@ class Notifier:
             one = w.stats.as_dict()
             try:
                 one["pending"] = 0 if self._closed else self._own.outbox_pending(w.channel.name)
-            except sqlite3.Error:
+            except DB_ERRORS:  # SQLite's or PostgreSQL's driver
                 one["pending"] = None
             out[w.channel.name] = one
         return out

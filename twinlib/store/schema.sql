@@ -48,6 +48,17 @@ CREATE TABLE IF NOT EXISTS ingest_log (
     mono  INTEGER NOT NULL DEFAULT 1   -- 1: ids rise with ts inside the entry (every load's are)
 );
 
+-- Downsampled history (1 min and 1 h, see _rollups.py), kept longer than raw readings. stats:
+-- float64 little-endian, per signal of the asset's layout [min, mean, max, count].
+CREATE TABLE IF NOT EXISTS rollups (
+    asset  INTEGER NOT NULL,
+    res    INTEGER NOT NULL,
+    bucket INTEGER NOT NULL,
+    n      INTEGER NOT NULL,
+    stats  BLOB    NOT NULL,
+    PRIMARY KEY (asset, res, bucket)
+) WITHOUT ROWID;
+
 -- Ground truth from the simulator (or from a labelled recording).
 CREATE TABLE IF NOT EXISTS fault_events (
     asset_id TEXT    NOT NULL,

@@ -25,6 +25,7 @@ import pandas as pd
 from ..timeutil import now_ms, to_ms, to_ms_array
 from ._alerts import AlertsMixin
 from ._outbox import OutboxMixin
+from ._rollups import RollupsMixin
 from .base import (RESERVED_COLUMNS, LoadResult, Reading, SchemaVersionError, Store,
                    StoreBusyError, StoreError, StoreMissingError)
 
@@ -65,7 +66,7 @@ class _Asset:
         self.created_at = created_at
 
 
-class SQLiteStore(AlertsMixin, OutboxMixin, Store):
+class SQLiteStore(RollupsMixin, AlertsMixin, OutboxMixin, Store):
     """The embedded default store: one SQLite file in WAL mode.
 
     Use :func:`open_store` rather than the constructor. ``conn`` is in autocommit mode; group
@@ -107,6 +108,10 @@ class SQLiteStore(AlertsMixin, OutboxMixin, Store):
         """
         if self.readonly:
             raise StoreError("store is open read-only")
+        fresh = not self.has_schema()
+        if fresh and not self.conn.in_transaction:
+            # set before the first table exists: retention then gives space back page by page
+            self.conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         with self.transaction():
             if self._is_v1():
                 self._migrate_v1()
@@ -606,10 +611,9 @@ class SQLiteStore(AlertsMixin, OutboxMixin, Store):
         df.insert(cols.index("ts") + 1, "timestamp", pd.to_datetime(df["ts"].to_numpy(), unit="ms"))
         return df
 
-    def downsample(self, bucket_s: float, start: int | None = None, end: int | None = None,
-                   asset: str | None = None, signals: list[str] | None = None) -> pd.DataFrame:
-        """Min/mean/max of each signal per asset and time bucket of ``bucket_s`` seconds:
-        ``asset_id, bucket (ms), n, <signal>_min, <signal>_mean, <signal>_max …``."""
+    def _downsample_raw(self, bucket_s: float, start: int | None = None, end: int | None = None,
+                        asset: str | None = None, signals: list[str] | None = None) -> pd.DataFrame:
+        """:meth:`downsample` from raw readings."""
         bucket_ms = int(round(float(bucket_s) * 1000))
         if bucket_ms <= 0:
             raise ValueError("bucket_s must be positive")
@@ -663,6 +667,68 @@ class SQLiteStore(AlertsMixin, OutboxMixin, Store):
                for k in self._keys(asset)]
         got = [g for g in got if g is not None]
         return max(got) if got else None
+
+    # -- rollups and retention (see _rollups.py) ----------------------------------------------
+    def _span(self, key: int):
+        """First and last instant with data of one asset, raw or rolled up (retention may have
+        removed the raw readings of the oldest rollups)."""
+        lo, hi = self.conn.execute("SELECT MIN(ts), MAX(ts) FROM readings WHERE asset = ?",
+                                   (key,)).fetchone()
+        rlo, rhi = self.conn.execute("SELECT MIN(bucket), MAX(bucket + res - 1) FROM rollups "
+                                     "WHERE asset = ?", (key,)).fetchone()
+        los = [v for v in (lo, rlo) if v is not None]
+        his = [v for v in (hi, rhi) if v is not None]
+        return (min(los), max(his)) if los else None
+
+    def _dirty_since(self, cursor: int):
+        """(horizon, [(asset key, ts_lo, ts_hi)]) of every load with ids above ``cursor``."""
+        horizon = self.max_id()
+        floor = int(self.get_meta("readings.log_floor", "0"))
+        if cursor < floor:  # the log no longer covers it: everything is dirty
+            rows = self.conn.execute("SELECT asset, MIN(ts), MAX(ts) FROM readings GROUP BY asset").fetchall()
+        else:
+            rows = self.conn.execute("SELECT asset, ts_lo, ts_hi FROM ingest_log WHERE hi > ?",
+                                     (int(cursor),)).fetchall()
+        return horizon, [tuple(r) for r in rows]
+
+    def _rollup_rows(self, key: int, res: int, lo: int, hi: int):
+        rows = self.conn.execute("SELECT bucket, n, stats FROM rollups WHERE asset = ? AND res = ? "
+                                 "AND bucket BETWEEN ? AND ? ORDER BY bucket", (key, res, lo, hi))
+        return [(b, n, np.frombuffer(st, dtype=_F8)) for b, n, st in rows]
+
+    def _rollup_replace(self, key: int, res: int, lo: int, hi: int, rows) -> None:
+        self.conn.execute("DELETE FROM rollups WHERE asset = ? AND res = ? AND bucket BETWEEN ? AND ?",
+                          (key, res, lo, hi))
+        self.conn.executemany("INSERT INTO rollups (asset, res, bucket, n, stats) VALUES (?, ?, ?, ?, ?)",
+                              [(key, res, int(b), int(n), np.ascontiguousarray(st, dtype=_F8).tobytes())
+                               for b, n, st in rows])
+
+    def _drop_raw(self, cutoff: int, chunk: int = 50_000) -> int:
+        """Delete readings older than ``cutoff`` in chunks (short write transactions), then give
+        the freed pages back to the file system (incremental vacuum)."""
+        total = 0
+        for key in self._keys(None):
+            while True:
+                with self.transaction():
+                    row = self.conn.execute("SELECT ts FROM readings WHERE asset = ? AND ts < ? "
+                                            "ORDER BY ts LIMIT 1 OFFSET ?", (key, cutoff, chunk)).fetchone()
+                    upto = cutoff if row is None else row[0]
+                    n = self.conn.execute("DELETE FROM readings WHERE asset = ? AND ts < ?",
+                                          (key, upto)).rowcount
+                total += n
+                if row is None:
+                    break
+        with self.transaction():
+            self.conn.execute("DELETE FROM ingest_log WHERE ts_hi < ? AND hi < "
+                              "(SELECT MAX(hi) FROM ingest_log)", (cutoff,))
+        if total and self.conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:
+            self.conn.execute("PRAGMA incremental_vacuum")
+        return total
+
+    def _drop_rollups(self, res: int, cutoff: int) -> int:
+        with self.transaction():
+            return self.conn.execute("DELETE FROM rollups WHERE res = ? AND bucket < ?",
+                                     (res, cutoff)).rowcount
 
     # -- ground truth ----------------------------------------------------------------------
     def load_fault_events(self, df: pd.DataFrame) -> int:

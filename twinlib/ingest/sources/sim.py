@@ -16,13 +16,13 @@ jump, instead of storing nothing until the clock has caught up.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from typing import Callable
 
 import pandas as pd
 
 from twinlib.ingest.sources.base import Batch, Source, load_position, save_position
+from twinlib.store import DB_ERRORS
 from twinlib.timeutil import format_ts, now_ms, to_ms_array
 
 __all__ = ["SimSource", "SIM_META_KEY"]
@@ -177,7 +177,7 @@ class SimSource(Source):
         if self._store is not None:
             try:
                 self._store_ground_truth(self._store)
-            except sqlite3.Error as exc:  # the store was closed first: lose only the summary
+            except DB_ERRORS as exc:  # the store was closed first: lose only the summary
                 log.warning("sim: fault ground truth not stored at close (%s)", exc)
 
     def _to_wall(self, column):

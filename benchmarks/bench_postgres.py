@@ -1,0 +1,168 @@
+"""PostgreSQL beside SQLite: bulk ingest (binary COPY), GET /data p99, latest-N and the live cursor
+as the history grows, 24 h of one asset at 1-minute buckets from the rollups, bytes per reading.
+
+Needs a PostgreSQL server: ``TWIN_BENCH_PG_URL`` (else ``TWIN_TEST_PG_URL``, else the local
+socket); the bench works in a throw-away schema. Quick mode: 100k → 1M readings; full: 100k →
+10M. Pump readings: 6 float64 values each, 8 assets at 1 Hz.
+"""
+from __future__ import annotations
+
+import io
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+import pandas as pd
+
+from _timing import median_us  # noqa: E402  (benchmarks/ is on sys.path)
+
+T0 = 1_767_225_600_000  # 2026-01-01
+ASSETS = 8
+SIGNALS = ("temperature", "vibration", "pressure", "load", "speed", "ambient")
+
+
+def _url() -> str:
+    return (os.environ.get("TWIN_BENCH_PG_URL") or os.environ.get("TWIN_TEST_PG_URL")
+            or "postgresql:///postgres?host=/var/run/postgresql")
+
+
+def _frame(first_row: int, n: int, seed: int) -> pd.DataFrame:
+    """Readings first_row … first_row+n-1 of the fleet: row k is asset k % ASSETS at second k // ASSETS."""
+    rng = np.random.default_rng(seed)
+    k = np.arange(first_row, first_row + n, dtype=np.int64)
+    df = pd.DataFrame({"asset_id": np.array([f"pump-{i:02d}" for i in range(ASSETS)])[k % ASSETS],
+                       "ts": T0 + (k // ASSETS) * 1000})
+    for j, s in enumerate(SIGNALS):
+        df[s] = (rng.normal(50 + j, 3, n)).round(2)
+    df["label"] = np.where(rng.random(n) < 0.01, "bearing_wear", "healthy")
+    return df
+
+
+def _p99_us(fn, repeat: int = 400) -> float:
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter_ns()
+        fn()
+        times.append(time.perf_counter_ns() - t0)
+    times.sort()
+    return round(times[int(0.99 * (len(times) - 1))] / 1000, 1)
+
+
+def _size(store, path) -> int:
+    if store.backend == "postgresql":
+        return store.size_bytes()["readings"]
+    store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return Path(path).stat().st_size
+
+
+def _measure(store, loc, n_total: int) -> dict:
+    from twinlib.api import create_app
+    from twinlib.config import get_settings
+
+    top = store.max_id()
+    out = {"readings": n_total}
+    out["latest_10_one_asset_us"] = median_us(lambda: store.latest(10, asset="pump-03"))
+    out["latest_10_fleet_us"] = median_us(lambda: store.latest(10), repeat=100)
+    out["cursor_after_1000_us"] = median_us(lambda: store.after(top - 1000, limit=1000), repeat=30)
+    out["cursor_idle_us"] = median_us(lambda: store.after(top), repeat=200)
+    with tempfile.TemporaryDirectory() as tmp:
+        app = create_app(get_settings(db_path=str(loc), settings_file=Path(tmp) / "none.toml"))
+        client = app.test_client()
+        out["get_data_p99_us"] = _p99_us(lambda: client.get("/data"))
+        out["get_data_median_us"] = median_us(lambda: client.get("/data"), repeat=200)
+    t = time.perf_counter()
+    store.refresh_rollups()
+    out["rollup_refresh_s"] = round(time.perf_counter() - t, 2)
+    last = store.newest_ts()
+    day = (last - 86_400_000 + 1, last)
+    n = len(store.downsample(60, *day, asset="pump-03"))
+    out["day_at_1min_buckets"] = n
+    out["day_at_1min_from_rollups_ms"] = round(median_us(
+        lambda: store.downsample(60, *day, asset="pump-03"), repeat=10) / 1000, 2)
+    out["day_at_1min_from_raw_ms"] = round(median_us(
+        lambda: store._downsample_raw(60, *day, asset="pump-03"), repeat=3) / 1000, 2)
+    out["bytes_per_reading"] = round(_size(store, loc) / n_total, 1)
+    return out
+
+
+def _backend(name: str, loc, sizes: list[int]) -> dict:
+    from twinlib.store import open_store
+    res = {"sizes": []}
+    store = open_store(loc, create=True)
+    loaded = 0
+    load_s = 0.0
+    try:
+        for target in sizes:
+            while loaded < target:
+                n = min(1_000_000, target - loaded)
+                df = _frame(loaded, n, seed=loaded)
+                t = time.perf_counter()
+                store.load_readings(df)
+                load_s += time.perf_counter() - t
+                loaded += n
+            row = _measure(store, loc, loaded)
+            row["ingest_readings_per_s"] = round(loaded / load_s)
+            res["sizes"].append(row)
+            print(name, row, flush=True)
+    finally:
+        store.close()
+    return res
+
+
+def _copy_formats(url: str, n: int = 200_000) -> dict:
+    """Client+server time of COPY binary (numpy-built stream, what the store sends) against COPY
+    text (one formatted line per reading) into a scratch table of the readings' shape."""
+    import psycopg
+
+    from twinlib.store.postgres import _copy_binary
+    rng = np.random.default_rng(0)
+    ts = T0 + np.arange(n, dtype=np.int64) * 1000
+    ids = np.arange(1, n + 1, dtype=np.int64)
+    lab = np.zeros(n, dtype=np.int64)
+    mat = rng.normal(50, 3, (n, 6))
+    out = {}
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute("CREATE TEMP TABLE scratch (asset integer, ts bigint, id bigint, label smallint, vals bytea)")
+        for fmt in ("binary", "text"):
+            c.execute("TRUNCATE scratch")
+            t = time.perf_counter()
+            if fmt == "binary":
+                data = _copy_binary(1, ts, ids, lab, mat)
+            else:
+                blobs = np.ascontiguousarray(mat, dtype="<f8").view("V48").ravel()
+                buf = io.StringIO()
+                for a, b, c_, v in zip(ts.tolist(), ids.tolist(), lab.tolist(), blobs):
+                    buf.write(f"1\t{a}\t{b}\t{c_}\t\\\\x{bytes(v).hex()}\n")
+                data = buf.getvalue().encode()
+            with c.cursor().copy(f"COPY scratch FROM STDIN (FORMAT {fmt.upper()})") as cp:
+                cp.write(data)
+            out[f"copy_{fmt}_readings_per_s"] = round(n / (time.perf_counter() - t))
+    return out
+
+
+def run(quick: bool = False) -> dict:
+    import psycopg
+    sizes = [100_000, 1_000_000] if quick else [100_000, 1_000_000, 10_000_000]
+    base = _url()
+    schema = "i13_bench_" + uuid.uuid4().hex[:8]
+    sep = "&" if "?" in base else "?"
+    url = f"{base}{sep}options={quote(f'-c search_path={schema}')}"
+    with psycopg.connect(base, autocommit=True) as c:
+        c.execute(f"CREATE SCHEMA {schema}")
+        server = c.execute("SHOW server_version").fetchone()[0]
+    report = {"server": f"PostgreSQL {server}", "assets": ASSETS, "values_per_reading": len(SIGNALS)}
+    try:
+        report["copy_formats"] = _copy_formats(url)
+        report["postgresql"] = _backend("postgresql", url, sizes)
+        with tempfile.TemporaryDirectory() as tmp:
+            report["sqlite"] = _backend("sqlite", Path(tmp) / "bench.db", sizes)
+    finally:
+        with psycopg.connect(base, autocommit=True) as c:
+            c.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    return report

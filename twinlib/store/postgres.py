@@ -1,0 +1,633 @@
+"""PostgreSQL (and TimescaleDB, when installed) implementation of the store, psycopg 3.
+
+Same model as the SQLite store (``schema_pg.sql``): an ``assets`` table giving each asset a small
+integer key and its value layout, readings keyed ``(asset, ts)`` with the values packed as float64
+(the very bytes SQLite stores), an ingest log for the live cursor, rollups, alerts. The backend-
+neutral query code is shared with :class:`~twinlib.store.sqlite.SQLiteStore` (it only uses
+``self.conn.execute`` with ``?`` placeholders, which :class:`_PgConn` translates); this module
+replaces what differs: connections and transactions, partitions, bulk load by binary ``COPY``, id
+allocation and the cursor horizon under many writers, retention by dropping partitions.
+
+**Many writers, one cursor.** Reading ids come from a sequence in contiguous blocks, one per load
+chunk, and blocks commit in any order. A writer allocates its block while holding a short
+advisory lock (``ALLOC``) and, before releasing it, takes a transaction-scoped advisory lock whose
+key is the block's first id; that lock disappears only after its transaction committed or rolled
+back. :meth:`PostgresStore.horizon` (under the same ``ALLOC`` lock, shared) reads the next id the
+sequence would give and the smallest key of those in-flight locks: every id below the smaller of
+the two is final — visible now or never. :meth:`after` only returns ids below the horizon, so a
+reader following ``id > cursor`` never skips a late commit and never sees a row twice.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+from importlib import resources
+
+import numpy as np
+import pandas as pd
+
+from ..timeutil import now_ms
+from ._outbox_pg import PgOutboxMixin
+from .base import LoadResult, SchemaVersionError, StoreError, StoreMissingError
+from .sqlite import _CHUNK_ROWS, _F8, _LOG_KEEP_MS, _PRUNE_EVERY, _SELECT, SQLiteStore
+
+try:  # optional until the PostgreSQL backend is used
+    import psycopg
+    from psycopg import pq
+except ImportError:  # pragma: no cover - psycopg is a pinned dependency
+    psycopg = None
+
+__all__ = ["PostgresStore", "open_pg_store", "is_url", "PG_SCHEMA_VERSION", "PART_MS"]
+
+PG_SCHEMA_VERSION = 2
+#: Width of a readings partition (one day): retention drops whole days.
+PART_MS = 86_400_000
+#: Partitions created ahead of the current day (at init and by ``twin retention``).
+PARTS_AHEAD = 3
+_NS = 0x7477696E  # "twin": the namespace (classid) of the two-key advisory locks
+_ALLOC, _PART = 1, 2
+_QCACHE: dict[str, str] = {}
+
+
+def is_url(location) -> bool:
+    """True for a PostgreSQL connection URL (``postgresql://…`` or ``postgres://…``)."""
+    return isinstance(location, str) and location.split(":", 1)[0] in ("postgresql", "postgres")
+
+
+def _q(sql: str) -> str:
+    out = _QCACHE.get(sql)
+    if out is None:
+        out = _QCACHE[sql] = sql.replace("%", "%%").replace("?", "%s")
+    return out
+
+
+def _redact(url: str) -> str:
+    """The URL without its password (for messages)."""
+    try:
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+        d = conninfo_to_dict(url)
+        if "password" in d:
+            d["password"] = "***"
+        return make_conninfo(**d) if "password" in d else url
+    except Exception:
+        return url.split("@")[-1] if "@" in url else url
+
+
+class _PgConn:
+    """The psycopg connection seen through the sqlite3-style calls the shared code makes."""
+
+    def __init__(self, raw):
+        self.raw = raw
+
+    def execute(self, sql: str, args=()):
+        if sql.strip().upper() == "BEGIN":  # callers mean "one consistent snapshot from here"
+            sql = "BEGIN ISOLATION LEVEL REPEATABLE READ"
+        return self.raw.execute(_q(sql), tuple(args) if args else None)
+
+    def executemany(self, sql: str, seq):
+        rows = list(seq)
+        cur = self.raw.cursor()
+        if rows:
+            cur.executemany(_q(sql), rows)
+        return cur
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.raw.info.transaction_status != pq.TransactionStatus.IDLE
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def _schema_statements() -> list[str]:
+    text = resources.files("twinlib.store").joinpath("schema_pg.sql").read_text()
+    lines = [ln.split("--")[0] if "--" in ln else ln for ln in text.splitlines()]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+#: Id allocation and the cursor horizon as functions: one round trip each, and a fixed order of
+#: steps (the writer announces its block before the sequence moves past it; the reader reads the
+#: sequence before the announcements), which is what makes the horizon safe without a lock.
+_FUNCTIONS = (
+    """CREATE OR REPLACE FUNCTION twin_alloc(n bigint) RETURNS bigint LANGUAGE plpgsql AS $$
+    DECLARE lo bigint;
+    BEGIN
+      PERFORM pg_advisory_lock(%(ns)s, %(alloc)s);
+      SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END INTO lo FROM readings_id_seq;
+      PERFORM pg_advisory_xact_lock_shared(lo);
+      PERFORM setval('readings_id_seq', lo + n - 1, true);
+      PERFORM pg_advisory_unlock(%(ns)s, %(alloc)s);
+      RETURN lo;
+    END $$""",
+    """CREATE OR REPLACE FUNCTION twin_horizon() RETURNS bigint LANGUAGE plpgsql STABLE AS $$
+    DECLARE nxt bigint; low bigint;
+    BEGIN
+      SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END INTO nxt FROM readings_id_seq;
+      SELECT MIN((classid::bigint << 32) | objid::bigint) INTO low FROM pg_locks
+       WHERE locktype = 'advisory' AND objsubid = 1
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database());
+      RETURN LEAST(nxt, COALESCE(low, nxt));
+    END $$""",
+)
+
+
+def _part_name(day: int) -> str:
+    if day >= 0:
+        return "readings_" + (_dt.date(1970, 1, 1) + _dt.timedelta(days=day)).strftime("%Y%m%d")
+    return f"readings_m{-day}"
+
+
+class PostgresStore(PgOutboxMixin, SQLiteStore):
+    """Readings in PostgreSQL: partitioned by day, loaded by binary COPY, many concurrent writers.
+
+    Use :func:`twinlib.store.open_store` with a ``postgresql://`` URL. ``conn`` is in autocommit
+    mode; group writes with ``with store.transaction():``.
+    """
+
+    backend = "postgresql"
+
+    def __init__(self, url: str, *, readonly: bool = False):  # noqa: D107 (no super().__init__)
+        if psycopg is None:
+            raise StoreError("the PostgreSQL backend needs psycopg (pip install 'psycopg[binary]')")
+        from ..config import StoreURL
+        self.url = str(url)
+        self.path = StoreURL(self.url)
+        self.readonly = readonly
+        kw = {}
+        if readonly:
+            from psycopg.conninfo import conninfo_to_dict
+            given = conninfo_to_dict(self.url).get("options") or ""
+            kw["options"] = (given + " -c default_transaction_read_only=on").strip()
+        self._raw = psycopg.connect(self.url, autocommit=True, connect_timeout=10, **kw)
+        self.conn = _PgConn(self._raw)
+        self._ddl = None
+        self._by_id, self._by_key = {}, {}
+        self._label_code, self._label_name = {}, {}
+        self._structs = {}
+        self._loads = 0
+        self._after_hint = None
+        self._parts: set[int] = set()
+        self.timescale = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def init_schema(self) -> None:
+        """Create what is missing (idempotent); use a TimescaleDB hypertable when the extension
+        is available (never required)."""
+        if self.readonly:
+            raise StoreError("store is open read-only")
+        fresh = not self.has_schema()
+        with self.transaction():
+            self._raw.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_NS, _PART))
+            ts_ok = fresh and self._raw.execute(
+                "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
+            for stmt in _schema_statements():
+                if ts_ok and stmt.startswith("CREATE TABLE IF NOT EXISTS readings"):
+                    stmt = stmt.replace(") PARTITION BY RANGE (ts)", ")")
+                self._raw.execute(stmt)
+            self._init_outbox_schema()
+            for fn in _FUNCTIONS:
+                self._raw.execute(fn % {"ns": _NS, "alloc": _ALLOC})
+            if ts_ok:
+                self._timescale_setup()
+            self.set_meta("schema_version", str(PG_SCHEMA_VERSION))
+            if fresh:
+                self.set_meta("readings.layout", "timescaledb" if ts_ok else "partitions")
+        self.timescale = self.get_meta("readings.layout") == "timescaledb"
+        self._reload_assets()
+        today = now_ms() // PART_MS
+        self._ensure_partitions(range(today, today + PARTS_AHEAD + 1))
+
+    def _timescale_setup(self) -> None:
+        """Hypertable with daily chunks on the integer ms column, compression of old chunks."""
+        r = self._raw
+        r.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        r.execute("SELECT create_hypertable('readings', 'ts', chunk_time_interval => %s, "
+                  "if_not_exists => TRUE)", (PART_MS,))
+        r.execute("CREATE OR REPLACE FUNCTION twin_now_ms() RETURNS bigint LANGUAGE sql STABLE AS "
+                  "$$ SELECT (extract(epoch FROM now()) * 1000)::bigint $$")
+        r.execute("SELECT set_integer_now_func('readings', 'twin_now_ms', replace_if_exists => TRUE)")
+        r.execute("ALTER TABLE readings SET (timescaledb.compress, "
+                  "timescaledb.compress_segmentby = 'asset', timescaledb.compress_orderby = 'ts')")
+        r.execute("SELECT add_compression_policy('readings', %s::bigint, if_not_exists => TRUE)",
+                  (7 * PART_MS,))
+
+    def has_schema(self) -> bool:
+        return self._raw.execute("SELECT to_regclass('readings') IS NOT NULL").fetchone()[0]
+
+    def schema_version(self) -> int:
+        if self._raw.execute("SELECT to_regclass('meta') IS NULL").fetchone()[0]:
+            return 0
+        v = self.get_meta("schema_version")
+        return int(v) if v else 0
+
+    def close(self) -> None:
+        for c in (self._raw, self._ddl):
+            if c is not None and not c.closed:
+                c.close()
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """``BEGIN … COMMIT``; rolls back whole on any error. Nested use joins the outer one."""
+        if self.conn.in_transaction:
+            yield self.conn
+            return
+        with self._raw.transaction():
+            yield self.conn
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        """A meta value. Read inside a write transaction, the key is also claimed until commit
+        (an advisory lock on its name): two engines sharing ``detect.cursor`` take turns, as
+        SQLite's single writer makes them, so no reading is checked — or alarmed on — twice."""
+        if not self.readonly and self.conn.in_transaction:
+            self._raw.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_NS + 1, key))
+        row = self._raw.execute("SELECT value FROM meta WHERE key = %s", (key,)).fetchone()
+        return row[0] if row else default
+
+    def _is_v1(self) -> bool:
+        return False
+
+    # -- labels ----------------------------------------------------------------------------
+    def _label_codes(self, names) -> dict[str, int]:
+        missing = [n for n in names if n not in self._label_code]
+        if missing:
+            side = self._side() if self.conn.in_transaction else self._raw
+            with side.transaction():
+                side.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_NS, 4))
+                for n in missing:
+                    side.execute("INSERT INTO labels (code, name) SELECT COALESCE(MAX(code), 0) + 1, %s "
+                                 "FROM labels ON CONFLICT (name) DO NOTHING", (n,))
+            for code, name in self._raw.execute("SELECT code, name FROM labels"):
+                self._label_code[name] = code
+                self._label_name[code] = name
+        return self._label_code
+
+    # -- assets ----------------------------------------------------------------------------
+    def _side(self):
+        """A second connection (autocommit) for what must commit at once whatever the caller's
+        transaction: new assets, new labels, new partitions."""
+        if self._ddl is None or self._ddl.closed:
+            self._ddl = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+            self._ddl.execute("SET lock_timeout = '10s'")
+        return self._ddl
+
+    def _register(self, asset_id, kind, signals, params=None, location=None):
+        """Register a new asset in its own short transaction (committed at once, so concurrent
+        writers never wait for each other's loads to learn an asset's key)."""
+        side = self._side() if self.conn.in_transaction else self._raw
+        with side.transaction():
+            side.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_NS, 3))
+            side.execute(
+                "INSERT INTO assets (asset_id, key, kind, params, location, signals, created_at) "
+                "SELECT %s, COALESCE(MAX(key), 0) + 1, %s, %s, %s, %s, %s FROM assets "
+                "ON CONFLICT (asset_id) DO NOTHING",
+                (asset_id, kind, json.dumps(params or {}), location, json.dumps(signals), now_ms()))
+        self._reload_assets()
+        return self._by_id[asset_id]
+
+    # -- partitions ------------------------------------------------------------------------
+    def _known_parts(self) -> set[int]:
+        if self.timescale:
+            return set()
+        rows = self._raw.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = to_regclass('readings')").fetchall()
+        out = set()
+        for (name,) in rows:
+            tail = name[len("readings_"):]
+            if tail.startswith("m"):
+                out.add(-int(tail[1:]))
+            elif tail.isdigit():
+                d = _dt.date(int(tail[:4]), int(tail[4:6]), int(tail[6:8]))
+                out.add((d - _dt.date(1970, 1, 1)).days)
+        return out
+
+    def _ensure_partitions(self, days) -> None:
+        """Create the daily partitions ``days`` that do not exist yet (on a side connection, so
+        readers are blocked only for the instant of the DDL, not for a whole load)."""
+        if self.timescale:
+            return
+        days = set(int(d) for d in days)
+        if days <= self._parts:
+            return
+        self._parts = self._known_parts()
+        missing = sorted(days - self._parts)
+        if not missing:
+            return
+
+        def create(conn):
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_NS, _PART))
+                for d in missing:
+                    conn.execute(f"CREATE TABLE IF NOT EXISTS {_part_name(d)} PARTITION OF readings "
+                                 f"FOR VALUES FROM ({d * PART_MS}) TO ({(d + 1) * PART_MS})")
+
+        if self.conn.in_transaction:
+            try:
+                create(self._side())
+            except psycopg.errors.LockNotAvailable:
+                # this very transaction holds a lock the DDL needs: create it here instead
+                create(self._raw)
+        else:
+            create(self._raw)
+        self._parts |= set(missing)
+
+    # -- readings: writes ------------------------------------------------------------------
+    def load_readings(self, df, progress: bool = False, *, kind=None, atomic: bool = True) -> LoadResult:
+        if self.readonly:
+            raise StoreError("store is open read-only")
+        if len(df):
+            if "ts" in df.columns:
+                ts = df["ts"].to_numpy(dtype=np.int64)
+            elif "timestamp" in df.columns:
+                from ..timeutil import to_ms_array
+                ts = to_ms_array(df["timestamp"])
+            else:
+                raise ValueError("readings need a 'timestamp' or 'ts' column")
+            self._ensure_partitions(np.unique(ts // PART_MS).tolist())
+        return super().load_readings(df, progress, kind=kind, atomic=atomic)
+
+    def _alloc(self, n: int) -> int:
+        """A block of ``n`` ids (returns the first), announced as in flight until commit: a
+        transaction-scoped advisory lock keyed by the first id, taken before the sequence moves."""
+        return int(self._raw.execute("SELECT twin_alloc(%s)", (int(n),)).fetchone()[0])
+
+    def horizon(self) -> int:
+        """The first id not known final: every id below it is committed (visible) or never will
+        be. Readers of ``id > cursor`` stop below it. (The sequence is read before the in-flight
+        blocks: a block below the sequence's value was announced before the sequence moved, so it
+        is either still announced or already committed.)"""
+        return int(self._raw.execute("SELECT twin_horizon()").fetchone()[0])
+
+    def _load_chunk(self, df, ts, value_cols, kind):
+        """One chunk inside an open transaction: staged by binary COPY, then inserted keeping the
+        stored reading of a duplicate (asset, ts)."""
+        a_codes, a_uniq = pd.factorize(df["asset_id"].astype(str), sort=True)
+        kinds = df["kind"].astype(str).to_numpy() if "kind" in df.columns else None
+        labels = None
+        if "label" in df.columns:
+            l_codes, l_uniq = pd.factorize(df["label"], use_na_sentinel=True)
+            names = [str(x) for x in l_uniq]
+            db = self._label_codes(names)
+            labels = np.array([db[x] for x in names] + [-1], dtype=np.int64)[
+                np.where(l_codes < 0, len(names), l_codes)]
+        values = {c: df[c].to_numpy(dtype=float) for c in value_cols}
+        stamp = now_ms()
+        nxt = self._alloc(len(df))
+        inserted = duplicates = conflicts = 0
+        order = np.argsort(a_codes, kind="stable")
+        bounds = np.searchsorted(a_codes[order], np.arange(len(a_uniq) + 1))
+        r = self._raw
+        r.execute("CREATE TEMP TABLE IF NOT EXISTS twin_stage (asset integer, ts bigint, id bigint, "
+                  "label smallint, vals bytea) ON COMMIT DELETE ROWS")
+        for k, aid in enumerate(a_uniq):
+            idx = order[bounds[k]:bounds[k + 1]]
+            idx = idx[np.argsort(ts[idx], kind="stable")]
+            a = self._by_id.get(aid) or self._asset(aid)
+            if a is None:
+                a_kind = kind or (kinds[idx[0]] if kinds is not None else None) or "pump"
+                a = self._register(aid, a_kind, [c for c in value_cols if not np.isnan(values[c][idx]).all()])
+            new = [c for c in value_cols if c not in a.signals and not np.isnan(values[c][idx]).all()]
+            if new:
+                a.signals = a.signals + new
+                self.conn.execute("UPDATE assets SET signals = ? WHERE key = ?", (json.dumps(a.signals), a.key))
+            width = max(len(a.signals), 1)
+            mat = np.full((len(idx), width), np.nan)
+            for j, s in enumerate(a.signals):
+                if s in values:
+                    mat[:, j] = values[s][idx]
+            m = len(idx)
+            ids = nxt + idx
+            ats = ts[idx]
+            lab = labels[idx] if labels is not None else np.full(m, -1, dtype=np.int64)
+            data = _copy_binary(a.key, ats, ids, lab, mat)
+            got = self._copy_direct(a.key, ats, data)
+            if got is None:  # may hold readings already stored: stage, keep the first copy
+                r.execute("DELETE FROM twin_stage")
+                with r.cursor().copy("COPY twin_stage (asset, ts, id, label, vals) FROM STDIN "
+                                     "(FORMAT BINARY)") as cp:
+                    cp.write(data)
+                got = r.execute("INSERT INTO readings (asset, ts, id, label, vals) "
+                                "SELECT asset, ts, id, label, vals FROM twin_stage "
+                                "ON CONFLICT (asset, ts) DO NOTHING").rowcount
+            if got:
+                mono = int(bool(np.all(np.diff(ids) > 0)))
+                r.execute("INSERT INTO ingest_log (asset, hi, lo, ts_lo, ts_hi, at, mono) "
+                          "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                          (a.key, int(ids.max()), int(ids.min()), int(ats[0]), int(ats[-1]), stamp, mono))
+            if got < m:
+                conflicts += r.execute(
+                    "SELECT count(*) FROM twin_stage s CROSS JOIN LATERAL (SELECT d.id, d.vals "
+                    "FROM readings d WHERE d.asset = s.asset AND d.ts = s.ts) d "
+                    "WHERE d.id <> s.id AND d.vals <> s.vals").fetchone()[0]
+            inserted += got
+            duplicates += m - got
+        return inserted, duplicates, conflicts
+
+    def _copy_direct(self, key: int, ats: np.ndarray, data: bytes) -> int | None:
+        """COPY straight into readings when the rows all lie after the asset's newest reading
+        and hold no instant twice (an append: the common live and bulk case); returns the rows
+        stored, or None when the staged path must decide (a possible duplicate, or another
+        writer stored one of these instants meanwhile)."""
+        if len(ats) > 1 and not np.all(np.diff(ats) > 0):
+            return None
+        newest = self._raw.execute("SELECT MAX(ts) FROM readings WHERE asset = %s", (key,)).fetchone()[0]
+        if newest is not None and newest >= int(ats[0]):
+            return None
+        try:
+            with self._raw.transaction():  # a savepoint: a lost race falls back to staging
+                with self._raw.cursor().copy("COPY readings (asset, ts, id, label, vals) FROM STDIN "
+                                             "(FORMAT BINARY)") as cp:
+                    cp.write(data)
+        except psycopg.errors.UniqueViolation:
+            return None
+        return len(ats)
+
+    def prune_ingest_log(self, keep_ms: int = _LOG_KEEP_MS, now: int | None = None) -> int:
+        """Forget ingest-log entries older than ``keep_ms`` below the horizon (see SQLite's)."""
+        cutoff = (now_ms() if now is None else now) - keep_ms
+        h = self.horizon()
+        with self.transaction():
+            row = self.conn.execute(
+                "SELECT MAX(hi) FROM ingest_log WHERE at < ? AND hi < ? "
+                "AND hi < (SELECT MAX(hi) FROM ingest_log)", (cutoff, h)).fetchone()
+            if row[0] is None:
+                return 0
+            floor = row[0]
+            n = self.conn.execute("DELETE FROM ingest_log WHERE hi <= ?", (floor,)).rowcount
+            old = int(self.get_meta("readings.log_floor", "0"))
+            self.set_meta("readings.log_floor", str(max(old, floor)))
+            return n
+
+    # -- readings: queries -----------------------------------------------------------------
+    def max_id(self) -> int:
+        """The largest id a reader may take as "seen everything up to here"."""
+        return self.horizon() - 1
+
+    def after(self, cursor: int, asset: str | None = None, limit: int = 10_000):
+        """Readings with ``cursor < id < horizon()``, ascending id (at most ``limit``). Rows that
+        commit late were given ids above the horizon of any reader that could have missed them,
+        so a reader paging with the last id it got sees every row exactly once."""
+        cursor, limit = int(cursor), int(limit)
+        keys = None if asset is None else self._keys(asset)
+        if keys is not None and not keys:
+            return []
+        h = self.horizon()
+        if cursor + 1 >= h:
+            return []
+        key_sql, key_arg = ("", ()) if keys is None else (" AND l.asset = ?", (keys[0],))
+        out = []
+        floor = int(self.get_meta("readings.log_floor", "0"))
+        if cursor < floor:  # older than the log: scan (correct, slow; only after long outages)
+            ks, ka = ("", ()) if keys is None else (" AND asset = ?", (keys[0],))
+            out = self.conn.execute(f"{_SELECT} WHERE id > ? AND id <= ?{ks} ORDER BY id LIMIT ?",
+                                    (cursor, min(floor, h - 1), *ka, limit)).fetchall()
+            if len(out) >= limit:
+                return [self._reading(r) for r in out]
+        out += self.conn.execute(
+            "SELECT r.asset, r.ts, r.id, r.label, r.vals FROM ingest_log l JOIN readings r "
+            "ON r.asset = l.asset AND r.ts BETWEEN l.ts_lo AND l.ts_hi AND r.id BETWEEN l.lo AND l.hi "
+            f"WHERE l.hi > ? AND l.lo < ? AND r.id > ? AND r.id < ?{key_sql} ORDER BY r.id LIMIT ?",
+            (cursor, h, cursor, h, *key_arg, limit)).fetchall()
+        out.sort(key=lambda r: r[2])
+        return [self._reading(r) for r in out[:limit]]
+
+    # -- ground truth ----------------------------------------------------------------------
+    def load_fault_events(self, df) -> int:
+        if df is None or len(df) == 0:
+            return 0
+        from ..timeutil import to_ms
+
+        def ms(col):
+            vals = pd.to_datetime(df[col])
+            return [None if pd.isna(v) else to_ms(v) for v in vals]
+
+        rows = list(zip(df["asset_id"].astype(str), df["kind"].astype(str),
+                        [None if pd.isna(s) else str(s) for s in df["sensor"]],
+                        ms("onset"), ms("end"), ms("failure")))
+        n = 0
+        with self.transaction():
+            for row in rows:
+                n += self._raw.execute("INSERT INTO fault_events VALUES (%s, %s, %s, %s, %s, %s) "
+                                       "ON CONFLICT DO NOTHING", row).rowcount
+        return n
+
+    # -- alerts: the database keeps one active alarm per (asset, rule) ----------------------
+    def open_alert(self, asset_id, rule, sensor, severity, message, started_at, last_seen=None,
+                   peak_value=None, trigger_count=1) -> int:
+        """Insert a new active alert and return its id; if another monitor already holds an
+        active alarm for (asset, rule), that alarm's id is returned and nothing is doubled."""
+        from ._alerts import _SEVERITIES
+        if severity not in _SEVERITIES:
+            raise ValueError(f"severity must be one of {_SEVERITIES}, got {severity!r}")
+        row = self._raw.execute(
+            "INSERT INTO alerts (asset_id, rule, sensor, severity, state, message, started_at, "
+            "last_seen, peak_value, trigger_count) VALUES (%s, %s, %s, %s, 'active', %s, %s, %s, %s, %s) "
+            "ON CONFLICT (asset_id, rule) WHERE state = 'active' DO NOTHING RETURNING id",
+            (asset_id, rule, sensor, severity, message, int(started_at),
+             int(started_at if last_seen is None else last_seen), peak_value, int(trigger_count))).fetchone()
+        if row is None:
+            row = self._raw.execute("SELECT id FROM alerts WHERE asset_id = %s AND rule = %s "
+                                    "AND state = 'active'", (asset_id, rule)).fetchone()
+        return int(row[0])
+
+    # -- rollups and retention -------------------------------------------------------------
+    def _dirty_since(self, cursor: int):
+        horizon = self.horizon() - 1
+        floor = int(self.get_meta("readings.log_floor", "0"))
+        if cursor < floor:
+            rows = self.conn.execute("SELECT asset, MIN(ts), MAX(ts) FROM readings GROUP BY asset").fetchall()
+        else:
+            rows = self.conn.execute("SELECT asset, ts_lo, ts_hi FROM ingest_log WHERE hi > ?",
+                                     (int(cursor),)).fetchall()
+        return horizon, [tuple(r) for r in rows]
+
+    def _drop_raw(self, cutoff: int, chunk: int = 50_000) -> int:
+        """Drop the daily partitions wholly older than ``cutoff`` (TimescaleDB: drop_chunks);
+        the partition that straddles the cutoff is kept whole until it is wholly older."""
+        if self.timescale:
+            with self.transaction():
+                n = self.conn.execute("SELECT count(*) FROM readings WHERE ts < ?", (cutoff,)).fetchone()[0]
+                self._raw.execute("SELECT drop_chunks('readings', older_than => %s::bigint)", (cutoff,))
+            return int(n)
+        total = 0
+        for d in sorted(self._known_parts()):
+            if (d + 1) * PART_MS <= cutoff:
+                name = _part_name(d)
+                with self.transaction():
+                    self._raw.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_NS, _PART))
+                    total += self._raw.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+                    self._raw.execute(f"DROP TABLE {name}")
+                self._parts.discard(d)
+        with self.transaction():
+            self.conn.execute("DELETE FROM ingest_log WHERE ts_hi < ? AND hi < "
+                              "(SELECT MAX(hi) FROM ingest_log)", (cutoff,))
+        today = now_ms() // PART_MS
+        self._ensure_partitions(range(today, today + PARTS_AHEAD + 1))
+        return int(total)
+
+    def size_bytes(self) -> dict:
+        """On-disk bytes of the readings (all partitions, indexes included) and of the database."""
+        rows = self._raw.execute(
+            "SELECT COALESCE(SUM(pg_total_relation_size(i.inhrelid)), 0) FROM pg_inherits i "
+            "WHERE i.inhparent = to_regclass('readings')").fetchone()
+        return {"readings": int(rows[0]),
+                "database": int(self._raw.execute("SELECT pg_database_size(current_database())").fetchone()[0])}
+
+
+def _copy_binary(key: int, ts: np.ndarray, ids: np.ndarray, labels: np.ndarray, mat: np.ndarray) -> bytes:
+    """The rows as a PostgreSQL binary COPY stream, built by numpy (no per-row Python)."""
+    width = mat.shape[1]
+    vals = np.ascontiguousarray(mat, dtype=_F8).view(f"V{width * 8}").ravel()
+    parts = [b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"]
+    has = labels >= 0
+    for with_label in (True, False):
+        sel = np.flatnonzero(has if with_label else ~has)
+        if not len(sel):
+            continue
+        fields = [("nf", ">i2"), ("l1", ">i4"), ("asset", ">i4"), ("l2", ">i4"), ("ts", ">i8"),
+                  ("l3", ">i4"), ("id", ">i8"), ("l4", ">i4")]
+        if with_label:
+            fields.append(("label", ">i2"))
+        fields += [("l5", ">i4"), ("vals", f"V{width * 8}")]
+        rec = np.empty(len(sel), dtype=np.dtype(fields))
+        rec["nf"] = 5
+        rec["l1"], rec["asset"] = 4, key
+        rec["l2"], rec["ts"] = 8, ts[sel]
+        rec["l3"], rec["id"] = 8, ids[sel]
+        if with_label:
+            rec["l4"], rec["label"] = 2, labels[sel]
+        else:
+            rec["l4"] = -1
+        rec["l5"], rec["vals"] = width * 8, vals[sel]
+        parts.append(rec.tobytes())
+    parts.append(b"\xff\xff")
+    return b"".join(parts)
+
+
+def open_pg_store(url: str, *, create: bool = False, readonly: bool = False) -> PostgresStore:
+    """Open the PostgreSQL store at ``url`` (see :func:`twinlib.store.open_store`)."""
+    shown = _redact(url)
+    try:
+        store = PostgresStore(url, readonly=readonly)
+    except psycopg.Error as exc:
+        raise StoreMissingError(f"cannot connect to {shown}: {str(exc).strip()}") from exc
+    try:
+        if create and not readonly:
+            store.init_schema()
+        elif not store.has_schema():
+            store.close()
+            raise StoreMissingError(f"database {shown} has no twinlib tables (run `twin init-db` first)")
+        elif store.schema_version() < PG_SCHEMA_VERSION:
+            v = store.schema_version()
+            store.close()
+            raise SchemaVersionError(f"database {shown} has schema version {v}; this twinlib uses "
+                                     f"{PG_SCHEMA_VERSION}: run `twin init-db` to upgrade it")
+        else:
+            store.timescale = store.get_meta("readings.layout") == "timescaledb"
+            store._reload_assets()
+    except psycopg.Error as exc:
+        store.close()
+        raise StoreError(f"database {shown} is not usable: {str(exc).strip()}") from exc
+    return store
+

@@ -1,0 +1,100 @@
+-- twinlib PostgreSQL schema, version 2 (the same model as schema.sql). Times: UTC epoch ms (bigint).
+-- Distributable: every unique key of a large table includes the asset (Citus distribution column);
+-- meta, assets and labels are small reference tables (replicated to every node under Citus).
+CREATE TABLE IF NOT EXISTS meta (
+    key   text PRIMARY KEY,
+    value text NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS assets (
+    asset_id   text    PRIMARY KEY,
+    key        integer NOT NULL UNIQUE,
+    kind       text    NOT NULL DEFAULT 'pump',
+    params     text    NOT NULL DEFAULT '{}',
+    location   text,
+    signals    text    NOT NULL DEFAULT '[]',
+    created_at bigint
+);
+
+CREATE TABLE IF NOT EXISTS labels (
+    code integer PRIMARY KEY,
+    name text    NOT NULL UNIQUE
+);
+
+-- Readings: range-partitioned by ts (one partition per day, created ahead and on demand; see
+-- PostgresStore._ensure_partitions). The primary key (asset, ts) is the B-tree every query seeks;
+-- vals: the asset's signal values in its layout order, float64 little-endian, NaN = absent (the
+-- same bytes as SQLite's readings.vals; 48 bytes + a 1-byte header for a pump).
+CREATE TABLE IF NOT EXISTS readings (
+    asset integer  NOT NULL,
+    ts    bigint   NOT NULL,
+    id    bigint   NOT NULL,
+    label smallint,
+    vals  bytea    NOT NULL,
+    PRIMARY KEY (asset, ts)
+) PARTITION BY RANGE (ts);
+
+-- Block-range index on ts: rows of a partition arrive roughly in time order, so a few hundred
+-- bytes per partition make fleet-wide time scans (rollups, retention checks) cheap.
+CREATE INDEX IF NOT EXISTS readings_ts_brin ON readings USING brin (ts) WITH (pages_per_range = 32);
+
+-- Reading ids come from this sequence in contiguous blocks (one per load and asset set); they are
+-- NOT committed in order under concurrent writers: see PostgresStore.horizon() for the cursor.
+CREATE SEQUENCE IF NOT EXISTS readings_id_seq AS bigint;
+
+-- One entry per asset and load: the id block [lo, hi] and time span [ts_lo, ts_hi] it wrote.
+CREATE TABLE IF NOT EXISTS ingest_log (
+    asset integer NOT NULL,
+    hi    bigint  NOT NULL,
+    lo    bigint  NOT NULL,
+    ts_lo bigint  NOT NULL,
+    ts_hi bigint  NOT NULL,
+    at    bigint  NOT NULL,
+    mono  smallint NOT NULL DEFAULT 1,
+    PRIMARY KEY (asset, hi)
+);
+CREATE INDEX IF NOT EXISTS ingest_log_hi ON ingest_log (hi);
+
+-- Downsampled history (1 min and 1 h), kept longer than raw readings. stats: per signal of the
+-- asset's layout, [min, mean, max, count] as float64 little-endian (as in SQLite).
+CREATE TABLE IF NOT EXISTS rollups (
+    asset  integer  NOT NULL,
+    res    integer  NOT NULL,
+    bucket bigint   NOT NULL,
+    n      integer  NOT NULL,
+    stats  bytea    NOT NULL,
+    PRIMARY KEY (asset, res, bucket)
+);
+
+CREATE TABLE IF NOT EXISTS fault_events (
+    asset_id text   NOT NULL,
+    kind     text   NOT NULL,
+    sensor   text,
+    onset    bigint NOT NULL,
+    end_ts   bigint,
+    failure  bigint,
+    PRIMARY KEY (asset_id, kind, onset)
+);
+
+CREATE TABLE IF NOT EXISTS alerts (
+    id            bigserial,
+    asset_id      text    NOT NULL,
+    rule          text    NOT NULL,
+    sensor        text,
+    severity      text    NOT NULL CHECK (severity IN ('warning', 'critical')),
+    state         text    NOT NULL CHECK (state IN ('active', 'cleared')),
+    message       text    NOT NULL,
+    started_at    bigint  NOT NULL,
+    last_seen     bigint  NOT NULL,
+    ended_at      bigint,
+    peak_value    float8,
+    trigger_count integer NOT NULL DEFAULT 1,
+    acked         integer NOT NULL DEFAULT 0,
+    acked_by      text,
+    acked_at      bigint,
+    PRIMARY KEY (asset_id, id)
+);
+CREATE INDEX IF NOT EXISTS alerts_id ON alerts (id);
+-- At most one active alarm per (asset, rule), whichever monitor raises it: the database decides.
+CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_active ON alerts (asset_id, rule) WHERE state = 'active';
+CREATE INDEX IF NOT EXISTS alerts_asset_started ON alerts (asset_id, started_at);
