@@ -84,6 +84,20 @@ def _merge(intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return [(a, b) for a, b in out]
 
 
+
+def downsample_frame(frames: list, names: list[str]) -> pd.DataFrame:
+    """Per-asset bucket frames as ``downsample``'s one frame: ``asset_id, bucket, n`` and
+    ``<signal>_min|_mean|_max`` for every name, typed the same even when nothing matched."""
+    cols = ["asset_id", "bucket", "n"] + [f"{s}_{agg}" for s in names for agg in ("min", "mean", "max")]
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype=object if c == "asset_id" else
+                                          (np.int64 if c in ("bucket", "n") else float)) for c in cols})
+    df = pd.concat(frames, ignore_index=True).reindex(columns=cols)
+    df["bucket"] = df["bucket"].astype(np.int64)
+    df["n"] = df["n"].astype(np.int64)
+    return df
+
+
 class RollupsMixin:
     """1-minute / 1-hour rollups, :meth:`downsample` over them, and :meth:`apply_retention`."""
 
@@ -223,14 +237,7 @@ class RollupsMixin:
                     for agg in ("min", "mean", "max"):
                         out[f"{s}_{agg}"] = np.full(len(b), np.nan)
             frames.append(pd.DataFrame(out))
-        cols = ["asset_id", "bucket", "n"] + [f"{s}_{agg}" for s in names for agg in ("min", "mean", "max")]
-        if not frames:
-            return pd.DataFrame({c: pd.Series(dtype=object if c == "asset_id" else
-                                              (np.int64 if c in ("bucket", "n") else float)) for c in cols})
-        df = pd.concat(frames, ignore_index=True).reindex(columns=cols)
-        df["bucket"] = df["bucket"].astype(np.int64)
-        df["n"] = df["n"].astype(np.int64)
-        return df
+        return downsample_frame(frames, names)
 
     # -- retention -----------------------------------------------------------------------------
     def apply_retention(self, keep_ms: int, *, rollup_1m_ms: int | None = None,

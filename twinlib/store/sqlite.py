@@ -25,7 +25,7 @@ import pandas as pd
 from ..timeutil import now_ms, to_ms, to_ms_array
 from ._alerts import AlertsMixin
 from ._outbox import OutboxMixin
-from ._rollups import RollupsMixin
+from ._rollups import RollupsMixin, downsample_frame
 from .base import (RESERVED_COLUMNS, LoadResult, Reading, SchemaVersionError, Store,
                    StoreBusyError, StoreError, StoreMissingError)
 
@@ -637,14 +637,7 @@ class SQLiteStore(RollupsMixin, AlertsMixin, OutboxMixin, Store):
                     for agg in ("min", "mean", "max"):
                         out[f"{s}_{agg}"] = np.full(len(starts), np.nan)
             frames.append(pd.DataFrame(out))
-        cols = ["asset_id", "bucket", "n"] + [f"{s}_{agg}" for s in names for agg in ("min", "mean", "max")]
-        if not frames:
-            return pd.DataFrame({c: pd.Series(dtype=object if c == "asset_id" else
-                                              (np.int64 if c in ("bucket", "n") else float)) for c in cols})
-        df = pd.concat(frames, ignore_index=True).reindex(columns=cols)
-        df["bucket"] = df["bucket"].astype(np.int64)
-        df["n"] = df["n"].astype(np.int64)
-        return df
+        return downsample_frame(frames, names)
 
     def count(self, asset: str | None = None, start: int | None = None, end: int | None = None) -> int:
         """Readings (of one asset, with ``start <= ts <= end``): index range counts."""
