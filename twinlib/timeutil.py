@@ -7,7 +7,8 @@ from datetime import datetime, timezone
 import numpy as np
 import pandas as pd
 
-__all__ = ["to_ms", "to_ms_array", "format_ts", "format_ts_array", "now_ms", "parse_duration"]
+__all__ = ["to_ms", "to_ms_array", "format_ts", "format_ts_array", "format_iso", "format_iso_array",
+           "format_seconds", "now_ms", "parse_duration"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -79,6 +80,32 @@ def format_ts_array(ms: np.ndarray) -> np.ndarray:
     if len(idx):
         whole[idx] = [f"{w}.{f:03d}" for w, f in zip(whole[idx], frac[idx])]
     return whole
+
+
+def format_seconds(ms: int) -> str:
+    """``2026-02-10 14:30:00`` always (milliseconds dropped): the seed's one ``/data`` form."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(int(ms) // 1000))
+
+
+def format_iso(ms: int | None) -> str | None:
+    """ISO 8601 UTC with milliseconds, always the same width: ``2026-02-10T14:30:00.000Z``.
+
+    The REST form (every endpoint except ``/data``): a zone clients cannot misread, and one
+    precision in every row so ``pd.to_datetime`` parses a whole response with one format.
+    ``None`` stays ``None`` (an alarm that has not ended).
+    """
+    if ms is None:
+        return None
+    ms = int(ms)
+    sec, frac = divmod(ms, 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{frac:03d}Z"
+
+
+def format_iso_array(ms: np.ndarray) -> np.ndarray:
+    """Vectorised :func:`format_iso` → an object array of strings."""
+    ms = np.asarray(ms, dtype=np.int64)
+    return np.array(pd.to_datetime(ms, unit="ms").strftime("%Y-%m-%dT%H:%M:%S.%fZ").str[:23] + "Z",
+                    dtype=object) if len(ms) else np.array([], dtype=object)
 
 
 _UNITS = {"ms": 0.001, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
