@@ -30,7 +30,7 @@ import pandas as pd
 from ..timeutil import now_ms
 from ._outbox_pg import PgOutboxMixin
 from .base import LoadResult, SchemaVersionError, StoreError, StoreMissingError
-from .sqlite import _CHUNK_ROWS, _F8, _LOG_KEEP_MS, _PRUNE_EVERY, _SELECT, SQLiteStore
+from .sqlite import _CHUNK_ROWS, _F8, _LOG_KEEP_MS, _PRUNE_EVERY, _SELECT, SQLiteStore, _log_entries
 
 try:  # optional until the PostgreSQL backend is used
     import psycopg
@@ -411,10 +411,10 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
                                 "SELECT asset, ts, id, label, vals FROM twin_stage "
                                 "ON CONFLICT (asset, ts) DO NOTHING").rowcount
             if got:
-                mono = int(bool(np.all(np.diff(ids) > 0)))
-                r.execute("INSERT INTO ingest_log (asset, hi, lo, ts_lo, ts_hi, at, mono) "
-                          "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                          (a.key, int(ids.max()), int(ids.min()), int(ats[0]), int(ats[-1]), stamp, mono))
+                with r.cursor() as cur:
+                    cur.executemany("INSERT INTO ingest_log (hi, lo, asset, ts_lo, ts_hi, at, mono) "
+                                    "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                                    _log_entries(a.key, ids, ats, stamp))
             if got < m:
                 conflicts += r.execute(
                     "SELECT count(*) FROM twin_stage s CROSS JOIN LATERAL (SELECT d.id, d.vals "
@@ -463,6 +463,9 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
     def max_id(self) -> int:
         """The largest id a reader may take as "seen everything up to here"."""
         return self.horizon() - 1
+
+    def _assets_stamp(self):
+        return None  # no cheap change counter here: re-read the (small) assets table each time
 
     def after(self, cursor: int, asset: str | None = None, limit: int = 10_000):
         """Readings with ``cursor < id < horizon()``, ascending id (at most ``limit``). Rows that
