@@ -30,7 +30,7 @@ import pandas as pd
 from ..timeutil import now_ms
 from ._outbox_pg import PgOutboxMixin
 from .base import LoadResult, SchemaVersionError, StoreError, StoreMissingError
-from .sqlite import _CHUNK_ROWS, _F8, _LOG_KEEP_MS, _PRUNE_EVERY, _SELECT, SQLiteStore, _log_entries
+from .sqlite import _CHUNK_ROWS, _F8, _LOG_KEEP_MS, _PRUNE_EVERY, _SELECT, SQLiteStore, _log_entries, _range
 
 try:  # optional until the PostgreSQL backend is used
     import psycopg
@@ -466,6 +466,25 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
 
     def _assets_stamp(self):
         return None  # no cheap change counter here: re-read the (small) assets table each time
+
+    def latest(self, n: int = 10, asset: str | None = None, since: int | None = None,
+               until: int | None = None):
+        """The newest ``n`` readings of the fleet in one round trip: a LATERAL index walk per
+        asset on the server instead of one query per asset from here (one asset: the base's)."""
+        if asset is not None:
+            return super().latest(n, asset, since, until)
+        n = int(n)
+        keys = self._keys(None)
+        if n <= 0 or not keys:
+            return []
+        rng, args = _range(since, until)
+        rows = self.conn.execute(
+            "SELECT r.asset, r.ts, r.id, r.label, r.vals FROM unnest(?::integer[]) AS k(key) "
+            f"CROSS JOIN LATERAL ({_SELECT} WHERE asset = k.key{rng} ORDER BY ts DESC LIMIT ?) r",
+            (list(keys), *args, n)).fetchall()
+        name = {k: self._asset_by_key(k).asset_id for k in keys}
+        rows.sort(key=lambda r: (-r[1], name[r[0]]))
+        return [self._reading(r) for r in rows[:n]]
 
     def after(self, cursor: int, asset: str | None = None, limit: int = 10_000):
         """Readings with ``cursor < id < horizon()``, ascending id (at most ``limit``). Rows that
