@@ -33,7 +33,7 @@ def run(quick: bool = False) -> dict:
     from twinlib.ingest import ingest_frame
     from twinlib.models.cards import load_model
     from twinlib.models.forecast import forecast_asset
-    from twinlib.models.notebooks import run_notebooks
+    from twinlib.workflows.notebooks import run_notebooks
     from twinlib.models.train import model_path, train_models, training_history
     from twinlib.simulate import simulate_fleet
     from twinlib.store import open_store

@@ -7,7 +7,7 @@ import nbformat
 import pytest
 
 from twinlib.cli import main
-from twinlib.models.notebooks import NOTEBOOKS, coerce_parameters, notebook_parameters, notebooks_dir
+from twinlib.workflows.notebooks import NOTEBOOKS, coerce_parameters, notebook_parameters, notebooks_dir
 
 TINY = {"assets": "3", "hours": "3", "fault_rate": "8", "seed": "5", "library_assets": "3",
         "library_hours": "4", "max_train_rows": "3000", "bucket_s": "600",

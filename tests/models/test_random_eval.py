@@ -142,7 +142,7 @@ def test_evaluation_is_recorded_on_the_model_cards_and_models_still_load(trained
     import shutil
 
     from twinlib.models.cards import load_model, read_card
-    from twinlib.models.pipeline import _cards_record
+    from twinlib.workflows.pipeline import _cards_record
     from twinlib.models.train import model_path
 
     models = tmp_path / "models"

@@ -5,8 +5,7 @@ import argparse
 import json
 import sys
 
-from ..cli import CommandError
-from ._common import add_db_option
+from ._common import CommandError, add_db_option
 
 __all__ = ["register"]
 
@@ -122,7 +121,7 @@ def _class_weight(text: str):
 
 
 def cmd_train(args) -> int:
-    from ..models import pipeline
+    from ..workflows import pipeline
     from ..store import StoreMissingError
 
     say = (lambda msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
@@ -153,7 +152,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from ..models import pipeline
+    from ..workflows import pipeline
     from ..models.cards import ModelCardError
 
     say = (lambda msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
@@ -233,7 +232,7 @@ def _print_random(report: dict) -> None:
 
 
 def cmd_notebooks_run(args) -> int:
-    from ..models.notebooks import NOTEBOOKS, run_notebooks
+    from ..workflows.notebooks import NOTEBOOKS, run_notebooks
 
     names = args.only or NOTEBOOKS
     try:

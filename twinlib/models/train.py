@@ -276,7 +276,7 @@ def train_models(readings: pd.DataFrame, models_dir: str | os.PathLike, *,
     ``class_weight`` as :class:`~twinlib.models.classifiers.FaultClassifier`. ``spec`` names the
     windows and the signals (sensors and operating state).
     """
-    from twinlib.models.evaluate import classification_scores
+    from twinlib.models.metrics import classification_scores
 
     say = progress or (lambda msg: None)
     spec = spec or FeatureSpec()

@@ -91,7 +91,7 @@ def run_notebooks(parameters: Mapping[str, object] | None = None, *,
     """
     import papermill
 
-    from twinlib.models.pipeline import resolve_paths
+    from twinlib.workflows.pipeline import resolve_paths
 
     say = progress or (lambda msg: None)
     paths = resolve_paths(str(db_path) if db_path else None,
