@@ -321,7 +321,9 @@ def evaluate_models(store, models_dir: str | os.PathLike, *, kinds: Sequence[str
 
         settings = get_settings()
         thresholds = settings.thresholds
-    loaded = {kind: load_model(model_path(models_dir, kind), strict=strict) for kind in kinds}
+    # The study simulates pumps: a model of another asset kind is refused with a clear message.
+    loaded = {kind: load_model(model_path(models_dir, kind), strict=strict, asset_kind="pump")
+              for kind in kinds}
     # Read only from where the earliest training range began (the store may be far longer).
     starts = [c["split"].get("train_start_ms") for _, c in loaded.values()]
     start = min(starts) if starts and None not in starts else None
@@ -341,7 +343,8 @@ def evaluate_models(store, models_dir: str | os.PathLike, *, kinds: Sequence[str
         say(f"scoring {kind} on its held-out assets {card['split']['test_assets']}")
         scores = evaluate_classifier(model, card, readings)
         split = Split.from_dict(card["split"])
-        seen = fingerprint(readings[split.train_mask(readings)])
+        seen = fingerprint(readings[split.train_mask(readings)],
+                           (card.get("feature_spec") or {}).get("sensors"))
         scores["card"] = {k: card.get(k) for k in ("name", "created_at", "sha256", "training_seconds")}
         # False when the stored history changed inside the training range since training.
         scores["training_data_unchanged"] = seen["sha256"] == card["training_data"]["sha256"]
