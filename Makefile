@@ -61,6 +61,7 @@ notebooks: $(STAMP)
 	$(TWIN) notebooks run
 
 test: $(STAMP)
+	$(BIN)/ruff check twinlib tests benchmarks
 	$(BIN)/python -m pytest tests
 	$(MAKE) --no-print-directory test-notebooks
 
