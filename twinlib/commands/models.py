@@ -146,8 +146,8 @@ def _class_weight(text: str):
 
 
 def cmd_train(args) -> int:
-    from ..workflows import pipeline
     from ..store import StoreMissingError
+    from ..workflows import pipeline
 
     say = (lambda msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
     sensors = [s.strip() for s in args.sensors.split(",") if s.strip()] if args.sensors else None
@@ -162,9 +162,9 @@ def cmd_train(args) -> int:
                                  class_weight=_class_weight(args.class_weight),
                                  sensors=sensors, asset_kind=args.kind, progress=say)
     except StoreMissingError as exc:
-        raise CommandError(f"{exc} (run `twin generate`, `twin init-db` and `twin store` first)")
+        raise CommandError(f"{exc} (run `twin generate`, `twin init-db` and `twin store` first)") from None
     except ValueError as exc:
-        raise CommandError(str(exc))
+        raise CommandError(str(exc)) from None
     summary.pop("cards")
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -178,8 +178,8 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from ..workflows import pipeline
     from ..models.cards import ModelCardError
+    from ..workflows import pipeline
 
     say = (lambda msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
     if args.seeds < 0 or args.forecast_seeds < 0:
@@ -187,7 +187,7 @@ def cmd_evaluate(args) -> int:
     try:
         speeds = tuple(float(x) for x in args.forecast_speeds.split(",") if x.strip())
     except ValueError:
-        raise CommandError(f"--forecast-speeds: not numbers: {args.forecast_speeds!r}", 2)
+        raise CommandError(f"--forecast-speeds: not numbers: {args.forecast_speeds!r}", 2) from None
     if not speeds or min(speeds) <= 0:
         raise CommandError("--forecast-speeds: give positive speeds, e.g. 1,2", 2)
     try:
@@ -199,9 +199,9 @@ def cmd_evaluate(args) -> int:
                                    forecast_speeds=speeds, forecast_assets=args.forecast_assets,
                                    forecast_hours=args.forecast_hours)
     except ModelCardError as exc:
-        raise CommandError(str(exc))
+        raise CommandError(str(exc)) from None
     except ValueError as exc:
-        raise CommandError(str(exc))
+        raise CommandError(str(exc)) from None
     if args.json:
         # one line: a script reads the last line of the output
         print(json.dumps(pipeline.jsonable(report), separators=(",", ":")))
@@ -268,7 +268,7 @@ def cmd_notebooks_run(args) -> int:
                                 live=args.live, progress=lambda msg: print(msg, file=sys.stderr))
     except Exception as exc:  # papermill's execution error carries the failing cell
         if type(exc).__name__ == "PapermillExecutionError":
-            raise CommandError(f"notebook failed: {exc}")
+            raise CommandError(f"notebook failed: {exc}") from exc
         raise
     for r in results:
         print(f"{r['notebook']}: {r['seconds']:.1f} s → {r['output']} (figures: {r['figures_path']})")

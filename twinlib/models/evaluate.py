@@ -1,8 +1,9 @@
 """Held-out evaluation: classifier scores on unseen assets and times, forecast error vs lead time.
 
-* :func:`classification_scores` (defined in :mod:`twinlib.models.metrics`) — macro-F1, accuracy, per-class precision/recall/F1/support and the
-  confusion matrix. Macro-F1 averages over the classes present in the truth (a class with no test
-  rows has no defined recall); predictions of absent classes still count as errors.
+* :func:`classification_scores` (defined in :mod:`twinlib.models.metrics`) — macro-F1,
+  accuracy, per-class precision/recall/F1/support and the confusion matrix. Macro-F1 averages
+  over the classes present in the truth (a class with no test rows has no defined recall);
+  predictions of absent classes still count as errors.
 * :func:`evaluate_classifier` — scores a saved model on exactly the held-out rows of its card's
   split (test assets, test time range), computing features from those assets' full history,
   which is causal and never used in training.

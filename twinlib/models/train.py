@@ -376,9 +376,8 @@ def train_models(readings: pd.DataFrame, models_dir: str | os.PathLike, *,
     :class:`twinlib.kinds.Kind`, default the pump) gives the signals when ``spec`` is not given,
     the file names (:func:`model_path`) and the card's ``asset_kind`` and ``signals``.
     """
-    from twinlib.models.metrics import classification_scores
-
     from twinlib.kinds import builtin_kind
+    from twinlib.models.metrics import classification_scores
 
     say = progress or (lambda msg: None)
     asset_kind = asset_kind or builtin_kind("pump")
