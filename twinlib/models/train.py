@@ -267,9 +267,12 @@ def augmentation_data(spec: dict):
     return readings, res.events
 
 
-def is_simulated(store) -> bool:
-    """True when every stored asset came from twinlib's simulator (its parameters are stored)."""
+def is_simulated(store, assets=None) -> bool:
+    """True when every stored asset (of ``assets``, when given) came from twinlib's simulator
+    (its parameters are stored)."""
     infos = store.assets(counts=False)
+    if assets is not None:
+        infos = [a for a in infos if a["asset_id"] in set(assets)]
     return bool(infos) and all(isinstance(a.get("params"), dict) and "thermal_tau_s" in a["params"]
                                for a in infos)
 
@@ -298,6 +301,7 @@ def training_history(store, *, augment: str = "auto", seed: int = 0, library_ass
     """
     if augment not in AUGMENT_MODES:
         raise ValueError(f"augment must be one of {AUGMENT_MODES}, got {augment!r}")
+    ids = None
     if kind is None:
         readings = load_history(store, hours=history_hours)
         events = store.fault_events()
@@ -321,7 +325,7 @@ def training_history(store, *, augment: str = "auto", seed: int = 0, library_ass
     is_pump = kind is None or kind.name == "pump"
     present = set(class_labels(readings["label"], None)) if "label" in readings.columns else set()
     if augment == "never" or (augment == "auto" and (not is_pump or present >= set(CLASSES)
-                                                     or not is_simulated(store))):
+                                                     or not is_simulated(store, ids))):
         return readings, events, None
     spec = augmentation_spec(readings, seed=seed, assets=library_assets, hours=library_hours)
     extra, extra_events = augmentation_data(spec)
