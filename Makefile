@@ -69,6 +69,7 @@ notebooks: $(STAMP)
 	$(TWIN) notebooks run
 
 test: $(TEST_STAMP)
+	$(BIN)/ruff check twinlib tests benchmarks
 	$(BIN)/python -m pytest tests
 	$(MAKE) --no-print-directory test-notebooks
 

@@ -213,7 +213,8 @@ def _page_and_memory(db: Path, workdir: Path) -> dict:
                 page.goto(url, wait_until="domcontentloaded")
                 html_s = time.perf_counter() - t0
                 page.wait_for_function(
-                    "() => /\\d/.test((document.querySelector('.twin-card-temperature .value') || {}).textContent || '')",
+                    "() => /\\d/.test((document.querySelector('.twin-card-temperature .value') || {})"
+                    ".textContent || '')",
                     timeout=90_000)
                 loads.append((html_s, time.perf_counter() - t0))
                 pages.append(page)

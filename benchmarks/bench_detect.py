@@ -20,6 +20,7 @@ from twinlib.detect.detectors import CUSUM, PCAT2Q, EWMAScore, RollingZScore, Tw
 from twinlib.detect.rules import AssetRuleMachine, default_ruleset
 from twinlib.simulate import simulate_fleet
 from twinlib.store import open_store
+
 from _timing import best_of, median_us  # noqa: E402  (benchmarks/ is on sys.path)
 
 START = "2026-01-01 00:00:00"

@@ -12,6 +12,7 @@ import numpy as np
 
 from twinlib.simulate import FleetSimulator, simulate_fleet
 from twinlib.store import open_store
+
 from _timing import best_of, median_us  # noqa: E402  (benchmarks/ is on sys.path)
 
 START = "2026-01-01 00:00:00"
@@ -71,8 +72,9 @@ def _size(path: Path) -> int:
 
 def _skab_like(n_assets: int, hours: float):
     """An eight-signal fleet (the skab-testbed kind's channels) of the same reading count."""
-    from twinlib.kinds import BUILTIN_KINDS
     import pandas as pd
+
+    from twinlib.kinds import BUILTIN_KINDS
     names = BUILTIN_KINDS["skab-testbed"].names
     steps = int(hours * 3600)
     rng = np.random.default_rng(4)

@@ -4,7 +4,8 @@ Also the cost of one ``forecast_asset`` call (per asset, per API request or dash
 
 ``run(quick=False)`` measures on the default data (what ``twin generate`` makes: 4 pumps, 24 h at
 1 s, seed 42, plus the simulated fault library ``twin train`` adds) and runs the four notebooks
-with the full-size parameters of ``twin train`` / ``twin evaluate`` — notebook 03 is the full evaluation: 5 random-schedule fleets
+with the full-size parameters of ``twin train`` / ``twin evaluate`` — notebook 03 is the full
+evaluation: 5 random-schedule fleets
 (seeds 200–204, 6 pumps × 48 h) and the forecast study (seeds 300–309, speeds 1× and 2×). Its
 headline figures and the issue-16 targets (met or missed) are reported under ``quality``.
 ``quick=True`` shrinks everything for a smoke run. All files go to a temporary directory.
@@ -33,10 +34,10 @@ def run(quick: bool = False) -> dict:
     from twinlib.ingest import ingest_frame
     from twinlib.models.cards import load_model
     from twinlib.models.forecast import forecast_asset
-    from twinlib.models.notebooks import run_notebooks
     from twinlib.models.train import model_path, train_models, training_history
     from twinlib.simulate import simulate_fleet
     from twinlib.store import open_store
+    from twinlib.workflows.notebooks import run_notebooks
 
     hours = 4.0 if quick else 24.0
     library_hours = 4.0 if quick else 24.0

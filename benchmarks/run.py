@@ -20,9 +20,10 @@ sys.path.insert(0, str(HERE))  # the bench modules share _timing.py
 
 
 def _machine() -> dict:
+    import sqlite3
+
     import numpy
     import pandas
-    import sqlite3
     return {"python": platform.python_version(), "platform": platform.platform(),
             "cpus": os.cpu_count(), "numpy": numpy.__version__, "pandas": pandas.__version__,
             "sqlite": sqlite3.sqlite_version}

@@ -33,9 +33,9 @@ def tmp_db(tmp_path):
         return
     import sys
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "store"))
-    from pg_support import PgSchema, require_pg
-
     from twinlib.config import db_location
+
+    from pg_support import PgSchema, require_pg
     require_pg()
     schema = PgSchema()
     yield db_location(schema.url)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-import sqlite3
 
 import pandas as pd
 import pytest

@@ -1,8 +1,6 @@
 """POST /readings: token-protected, validated like a CSV import, idempotent, rejects reported."""
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "monitor"))
 
-from monitor_helpers import Mosquitto, free_port, wait_until  # noqa: E402
-
 from twinlib.ingest.plant_server import PlantServers  # noqa: E402
 from twinlib.monitor import Monitor  # noqa: E402
 from twinlib.store import open_store  # noqa: E402
 from twinlib.timeutil import now_ms  # noqa: E402
+
+from monitor_helpers import Mosquitto, free_port, wait_until  # noqa: E402
 
 __all__ = ["Running", "free_port", "wait_until", "T0", "subset", "PLANT_ASSETS", "Mosquitto",
            "PlantServers"]

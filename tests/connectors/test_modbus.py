@@ -1,14 +1,14 @@
 """The Modbus TCP source against a real pymodbus server (the simulated plant) on loopback."""
-import dataclasses
 import tomllib
 
 import pytest
 
-from connector_helpers import PLANT_ASSETS, Running, free_port, subset, wait_until
 from twinlib.detect import AlarmEngine
 from twinlib.ingest.mapping import MappingError, parse_mapping
 from twinlib.ingest.plant_server import PlantServers
 from twinlib.ingest.sources.modbus import ModbusSource, encode_value
+
+from connector_helpers import PLANT_ASSETS, Running, free_port, subset, wait_until
 
 
 @pytest.fixture(scope="module")

@@ -5,11 +5,12 @@ import threading
 
 import pytest
 
-from connector_helpers import T0, wait_until
 from twinlib.ingest import ingest_frame
 from twinlib.ingest.sources.mqtt_formats import PayloadDecoder, encode_sparkplug, merge_rows
 from twinlib.kinds import load_kinds
 from twinlib.store import open_store
+
+from connector_helpers import T0, wait_until
 
 
 # -- decoders (no broker) ----------------------------------------------------------------------

@@ -4,9 +4,10 @@ import tomllib
 
 import pytest
 
-from connector_helpers import T0, Running, subset, wait_until
 from twinlib.ingest.mapping import MappingError, parse_mapping
 from twinlib.ingest.sources.opcua import OpcuaSource, browse
+
+from connector_helpers import T0, Running, subset, wait_until
 
 
 def values(pair, k):

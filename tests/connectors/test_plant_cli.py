@@ -3,8 +3,9 @@ import os
 import subprocess
 import sys
 
-from connector_helpers import free_port, wait_until
 from twinlib.store import open_store
+
+from connector_helpers import free_port, wait_until
 
 
 def twin(*args, env=None, **kw):

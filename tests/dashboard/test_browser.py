@@ -23,7 +23,8 @@ def _open(page, url, timeout_ms=60_000):
     page.goto(url, wait_until="domcontentloaded")
     page.wait_for_function(
         "() => [...document.querySelectorAll('.twin-card .value')].length === 4 && "
-        "[...document.querySelectorAll('.twin-card .value')].every(e => /\\d/.test(e.textContent) || /Normal|Alert/.test(e.textContent))",
+        "[...document.querySelectorAll('.twin-card .value')]"
+        ".every(e => /\\d/.test(e.textContent) || /Normal|Alert/.test(e.textContent))",
         timeout=timeout_ms)
 
 
@@ -83,7 +84,8 @@ def test_live_dashboard_in_chromium(dashboard_server, live_db, page_factory):
     # choose another asset, then a downsampled window
     page.locator(".twin-asset-pump-02").click()
     page.wait_for_function(
-        "() => [...document.querySelectorAll('.twin-table tbody td:nth-child(2)')].every(td => td.textContent === 'pump-02')",
+        "() => [...document.querySelectorAll('.twin-table tbody td:nth-child(2)')]"
+        ".every(td => td.textContent === 'pump-02')",
         timeout=6_000)
     page.get_by_role("button", name="1 h", exact=True).click()
     page.wait_for_function("() => document.querySelector('.twin-window .mod-active').textContent === '1 h'",
@@ -110,8 +112,9 @@ def test_voila_json_culls_the_kernel_of_a_tab_closed_without_goodbye(live_db, tm
     the culler: voila.json as shipped, only the timings shortened."""
     import subprocess
 
-    from dashboard_support import DashboardServer, _wait_for_port, free_port
     from twinlib.commands.dashboard import find_notebook, voila_command
+
+    from dashboard_support import DashboardServer, _wait_for_port, free_port
 
     port = free_port()
     argv, env, cwd = voila_command(find_notebook(), "127.0.0.1", port, live_db[0])
@@ -174,7 +177,8 @@ def test_a_skab_asset_shows_its_eight_channels_in_chromium(skab_db, tmp_path, pa
         page.goto(server.url, wait_until="domcontentloaded")
         page.wait_for_function(
             "() => [...document.querySelectorAll('.twin-card .value')].length === 9 && "
-            "[...document.querySelectorAll('.twin-card:not(.twin-status) .value')].every(e => /\\d/.test(e.textContent))",
+            "[...document.querySelectorAll('.twin-card:not(.twin-status) .value')]"
+            ".every(e => /\\d/.test(e.textContent))",
             timeout=60_000)
         page.wait_for_function(
             "() => /Normal|Alert|stale/i.test(document.querySelector('.twin-status .value').textContent)",

@@ -3,9 +3,8 @@ import re
 import shlex
 import shutil
 import subprocess
-from pathlib import Path
-
 import tomllib
+from pathlib import Path
 
 import pytest
 import yaml
@@ -51,7 +50,8 @@ def test_compose_file_validates_with_docker_compose(tmp_path):
     assert res.returncode == 0, res.stderr
     # with every profile on, too (mosquitto, lab and postgres)
     res = subprocess.run([exe, "-f", str(COMPOSE), "--profile", "mqtt", "--profile", "lab",
-                          "--profile", "postgres", "config", "--services"], capture_output=True, text=True, cwd=tmp_path,
+                          "--profile", "postgres", "config", "--services"],
+                         capture_output=True, text=True, cwd=tmp_path,
                          env={"PATH": "/usr/bin:/bin"})
     assert res.returncode == 0, res.stderr
     assert set(res.stdout.split()) == {"init", "monitor", "api", "dashboard", "mosquitto", "lab",

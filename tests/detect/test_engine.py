@@ -1,5 +1,6 @@
 """The alarm engine on a real store: lifecycle, cursor, batch = live, status."""
 import json
+
 import numpy as np
 import pandas as pd
 import pytest

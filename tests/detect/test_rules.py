@@ -2,8 +2,14 @@
 import numpy as np
 import pytest
 
-from twinlib.detect.rules import (AssetRuleMachine, RuleBook, RuleSet, ThresholdRule,
-                                  default_ruleset, ruleset_from_settings)
+from twinlib.detect.rules import (
+    AssetRuleMachine,
+    RuleBook,
+    RuleSet,
+    ThresholdRule,
+    default_ruleset,
+    ruleset_from_settings,
+)
 
 T0 = 1_770_681_600_000  # 2026-02-10 00:00:00 UTC
 

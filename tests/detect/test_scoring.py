@@ -4,8 +4,7 @@ import pandas as pd
 import pytest
 
 from twinlib.detect import TwinResidualDetector
-from twinlib.detect.scoring import (compare_on_fleet, evaluate_alarms, format_comparison,
-                                    outlier_metrics, runs)
+from twinlib.detect.scoring import compare_on_fleet, evaluate_alarms, format_comparison, outlier_metrics, runs
 from twinlib.simulate import simulate_fleet
 
 

@@ -6,8 +6,17 @@ import pandas as pd
 import pytest
 
 from twinlib.cli import main
-from twinlib.detect.skab import (CHOSEN, NAB_PROFILES, find_skab_files, format_skab, make_folds,
-                                 nab_score, nab_score_skab, run_skab, skab_json)
+from twinlib.detect.skab import (
+    CHOSEN,
+    NAB_PROFILES,
+    find_skab_files,
+    format_skab,
+    make_folds,
+    nab_score,
+    nab_score_skab,
+    run_skab,
+    skab_json,
+)
 
 SKAB_COLS = ["Accelerometer1RMS", "Accelerometer2RMS", "Current", "Pressure", "Temperature",
              "Thermocouple", "Voltage", "Volume Flow RateRMS"]

@@ -1,7 +1,6 @@
 """Cadence-aware staleness: the stale limit follows each asset's own reading interval."""
-from pathlib import Path
-
 import os
+from pathlib import Path
 
 import pytest
 

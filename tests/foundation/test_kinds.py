@@ -4,7 +4,6 @@ from __future__ import annotations
 import tomllib
 
 import pandas as pd
-
 import pytest
 
 from twinlib.config import PHYSICAL_LIMITS, SENSORS, THRESHOLDS, SettingsError, get_settings

@@ -6,8 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from twinlib.models.alarm_rule import (FaultModelRule, FaultRuleSettings, FaultRuleState,
-                                       alarms_from_proba)
+from twinlib.models.alarm_rule import FaultModelRule, FaultRuleSettings, FaultRuleState, alarms_from_proba
 
 S = 1000
 P_COOL = {"healthy": 0.1, "cooling_failure": 0.85, "leak": 0.05}

@@ -8,8 +8,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from twinlib.models.cards import (ModelIntegrityError, ModelMismatchError, ModelVersionWarning,
-                                  UnknownModelError, card_path, load_model, read_card, save_model)
+from twinlib.models.cards import (
+    ModelIntegrityError,
+    ModelMismatchError,
+    ModelVersionWarning,
+    UnknownModelError,
+    card_path,
+    load_model,
+    read_card,
+    save_model,
+)
 from twinlib.models.features import FeatureSpec
 
 CARD_FIELDS = ("features", "classes", "metrics", "training_data", "library_versions",

@@ -8,8 +8,14 @@ import pytest
 
 from twinlib.config import THRESHOLDS
 from twinlib.models.evaluate import calibrate_forecast, evaluate_forecasts, simulate_degradations
-from twinlib.models.forecast import (CALIBRATION, CALIBRATION_COVERAGE, ForecastParams,
-                                     calibrated_hours, forecast_asset, forecast_frame)
+from twinlib.models.forecast import (
+    CALIBRATION,
+    CALIBRATION_COVERAGE,
+    ForecastParams,
+    calibrated_hours,
+    forecast_asset,
+    forecast_frame,
+)
 from twinlib.simulate import simulate_fleet
 from twinlib.store import open_store
 

@@ -7,7 +7,7 @@ import nbformat
 import pytest
 
 from twinlib.cli import main
-from twinlib.models.notebooks import NOTEBOOKS, coerce_parameters, notebook_parameters, notebooks_dir
+from twinlib.workflows.notebooks import NOTEBOOKS, coerce_parameters, notebook_parameters, notebooks_dir
 
 TINY = {"assets": "3", "hours": "3", "fault_rate": "8", "seed": "5", "library_assets": "3",
         "library_hours": "4", "max_train_rows": "3000", "bucket_s": "600",
@@ -15,17 +15,76 @@ TINY = {"assets": "3", "hours": "3", "fault_rate": "8", "seed": "5", "library_as
         "forecast_assets": "2", "forecast_hours": "6"}
 
 
+def _live_system(root):
+    """A configured live database and models dir with content the notebooks must not touch."""
+    from twinlib.store import open_store
+
+    live = root / "live"
+    (live / "models").mkdir(parents=True)
+    with open_store(live / "twin.db", create=True):
+        pass
+    (live / "models" / "fault_detection_rf.pkl").write_bytes(b"the live model")
+    (live / "models" / "fault_detection_rf.card.json").write_text("{}")
+    return live
+
+
+def _snapshot(directory):
+    return {p.relative_to(directory): p.read_bytes() for p in sorted(directory.rglob("*"))
+            if p.is_file()}
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """`twin notebooks run` with tiny parameters into a temporary reports dir."""
+    """`twin notebooks run` with tiny parameters, the live system configured by environment."""
     root = tmp_path_factory.mktemp("nb")
-    args = ["notebooks", "run", "--db", str(root / "twin.db"), "--models-dir", str(root / "models"),
-            "--reports-dir", str(root / "reports")]
+    live = _live_system(root)
+    before = _snapshot(live)
+    args = ["notebooks", "run", "--reports-dir", str(root / "reports")]
     for name, value in TINY.items():
         args += ["-p", name, value]
-    assert main(args) == 0
-    figures = {n: json.loads((root / "reports" / f"{n}.json").read_text()) for n in NOTEBOOKS}
-    return {"root": root, "figures": figures}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TWIN_DB", str(live / "twin.db"))
+        mp.setenv("TWIN_MODELS_DIR", str(live / "models"))
+        mp.setenv("TWIN_SETTINGS", str(root / "absent.toml"))
+        assert main(args) == 0
+    out = root / "reports" / "notebooks"
+    figures = {n: json.loads((out / f"{n}.json").read_text()) for n in NOTEBOOKS}
+    return {"root": root, "out": out, "figures": figures, "live": live, "live_before": before}
+
+
+def test_a_notebook_run_leaves_the_live_database_and_models_byte_identical(run):
+    assert _snapshot(run["live"]) == run["live_before"]
+    # the run worked on its own database and models instead
+    assert (run["out"] / "twin.db").stat().st_size > 0
+    assert (run["out"] / "models" / "fault_detection_rf.pkl").exists()
+    assert run["figures"]["01_generate_data"]["db_path"] == str(run["out"] / "twin.db")
+
+
+def test_live_and_explicit_paths_are_what_the_user_asked_for(tmp_path, monkeypatch):
+    from twinlib.workflows.notebooks import run_paths
+
+    monkeypatch.setenv("TWIN_DB", str(tmp_path / "live.db"))
+    monkeypatch.setenv("TWIN_MODELS_DIR", str(tmp_path / "live-models"))
+    own = run_paths(tmp_path / "reports")
+    assert own == {"db_path": tmp_path / "reports" / "notebooks" / "twin.db",
+                   "models_dir": tmp_path / "reports" / "notebooks" / "models",
+                   "reports_dir": tmp_path / "reports" / "notebooks"}
+    live = run_paths(tmp_path / "reports", run="r2", live=True)
+    assert live["db_path"] == tmp_path / "live.db"
+    assert live["models_dir"] == tmp_path / "live-models"
+    assert live["reports_dir"] == tmp_path / "reports" / "r2"
+    explicit = run_paths(tmp_path / "reports", db_path=tmp_path / "x.db")
+    assert explicit["db_path"] == tmp_path / "x.db"
+    with pytest.raises(ValueError, match="plain directory name"):
+        run_paths(tmp_path / "reports", run="../elsewhere")
+
+
+def test_notebooks_run_help_says_what_live_changes(capsys):
+    with pytest.raises(SystemExit):
+        main(["notebooks", "run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "never touch the live system by default" in text
+    assert "--live" in text and "ADDS" in text and "OVERWRITES" in text
 
 
 def test_stored_notebooks_are_clean_and_parameterized():
@@ -57,8 +116,8 @@ def test_train_notebook_writes_models_with_cards(run):
     assert all(0.0 < v < 1.0 for v in fig["macro_f1_held_out"].values())
     assert fig["augmented"] is True  # 3 h of 3 pumps lack fault classes: the library joined
     for stem in ("fault_detection_rf", "fault_detection_xgb"):
-        assert (run["root"] / "models" / f"{stem}.pkl").exists()
-        card = json.loads((run["root"] / "models" / f"{stem}.card.json").read_text())
+        assert (run["out"] / "models" / f"{stem}.pkl").exists()
+        card = json.loads((run["out"] / "models" / f"{stem}.card.json").read_text())
         assert card["training_data"]["augmentation"]["assets"] == ["sim-01", "sim-02", "sim-03"]
 
 
@@ -67,13 +126,13 @@ def test_evaluate_notebook_reproduces_training_scores_and_draws_figures(run):
     trained = run["figures"]["02_train_models"]["macro_f1_held_out"]
     assert fig["macro_f1"] == pytest.approx(trained)
     assert {r["lead_h"] for r in fig["forecast_per_lead"]} >= {0.25, 0.5, 1.0}
-    executed = nbformat.read(run["root"] / "reports" / "03_evaluate_models.ipynb", as_version=4)
+    executed = nbformat.read(run["out"] / "03_evaluate_models.ipynb", as_version=4)
     images = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if "image/png" in o.get("data", {})]
     assert len(images) == 5  # confusion, per-class, importance, forecast error, reliability
     assert fig["macro_f1_random_worst"] <= fig["macro_f1_random_mean"]
     assert set(fig["forecast_coverage_by_lead"]) >= {"0-0.25h", "2-4h"}
-    report = json.loads((run["root"] / "reports" / "evaluation.json").read_text())
+    report = json.loads((run["out"] / "evaluation.json").read_text())
     assert set(report["macro_f1"]) == {"rf", "xgb"}
 
 
@@ -100,7 +159,7 @@ def test_parameters_go_only_to_notebooks_that_declare_them():
 
 
 def test_train_and_evaluate_commands_and_tamper_refusal(run, tmp_path, capsys):
-    db, models = str(run["root"] / "twin.db"), str(tmp_path / "models")
+    db, models = str(run["out"] / "twin.db"), str(tmp_path / "models")
     assert main(["train", "--db", db, "--models-dir", models, "--library-assets", "3",
                  "--library-hours", "4", "--max-rows", "3000", "--models", "rf"]) == 0
     assert "held-out macro-F1" in capsys.readouterr().out

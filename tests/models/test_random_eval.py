@@ -9,8 +9,13 @@ import pytest
 
 from twinlib.cli import main
 from twinlib.models.labels import RECOVERY, recovery_mask, with_recovery
-from twinlib.models.random_eval import (_score_alarms, evaluate_random, reliability,
-                                        rules_baseline, threshold_alarm_times)
+from twinlib.models.random_eval import (
+    _score_alarms,
+    evaluate_random,
+    reliability,
+    rules_baseline,
+    threshold_alarm_times,
+)
 
 MIN = 60_000
 
@@ -142,8 +147,8 @@ def test_evaluation_is_recorded_on_the_model_cards_and_models_still_load(trained
     import shutil
 
     from twinlib.models.cards import load_model, read_card
-    from twinlib.models.pipeline import _cards_record
     from twinlib.models.train import model_path
+    from twinlib.workflows.pipeline import _cards_record
 
     models = tmp_path / "models"
     shutil.copytree(trained["dir"], models)

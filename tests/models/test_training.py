@@ -25,10 +25,16 @@ def test_split_holds_out_assets_and_a_later_time_range(rich_fleet):
     assert len(set(class_labels(test["label"]))) >= 3
 
 
-def test_split_refuses_a_single_asset(rich_fleet):
+def test_a_single_asset_is_split_by_time_only(rich_fleet):
+    """A user's one machine: trained on its past, scored on its later history, a gap between."""
     one = rich_fleet.readings[rich_fleet.readings["asset_id"] == "pump-01"]
-    with pytest.raises(ValueError, match="two assets"):
-        split_history(one)
+    split = split_history(one, gap_s=1800)
+    assert split.train_assets == split.test_assets == ("pump-01",)
+    train, test = split.train_mask(one), split.test_mask(one)
+    assert train.any() and test.any() and not (train & test).any()
+    assert split.test_start_ms - split.split_ms == 1_800_000
+    with pytest.raises(ValueError, match="no readings"):
+        split_history(one.iloc[:0])
 
 
 def test_no_test_asset_or_time_reaches_training(rich_fleet, tmp_path, monkeypatch):

@@ -29,7 +29,8 @@ def main(db, recording, url, mode):
         def crash(self):
             os.kill(os.getpid(), signal.SIGKILL)
         Notifier.wake = crash
-    monitor = Monitor(store, ReplaySource(recording, speed=float(os.environ.get("CRASH_SPEED", "50"))), engine=AlarmEngine(store, RULES),
+    monitor = Monitor(store, ReplaySource(recording, speed=float(os.environ.get("CRASH_SPEED", "50"))),
+                      engine=AlarmEngine(store, RULES),
                       notifier=notifier, batch_rows=10, tick_s=0.05)
     monitor.run(duration_s=120)
 

@@ -1,27 +1,33 @@
 """The monitor end to end: readings → store → alarms → notifications; restarts; signals."""
 import json
-from pathlib import Path
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from monitor_helpers import WebhookReceiver, wait_until
+from twinlib.detect import AlarmEngine
 from twinlib.ingest import write_csv
 from twinlib.ingest.sources import ReplaySource, SimSource
-from twinlib.detect import AlarmEngine
-from twinlib.monitor import (HEARTBEAT_KEY, Monitor, MonitorBusyError, MonitorLock, build_engine,
-                             read_heartbeat)
+from twinlib.monitor import (
+    HEARTBEAT_KEY,
+    Monitor,
+    MonitorBusyError,
+    MonitorLock,
+    build_engine,
+    read_heartbeat,
+)
 from twinlib.notify import Notifier, WebhookChannel
 from twinlib.store import open_store
 from twinlib.timeutil import to_ms
 
+from monitor_helpers import WebhookReceiver, wait_until
 
 #: Rules pinned for these tests (the defaults may be tuned): raise after 3 readings over the
 #: level, clear after 5 back under it.

@@ -4,7 +4,6 @@ import threading
 
 import pytest
 
-from monitor_helpers import wait_until
 from twinlib.api import create_app
 from twinlib.config import get_settings
 from twinlib.detect import AlarmEngine
@@ -12,6 +11,8 @@ from twinlib.ingest.sources import MqttSource, parse_broker, parse_payload, topi
 from twinlib.monitor import Monitor
 from twinlib.store import open_store
 from twinlib.timeutil import format_ts, to_ms
+
+from monitor_helpers import wait_until
 
 
 # -- payloads and topics (no broker needed) --------------------------------------------------

@@ -3,14 +3,13 @@ import dataclasses
 import hashlib
 import hmac
 import json
-import time
 
 import numpy as np
 import pytest
 
+from twinlib.notify import EmailChannel, Notifier, WebhookChannel, event_payload, notifier_from_settings
+
 from monitor_helpers import WebhookReceiver, free_port, wait_until
-from twinlib.notify import (EmailChannel, Notifier, WebhookChannel, event_payload,
-                            notifier_from_settings)
 
 
 @dataclasses.dataclass

@@ -3,9 +3,10 @@ path or a PostgreSQL URL) and ``store`` the seeded fleet in it."""
 from __future__ import annotations
 
 import pytest
-from pg_support import PgSchema, pg_url, require_pg  # noqa: F401 (fixtures)
 
 from twinlib.store import open_store
+
+from pg_support import PgSchema, pg_url, require_pg  # noqa: F401 (fixtures)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -12,16 +12,23 @@ import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from foundation.test_store import (  # noqa: E402,F401 (collected again, on both backends)
-    test_asset_lookups_use_the_index, test_cursor_returns_only_what_is_new,
-    test_downsample_matches_pandas, test_fault_events_round_trip_idempotently,
-    test_late_readings_still_reach_the_cursor, test_latest_is_newest_first_and_filters,
-    test_latest_per_asset_and_assets, test_loading_twice_keeps_one_copy, test_meta_values,
-    test_nan_sensor_values_are_stored_as_null, test_readonly_store_refuses_writes,
-    test_round_trip_keeps_every_value)
-
 from twinlib.kinds import BUILTIN_KINDS  # noqa: E402
 from twinlib.store import StoreMissingError, open_store  # noqa: E402
+
+from foundation.test_store import (  # noqa: E402,F401 (collected again, on both backends)
+    test_asset_lookups_use_the_index,
+    test_cursor_returns_only_what_is_new,
+    test_downsample_matches_pandas,
+    test_fault_events_round_trip_idempotently,
+    test_late_readings_still_reach_the_cursor,
+    test_latest_is_newest_first_and_filters,
+    test_latest_per_asset_and_assets,
+    test_loading_twice_keeps_one_copy,
+    test_meta_values,
+    test_nan_sensor_values_are_stored_as_null,
+    test_readonly_store_refuses_writes,
+    test_round_trip_keeps_every_value,
+)
 
 
 def _frame(asset, n, signals, start=1_770_000_000_000, step=1000, seed=0):

@@ -3,7 +3,8 @@
 :func:`create_app` builds the app; ``twin api`` serves it with gunicorn on 127.0.0.1:5000, with
 ``worker.BufferedSyncWorker`` workers that slow clients cannot block. Reads go through a
 per-thread read-only store (``stores``) checked against the file on every request, so a missing
-database is a 503 and is never created, and a replaced one is never served stale; writes (``POST /readings``, ``POST /alarms/<id>/ack``) need the
+database is a 503 and is never created, and a replaced one is never served stale; writes
+(``POST /readings``, ``POST /alarms/<id>/ack``) need the
 configured bearer token (``auth``) and go through :func:`twinlib.ingest.ingest_frame` or the
 store. Parameters are parsed in ``params`` (400 naming the parameter), bodies are shaped in
 ``jsonio`` and serialised with orjson, every error is JSON (``errors``), and ``spec`` is the

@@ -19,7 +19,6 @@ Debug mode is never switched on here; ``twin api`` serves the app with gunicorn.
 """
 from __future__ import annotations
 
-
 from flask import Flask
 
 from twinlib.api.auth import FailureLimiter

@@ -12,7 +12,6 @@ import orjson
 from flask import Response, request
 
 from twinlib.api.errors import ApiError
-
 from twinlib.kinds import BUILTIN_KINDS, Kind
 from twinlib.store import Reading
 from twinlib.timeutil import format_ts

@@ -41,12 +41,23 @@ import time
 
 import orjson
 from gunicorn import http, util
-from gunicorn.http.errors import (ConfigurationProblem, ExpectationFailed, ForbiddenProxyRequest,
-                                  InvalidChunkSize, InvalidHeader, InvalidHeaderName,
-                                  InvalidHTTPVersion, InvalidProxyLine, InvalidRequestLine,
-                                  InvalidRequestMethod, InvalidSchemeHeaders,
-                                  LimitRequestHeaders, LimitRequestLine, ObsoleteFolding,
-                                  UnsupportedTransferCoding)
+from gunicorn.http.errors import (
+    ConfigurationProblem,
+    ExpectationFailed,
+    ForbiddenProxyRequest,
+    InvalidChunkSize,
+    InvalidHeader,
+    InvalidHeaderName,
+    InvalidHTTPVersion,
+    InvalidProxyLine,
+    InvalidRequestLine,
+    InvalidRequestMethod,
+    InvalidSchemeHeaders,
+    LimitRequestHeaders,
+    LimitRequestLine,
+    ObsoleteFolding,
+    UnsupportedTransferCoding,
+)
 from gunicorn.workers.sync import SyncWorker
 
 from twinlib.api.security import SECURITY_HEADERS

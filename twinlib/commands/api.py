@@ -16,8 +16,7 @@ import gc
 import os
 import sys
 
-from twinlib.cli import CommandError
-from twinlib.commands._common import add_db_option
+from twinlib.commands._common import CommandError, add_db_option
 from twinlib.config import get_settings
 
 __all__ = ["register", "serve", "gunicorn_options", "WORKER_CLASSES"]

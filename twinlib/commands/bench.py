@@ -4,7 +4,7 @@ from __future__ import annotations
 import runpy
 from pathlib import Path
 
-from ..cli import CommandError
+from ._common import CommandError
 
 __all__ = ["register"]
 

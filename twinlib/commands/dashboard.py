@@ -15,8 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from twinlib.cli import CommandError
-from twinlib.commands._common import add_db_option
+from twinlib.commands._common import CommandError, add_db_option
 from twinlib.config import get_settings
 
 __all__ = ["register", "voila_command", "find_notebook", "NOTEBOOK"]

@@ -14,10 +14,9 @@ import argparse
 import json
 import sys
 
-from ..cli import CommandError
 from ..store import open_store
 from ..timeutil import format_ts, now_ms, to_ms
-from ._common import add_db_option, settings_from
+from ._common import CommandError, add_db_option, settings_from
 
 __all__ = ["register"]
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import SettingsError
-from ..kinds import SIGNAL_NAME_PATTERN, KindError, Kind, Signal, kind_to_toml
+from ..kinds import Kind, KindError, Signal, kind_to_toml
 from ._common import CommandError, settings_from
 
 #: Column names that are a reading's time, identity or answer, never a signal.

@@ -5,8 +5,7 @@ import argparse
 import json
 import sys
 
-from ..cli import CommandError
-from ._common import add_db_option
+from ._common import CommandError, add_db_option
 
 __all__ = ["register"]
 
@@ -24,22 +23,31 @@ def register(sub) -> None:
     p = sub.add_parser("train", help="train the fault classifiers (RandomForest + XGBoost)",
                        description="Train fault_detection_rf.pkl and fault_detection_xgb.pkl on "
                        "the stored history, score them on held-out assets and times, and write "
-                       "each beside its JSON model card.")
+                       "each beside its JSON model card. --kind K trains on the stored assets "
+                       "of kind K, with features from K's signals, into "
+                       "fault_detection_{rf,xgb}.K.pkl (the pump's files are left alone).")
     _add_paths(p)
+    p.add_argument("--kind", default="pump", metavar="KIND",
+                   help="asset kind: train on the stored assets of this kind (or --history), "
+                        "features from its measured and state signals (default pump)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--max-rows", type=int, default=60_000,
                    help="cap on classifier training rows; features use every reading (default 60000)")
     p.add_argument("--augment", choices=("auto", "always", "never"), default="auto",
-                   help="add a simulated fault library: auto = only when the stored history is "
-                        "itself simulated and lacks a fault class (default); always = also with "
-                        "your own equipment's data (opt-in, recorded on the model card)")
-    p.add_argument("--history", metavar="CSV",
-                   help="train on your own labelled history (timestamp, asset_id, sensors, a "
-                        "label column) instead of the store")
+                   help="add a simulated fault library of pumps: auto = only when the stored "
+                        "history is itself simulated pumps lacking a fault class (default; never "
+                        "for other kinds); always = also with your own equipment's data (opt-in, "
+                        "pump signals only, recorded on the model card)")
+    p.add_argument("--history", metavar="CSV", nargs="+",
+                   help="train on your own labelled history instead of the store: one or more "
+                        "CSV files (timestamp or datetime, the kind's signals, a label column, "
+                        "asset_id — else each file is one asset)")
     p.add_argument("--label-column", default="label",
-                   help="the label column of --history (default label; 'healthy' = normal)")
+                   help="the label column of --history (default label; 'healthy' = normal; a "
+                        "0/1 column such as SKAB's anomaly: 0 = healthy, 1 = the column's name)")
     p.add_argument("--sensors", metavar="A,B,…",
-                   help="sensor columns to build features from (default: the pump's)")
+                   help="build features from these of the kind's measured signals only "
+                        "(default: all of them)")
     p.add_argument("--class-weight", default="balanced", metavar="balanced|none|CLASS=W,…",
                    help="class weights: balanced (inverse frequency, default), none, or extra "
                         "weights for rare faults on top of balanced, e.g. leak=3,blockage=2")
@@ -81,11 +89,27 @@ def register(sub) -> None:
     p = sub.add_parser("notebooks", help="run the analysis notebooks (papermill)")
     p.set_defaults(func=lambda args, _p=p: _p.print_help() or 0)
     nsub = p.add_subparsers(dest="action", metavar="ACTION")
-    r = nsub.add_parser("run", help="execute 01…04 in order into the reports dir",
+    r = nsub.add_parser("run", help="execute 01…04 in order on their own database and models",
                         description="Execute notebooks/01_generate_data … 04_explore_history with "
-                        "papermill into the reports dir (executed notebooks plus one JSON file "
-                        "of key figures each).")
-    _add_paths(r, reports=True)
+                        "papermill into <reports>/<run>/ (executed notebooks plus one JSON file "
+                        "of key figures each). The notebooks never touch the live system by "
+                        "default: 01 adds a simulated fleet to <reports>/<run>/twin.db and 02 "
+                        "trains into <reports>/<run>/models/; the live database and models dir "
+                        "(the settings', used by the monitor, API and dashboard) are left alone "
+                        "unless you pass --live, or --db / --models-dir.")
+    r.add_argument("--db", metavar="PATH", help="the notebooks' database (default: "
+                   "<reports>/<run>/twin.db; with --live the settings': $TWIN_DB, else data/twin.db)")
+    r.add_argument("--models-dir", metavar="DIR", help="where 02 writes the models (default: "
+                   "<reports>/<run>/models; with --live the settings': $TWIN_MODELS_DIR, else models)")
+    r.add_argument("--reports-dir", metavar="DIR",
+                   help="where run directories go (default: $TWIN_REPORTS_DIR, else reports)")
+    r.add_argument("--run", default="notebooks", metavar="NAME",
+                   help="the run directory under the reports dir (default notebooks)")
+    r.add_argument("--live", action="store_true",
+                   help="work on the live system instead: 01 ADDS its simulated readings to the "
+                        "settings' database ($TWIN_DB, else data/twin.db) and 02 OVERWRITES the "
+                        "model files in the settings' models dir ($TWIN_MODELS_DIR, else models) "
+                        "that `twin up`, the monitor and the API load")
     r.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
                    metavar=("NAME", "VALUE"), help="set a notebook parameter (repeatable), "
                    "e.g. -p hours 6 -p assets 4")
@@ -122,8 +146,8 @@ def _class_weight(text: str):
 
 
 def cmd_train(args) -> int:
-    from ..models import pipeline
     from ..store import StoreMissingError
+    from ..workflows import pipeline
 
     say = (lambda msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
     sensors = [s.strip() for s in args.sensors.split(",") if s.strip()] if args.sensors else None
@@ -136,11 +160,11 @@ def cmd_train(args) -> int:
                                  kinds=_models(args.models), history=args.history,
                                  label_column=args.label_column,
                                  class_weight=_class_weight(args.class_weight),
-                                 sensors=sensors, progress=say)
+                                 sensors=sensors, asset_kind=args.kind, progress=say)
     except StoreMissingError as exc:
-        raise CommandError(f"{exc} (run `twin generate`, `twin init-db` and `twin store` first)")
+        raise CommandError(f"{exc} (run `twin generate`, `twin init-db` and `twin store` first)") from None
     except ValueError as exc:
-        raise CommandError(str(exc))
+        raise CommandError(str(exc)) from None
     summary.pop("cards")
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -148,13 +172,14 @@ def cmd_train(args) -> int:
         for kind, f1 in summary["macro_f1_held_out"].items():
             print(f"{kind}: held-out macro-F1 {f1:.3f}, trained in "
                   f"{summary['training_seconds'][kind]:.1f} s on {summary['train_rows'][kind]:,} rows")
-        print(f"models and cards written to {summary['models_dir']}")
+        print(f"kind {summary['asset_kind']}: models and cards written to "
+              + ", ".join(summary["model_files"].values()))
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    from ..models import pipeline
     from ..models.cards import ModelCardError
+    from ..workflows import pipeline
 
     say = (lambda msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
     if args.seeds < 0 or args.forecast_seeds < 0:
@@ -162,7 +187,7 @@ def cmd_evaluate(args) -> int:
     try:
         speeds = tuple(float(x) for x in args.forecast_speeds.split(",") if x.strip())
     except ValueError:
-        raise CommandError(f"--forecast-speeds: not numbers: {args.forecast_speeds!r}", 2)
+        raise CommandError(f"--forecast-speeds: not numbers: {args.forecast_speeds!r}", 2) from None
     if not speeds or min(speeds) <= 0:
         raise CommandError("--forecast-speeds: give positive speeds, e.g. 1,2", 2)
     try:
@@ -174,9 +199,9 @@ def cmd_evaluate(args) -> int:
                                    forecast_speeds=speeds, forecast_assets=args.forecast_assets,
                                    forecast_hours=args.forecast_hours)
     except ModelCardError as exc:
-        raise CommandError(str(exc))
+        raise CommandError(str(exc)) from None
     except ValueError as exc:
-        raise CommandError(str(exc))
+        raise CommandError(str(exc)) from None
     if args.json:
         # one line: a script reads the last line of the output
         print(json.dumps(pipeline.jsonable(report), separators=(",", ":")))
@@ -233,17 +258,17 @@ def _print_random(report: dict) -> None:
 
 
 def cmd_notebooks_run(args) -> int:
-    from ..models.notebooks import NOTEBOOKS, run_notebooks
+    from ..workflows.notebooks import NOTEBOOKS, run_notebooks
 
     names = args.only or NOTEBOOKS
     try:
         results = run_notebooks(dict(args.parameter), reports_dir=args.reports_dir,
                                 db_path=args.db, models_dir=args.models_dir,
-                                source_dir=args.notebooks_dir, names=names,
-                                progress=lambda msg: print(msg, file=sys.stderr))
+                                source_dir=args.notebooks_dir, names=names, run=args.run,
+                                live=args.live, progress=lambda msg: print(msg, file=sys.stderr))
     except Exception as exc:  # papermill's execution error carries the failing cell
         if type(exc).__name__ == "PapermillExecutionError":
-            raise CommandError(f"notebook failed: {exc}")
+            raise CommandError(f"notebook failed: {exc}") from exc
         raise
     for r in results:
         print(f"{r['notebook']}: {r['seconds']:.1f} s → {r['output']} (figures: {r['figures_path']})")

@@ -9,8 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from twinlib.cli import CommandError
-from twinlib.commands._common import add_db_option, settings_from
+from twinlib.commands._common import CommandError, add_db_option, settings_from
 
 __all__ = ["register"]
 

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 
-from twinlib.cli import CommandError
+from twinlib.commands._common import CommandError
 
 __all__ = ["register"]
 

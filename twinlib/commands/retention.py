@@ -9,10 +9,9 @@ file's ``[retention] keep = "90d"`` applies (the same setting the monitor applie
 """
 from __future__ import annotations
 
-from ..cli import CommandError
 from ..store import open_store
 from ..store._rollups import parse_duration_ms
-from ._common import add_db_option, settings_from
+from ._common import CommandError, add_db_option, settings_from
 
 __all__ = ["register", "retention_policy", "apply_policy"]
 

@@ -18,8 +18,7 @@ import os
 import signal
 import sys
 
-from twinlib.cli import CommandError
-from twinlib.commands._common import add_db_option
+from twinlib.commands._common import CommandError, add_db_option
 from twinlib.config import SENSORS, get_settings
 
 __all__ = ["register", "build_source", "parse_speed"]

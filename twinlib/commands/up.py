@@ -30,8 +30,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from twinlib.cli import CommandError
-from twinlib.commands._common import add_db_option
+from twinlib.commands._common import CommandError, add_db_option
 from twinlib.config import get_settings
 
 __all__ = ["register", "Child", "twin_argv", "prepare", "lab_command", "lab_environment",

@@ -82,7 +82,8 @@ class DashboardState:
     def plan(self, now: float, light: bool = False) -> Plan:
         reload = self.needs_reload or not self.asset   # nothing chosen yet: look again
         history_since = None
-        if not reload and self.window_s > theme.LIVE_WINDOW_MAX_S and _due(self.history_at, theme.HISTORY_REFRESH_S, now):
+        if not reload and self.window_s > theme.LIVE_WINDOW_MAX_S \
+                and _due(self.history_at, theme.HISTORY_REFRESH_S, now):
             if self.history is not None and len(self.history):
                 history_since = int(self.history["bucket"].iloc[-1])
             elif self.asset in self.latest:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from twinlib.dashboard import theme
 
 __all__ = ["fleet_level", "describe_forecast", "normalise_level"]

@@ -9,7 +9,8 @@ __all__ = [
     "BACKGROUND", "SURFACE", "SURFACE_RAISED", "TEAL", "CYAN", "TEXT", "MUTED", "GRID",
     "OK", "WARNING", "CRITICAL", "STALE",
     "TITLE", "SUBTITLE", "REFRESH_INTERVAL_S", "STALE_AFTER_S", "HISTORY_REFRESH_S",
-    "FORECAST_REFRESH_S", "TABLE_ROWS", "TILE_VALUES", "FLEET_FULL_TILES", "ALARM_ROWS", "CURSOR_PAGE", "CURSOR_MAX_PAGES",
+    "FORECAST_REFRESH_S", "TABLE_ROWS", "TILE_VALUES", "FLEET_FULL_TILES", "ALARM_ROWS", "CURSOR_PAGE",
+    "CURSOR_MAX_PAGES",
     "WINDOWS", "DEFAULT_WINDOW_S", "LIVE_WINDOW_MAX_S", "CHART_POINTS", "NICE_BUCKETS_S",
     "SPARK_POINTS", "TREND_WINDOW_S", "BACKFILL_MAX_ROWS", "SIGNAL_PALETTE", "CHART_COLUMNS", "CHART_ROW_HEIGHT",
     "CHART_HEIGHT", "TIME_FORMAT", "DAY_TIME_FORMAT", "ACK_BY", "CSS",
@@ -122,7 +123,8 @@ body.jp-Notebook, .jp-Notebook {{ padding: 0 !important; }}
 .twin-dashboard .jupyter-button {{ background: {SURFACE}; color: {MUTED}; border: 1px solid {GRID};
   border-radius: 6px; margin: 0 3px 0 0; box-shadow: none; }}
 .twin-dashboard .jupyter-button:hover {{ color: {TEXT}; border-color: {CYAN}; }}
-.twin-dashboard .jupyter-button.mod-active {{ background: {TEAL}; color: {BACKGROUND}; border-color: {TEAL}; font-weight: 600; }}
+.twin-dashboard .jupyter-button.mod-active {{ background: {TEAL}; color: {BACKGROUND}; border-color: {TEAL};
+  font-weight: 600; }}
 
 /* fleet overview */
 .twin-fleet {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(230px, 1fr)); gap: 8px; }}
@@ -185,11 +187,14 @@ body.jp-Notebook, .jp-Notebook {{ padding: 0 !important; }}
 .twin-table .scroll {{ overflow-x: auto; }}
 /* a kind with many signals: the readings table takes the whole row, the alarms go below it */
 .twin-lower:has(.twin-table.wide) {{ grid-template-columns: minmax(0, 1fr); }}
-.twin-table.wide table {{ font-size: 11.5px; }} .twin-table.wide th, .twin-table.wide td {{ padding: 3px 5px; white-space: nowrap; }}
+.twin-table.wide table {{ font-size: 11.5px; }}
+.twin-table.wide th, .twin-table.wide td {{ padding: 3px 5px; white-space: nowrap; }}
 .twin-table table {{ width: 100%; border-collapse: collapse; font-size: 12.5px; font-variant-numeric: tabular-nums; }}
-.twin-table th {{ text-align: right; color: {MUTED}; font-weight: 600; padding: 3px 8px; border-bottom: 1px solid {GRID}; }}
+.twin-table th {{ text-align: right; color: {MUTED}; font-weight: 600; padding: 3px 8px;
+  border-bottom: 1px solid {GRID}; }}
 .twin-table td {{ text-align: right; padding: 3px 8px; border-bottom: 1px solid {GRID}; color: {TEXT}; height: 18px; }}
-.twin-table th:first-child, .twin-table td:first-child, .twin-table th:nth-child(2), .twin-table td:nth-child(2) {{ text-align: left; }}
+.twin-table th:first-child, .twin-table td:first-child, .twin-table th:nth-child(2),
+.twin-table td:nth-child(2) {{ text-align: left; }}
 .twin-table td.over {{ color: {CRITICAL}; font-weight: 700; }}
 .twin-alarms .empty {{ color: {MUTED}; font-size: 12px; padding: 6px 0; }}
 .twin-alarm {{ align-items: center; gap: 8px; border-bottom: 1px solid {GRID}; padding: 2px 0; }}
@@ -201,7 +206,8 @@ body.jp-Notebook, .jp-Notebook {{ padding: 0 !important; }}
 .twin-alarm .sev.critical {{ background: {CRITICAL}; color: white; }}
 .twin-alarm .sev.warning {{ background: {WARNING}; color: {BACKGROUND}; }}
 .twin-alarm .acked {{ color: {MUTED}; }}
-.twin-dashboard .twin-ack {{ height: 24px; width: 64px; font-size: 11px; flex: 0 0 auto; color: {CYAN}; border-color: {CYAN}; }}
+.twin-dashboard .twin-ack {{ height: 24px; width: 64px; font-size: 11px; flex: 0 0 auto; color: {CYAN};
+  border-color: {CYAN}; }}
 .twin-alarms .more {{ color: {MUTED}; font-size: 11px; padding-top: 3px; }}
 .twin-message {{ color: {WARNING}; font-size: 13px; }}
 

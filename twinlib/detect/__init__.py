@@ -22,8 +22,17 @@ import importlib
 
 from .engine import AlarmEngine, AlarmEvent, asset_status
 from .legacy import ALL_NORMAL, LEGACY_MESSAGES, detect_anomalies
-from .rules import (AssetRuleMachine, FlatlineRule, ImpossibleRule, RuleBook, RuleSet, StaleRule,
-                    ThresholdRule, default_ruleset, ruleset_from_settings)
+from .rules import (
+    AssetRuleMachine,
+    FlatlineRule,
+    ImpossibleRule,
+    RuleBook,
+    RuleSet,
+    StaleRule,
+    ThresholdRule,
+    default_ruleset,
+    ruleset_from_settings,
+)
 
 # The detectors pull in scikit-learn (over a second to import); the live paths (monitor, API,
 # dashboard) need only the rules and the engine, so these load on first use.

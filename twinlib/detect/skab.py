@@ -37,8 +37,16 @@ import pandas as pd
 
 from twinlib.twin import ewm_causal
 
-from .detectors import (PCAT2Q, Detector, EnsembleDetector, IsolationForestDetector,
-                        LearnedTwinDetector, MSETDetector, RollingZScore, TwinResidualDetector)
+from .detectors import (
+    PCAT2Q,
+    Detector,
+    EnsembleDetector,
+    IsolationForestDetector,
+    LearnedTwinDetector,
+    MSETDetector,
+    RollingZScore,
+    TwinResidualDetector,
+)
 from .scoring import outlier_metrics
 
 __all__ = ["SkabMethod", "skab_methods", "CHOSEN", "LEADERBOARD", "NAB_LEADERBOARD", "NAB_PROFILES",
@@ -391,7 +399,8 @@ def format_skab(result: dict) -> str:
     lines = [f"SKAB: {n} labelled file{'s' if n != 1 else ''} under {result.get('root', '?')}: "
              f"{_file_names(result)}",
              f"first {TRAIN_ROWS} rows of each file train, the rest test, pooled confusion matrix"
-             + (f"; cross-validation over files: {'leave-one-file-out' if folds in ('loo', 'leave-one-out') else f'{folds} groups'}"
+             + ("; cross-validation over files: "
+                + ('leave-one-file-out' if folds in ('loo', 'leave-one-out') else f'{folds} groups')
                 if folds is not None else "; no cross-validation (add --folds loo)"),
              f"{'method':<15} {'factor':>6} {'F1':>6} {'FAR %':>7} {'MAR %':>7} | "
              f"{'CV F1':>6} {'FAR %':>7} {'MAR %':>7} | {'NAB std':>7} {'lowFP':>7} {'lowFN':>7}"]

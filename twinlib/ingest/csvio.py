@@ -20,11 +20,19 @@ import numpy as np
 import pandas as pd
 
 from ..config import PHYSICAL_LIMITS, SENSORS
+from ..kinds import Kind
 from ..store import OPTIONAL_COLUMNS
 from ..timeutil import format_ts_array
-from ..kinds import Kind
-from .validate import (STATE_COLUMNS, Reject, ValidationError, ValidationResult, check_asset_id,
-                       check_columns, kind_checks, validate_frame)
+from .validate import (
+    STATE_COLUMNS,
+    Reject,
+    ValidationError,
+    ValidationResult,
+    check_asset_id,
+    check_columns,
+    kind_checks,
+    validate_frame,
+)
 
 __all__ = ["read_csv", "write_csv", "export_columns", "CsvReader", "EXPORT_COLUMNS", "MAX_LINE_BYTES",
            "DEFAULT_CHUNK_BYTES"]

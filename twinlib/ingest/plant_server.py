@@ -165,7 +165,8 @@ class PlantServers:
                 await server.write_attribute_value(var.nodeid, ua.DataValue(
                     ua.Variant(0.0, ua.VariantType.Double),
                     SourceTimestamp=datetime.now(timezone.utc),
-                    ServerTimestamp=datetime.now(timezone.utc), StatusCode=ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData)))
+                    ServerTimestamp=datetime.now(timezone.utc),
+                    StatusCode=ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData)))
                 nodes.append(var)
         await server.start()
         if self.history:

@@ -27,9 +27,12 @@ How the parts fit:
 * :mod:`~twinlib.models.alarm_rule` — :class:`FaultModelRule`: the model behind the rules, an
   alarm only when a fault class stays likely for a hold time (``step(state, reading)``);
   :mod:`~twinlib.models.scoring` feeds it probabilities inside the alarm engine.
-* :mod:`~twinlib.models.pipeline` holds the one-call steps the notebooks and ``twin train`` /
-  ``twin evaluate`` share; :mod:`~twinlib.models.notebooks` runs the notebooks with papermill;
-  :mod:`~twinlib.models.figures` draws the report figures headless.
+* :mod:`~twinlib.models.metrics` — :func:`classification_scores` (macro-F1, per-class scores),
+  shared by training, evaluation and the random-schedule study.
+
+The one-call steps the notebooks and ``twin train`` / ``twin evaluate`` share, the papermill
+runner and the report figures live in :mod:`twinlib.workflows` (above the wings: it loads
+simulated history through the ingest wing, which the models wing never imports).
 
 Only the forecast is imported eagerly: the API and the dashboard need it, and it must not pull
 scikit-learn, XGBoost or matplotlib into their processes.
@@ -64,7 +67,6 @@ __all__ = [
     "FaultModelRule",
     "FaultRuleSettings",
     "ModelScorer",
-    "run_notebooks",
 ]
 
 _LAZY = {
@@ -74,7 +76,7 @@ _LAZY = {
     "UnknownModelError": "cards", "ModelIntegrityError": "cards", "ModelMismatchError": "cards",
     "ModelVersionWarning": "cards",
     "train_models": "train", "split_history": "train",
-    "evaluate_models": "evaluate", "run_notebooks": "notebooks",
+    "evaluate_models": "evaluate",
     "evaluate_random": "random_eval", "FaultModelRule": "alarm_rule",
     "FaultRuleSettings": "alarm_rule", "ModelScorer": "scoring",
 }

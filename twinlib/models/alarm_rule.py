@@ -25,7 +25,7 @@ pump per day (0.17 there; level 0.5 with a 60 s hold gave 2.2).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 

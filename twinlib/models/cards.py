@@ -44,6 +44,7 @@ __all__ = [
     "save_model",
     "read_card",
     "load_model",
+    "card_asset_kind",
 ]
 
 CARD_SUFFIX = ".card.json"
@@ -235,16 +236,28 @@ def _check_versions(card: dict, model_path, strict: bool) -> list[str]:
     return diffs
 
 
-def load_model(model_path: str | os.PathLike, *, strict: bool = False):
+def card_asset_kind(card: dict) -> str:
+    """The asset kind a card's model was trained for (cards from before kinds: the pump)."""
+    return str(card.get("asset_kind") or "pump")
+
+
+def load_model(model_path: str | os.PathLike, *, strict: bool = False,
+               asset_kind: str | None = None):
     """Load a model that twinlib saved, after verifying it; returns ``(model, card)``.
 
     Raises :class:`UnknownModelError` (no file / no card), :class:`ModelIntegrityError` (SHA-256
-    differs: modified file), :class:`ModelMismatchError` (other feature set; with
-    ``strict=True`` also other library versions). Otherwise warns with
-    :class:`ModelVersionWarning` on a library version difference.
+    differs: modified file), :class:`ModelMismatchError` (other feature set; a model trained for
+    another asset kind than ``asset_kind``, when given; with ``strict=True`` also other library
+    versions). Otherwise warns with :class:`ModelVersionWarning` on a library version difference.
     """
     path = Path(model_path)
     card = read_card(path)
+    if asset_kind is not None and card_asset_kind(card) != str(asset_kind):
+        signals = [s["name"] for s in (card.get("signals") or {}).get("measured", [])]
+        raise ModelMismatchError(
+            f"{path}: trained for asset kind {card_asset_kind(card)!r}"
+            + (f" (signals {', '.join(signals)})" if signals else "")
+            + f", not for kind {asset_kind!r}; train one with `twin train --kind {asset_kind}`")
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -280,8 +293,13 @@ def _check_identity(card: dict, path: Path) -> None:
     from twinlib.models.classifiers import MODEL_KINDS
 
     stem = path.name[:-4] if path.name.endswith(".pkl") else path.name
+    stem, _, named_kind = stem.partition(".")  # fault_detection_rf.<asset kind>.pkl
     expected = {s: k for k, s in MODEL_KINDS.items()}.get(stem)
     if expected is not None and card.get("kind") is not None and card["kind"] != expected:
         raise ModelMismatchError(
             f"{path}: the file name says a {expected!r} model, its card says {card['kind']!r} "
             "— refusing it; retrain with `twin train`")
+    if expected is not None and (named_kind or "pump") != card_asset_kind(card):
+        raise ModelMismatchError(
+            f"{path}: the file name says asset kind {named_kind or 'pump'!r}, its card says "
+            f"{card_asset_kind(card)!r} — refusing it; retrain with `twin train --kind …`")

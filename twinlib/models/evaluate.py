@@ -1,8 +1,9 @@
 """Held-out evaluation: classifier scores on unseen assets and times, forecast error vs lead time.
 
-* :func:`classification_scores` — macro-F1, accuracy, per-class precision/recall/F1/support and the
-  confusion matrix. Macro-F1 averages over the classes present in the truth (a class with no test
-  rows has no defined recall); predictions of absent classes still count as errors.
+* :func:`classification_scores` (defined in :mod:`twinlib.models.metrics`) — macro-F1,
+  accuracy, per-class precision/recall/F1/support and the confusion matrix. Macro-F1 averages
+  over the classes present in the truth (a class with no test rows has no defined recall);
+  predictions of absent classes still count as errors.
 * :func:`evaluate_classifier` — scores a saved model on exactly the held-out rows of its card's
   split (test assets, test time range), computing features from those assets' full history,
   which is causal and never used in training.
@@ -33,6 +34,7 @@ from twinlib.models.classifiers import CLASSES, class_labels
 from twinlib.models.features import reading_times
 from twinlib.models.forecast import ForecastParams, forecast_frame
 from twinlib.models.labels import RECOVERY, with_recovery
+from twinlib.models.metrics import classification_scores
 from twinlib.models.train import Split, augmentation_data, fingerprint, load_history, model_path
 
 __all__ = [
@@ -52,33 +54,6 @@ __all__ = [
 LEAD_HOURS = (0.25, 0.5, 1.0, 2.0, 3.0, 4.0)
 
 _HOUR_MS = 3_600_000
-
-
-def classification_scores(y_true: Sequence[str], y_pred: Sequence[str]) -> dict:
-    """Macro-F1, accuracy, per-class scores and the confusion matrix (rows: truth)."""
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
-
-    y_true = np.asarray(y_true, dtype=str)
-    y_pred = np.asarray(y_pred, dtype=str)
-    if len(y_true) == 0:
-        raise ValueError("no held-out rows to score")
-    order = list(CLASSES) + sorted((set(y_true) | set(y_pred)) - set(CLASSES))
-    present = [c for c in order if c in set(y_true)]
-    labels = [c for c in order if c in set(y_true) | set(y_pred)]
-    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
-    per_class = {
-        c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
-        for i, c in enumerate(labels)
-    }
-    cm = confusion_matrix(y_true, y_pred, labels=labels)
-    return {
-        "macro_f1": float(np.mean([per_class[c]["f1"] for c in present])),
-        "accuracy": float(np.mean(y_true == y_pred)),
-        "n": int(len(y_true)),
-        "classes_scored": present,
-        "per_class": per_class,
-        "confusion": {"labels": labels, "matrix": cm.tolist()},
-    }
 
 
 def evaluate_classifier(model, card: dict, readings: pd.DataFrame) -> dict:
@@ -347,7 +322,9 @@ def evaluate_models(store, models_dir: str | os.PathLike, *, kinds: Sequence[str
 
         settings = get_settings()
         thresholds = settings.thresholds
-    loaded = {kind: load_model(model_path(models_dir, kind), strict=strict) for kind in kinds}
+    # The study simulates pumps: a model of another asset kind is refused with a clear message.
+    loaded = {kind: load_model(model_path(models_dir, kind), strict=strict, asset_kind="pump")
+              for kind in kinds}
     # Read only from where the earliest training range began (the store may be far longer).
     starts = [c["split"].get("train_start_ms") for _, c in loaded.values()]
     start = min(starts) if starts and None not in starts else None
@@ -367,7 +344,8 @@ def evaluate_models(store, models_dir: str | os.PathLike, *, kinds: Sequence[str
         say(f"scoring {kind} on its held-out assets {card['split']['test_assets']}")
         scores = evaluate_classifier(model, card, readings)
         split = Split.from_dict(card["split"])
-        seen = fingerprint(readings[split.train_mask(readings)])
+        seen = fingerprint(readings[split.train_mask(readings)],
+                           (card.get("feature_spec") or {}).get("sensors"))
         scores["card"] = {k: card.get(k) for k in ("name", "created_at", "sha256", "training_seconds")}
         # False when the stored history changed inside the training range since training.
         scores["training_data_unchanged"] = seen["sha256"] == card["training_data"]["sha256"]

@@ -244,7 +244,7 @@ def evaluate_random(models: Mapping[str, object], *, seeds: Sequence[int] = EVAL
     ``alarms`` (pooled event figures); models also carry ``reliability``.
     """
     from twinlib.detect.rules import default_ruleset
-    from twinlib.models.evaluate import classification_scores
+    from twinlib.models.metrics import classification_scores
     from twinlib.simulate import simulate_random_fleet
 
     say = progress or (lambda msg: None)

@@ -26,28 +26,49 @@ _EVIDENCE = ("flat_run", "jump_ratio", "residual_z", "residual_persist")
 class ModelScorer:
     """A fitted :class:`~twinlib.models.classifiers.FaultClassifier` scoring store readings."""
 
-    def __init__(self, model, every_s: int = 5):
+    def __init__(self, model, every_s: int = 5, asset_kind: str | None = None, settings=None):
         if every_s < 1:
             raise ValueError("every_s must be at least 1")
         self.model = model
         self.every_s = int(every_s)
+        #: the asset kind the model was trained for; assets of other kinds are not scored
+        self.asset_kind = asset_kind
+        self.settings = settings
+        self._kind_of: dict[str, str] = {}
 
     @classmethod
-    def load(cls, path, *, every_s: int = 5, strict: bool = False) -> "ModelScorer":
-        """A scorer for a saved model (verified through its card)."""
-        from twinlib.models.cards import load_model
+    def load(cls, path, *, every_s: int = 5, strict: bool = False,
+             asset_kind: str | None = None, settings=None) -> "ModelScorer":
+        """A scorer for a saved model (verified through its card; refused when ``asset_kind``
+        is given and the model was trained for another kind)."""
+        from twinlib.models.cards import card_asset_kind, load_model
 
-        model, _ = load_model(path, strict=strict)
-        return cls(model, every_s=every_s)
+        model, card = load_model(path, strict=strict, asset_kind=asset_kind)
+        return cls(model, every_s=every_s, asset_kind=card_asset_kind(card), settings=settings)
+
+    def _kinds(self, store) -> dict[str, str]:
+        out = {}
+        for info in store.assets(counts=False):
+            if self.settings is not None:
+                out[info["asset_id"]] = self.settings.kind_for(info["asset_id"], info.get("kind")).name
+            else:
+                out[info["asset_id"]] = info.get("kind") or "pump"
+        return out
 
     def prepare(self, store, rows) -> dict:
-        """``{reading id: {"proba": {class: p}, "evidence": {feature: value}}}`` for ``rows``."""
+        """``{reading id: {"proba": {class: p}, "evidence": {feature: value}}}`` for ``rows``
+        (readings of assets of another kind than the model's get nothing)."""
         spec = self.model.builder_.spec
         out: dict = {}
         by_asset: dict[str, list] = {}
         for r in rows:
             if (r.ts // 1000) % self.every_s == 0:
                 by_asset.setdefault(r.asset_id, []).append(r)
+        if self.asset_kind is not None and by_asset:
+            if not set(by_asset) <= set(self._kind_of):  # a new asset: read the kinds again
+                self._kind_of = self._kinds(store)
+            by_asset = {a: v for a, v in by_asset.items()
+                        if self._kind_of.get(a, "pump") == self.asset_kind}
         for asset, mine in by_asset.items():
             lo, hi = min(r.ts for r in mine), max(r.ts for r in mine)
             history = store.window(lo - spec.baseline_s * 1000, hi, asset=asset)

@@ -15,6 +15,16 @@ therefore adds, when the stored history lacks a fault class (``augment="auto"``)
 over the same time range. It joins the history before the split, so its assets are held out
 and scored like any other; the card records its parameters and ``twin evaluate`` regenerates it
 exactly.
+
+Models are trained per asset kind (:mod:`twinlib.kinds`): the features are built from the kind's
+signals (its ``measured`` signals, with its ``state`` signals as the clean twin's inputs),
+``training_history(store, kind=…)`` reads only the assets of that kind, and the card records the
+kind and its signals (``asset_kind``, ``signals``). The pump keeps the file names
+``fault_detection_{rf,xgb}.pkl``; another kind's models are ``fault_detection_{rf,xgb}.<kind>.pkl``
+(:func:`model_path`), so training one kind never overwrites another's. The simulated fault
+library is a fleet of pumps: it joins only pump data (``auto``: when the stored history is
+itself simulated), and another kind's data only on request (``augment="always"``) and only when
+that kind measures the pump's signals.
 """
 
 from __future__ import annotations
@@ -36,7 +46,8 @@ from twinlib.models.labels import RECOVERY, with_recovery
 from twinlib.simulate import LABELS
 
 __all__ = ["Split", "split_history", "load_history", "fingerprint", "train_models", "model_path",
-           "AUGMENT_MODES", "augmentation_spec", "augmentation_data", "training_history"]
+           "AUGMENT_MODES", "augmentation_spec", "augmentation_data", "training_history",
+           "spec_for_kind", "kind_signals", "kind_assets"]
 
 AUGMENT_MODES = ("auto", "always", "never")
 
@@ -87,8 +98,8 @@ def split_history(readings: pd.DataFrame, *, test_fraction: float = 0.25,
     test rows, or no training rows, by chance.
     """
     assets = sorted(str(a) for a in pd.unique(readings["asset_id"]))
-    if len(assets) < 2:
-        raise ValueError("a held-out split needs at least two assets (simulate a larger fleet)")
+    if not assets:
+        raise ValueError("no readings to split")
     if not (0 < time_fraction < 1 and 0 < test_fraction < 1):
         raise ValueError("test_fraction and time_fraction must be between 0 and 1")
     ms = reading_times(readings)
@@ -98,6 +109,10 @@ def split_history(readings: pd.DataFrame, *, test_fraction: float = 0.25,
     if test_start >= t1:
         raise ValueError("history too short for the held-out time range plus the gap "
                          f"({gap_s} s); simulate more hours")
+    if len(assets) == 1:
+        # One asset (a user's single machine): held out by time only — it trains before
+        # ``split_ms`` and is scored from ``test_start`` on, a gap of one long window between.
+        return Split(tuple(assets), tuple(assets), split_ms, test_start, t0)
     classes = class_labels(readings["label"], None) if "label" in readings.columns \
         else np.full(len(readings), "healthy")
     ids = readings["asset_id"].to_numpy()
@@ -128,14 +143,18 @@ def split_history(readings: pd.DataFrame, *, test_fraction: float = 0.25,
 
 
 def load_history(store, asset: str | None = None, *, hours: float | None = None,
-                 start_ms: int | None = None) -> pd.DataFrame:
-    """Stored readings (of one asset, or all), time-ascending, with labels and state.
+                 start_ms: int | None = None, assets=None) -> pd.DataFrame:
+    """Stored readings (of one asset, of the ``assets`` named, or all), time-ascending, with
+    labels and state.
 
     ``hours`` keeps only the last hours before the newest reading; ``start_ms`` starts there.
     """
+    wanted = None if assets is None else {str(a) for a in assets}
     first, last = None, None
-    for info in store.assets():
+    for info in store.assets(counts=False):
         if asset is not None and info["asset_id"] != asset:
+            continue
+        if wanted is not None and info["asset_id"] not in wanted:
             continue
         if info.get("first_ts") is None:
             continue
@@ -147,7 +166,53 @@ def load_history(store, asset: str | None = None, *, hours: float | None = None,
         first = max(first, last - int(hours * 3_600_000))
     if start_ms is not None:
         first = max(first, int(start_ms))
-    return store.window(int(first), int(last), asset=asset)
+    if wanted is None:
+        return store.window(int(first), int(last), asset=asset)
+    parts = [store.window(int(first), int(last), asset=a) for a in sorted(wanted)]
+    parts = [p for p in parts if len(p)]
+    if len(parts) == 1:
+        return parts[0]
+    frame = pd.concat(parts, ignore_index=True)
+    return frame.sort_values(["ts", "asset_id"], kind="stable").reset_index(drop=True)
+
+
+def spec_for_kind(kind, sensors=None, **windows) -> FeatureSpec:
+    """The feature set of an asset kind: its measured signals (or the ``sensors`` chosen among
+    them), with its state signals as the twin's inputs."""
+    measured = tuple(kind.measured)
+    if sensors:
+        unknown = [s for s in sensors if s not in measured]
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)}: not measured signals of kind {kind.name!r} "
+                             f"(it measures {', '.join(measured)}); define your own kind "
+                             "(`twin kinds infer --csv FILE`) for other columns")
+        measured = tuple(sensors)
+    if not measured:
+        raise ValueError(f"kind {kind.name!r} has no measured signal to build features from")
+    return FeatureSpec(sensors=measured, state=tuple(kind.state), **windows)
+
+
+def kind_signals(kind, spec: FeatureSpec) -> dict:
+    """What the card records about the signals: ``{"measured": [{name, unit}], "state": […]}``."""
+    units = kind.units
+
+    def entry(name):
+        return {"name": name, "unit": units.get(name, "")}
+    return {"measured": [entry(s) for s in spec.sensors], "state": [entry(s) for s in spec.state]}
+
+
+def kind_assets(store, kind_name: str, settings=None) -> list[str]:
+    """The stored assets of kind ``kind_name`` (the settings' ``[assets."<id>"] kind`` first,
+    then the kind the store recorded, else the pump)."""
+    out = []
+    for info in store.assets(counts=False):
+        if settings is not None:
+            name = settings.kind_for(info["asset_id"], info.get("kind")).name
+        else:
+            name = info.get("kind") or "pump"
+        if name == kind_name:
+            out.append(info["asset_id"])
+    return out
 
 
 #: Fault kinds the library cycles through (dropout leaves no labelled rows, so it is left out).
@@ -202,15 +267,28 @@ def augmentation_data(spec: dict):
     return readings, res.events
 
 
-def is_simulated(store) -> bool:
-    """True when every stored asset came from twinlib's simulator (its parameters are stored)."""
+def is_simulated(store, assets=None) -> bool:
+    """True when every stored asset (of ``assets``, when given) came from twinlib's simulator
+    (its parameters are stored)."""
     infos = store.assets(counts=False)
+    if assets is not None:
+        infos = [a for a in infos if a["asset_id"] in set(assets)]
     return bool(infos) and all(isinstance(a.get("params"), dict) and "thermal_tau_s" in a["params"]
                                for a in infos)
 
 
+def library_fits(kind) -> bool:
+    """Whether the simulated pumps measure every measured signal of ``kind`` (a pump, or a kind
+    that extends the pump): only then can the fault library join its data."""
+    from twinlib.kinds import builtin_kind
+
+    pump = builtin_kind("pump")
+    return kind is None or set(kind.measured) <= set(pump.measured)
+
+
 def training_history(store, *, augment: str = "auto", seed: int = 0, library_assets: int = 16,
-                     library_hours: float = 48.0, history_hours: float | None = 48.0):
+                     library_hours: float = 48.0, history_hours: float | None = 48.0,
+                     kind=None, settings=None):
     """Stored history (plus the fault library when asked): ``(readings, events, spec|None)``.
 
     Only the last ``history_hours`` of the store are used (``None``/0: all of it), so the cost
@@ -223,11 +301,31 @@ def training_history(store, *, augment: str = "auto", seed: int = 0, library_ass
     """
     if augment not in AUGMENT_MODES:
         raise ValueError(f"augment must be one of {AUGMENT_MODES}, got {augment!r}")
-    readings = load_history(store, hours=history_hours)
-    events = store.fault_events()
+    ids = None
+    if kind is None:
+        readings = load_history(store, hours=history_hours)
+        events = store.fault_events()
+    else:
+        ids = kind_assets(store, kind.name, settings)
+        if not ids:
+            stored = sorted({(settings.kind_for(a["asset_id"], a.get("kind")).name if settings
+                              else a.get("kind") or "pump") for a in store.assets(counts=False)})
+            raise ValueError(f"the store holds no assets of kind {kind.name!r} (kinds stored: "
+                             f"{', '.join(stored) or 'none'}); import them with "
+                             f"`twin store --csv FILE --kind {kind.name}`")
+        readings = load_history(store, hours=history_hours, assets=ids)
+        events = store.fault_events()
+        if len(events) and "asset_id" in events.columns:
+            events = events[events["asset_id"].isin(ids)].reset_index(drop=True)
+    if augment == "always" and not library_fits(kind):
+        raise ValueError(f"the simulated fault library is a fleet of pumps (temperature, "
+                         f"vibration, pressure); kind {kind.name!r} measures "
+                         f"{', '.join(kind.measured)}, so the library cannot join its data "
+                         "(use --augment never or auto)")
+    is_pump = kind is None or kind.name == "pump"
     present = set(class_labels(readings["label"], None)) if "label" in readings.columns else set()
-    if augment == "never" or (augment == "auto" and (present >= set(CLASSES)
-                                                     or not is_simulated(store))):
+    if augment == "never" or (augment == "auto" and (not is_pump or present >= set(CLASSES)
+                                                     or not is_simulated(store, ids))):
         return readings, events, None
     spec = augmentation_spec(readings, seed=seed, assets=library_assets, hours=library_hours)
     extra, extra_events = augmentation_data(spec)
@@ -237,9 +335,11 @@ def training_history(store, *, augment: str = "auto", seed: int = 0, library_ass
     return merged, events, spec
 
 
-def fingerprint(readings: pd.DataFrame) -> dict:
-    """A content hash and summary of the rows a model was trained on."""
-    cols = ["asset_id"] + [c for c in (*SENSORS, "label") if c in readings.columns]
+def fingerprint(readings: pd.DataFrame, signals=None) -> dict:
+    """A content hash and summary of the rows a model was trained on (``signals``: the measured
+    signals hashed; default the pump's)."""
+    signals = tuple(SENSORS) if signals is None else tuple(signals)
+    cols = ["asset_id"] + [c for c in (*signals, "label") if c in readings.columns]
     frame = readings[cols].copy()
     frame.insert(0, "ts", reading_times(readings))
     hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
@@ -253,11 +353,13 @@ def fingerprint(readings: pd.DataFrame) -> dict:
     }
 
 
-def model_path(models_dir: str | os.PathLike, kind: str) -> Path:
-    """``<models_dir>/fault_detection_<kind>.pkl``."""
+def model_path(models_dir: str | os.PathLike, kind: str, asset_kind: str | None = None) -> Path:
+    """``<models_dir>/fault_detection_<kind>.pkl`` for pumps (``asset_kind`` None or ``"pump"``),
+    ``<models_dir>/fault_detection_<kind>.<asset_kind>.pkl`` for another asset kind."""
     if kind not in MODEL_KINDS:
         raise ValueError(f"unknown model kind {kind!r}; expected one of {sorted(MODEL_KINDS)}")
-    return Path(models_dir) / f"{MODEL_KINDS[kind]}.pkl"
+    suffix = "" if asset_kind in (None, "pump") else f".{asset_kind}"
+    return Path(models_dir) / f"{MODEL_KINDS[kind]}{suffix}.pkl"
 
 
 def train_models(readings: pd.DataFrame, models_dir: str | os.PathLike, *,
@@ -265,7 +367,7 @@ def train_models(readings: pd.DataFrame, models_dir: str | os.PathLike, *,
                  max_train_rows: int = 60_000, spec: FeatureSpec | None = None,
                  source: str | None = None, augmentation: dict | None = None,
                  class_weight="balanced", classes=CLASSES, library_mode: str | None = None,
-                 progress=None) -> dict[str, dict]:
+                 asset_kind=None, progress=None) -> dict[str, dict]:
     """Train one classifier per kind on the training split, score it held out, save it + card.
 
     Returns ``{kind: card}``. ``progress`` (a callable taking a message) reports each step.
@@ -274,12 +376,21 @@ def train_models(readings: pd.DataFrame, models_dir: str | os.PathLike, *,
     (:func:`twinlib.models.labels.with_recovery`): neither learned from nor scored.
     ``classes=None`` learns whatever labels the data holds (a user's own label column);
     ``class_weight`` as :class:`~twinlib.models.classifiers.FaultClassifier`. ``spec`` names the
-    windows and the signals (sensors and operating state).
+    windows and the signals (sensors and operating state). ``asset_kind`` (a
+    :class:`twinlib.kinds.Kind`, default the pump) gives the signals when ``spec`` is not given,
+    the file names (:func:`model_path`) and the card's ``asset_kind`` and ``signals``.
     """
-    from twinlib.models.evaluate import classification_scores
+    from twinlib.kinds import builtin_kind
+    from twinlib.models.metrics import classification_scores
 
     say = progress or (lambda msg: None)
-    spec = spec or FeatureSpec()
+    asset_kind = asset_kind or builtin_kind("pump")
+    spec = spec or spec_for_kind(asset_kind)
+    missing = [s for s in spec.sensors if s not in readings.columns
+               or not readings[s].notna().any()]
+    if missing:
+        raise ValueError(f"the history of kind {asset_kind.name!r} has no readings of "
+                         f"{', '.join(missing)}")
     original = readings
     readings = with_recovery(readings)
     split = split_history(readings, gap_s=spec.long_window_s, seed=seed)
@@ -293,7 +404,7 @@ def train_models(readings: pd.DataFrame, models_dir: str | os.PathLike, *,
         raise ValueError("no labelled readings of the held-out assets in the held-out time range "
                          f"(test assets {list(split.test_assets)}); give more hours of history")
     # the fingerprint is of the rows as given (``twin evaluate`` re-reads them as stored)
-    data_print = fingerprint(original[split.train_mask(original)])
+    data_print = fingerprint(original[split.train_mask(original)], spec.sensors)
     say(f"computing features of {len(train):,} training readings ({len(split.train_assets)} assets)")
     started = time.perf_counter()
     builder = FeatureBuilder(spec.window_s, spec.long_window_s, spec.baseline_s, seed=seed,
@@ -317,6 +428,8 @@ def train_models(readings: pd.DataFrame, models_dir: str | os.PathLike, *,
         card = {
             "name": MODEL_KINDS[kind],
             "kind": kind,
+            "asset_kind": asset_kind.name,
+            "signals": kind_signals(asset_kind, spec),
             "estimator": type(model.estimator_).__name__,
             "features": model.feature_names_,
             "feature_spec": spec.to_dict(),
@@ -348,5 +461,5 @@ def train_models(readings: pd.DataFrame, models_dir: str | os.PathLike, *,
             "feature_seconds": round(feature_seconds, 2),
             "top_features": dict(list(model.feature_importances().items())[:10]),
         }
-        cards[kind] = save_model(model, model_path(models_dir, kind), card)
+        cards[kind] = save_model(model, model_path(models_dir, kind, asset_kind.name), card)
     return cards

@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..config import SENSORS, THRESHOLDS
 from ..timeutil import now_ms, to_ms
-from .faults import (FAULT_KINDS, PROGRESSIVE, SENSOR_FAULT_SIZE, Episode, draw_episode)
+from .faults import FAULT_KINDS, PROGRESSIVE, SENSOR_FAULT_SIZE, Episode, draw_episode
 from .physics import SPEED_TAU_S, AssetParams, ambient_at, draw_params, lag
 
 __all__ = ["FleetSimulator", "SimulationResult", "simulate_fleet", "READING_FIELDS"]

@@ -9,8 +9,18 @@ from __future__ import annotations
 import os
 import sqlite3
 
-from .base import (OPTIONAL_COLUMNS, READING_COLUMNS, RESERVED_COLUMNS, LoadResult, Reading,
-                   SchemaVersionError, Store, StoreBusyError, StoreError, StoreMissingError)
+from .base import (
+    OPTIONAL_COLUMNS,
+    READING_COLUMNS,
+    RESERVED_COLUMNS,
+    LoadResult,
+    Reading,
+    SchemaVersionError,
+    Store,
+    StoreBusyError,
+    StoreError,
+    StoreMissingError,
+)
 from .sqlite import SQLiteStore
 from .sqlite import open_store as _open_sqlite
 

@@ -232,7 +232,8 @@ class RollupsMixin:
             for s in (signals or a.signals):
                 if s in a.signals:
                     j = a.signals.index(s)
-                    out[f"{s}_min"], out[f"{s}_mean"], out[f"{s}_max"] = st[:, 4 * j], st[:, 4 * j + 1], st[:, 4 * j + 2]
+                    out[f"{s}_min"], out[f"{s}_mean"], out[f"{s}_max"] = \
+                        st[:, 4 * j], st[:, 4 * j + 1], st[:, 4 * j + 2]
                 else:
                     for agg in ("min", "mean", "max"):
                         out[f"{s}_{agg}"] = np.full(len(b), np.nan)

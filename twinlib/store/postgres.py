@@ -30,7 +30,7 @@ import pandas as pd
 from ..timeutil import now_ms
 from ._outbox_pg import PgOutboxMixin
 from .base import LoadResult, SchemaVersionError, StoreError, StoreMissingError
-from .sqlite import _CHUNK_ROWS, _F8, _LOG_KEEP_MS, _PRUNE_EVERY, _SELECT, SQLiteStore, _log_entries, _range
+from .sqlite import _F8, _LOG_KEEP_MS, _SELECT, SQLiteStore, _log_entries, _range
 
 try:  # optional until the PostgreSQL backend is used
     import psycopg

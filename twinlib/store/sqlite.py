@@ -11,12 +11,12 @@ every reading.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import json
 import os
 import sqlite3
 import struct
 from importlib import resources
-import heapq
 from itertools import chain, islice
 from pathlib import Path
 
@@ -27,8 +27,16 @@ from ..timeutil import now_ms, to_ms, to_ms_array
 from ._alerts import AlertsMixin
 from ._outbox import OutboxMixin
 from ._rollups import RollupsMixin, downsample_frame
-from .base import (RESERVED_COLUMNS, LoadResult, Reading, SchemaVersionError, Store,
-                   StoreBusyError, StoreError, StoreMissingError)
+from .base import (
+    RESERVED_COLUMNS,
+    LoadResult,
+    Reading,
+    SchemaVersionError,
+    Store,
+    StoreBusyError,
+    StoreError,
+    StoreMissingError,
+)
 
 __all__ = ["SQLiteStore", "open_store", "SCHEMA_VERSION"]
 

@@ -7,7 +7,7 @@ rest, and the same request whenever the shortcut steps aside.
 """
 from __future__ import annotations
 
-from flask import current_app, Blueprint, request
+from flask import Blueprint, current_app, request
 
 from twinlib.api.errors import ApiError
 from twinlib.api.jsonio import json_response, readings_to_list

@@ -16,9 +16,9 @@ from twinlib.api.errors import ApiError
 from twinlib.api.jsonio import json_response, read_json_body
 from twinlib.api.stores import read_store, write_with_retry
 from twinlib.config import SettingsError
-from twinlib.kinds import DEFAULT_KIND, Kind
 from twinlib.ingest import ingest_frame
 from twinlib.ingest.jsonreading import decode_readings, rows_to_frame
+from twinlib.kinds import DEFAULT_KIND, Kind
 
 __all__ = ["bp", "MAX_BATCH", "batch_to_frame"]
 

@@ -16,9 +16,9 @@
 """
 from .base import Detector, NotFittedError, pick_columns
 from .cusum import CUSUM, cusum
+from .ensemble import EnsembleDetector
 from .ewma import EWMAScore
 from .iforest import IsolationForestDetector
-from .ensemble import EnsembleDetector
 from .learned_twin import LearnedTwinDetector
 from .mset import MSETDetector
 from .pca import PCAT2Q

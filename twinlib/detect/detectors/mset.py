@@ -18,7 +18,8 @@ residuals; the score is the largest of them (``agg="max"``) or their root mean s
 
 Inputs pass through :class:`~._prep.CausalPrep` first: an EWMA (``input_smooth``) and the slow-drift
 handling (``slow``: high-pass the signals that wander slowly, e.g. temperatures — named in
-``slow_columns``, with their time constants, or ``"auto"``: found from the training rows). ``state_columns`` (load, speed,
+``slow_columns``, with their time constants, or ``"auto"``: found from the training rows).
+``state_columns`` (load, speed,
 ambient) place the estimate but are never flagged, and where a reading's state lies outside the
 range the training rows covered the detector has no opinion (score 0, see :class:`StateGuard`).
 

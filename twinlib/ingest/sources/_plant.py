@@ -17,7 +17,6 @@ import asyncio
 import logging
 import threading
 import time
-from collections import deque
 from typing import Callable
 
 import numpy as np

@@ -28,7 +28,6 @@ import asyncio
 import logging
 import math
 import struct
-import time
 from typing import Callable
 
 from twinlib.ingest.mapping import MappingError, ModbusDevice, ModbusMapping, ModbusRegister

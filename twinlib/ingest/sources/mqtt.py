@@ -32,10 +32,9 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Any, Callable
+from typing import Callable
 
 import pandas as pd
-
 
 from twinlib.config import SENSORS
 from twinlib.ingest.jsonreading import decode_readings, parse_json, readings_of, rows_to_frame

@@ -13,7 +13,8 @@ when it gives neither). If the server refuses subscriptions the source falls bac
 ``poll_interval_s``).
 
 A lost connection (the server stops, the network drops) is noticed at once when the socket
-closes, else by a read of the server's state that gets no answer within ``timeout_s``; the source reconnects with back-off (0.5 s doubling to 30 s) and subscribes
+closes, else by a read of the server's state that gets no answer within ``timeout_s``; the source
+reconnects with back-off (0.5 s doubling to 30 s) and subscribes
 again. Nothing is doubled: a value redelivered after a reconnect (the initial notification of
 a new subscription repeats the current value) has the same source timestamp, and the store
 keeps one reading per asset and instant. Nothing is lost that the server kept: on every
@@ -165,7 +166,7 @@ class OpcuaSource(PlantSource):
                 try:
                     node = client.get_node(p.node)
                 except Exception as exc:  # noqa: BLE001 - a malformed NodeId
-                    raise MappingError(f"{p.where}: {p.node!r} is not a valid NodeId ({exc})")
+                    raise MappingError(f"{p.where}: {p.node!r} is not a valid NodeId ({exc})") from exc
             else:
                 try:
                     node = await client.nodes.objects.get_child(p.path.split("/"))

@@ -32,9 +32,9 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from twinlib.kinds import BUILTIN_KINDS, Kind
 from twinlib.ingest.sources.base import Batch, Source, load_position, save_position
 from twinlib.ingest.sources.recordings import open_recording, timestamps_ms
+from twinlib.kinds import BUILTIN_KINDS, Kind
 from twinlib.timeutil import format_ts, now_ms
 
 __all__ = ["ReplaySource", "TIMESTAMP_MODES"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import time
 from pathlib import Path
 
@@ -83,74 +84,152 @@ def generate_history(db_path: str | None = None, *, assets: int = 4, hours: floa
     }
 
 
-def read_labelled_history(path, label_column: str = "label", sensors=None) -> pd.DataFrame:
-    """A user's labelled history from CSV: ``timestamp``, ``asset_id``, the sensors, a label column.
+def _file_asset(path: Path) -> str:
+    """An asset id for a file without an ``asset_id`` column: ``valve1/3.csv`` → ``valve1-3``."""
+    stem = path.stem
+    if stem.isdigit():
+        stem = f"{path.parent.name}-{stem}"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-")[:64] or "asset"
 
-    The label column (any name) becomes ``label``; its values name the classes (``healthy``
-    for normal operation; empty = unknown, not learned from). Clear errors for what is missing.
+
+def read_labelled_history(path, label_column: str = "label", sensors=None,
+                          kind=None) -> pd.DataFrame:
+    """A user's labelled history from one CSV file or several: a timestamp column
+    (``timestamp`` or ``datetime``), the kind's signals, a label column, and ``asset_id`` (a
+    file without it is one asset named after the file, e.g. SKAB's ``valve1/3.csv`` →
+    ``valve1-3``). Comma- or semicolon-separated.
+
+    ``kind`` (a :class:`twinlib.kinds.Kind`, default the pump) names the signals; a column whose
+    name differs from a signal's only by punctuation or spaces is that signal (SKAB's
+    ``Volume Flow RateRMS`` → ``Volume_Flow_RateRMS``). The label column (any name) becomes
+    ``label``; its values name the classes (``healthy`` for normal operation; empty = unknown,
+    not learned from). A numeric 0/1 column (SKAB's ``anomaly``) means healthy / the column's
+    name. Columns that are neither are not used and are listed in ``attrs["ignored_columns"]``.
+    Clear errors for what is missing.
     """
-    from twinlib.config import SENSORS
+    from twinlib.kinds import builtin_kind
 
-    try:
-        df = pd.read_csv(path, sep=None, engine="python")
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: cannot read the history ({exc})") from None
-    sensors = list(sensors or [s for s in SENSORS if s in df.columns])
-    missing = [c for c in ("timestamp", label_column, *sensors) if c not in df.columns]
-    if missing or not sensors:
-        raise ValueError(f"{path}: missing columns {missing or ['any sensor']}; have "
-                         f"{list(df.columns)}")
-    if "asset_id" not in df.columns:
-        raise ValueError(f"{path}: needs an asset_id column (a held-out split needs two assets)")
-    if label_column != "label":
-        df = df.drop(columns=[c for c in ("label",) if c in df.columns])
-        df = df.rename(columns={label_column: "label"})
-    ts = pd.to_datetime(df["timestamp"], errors="coerce", utc=True)
-    if ts.isna().any():
-        bad = int(np.flatnonzero(ts.isna().to_numpy())[0]) + 2
-        raise ValueError(f"{path}: line {bad}: unreadable timestamp {df['timestamp'].iloc[bad - 2]!r}")
-    df["timestamp"] = ts.dt.tz_localize(None).astype("datetime64[ms]")
-    for c in sensors:
-        df[c] = pd.to_numeric(df[c], errors="coerce")
-    df["label"] = df["label"].astype(object).where(df["label"].notna(), None)
-    return df.sort_values(["timestamp", "asset_id"], kind="stable").reset_index(drop=True)
+    kind = kind or builtin_kind("pump")
+    paths = [Path(p) for p in ([path] if isinstance(path, (str, os.PathLike)) else list(path))]
+    if not paths:
+        raise ValueError("no history file given")
+    measured = list(sensors or kind.measured)
+    frames, ignored = [], set()
+    for p in paths:
+        try:
+            df = pd.read_csv(p, sep=None, engine="python")
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{p}: cannot read the history ({exc})") from None
+        df.columns = [str(c).strip() for c in df.columns]
+        squash = {re.sub(r"[^A-Za-z0-9]+", "_", n).strip("_").lower(): n for n in kind.names}
+        rename = {}
+        for c in df.columns:
+            if c not in kind.names and c != label_column:
+                target = squash.get(re.sub(r"[^A-Za-z0-9]+", "_", c).strip("_").lower())
+                if target and target not in df.columns:
+                    rename[c] = target
+        if "timestamp" not in df.columns and "datetime" in df.columns:
+            rename["datetime"] = "timestamp"
+        df = df.rename(columns=rename)
+        missing = [c for c in ("timestamp", label_column, *measured) if c not in df.columns]
+        if missing:
+            raise ValueError(f"{p}: missing columns {missing} for kind {kind.name!r}; have "
+                             f"{list(df.columns)}")
+        if label_column != "label":
+            df = df.drop(columns=[c for c in ("label",) if c in df.columns])
+            df = df.rename(columns={label_column: "label"})
+        if "asset_id" not in df.columns:
+            df.insert(1, "asset_id", _file_asset(p))
+        ts = pd.to_datetime(df["timestamp"], errors="coerce", utc=True)
+        if ts.isna().any():
+            bad = int(np.flatnonzero(ts.isna().to_numpy())[0]) + 2
+            raise ValueError(f"{p}: line {bad}: unreadable timestamp "
+                             f"{df['timestamp'].iloc[bad - 2]!r}")
+        df["timestamp"] = ts.dt.tz_localize(None).astype("datetime64[ms]")
+        signals = [c for c in kind.names if c in df.columns and (c in measured or c in kind.state)]
+        for c in signals:
+            df[c] = pd.to_numeric(df[c], errors="coerce")
+        labels = df["label"]
+        numeric = pd.to_numeric(labels, errors="coerce")
+        if labels.notna().any() and numeric.notna().sum() == labels.notna().sum() \
+                and set(numeric.dropna().unique()) <= {0, 1}:
+            name = "label" if label_column == "label" else label_column
+            labels = numeric.map({0: "healthy", 1: name})
+        df["label"] = labels.astype(object).where(labels.notna(), None)
+        ignored |= set(df.columns) - {"timestamp", "asset_id", "label", *signals}
+        frames.append(df[["timestamp", "asset_id", *signals, "label"]])
+    out = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    out = out.sort_values(["timestamp", "asset_id"], kind="stable").reset_index(drop=True)
+    out.attrs["ignored_columns"] = sorted(ignored)
+    return out
 
 
 def train(db_path: str | None = None, models_dir: str | None = None, *, seed: int = 0,
           max_train_rows: int = 60_000, augment: str = "auto", library_assets: int = 16,
           library_hours: float = 48.0, history_hours: float | None = 48.0, kinds=("rf", "xgb"),
-          history: str | None = None, label_column: str = "label", class_weight="balanced",
-          sensors=None, progress=None) -> dict:
+          history=None, label_column: str = "label", class_weight="balanced",
+          sensors=None, asset_kind: str | None = None, progress=None) -> dict:
     """Train both classifiers on the stored history; save models + cards. Returns a summary.
 
-    ``history`` (a CSV path) trains on a user's own labelled history instead of the store, with
-    its own classes (``label_column``); the simulated library joins it only with
-    ``augment="always"``. ``class_weight``: ``"balanced"``, ``"none"`` or class → weight.
+    ``asset_kind`` (default the pump) picks the stored assets of that kind and the signals the
+    features are built from; another kind's models are written beside the pump's, not over them
+    (``fault_detection_<model>.<kind>.pkl``). ``history`` (a CSV path, or several) trains on a
+    user's own labelled history instead of the store, with its own classes (``label_column``);
+    the simulated library joins a user's data only with ``augment="always"`` and only when the
+    kind measures the pump's signals. ``class_weight``: ``"balanced"``, ``"none"`` or class →
+    weight. ``sensors`` restricts the features to some of the kind's measured signals.
     """
-    from twinlib.models.features import FeatureSpec
-    from twinlib.models.train import augmentation_data, augmentation_spec, train_models, training_history
+    from twinlib.config import get_settings
+    from twinlib.models.train import (
+        augmentation_data,
+        augmentation_spec,
+        library_fits,
+        model_path,
+        spec_for_kind,
+        train_models,
+        training_history,
+    )
 
     paths = resolve_paths(db_path=db_path, models_dir=models_dir)
+    settings = get_settings(db_path=str(paths["db_path"]))
+    kind = settings.kind(asset_kind or "pump")
+    feature_spec = spec_for_kind(kind, sensors)
     say = progress or (lambda msg: None)
     started = time.perf_counter()
     classes = "default"
+    ignored: list[str] = []
     if history:
-        readings = read_labelled_history(history, label_column, sensors)
+        readings = read_labelled_history(history, label_column, feature_spec.sensors, kind)
+        ignored = readings.attrs.get("ignored_columns", [])
+        if ignored:
+            say(f"columns not used (not signals of kind {kind.name!r}): {', '.join(ignored)}")
         spec = None
         if augment == "always":
+            if not library_fits(kind):
+                raise ValueError(f"the simulated fault library is a fleet of pumps; kind "
+                                 f"{kind.name!r} measures {', '.join(kind.measured)}, so it cannot "
+                                 "join this data (use --augment never)")
             spec = augmentation_spec(readings, seed=seed, assets=library_assets, hours=library_hours)
             extra, _ = augmentation_data(spec)
             columns = [c for c in readings.columns if c in extra.columns]
             readings = pd.concat([readings[columns], extra.drop(columns=["ts"])[columns]],
                                  ignore_index=True)
         classes = None
-        source = str(history)
+        source = ", ".join(str(h) for h in ([history] if isinstance(history, (str, os.PathLike))
+                                            else history))
     else:
+        if label_column != "label":
+            raise ValueError("the store keeps one label column (`label`, filled by the CSV "
+                             "import's label column); --label-column names a column of "
+                             "--history files")
         with _open(paths["db_path"]) as store:
             readings, _, spec = training_history(store, augment=augment, seed=seed,
                                                  library_assets=library_assets,
                                                  library_hours=library_hours,
-                                                 history_hours=history_hours or None)
+                                                 history_hours=history_hours or None,
+                                                 kind=kind, settings=settings)
+        if kind.name != "pump":
+            classes = None  # another kind's stored labels name its own classes
         source = str(paths["db_path"])
     if spec:
         say(f"added a simulated fault library of {len(spec['assets'])} pumps × "
@@ -158,13 +237,16 @@ def train(db_path: str | None = None, models_dir: str | None = None, *, seed: in
     elif augment != "never":
         say("no simulated pumps added (the library is opt-in for real equipment: --augment always)")
     extra_args = {} if classes == "default" else {"classes": None}
-    feature_spec = FeatureSpec(sensors=tuple(sensors)) if sensors else None
     cards = train_models(readings, paths["models_dir"], kinds=tuple(kinds), seed=seed,
                          max_train_rows=max_train_rows, source=source, augmentation=spec,
                          class_weight=class_weight, library_mode=augment, spec=feature_spec,
-                         progress=say, **extra_args)
+                         asset_kind=kind, progress=say, **extra_args)
     return {
         "models_dir": str(paths["models_dir"]),
+        "asset_kind": kind.name,
+        "signals": next(iter(cards.values()))["signals"] if cards else None,
+        "model_files": {k: str(model_path(paths["models_dir"], k, kind.name)) for k in cards},
+        "ignored_columns": list(ignored),
         "readings": int(len(readings)),
         "augmented": spec is not None,
         "macro_f1_held_out": {k: c["metrics"]["held_out"]["macro_f1"] for k, c in cards.items()},
