@@ -183,7 +183,8 @@ def build_source(args: argparse.Namespace, kinds=None):
                                f"{args.topic!r} (give --topic)", 2)
         sub = chosen[0]
         fmt = {"fmt": sub.format, "kind": sub.kind, "signals": sub.signals,
-               "asset_level": sub.asset_level, "signal_level": sub.signal_level}
+               "asset_level": sub.asset_level, "signal_level": sub.signal_level,
+               "settle_s": sub.settle_s}
         args.topic = sub.topic
     source = MqttSource(args.broker, topic=args.topic, qos=args.qos, client_id=args.client_id,
                         username=args.username, password=os.environ.get("TWIN_MQTT_PASSWORD"),
