@@ -284,6 +284,18 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
         row = self._raw.execute("SELECT value FROM meta WHERE key = %s", (key,)).fetchone()
         return row[0] if row else default
 
+    # -- claims: work one process does at a time, whichever it is ----------------------------
+    def try_claim(self, name: str) -> bool:
+        """Claim ``name`` for this connection unless another holds it (a session advisory lock
+        keyed by this schema and the name; never waits). A claim ends with :meth:`release` or
+        when the connection closes — a crashed monitor's claims go with it, no lease to expire."""
+        return bool(self._raw.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))",
+                                      (self.lock_ns, "twin.claim:" + name)).fetchone()[0])
+
+    def release(self, name: str) -> None:
+        self._raw.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))",
+                          (self.lock_ns, "twin.claim:" + name))
+
     def _is_v1(self) -> bool:
         return False
 
@@ -504,10 +516,12 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
         """The largest id a reader may take as "seen everything up to here"."""
         return self.horizon() - 1
 
-    def after(self, cursor: int, asset: str | None = None, limit: int = 10_000):
+    def after(self, cursor: int, asset: str | None = None, limit: int = 10_000, *,
+              shard: tuple[int, int] | None = None):
         """Readings with ``cursor < id < horizon()``, ascending id (at most ``limit``). Rows that
         commit late were given ids above the horizon of any reader that could have missed them,
-        so a reader paging with the last id it got sees every row exactly once."""
+        so a reader paging with the last id it got sees every row exactly once. ``shard=(k, n)``:
+        only assets whose key is ``k`` modulo ``n`` (a detection shard, see ``_shards.py``)."""
         cursor, limit = int(cursor), int(limit)
         keys = None if asset is None else self._keys(asset)
         if keys is not None and not keys:
@@ -516,10 +530,14 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
         if cursor + 1 >= h:
             return []
         key_sql, key_arg = ("", ()) if keys is None else (" AND l.asset = ?", (keys[0],))
+        if shard is not None:
+            key_sql += f" AND l.asset % {int(shard[1])} = {int(shard[0])}"
         out = []
         floor = int(self.get_meta("readings.log_floor", "0"))
         if cursor < floor:  # older than the log: scan (correct, slow; only after long outages)
             ks, ka = ("", ()) if keys is None else (" AND asset = ?", (keys[0],))
+            if shard is not None:
+                ks += f" AND asset % {int(shard[1])} = {int(shard[0])}"
             out = self.conn.execute(f"{_SELECT} WHERE id > ? AND id <= ?{ks} ORDER BY id LIMIT ?",
                                     (cursor, min(floor, h - 1), *ka, limit)).fetchall()
             if len(out) >= limit:
