@@ -3,6 +3,7 @@ claimed in the database; engines check disjoint shards in parallel, skip (never 
 another holds, and no alarm is raised twice."""
 from __future__ import annotations
 
+import json
 import threading
 
 import numpy as np
@@ -47,6 +48,8 @@ def test_a_claimed_shard_is_skipped_not_waited_for_and_taken_up_later(pg_url):
         holder.release("detect.s0of3")
         eng.process_new()
         assert _high(a) == ASSETS and not eng.behind()
+        state = json.loads(a.get_meta("detect.state"))   # the fleet-wide view of the rule state
+        assert sorted(state) == ASSETS
         # a second engine (another monitor) finds nothing left: no alarm twice
         other = ShardedEngine(holder, start=1)
         assert other.shards == 3                          # fixed by the first

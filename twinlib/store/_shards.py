@@ -13,7 +13,8 @@ over by another monitor (its holder died, or finished a pass) continues exactly 
 
 :class:`ShardView` is that view for an unchanged :class:`~twinlib.detect.AlarmEngine`: the
 engine's cursor and state keys get the shard's suffix, ``after`` returns the shard's readings, and
-``active_alerts`` its assets' alarms; everything else is the store. The first time a shard runs
+``active_alerts`` its assets' alarms; everything else is the store. The rule state is also
+mirrored into the fleet-wide ``detect.state`` (what the assets' status view reads). The first time a shard runs
 it starts from the fleet-wide cursor and state (a database detected unsharded before continues
 where it stood, nothing is checked twice).
 """
@@ -80,6 +81,19 @@ class ShardView:
 
     def set_meta(self, key: str, value: str) -> None:
         self._store.set_meta(key + self.suffix if key in SHARDED_KEYS else key, value)
+        if key == "detect.state":
+            # mirrored into the fleet-wide state, which readers of the rule state (the
+            # assets' status: learned cadences) use; under its key's claim, at the end of the
+            # shard's transaction, so shards wait for each other only for this write
+            try:
+                mine = json.loads(value)
+                raw = self._store.get_meta(key)
+                full = json.loads(raw) if raw else {}
+                full = {a: st for a, st in full.items() if not self.mine(a)}
+                full.update(mine)
+            except (ValueError, AttributeError):
+                return
+            self._store.set_meta(key, json.dumps(full, separators=(",", ":")))
 
     def after(self, cursor: int, asset: str | None = None, limit: int = 10_000):
         return self._store.after(cursor, asset=asset, limit=limit,
