@@ -93,3 +93,16 @@ def test_two_engines_in_parallel_check_every_reading_once(pg_url):
     finally:
         for s in stores:
             s.close()
+
+
+def test_twin_detect_on_a_sharded_database_checks_nothing_twice(pg_url, capsys):
+    from twinlib.cli import main
+
+    with open_store(pg_url, create=True) as st:
+        st.load_readings(_readings(3))
+        ShardedEngine(st, shards=2).process_new()
+        assert _high(st) == ASSETS
+    assert main(["detect", "--db", pg_url]) == 0
+    assert "0 raised" in capsys.readouterr().out
+    with open_store(pg_url) as st:
+        assert _high(st) == ASSETS

@@ -33,6 +33,11 @@ class ShardedEngine:
         self.worked: dict[int, int] = {}   # shard → passes this engine worked it
 
     @property
+    def cursor(self) -> int:
+        """The lowest shard cursor: every reading up to it has been checked."""
+        return min(e.cursor for e in self.engines)
+
+    @property
     def on_events(self):
         return self._on_events
 
