@@ -28,6 +28,7 @@ stops writing its heartbeat, so the health check (`twin run --check`) fails.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import threading
@@ -394,7 +395,8 @@ class MqttSource(Source):
             if not self._stamps or self._stamps_saved == next(reversed(self._stamps)):
                 return
             last = next(reversed(self._stamps))
-            recent = list(self._stamps.items())[-_PERSISTED_STAMPS:]
+            recent = list(itertools.islice(reversed(self._stamps.items()),
+                                           _PERSISTED_STAMPS))[::-1]
         try:
             self._store.set_meta(f"mqtt.stamps.{self.client_id}", json.dumps(
                 [[t, m, h, s] for (t, m, h), s in recent], separators=(",", ":")))
