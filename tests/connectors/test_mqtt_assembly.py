@@ -193,3 +193,25 @@ def test_a_redelivery_whose_first_stamp_is_unknown_is_refused_with_a_reason(mosq
         assert run.store.latest(10) == [] and src2.redelivered_unknown == 1
     finally:
         run.stop()
+
+
+@pytest.mark.mqtt
+def test_time_less_values_of_one_burst_become_one_reading(mosquitto, tmp_db):
+    """Plain `71.5` payloads (no time): an asset's values published together are one reading,
+    stamped when the first arrived; the next burst (a signal again) is the next reading."""
+    src = MqttSource(mosquitto.broker, topic="plant/#", fmt="per-topic", client_id="burst",
+                     settle_s=5.0)
+    run = Running(tmp_db, src)
+    try:
+        assert src.wait_connected(20)
+        for k in range(2):
+            for sig, v in (("temperature", 70 + k), ("vibration", 0.25), ("pressure", 40 + k)):
+                mosquitto.publish(f"plant/l1/p5/{sig}", str(v))
+        assert wait_until(lambda: len(run.store.latest(10)) == 2, 30), run.rows()
+        got = _stored(run.store, "p5")
+        assert [v for _, v in got] == [{"temperature": 70.0, "vibration": 0.25, "pressure": 40.0},
+                                       {"temperature": 71.0, "vibration": 0.25, "pressure": 41.0}]
+        assert got[0][0] < got[1][0]
+        assert src.assembler.complete >= 1 and src.describe()["late_values"] == 0
+    finally:
+        run.stop()

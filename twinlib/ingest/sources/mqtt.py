@@ -150,6 +150,7 @@ class MqttSource(Source):
         # receive-time stamps of time-less QoS ≥ 1 messages, by (topic, mid, payload digest):
         # a redelivery (DUP) gets the stamp of its first delivery, so it is stored once
         self._stamps: OrderedDict = OrderedDict()
+        self._bursts: dict[str, tuple] = {}    # asset → (stamp, signals, monotonic start)
         self.stamp_memory = int(stamp_memory)
         self._store = None
         self.redelivered = self.redelivered_unknown = 0
@@ -242,6 +243,22 @@ class MqttSource(Source):
                 return self._stamps.get(key), key
         return self.clock(), key
 
+    def _burst_time(self, row: dict, stamp: int) -> int:
+        """The time of a time-less one-value-per-topic value: a gateway publishes an asset's
+        values of one scan as a burst of messages, each arriving a little later. A value joins
+        the asset's open burst (stamped with the burst's first arrival) unless the burst already
+        has that signal or began ``settle_s`` ago; then it opens a new one."""
+        sig = next((k for k in row if k not in ("asset_id", "timestamp")), None)
+        asset, now = row.get("asset_id"), time.monotonic()
+        with self._lock:
+            burst = self._bursts.get(asset)
+            if burst is not None and sig not in burst[1] and \
+                    now - burst[2] < self.assembler.settle_s:
+                burst[1].add(sig)
+                return burst[0]
+            self._bursts[asset] = (stamp, {sig}, now)
+            return stamp
+
     def _remember(self, key, stamp) -> None:
         with self._lock:
             self._stamps[key] = stamp
@@ -259,6 +276,10 @@ class MqttSource(Source):
                        "is not stored twice under a new time; publish values with a timestamp "
                        "(payload ts) to make redelivery exact")
             rows, rejects = self.decoder.decode(msg.payload, msg.topic, stamp, why)
+            if self.assembler is not None and stamp is not None and not msg.dup:
+                for row in rows:   # values without a time: one reading per asset and burst
+                    if row.get("timestamp") == stamp:
+                        row["timestamp"] = stamp = self._burst_time(row, stamp)
             if key is not None and stamp is not None:
                 if msg.dup:
                     with self._lock:
