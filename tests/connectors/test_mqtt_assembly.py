@@ -215,3 +215,22 @@ def test_time_less_values_of_one_burst_become_one_reading(mosquitto, tmp_db):
         assert src.assembler.complete >= 1 and src.describe()["late_values"] == 0
     finally:
         run.stop()
+
+
+def test_a_signal_that_stops_coming_is_no_longer_waited_for():
+    clock = Clock()
+    asm = Assembler(1.0, monotonic=clock)
+    asm.add(_row("p1", 0, temperature=1.0, pressure=2.0))
+    clock.t += 1.0
+    assert len(asm.due()[0]) == 1                      # learned: temperature and pressure
+    for k in range(1, 4):                              # the pressure sensor died
+        asm.add(_row("p1", k, temperature=1.0))
+        assert asm.due()[0] == []                      # waited for (it may come late)
+        clock.t += 1.0
+        assert asm.due()[0] == [_row("p1", k, temperature=1.0)]
+    asm.add(_row("p1", 4, temperature=1.0))            # after 3 misses: complete without it
+    assert asm.due()[0] == [_row("p1", 4, temperature=1.0)]
+    asm.add(_row("p1", 5, temperature=1.0, pressure=3.0))   # back: expected again
+    assert asm.due()[0] == [_row("p1", 5, temperature=1.0, pressure=3.0)]
+    asm.add(_row("p1", 6, temperature=1.0))
+    assert asm.due()[0] == []

@@ -103,7 +103,9 @@ class Assembler:
     signal the asset publishes has arrived (learned: the signals of its earlier readings) — or
     when it has **settled**: ``settle_s`` seconds after its first value, with the signals that
     are there (the missing ones stay empty, NaN; nothing is dropped). An asset's first reading
-    always settles (its signal set is not known yet).
+    always settles (its signal set is not known yet). A signal missing from three readings in
+    a row is no longer waited for (a dead sensor must not delay every reading) until it comes
+    again.
 
     A value for an instant already handed out is not lost silently: the same value again (a
     redelivery) is counted in ``duplicates``; a signal the reading lacked, or a different
@@ -129,6 +131,8 @@ class Assembler:
         self._tokens: dict[tuple, list] = {}
         self._emitted: OrderedDict[tuple, tuple[dict, float]] = OrderedDict()
         self._signals: dict[str, set] = {}               # asset → signals it publishes
+        self._misses: dict[str, dict] = {}               # asset → signal → readings without it
+        self.forget_after = 3
         self._free: list = []
         self.duplicates = self.late_values = self.settled = self.complete = 0
 
@@ -193,7 +197,16 @@ class Assembler:
             values = self._pending.pop(key)
             del self._first[key]
             tokens += self._tokens.pop(key)
-            self._signals.setdefault(key[0], set()).update(values)
+            want = self._signals.setdefault(key[0], set())
+            misses = self._misses.setdefault(key[0], {})
+            for sig in want - set(values):   # a signal missing from 3 readings in a row is no
+                misses[sig] = misses.get(sig, 0) + 1   # longer waited for (a dead sensor)
+                if misses[sig] >= self.forget_after:
+                    want.discard(sig)
+                    del misses[sig]
+            for sig in values:
+                misses.pop(sig, None)
+            want.update(values)
             self._emitted[key] = (values, now)
             rows.append({"asset_id": key[0], "timestamp": key[1], **values})
         while len(self._emitted) > self.remember:
