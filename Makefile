@@ -2,7 +2,9 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+# install: the pinned runtime, twinlib[all] (what `make up` runs); test: + the test tools
 STAMP  := $(VENV)/.installed-stamp
+TEST_STAMP := $(VENV)/.test-installed-stamp
 TWIN   := $(BIN)/twin
 DATA   ?= data
 DB     ?= $(DATA)/twin.db
@@ -14,7 +16,7 @@ ifeq ($(DB),postgres)
   export TWIN_DB := $(PG_URL)
 endif
 
-.PHONY: help venv install data model up pg-db test test-postgres test-notebooks test-fast bench notebooks clean distclean
+.PHONY: help venv install install-test data model up pg-db test test-postgres test-notebooks test-fast bench notebooks clean distclean
 
 help:
 	@echo "make up      - set up, generate history, train models, run simulator + API (:5000) + dashboard (:8050)"
@@ -22,18 +24,24 @@ help:
 	@echo "make test    - set up and run the whole test suite (unit, notebooks, API, browser, MQTT)"
 	@echo "make up DB=postgres - the same on the local PostgreSQL server (database twin)"
 	@echo "make bench   - measure speed and size into reports/bench.json"
+	@echo "make install - only the pinned runtime (twinlib[all]); make install-test adds the test tools"
 	@echo "make data | model | notebooks | clean"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+$(STAMP): requirements.txt pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -r requirements.txt -e '.[all]'
+	@touch $@
+
+$(TEST_STAMP): requirements-dev.txt $(STAMP)
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt -e '.[all,test]'
 	@touch $@
 
 venv install: $(STAMP)
+
+install-test: $(TEST_STAMP)
 
 data: $(STAMP)
 	@test -f $(DATA)/readings.csv || $(TWIN) generate --out $(DATA)/readings.csv
@@ -53,28 +61,28 @@ pg-db:
 	  || createdb -h /var/run/postgresql $(PG_DB)
 
 # the store, API, monitor and alarm tests again, on PostgreSQL (TWIN_TEST_PG_URL or the local server)
-test-postgres: $(STAMP)
+test-postgres: $(TEST_STAMP)
 	TWIN_TEST_STORE=postgresql $(BIN)/python -m pytest -p no:cacheprovider tests/foundation/test_store.py \
 	  tests/api/test_data.py tests/api/test_alarms.py tests/detect/test_engine.py tests/monitor/test_monitor.py
 
 notebooks: $(STAMP)
 	$(TWIN) notebooks run
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest tests
 	$(MAKE) --no-print-directory test-notebooks
 
 # nbval runs every notebook (01–04 first, so the dashboard then finds a filled database) on
 # temporary paths: the tests never touch data/, models/ or reports/.
-test-notebooks: $(STAMP)
+test-notebooks: $(TEST_STAMP)
 	tmp=$$(mktemp -d) && TWIN_DB=$$tmp/twin.db TWIN_DATA_DIR=$$tmp/data TWIN_MODELS_DIR=$$tmp/models \
 	  TWIN_REPORTS_DIR=$$tmp/reports $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks; \
 	  rc=$$?; rm -rf $$tmp; exit $$rc
 
-test-fast: $(STAMP)
+test-fast: $(TEST_STAMP)
 	$(BIN)/python -m pytest tests -m "not browser and not mqtt and not slow"
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(TWIN) bench
 
 clean:

@@ -19,8 +19,9 @@ gunicorn's stock ``sync`` and ``gthread`` with 4 threads, for comparison) a serv
 is held by *n* slowloris connections (half a request head each, never finished) while probes
 (``GET /data``, 2 s client timeout) are sent one after another: how many are answered, and
 their p50/p99 latency.
-Both servers answer the same query (newest 10 readings by the ``ts`` index) so the comparison is
-of the serving stack, not of the query plan. Run directly: ``python benchmarks/bench_api.py
+Both servers answer the same question (the newest 10 readings): the baseline from the same
+readings, with the same ids, in the original's one-row-per-reading table with an index on ``ts``
+(``BASELINE_SCHEMA``), twinlib from its own store. Run directly: ``python benchmarks/bench_api.py
 [--quick]``.
 """
 from __future__ import annotations
@@ -49,7 +50,7 @@ if str(ROOT) not in sys.path:
 
 from twinlib.store import open_store  # noqa: E402
 
-__all__ = ["run", "build_database", "BASELINE_SQL"]
+__all__ = ["run", "build_database", "build_baseline_from_store", "BASELINE_SQL", "BASELINE_SCHEMA"]
 
 #: What the baseline runs per request: the newest 10 readings (same index as the store uses),
 #: with SQLite formatting the time, as the original's text column came out of read_sql as is.
@@ -61,12 +62,49 @@ TARGET_P99_MS = 3.0
 
 
 # -- the database -----------------------------------------------------------------------------
-def build_database(path: Path, n: int, assets: int = 8, seed: int = 0, chunk: int = 1_000_000) -> float:
-    """Fill a new store with ``n`` readings of ``assets`` pumps at 1 Hz; returns seconds taken."""
+#: The original's table: one row per reading, the three sensors as columns, an index on time.
+BASELINE_SCHEMA = ("CREATE TABLE readings (id INTEGER PRIMARY KEY, asset_id TEXT NOT NULL, ts INTEGER NOT NULL, "
+                   "temperature REAL, vibration REAL, pressure REAL); "
+                   "CREATE INDEX readings_ts ON readings (ts)")
+
+
+def _baseline_rows(df: pd.DataFrame, first_id: int):
+    return zip(range(first_id, first_id + len(df)), df["asset_id"].tolist(), df["ts"].tolist(),
+               df["temperature"].tolist(), df["vibration"].tolist(), df["pressure"].tolist())
+
+
+def build_baseline_from_store(store_path: Path, baseline: Path) -> None:
+    """The baseline's database (the original's schema) holding the readings of an existing store."""
+    import sqlite3
+    conn = sqlite3.connect(baseline)
+    conn.executescript(BASELINE_SCHEMA)
+    with open_store(store_path, readonly=True) as st:
+        for a in st.assets(counts=False):
+            w = st.window(asset=a["asset_id"], columns=["temperature", "vibration", "pressure"])
+            conn.executemany("INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?)",
+                             zip(w["id"].tolist(), w["asset_id"].tolist(), w["ts"].tolist(),
+                                 w["temperature"].tolist(), w["vibration"].tolist(), w["pressure"].tolist()))
+    conn.commit()
+    conn.close()
+
+
+def build_database(path: Path, n: int, assets: int = 8, seed: int = 0, chunk: int = 1_000_000,
+                   baseline: Path | None = None) -> float:
+    """Fill a new store with ``n`` readings of ``assets`` pumps at 1 Hz; returns seconds taken.
+
+    ``baseline``: also write the same readings, with the same ids, into a database in the
+    original's schema (``BASELINE_SCHEMA``) for the baseline server (not counted in the time).
+    """
+    import sqlite3
     rng = np.random.default_rng(seed)
-    t0 = time.perf_counter()
+    spent = 0.0
     per_asset = -(-n // assets)
     start_ms = 1_767_225_600_000  # 2026-01-01 00:00:00
+    base = None
+    if baseline is not None:
+        base = sqlite3.connect(baseline)
+        base.executescript(BASELINE_SCHEMA)
+    t0 = time.perf_counter()
     store = open_store(path, create=True)
     try:
         store.upsert_assets([{"asset_id": f"pump-{i + 1:02d}", "kind": "pump", "params": {}}
@@ -84,11 +122,21 @@ def build_database(path: Path, n: int, assets: int = 8, seed: int = 0, chunk: in
                                "vibration": np.round(np.abs(0.3 + rng.normal(0, 0.05, m)), 4),
                                "pressure": np.round(40 + rng.normal(0, 1, m), 2)})
             df = df.iloc[: n - done]
+            t1 = time.perf_counter()
             store.load_readings(df)
+            spent += time.perf_counter() - t1
+            if base is not None:  # ids follow the input order in the store too
+                base.executemany("INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?)", _baseline_rows(df, done + 1))
             done += len(df)
     finally:
+        t1 = time.perf_counter()
         store.close()
-    return time.perf_counter() - t0
+        spent += time.perf_counter() - t1
+        if base is not None:
+            base.commit()
+            base.close()
+    del t0
+    return spent
 
 
 # -- the baseline server ----------------------------------------------------------------------
@@ -343,11 +391,13 @@ def run(quick: bool = False, *, duration_s: float = 10.0, connections: int = 8,
     rounds = rounds or (1 if quick else 2)
     tmp = tempfile.mkdtemp(prefix="bench_api_")
     try:
+        base_db = Path(tmp) / "baseline.db"
         if db_path is None:
             db = Path(tmp) / "bench.db"
-            build_s = build_database(db, n)
+            build_s = build_database(db, n, baseline=base_db)
         else:
             db, build_s = Path(db_path), None
+            build_baseline_from_store(db, base_db)
         with open_store(db, readonly=True) as s:
             readings = s.max_id()
         env = {**os.environ, "TWIN_SETTINGS": str(Path(tmp) / "none.toml"),
@@ -357,7 +407,7 @@ def run(quick: bool = False, *, duration_s: float = 10.0, connections: int = 8,
         port_t = _free_port()
         while port_t == port_b:  # both servers run at once for the same-answer check
             port_t = _free_port()
-        cmd_b = [sys.executable, str(Path(__file__).resolve()), "--serve-baseline", str(db), str(port_b)]
+        cmd_b = [sys.executable, str(Path(__file__).resolve()), "--serve-baseline", str(base_db), str(port_b)]
         cmd_t = [sys.executable, "-m", "twinlib", "api", "--db", str(db), "--port", str(port_t),
                  "--workers", str(workers)]
         base_b, base_t = f"http://127.0.0.1:{port_b}", f"http://127.0.0.1:{port_t}"

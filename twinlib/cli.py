@@ -56,3 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as exc:  # an optional extra is not installed: say which
+        from .extras import missing_extra_message
+        hint = missing_extra_message(exc)
+        if hint is None:
+            raise
+        print(f"twin {args.command}: {hint}", file=sys.stderr)
+        return 2

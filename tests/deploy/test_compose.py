@@ -5,6 +5,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import tomllib
+
 import pytest
 import yaml
 
@@ -86,13 +88,42 @@ def test_optional_services_sit_behind_profiles(services):
         assert "profiles" not in services[name]
 
 
-def test_ports_are_5000_8050_8888_and_1883(services):
+def test_ports_are_5000_8050_8888_and_1883_on_loopback_by_default(services):
     def published(svc):
         return [str(p) for p in svc.get("ports", [])]
-    assert published(services["api"]) == ["5000:5000"]
-    assert published(services["dashboard"]) == ["8050:8050"]
-    assert published(services["lab"]) == ["8888:8888"]
-    assert published(services["mosquitto"]) == ["1883:1883"]
+    assert published(services["api"]) == ["127.0.0.1:5000:5000"]
+    assert published(services["dashboard"]) == ["127.0.0.1:8050:8050"]
+    assert published(services["lab"]) == ["127.0.0.1:8888:8888"]
+    assert published(services["mosquitto"]) == ["127.0.0.1:1883:1883"]
+    assert published(services["postgres"]) == ["127.0.0.1:5432:5432"]
+
+
+def test_every_published_port_is_bound_through_twin_bind():
+    raw = yaml.safe_load(COMPOSE.read_text())["services"]
+    for name, svc in raw.items():
+        for port in svc.get("ports", []):
+            assert str(port).startswith("${TWIN_BIND:-127.0.0.1}:"), (name, port)
+
+
+def test_exposing_is_documented_with_the_tokens_it_then_needs(services):
+    text = COMPOSE.read_text()
+    header = text[:text.index("services:")]
+    for words in ("TWIN_BIND=0.0.0.0", "TWIN_API_READ_TOKEN", "TWIN_DASHBOARD_TOKEN",
+                  "Authorization: Bearer"):
+        assert words in header, words
+    assert services["api"]["environment"]["TWIN_API_READ_TOKEN"] == ""  # passed through
+    assert services["dashboard"]["environment"]["TWIN_DASHBOARD_TOKEN"] == ""
+
+
+def test_the_settings_file_is_mounted_and_documented(services):
+    header = COMPOSE.read_text()[:COMPOSE.read_text().index("services:")]
+    assert "TWIN_SETTINGS_FILE=./twin.toml" in header
+    for name, svc in twin_services(services).items():
+        target = svc["environment"]["TWIN_SETTINGS"]
+        assert target == "/var/lib/twin/twin.toml", name
+        mounts = [v for v in svc["volumes"] if v.split(":")[1] == target]
+        assert mounts == ["./docker/twin.toml:/var/lib/twin/twin.toml:ro"], (name, svc["volumes"])
+    assert tomllib.loads((ROOT / "docker" / "twin.toml").read_text()) == {}  # all defaults
 
 
 def test_long_running_services_have_health_checks(services):
@@ -101,12 +132,28 @@ def test_long_running_services_have_health_checks(services):
         assert check["test"][0] == "CMD" and len(check["test"]) > 1
 
 
-def test_twin_services_share_one_image_and_one_volume(compose, services):
+#: the extras each service's image installs (the API's: no JupyterLab, Voilà or models)
+SERVICE_EXTRAS = {"init": "all", "monitor": "all", "lab": "all", "api": "api,postgres",
+                  "dashboard": "dashboard,postgres"}
+
+
+def test_each_service_image_installs_its_extras_and_shares_the_volume(compose, services):
     twins = twin_services(services)
-    assert set(twins) == {"init", "monitor", "api", "dashboard", "lab"}
+    assert set(twins) == set(SERVICE_EXTRAS)
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    images = {}
     for name, svc in twins.items():
-        assert svc["image"] == "twinlib:latest" and svc["build"] == "."
+        assert svc["build"]["context"] == "."
+        chosen = svc["build"]["args"]["TWIN_EXTRAS"]
+        assert chosen == SERVICE_EXTRAS[name], name
+        assert set(chosen.split(",")) <= set(extras), chosen
+        assert "EXTRA_CA_CERTS" in svc["build"]["args"]  # the corporate CA, when given
+        images.setdefault(svc["image"], set()).add(chosen)
         assert "twin-state:/var/lib/twin" in svc["volumes"], name
+    # one image per set of extras, never two builds under one tag
+    assert all(len(v) == 1 for v in images.values()), images
+    assert services["api"]["image"] == "twinlib-api:latest"
     assert "twin-state" in compose["volumes"]
 
 
@@ -159,20 +206,49 @@ def instructions(text):
 
 def test_dockerfile_builds_on_python_313_slim_as_non_root(dockerfile):
     lines = instructions(dockerfile)
-    assert lines[0] == "FROM python:3.13-slim"
+    assert lines[0] == "FROM python:3.13-slim AS base"
     users = [line.split()[1] for line in lines if line.startswith("USER ")]
     assert users and users[-1] not in ("root", "0")
     assert any(line.startswith("RUN") and "useradd" in line and users[-1] in line
                for line in lines)
 
 
-def test_dockerfile_installs_the_pinned_requirements(dockerfile):
+def test_dockerfile_installs_the_chosen_extras_at_the_pinned_versions(dockerfile):
     lines = instructions(dockerfile)
-    assert "COPY requirements.txt ./" in lines
-    assert any("pip install -r requirements.txt" in line for line in lines)
+    assert "ARG TWIN_EXTRAS=all" in lines
+    install = next(line for line in lines if '".[${TWIN_EXTRAS}]"' in line)
+    assert "requirements.txt > /tmp/constraints.txt" in install
+    assert "pip install -c /tmp/constraints.txt" in install
     assert any("pip install --no-deps -e ." in line for line in lines)  # no unpinned extras
     expose = next(line for line in lines if line.startswith("EXPOSE"))
     assert set(expose.split()[1:]) == {"5000", "8050", "8888"}
+
+
+def test_the_dockerfile_constraints_are_valid_pins(dockerfile, tmp_path):
+    """The sed of the Dockerfile turns requirements.txt into constraints pip accepts (pip
+    refuses extras in constraints: psycopg[binary]==… must become psycopg==…)."""
+    from packaging.requirements import Requirement
+
+    script = re.search(r"sed -e '([^']+)' requirements.txt", dockerfile).group(1)
+    res = subprocess.run(["sed", "-e", script, str(ROOT / "requirements.txt")],
+                         capture_output=True, text=True, check=True)
+    pins = [Requirement(line) for line in res.stdout.splitlines()
+            if line.strip() and not line.startswith("#")]
+    assert pins and all(not r.extras and str(r.specifier).startswith("==") for r in pins)
+    assert "psycopg" in {r.name for r in pins}
+
+
+def test_dockerfile_adds_a_corporate_ca_before_any_download(dockerfile):
+    lines = instructions(dockerfile)
+    ca = next(i for i, line in enumerate(lines) if "update-ca-certificates" in line)
+    first_pip = next(i for i, line in enumerate(lines) if "pip install" in line)
+    assert ca < first_pip
+    assert 'ARG EXTRA_CA_CERTS=""' in lines
+    assert "COPY docker/ca-certificates/ /usr/local/share/ca-certificates/twin/" in lines
+    env = " ".join(line for line in lines if line.startswith("ENV"))
+    assert "PIP_CERT=/etc/ssl/certs/ca-certificates.crt" in env
+    assert "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt" in env
+    assert (ROOT / "docker" / "ca-certificates" / "README.md").exists()
 
 
 def test_everything_the_dockerfile_copies_exists(dockerfile):

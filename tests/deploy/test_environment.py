@@ -37,4 +37,4 @@ def test_environment_pip_section_matches_requirements_txt():
     assert reqs, "requirements.txt lists no packages"
     assert all("==" in r for r in reqs), "requirements.txt must pin every package"
     assert sorted(map(normalise, packages)) == sorted(map(normalise, reqs))
-    assert "-e ." in pip  # and twinlib itself
+    assert "-e .[all]" in pip  # and twinlib itself, with every runtime extra (no test tools)

@@ -288,3 +288,96 @@ def test_disabled_channel_is_ignored():
                                                               "enabled": False}}})
     assert notifier.channels == []
     notifier.close()
+
+
+# -- the retry policy is tenacity's; the outbox keeps its waits across restarts -------------
+@pytest.mark.parametrize("retries,backoff_s,max_backoff_s", [
+    (5, 1.0, 60.0), (3, 0.2, 0.5), (0, 1.0, 60.0), (10, 0.0, 60.0), (60, 2.0, 3600.0)])
+def test_retry_policy_is_backoff_doubling_to_the_cap_then_giving_up(retries, backoff_s,
+                                                                    max_backoff_s):
+    from twinlib.notify.dispatch import next_delay, retry_policy
+
+    policy = retry_policy(retries, backoff_s, max_backoff_s)
+    delays = [next_delay(policy, n) for n in range(1, retries + 3)]
+    # after the n-th failed attempt: backoff_s * 2**(n-1), capped; none after the last retry
+    expected = [min(backoff_s * 2 ** (n - 1), max_backoff_s) for n in range(1, retries + 1)]
+    assert delays[:retries] == pytest.approx(expected)
+    assert delays[retries:] == [None, None]
+
+
+def _row_after_failures(db, receiver, attempts_before, retries, backoff_s, max_backoff_s):
+    """Stage one notification whose earlier run failed ``attempts_before`` times, start a
+    notifier on a failing webhook and return (row after one more failure, ms bounds of it)."""
+    from twinlib.store import open_store
+    from twinlib.timeutil import now_ms
+
+    notifier = Notifier([WebhookChannel(receiver.url)], db_path=db, retries=retries,
+                        backoff_s=backoff_s, max_backoff_s=max_backoff_s)
+    with open_store(db) as store, store.transaction():
+        notifier.stage(store, [make_event()])
+    if attempts_before:
+        with open_store(db) as store:
+            row = store.outbox_list()[0]
+            with store.transaction():
+                store.outbox_retry(row["id"], attempts_before, now_ms(), "HTTP 503 earlier")
+    before = now_ms()
+    notifier.start()
+    try:
+        def failed_once_more():
+            with open_store(db) as store:
+                rows = store.outbox_list()
+            return rows and rows[0]["attempts"] == attempts_before + 1 and rows
+        assert wait_until(failed_once_more, 10)
+        after = now_ms()
+        return failed_once_more()[0], before, after
+    finally:
+        notifier.close(timeout=2)
+
+
+def test_the_back_off_reached_is_written_to_the_outbox_row(tmp_path):
+    db = outbox_db(tmp_path / "t.db")
+    receiver = WebhookReceiver(statuses=[503] * 10)
+    try:
+        row, before, after = _row_after_failures(db, receiver, 0, retries=5, backoff_s=30.0,
+                                                 max_backoff_s=60.0)
+    finally:
+        receiver.close()
+    assert row["state"] == "pending" and "HTTP 503" in row["last_error"]
+    assert before + 30_000 <= row["next_at"] <= after + 30_000   # first retry: backoff_s
+
+
+def test_a_restart_goes_on_with_the_attempts_the_row_had_reached(tmp_path):
+    db = outbox_db(tmp_path / "t.db")
+    receiver = WebhookReceiver(statuses=[503] * 10)
+    try:
+        # 2 failures before the restart, a 3rd now: the next wait is 10 s * 2**2, capped at 25 s
+        row, before, after = _row_after_failures(db, receiver, 2, retries=5, backoff_s=10.0,
+                                                 max_backoff_s=25.0)
+    finally:
+        receiver.close()
+    assert len(receiver.requests) == 1 and row["attempts"] == 3
+    assert before + 25_000 <= row["next_at"] <= after + 25_000
+
+
+def test_a_restart_past_the_retry_budget_gives_up_after_one_more_attempt(tmp_path):
+    from twinlib.store import open_store
+
+    db = outbox_db(tmp_path / "t.db")
+    receiver = WebhookReceiver(statuses=[503] * 10)
+    try:
+        notifier = Notifier([WebhookChannel(receiver.url)], db_path=db, retries=2,
+                            backoff_s=0.01)
+        with open_store(db) as store, store.transaction():
+            notifier.stage(store, [make_event()])
+        with open_store(db) as store:
+            with store.transaction():
+                store.outbox_retry(store.outbox_list()[0]["id"], 2, 0, "HTTP 503 earlier")
+        notifier.start()
+        assert notifier.flush(10)
+        notifier.close()
+    finally:
+        receiver.close()
+    with open_store(db) as store:
+        row = store.outbox_list()[0]
+    assert len(receiver.requests) == 1
+    assert row["state"] == "failed" and row["attempts"] == 3

@@ -84,6 +84,37 @@ def test_after_returns_every_row_exactly_once_in_id_order_whatever_the_load_patt
         assert seen == ids
 
 
+def test_a_bulk_load_is_logged_in_short_entries_so_after_never_walks_the_whole_import(tmp_path):
+    from twinlib.store.sqlite import _LOG_SPAN
+    with open_store(tmp_path / "t.db", create=True) as st:
+        st.load_readings(_frame("a", 1000, ["x"]))
+        entries = st.conn.execute("SELECT lo, hi, ts_lo, ts_hi, mono FROM ingest_log ORDER BY lo").fetchall()
+        assert len(entries) == -(-1000 // _LOG_SPAN)
+        assert all(hi - lo + 1 <= _LOG_SPAN and mono == 1 for lo, hi, _, _, mono in entries)
+        assert entries[0][0] == 1 and entries[-1][1] == 1000  # they tile the load's ids
+        assert all(a[1] + 1 == b[0] and a[3] < b[2] for a, b in zip(entries, entries[1:]))
+        assert [r.id for r in st.after(990)] == list(range(991, 1001))
+
+
+def test_the_fleet_latest_is_never_stale_after_a_write_by_this_or_another_connection(tmp_path):
+    path = tmp_path / "t.db"
+    with open_store(path, create=True) as writer:
+        writer.load_readings(_frame("a", 5, ["x"]))
+        with open_store(path, readonly=True) as reader:
+            assert [r.ts for r in reader.latest(2)] == [1_770_000_004_000, 1_770_000_003_000]
+            first = reader.latest(2)
+            first[0].values["x"] = -1.0  # callers own what they get: the next answer is untouched
+            assert reader.latest(2)[0].values["x"] != -1.0
+            writer.load_readings(_frame("b", 1, ["x"], start=1_770_000_009_000))  # another connection
+            assert [(r.asset_id, r.ts) for r in reader.latest(2)] == [("b", 1_770_000_009_000),
+                                                                      ("a", 1_770_000_004_000)]
+            writer.load_readings(_frame("a", 1, ["x", "y"], start=1_770_000_010_000))  # new signal too
+            top = reader.latest(1)[0]
+            assert (top.asset_id, top.ts) == ("a", 1_770_000_010_000) and "y" in top.values
+        writer.load_readings(_frame("c", 1, ["x"], start=1_770_000_011_000))  # this connection
+        assert writer.latest(1)[0].asset_id == "c"
+
+
 def test_a_cursor_older_than_the_pruned_log_still_sees_everything(tmp_path):
     with open_store(tmp_path / "t.db", create=True) as st:
         for k in range(5):

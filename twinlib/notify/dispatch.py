@@ -7,7 +7,11 @@ not at all; then each channel's worker thread, on its own database connection, s
 channel's oldest pending row and marks it ``sent`` — or records the failed attempt and waits
 ``backoff_s * 2**k`` (capped at ``max_backoff_s``) before the next one, up to ``retries``
 retries, after which the row is ``failed`` (listed by ``twin notify status``, requeued by
-``twin notify retry``). Nothing is kept only in memory: a crash, a kill -9 or a SIGTERM leaves
+``twin notify retry``). That policy is tenacity's (:func:`retry_policy`: ``stop_after_attempt``
+and ``wait_exponential``); only the waiting is the outbox's own, because tenacity's loop sleeps in
+memory while a notification's back-off must outlive a restart: after each failed attempt the
+worker asks the policy whether to go on and how long to wait (:func:`next_delay`) and writes the
+answer into the row (``attempts``, ``next_at``). Nothing is kept only in memory: a crash, a kill -9 or a SIGTERM leaves
 what was not sent ``pending``, and the next start sends it — at least once, in order, with the
 back-off it had reached. A receiver can drop a repeat by its ``event_id`` (also the webhook's
 ``X-Twin-Event-Id`` header).
@@ -32,13 +36,15 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from tenacity import RetryCallState, Retrying, stop_after_attempt, wait_exponential
+
 from twinlib.config import db_location
 from twinlib.notify.channels import Channel, DeliveryError
 from twinlib.notify.message import event_payload
 from twinlib.store import DB_ERRORS
 from twinlib.timeutil import now_ms
 
-__all__ = ["Notifier", "ChannelStats", "event_id"]
+__all__ = ["Notifier", "ChannelStats", "event_id", "retry_policy", "next_delay"]
 
 log = logging.getLogger("twinlib.notify")
 
@@ -52,6 +58,31 @@ def event_id(payload: dict) -> str:
         return f"{payload['alert_id']}:{payload['kind']}"
     text = json.dumps(payload, sort_keys=True, default=str)  # not an engine event: its content
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def retry_policy(retries: int, backoff_s: float, max_backoff_s: float) -> Retrying:
+    """One channel's retry policy as tenacity states it: at most ``retries`` retries after the
+    first attempt, the k-th retry (k = 1, 2, …) ``backoff_s * 2**(k-1)`` seconds after the
+    failure before it, at most ``max_backoff_s``."""
+    return Retrying(stop=stop_after_attempt(int(retries) + 1),
+                    wait=wait_exponential(multiplier=float(backoff_s), exp_base=2,
+                                          max=float(max_backoff_s)),
+                    reraise=True)
+
+
+def next_delay(policy: Retrying, failed_attempts: int) -> float | None:
+    """After ``failed_attempts`` failed deliveries of one notification (counted across restarts:
+    the outbox row's ``attempts``): seconds to wait before the next attempt, or None to give up.
+
+    >>> policy = retry_policy(retries=3, backoff_s=1.0, max_backoff_s=3.0)
+    >>> [next_delay(policy, n) for n in (1, 2, 3, 4)]
+    [1.0, 2.0, 3.0, None]
+    """
+    state = RetryCallState(policy, fn=None, args=(), kwargs={})
+    state.attempt_number = int(failed_attempts)
+    if policy.stop(state):
+        return None
+    return float(policy.wait(state))
 
 
 class ChannelStats:
@@ -77,6 +108,7 @@ class _Worker:
         self.channel = channel
         self.db_path = db_path
         self.retries, self.backoff_s, self.max_backoff_s = retries, backoff_s, max_backoff_s
+        self.policy = retry_policy(retries, backoff_s, max_backoff_s)
         self.poll_s = poll_s
         self.stats = ChannelStats()
         self.kick = threading.Event()     # new rows were staged (or we are closing)
@@ -117,13 +149,13 @@ class _Worker:
         self.stats.last_error = error
         attempts = int(row["attempts"]) + 1
         what = f"{payload.get('kind')} {payload.get('asset_id')} {payload.get('rule')}"
-        if attempts > self.retries:
+        delay = next_delay(self.policy, attempts)
+        if delay is None:
             self.stats.failed += 1
             log.error("notify %s: giving up after %d attempts (%s) for %s; `twin notify retry` "
                       "sends it again", self.channel.name, attempts, error, what)
             self._write(lambda: store.outbox_failed(row["id"], attempts, error))
             return
-        delay = min(self.backoff_s * (2 ** (attempts - 1)), self.max_backoff_s)
         self.stats.retried += 1
         log.warning("notify %s: attempt %d failed (%s); retrying in %.1f s", self.channel.name,
                     attempts, error, delay)

@@ -2,13 +2,16 @@
 
 SQLite lets one writer in at a time; ``busy_timeout`` makes a writer wait, but a long
 transaction elsewhere (a bulk load, the alarm engine catching up) can outlast it. Writes that
-must not be lost or turned into a traceback retry here with growing pauses instead.
+must not be lost or turned into a traceback retry here with growing pauses instead (tenacity's
+``Retrying``: exponential wait, a bounded number of attempts, only busy errors retried).
 """
 from __future__ import annotations
 
 import sqlite3
 import time
 from typing import Callable, TypeVar
+
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 __all__ = ["is_busy", "retry_busy"]
 
@@ -28,13 +31,7 @@ def retry_busy(fn: Callable[[], T], *, attempts: int = 6, first_s: float = 0.05,
     """``fn()``, retried up to ``attempts`` times in all while the database is busy, pausing
     ``first_s``, then twice as long each time (at most ``max_s``). Other errors, and the last
     busy error, are raised."""
-    delay = first_s
-    for attempt in range(1, attempts + 1):
-        try:
-            return fn()
-        except sqlite3.OperationalError as exc:
-            if not is_busy(exc) or attempt == attempts:
-                raise
-        sleep(delay)
-        delay = min(delay * 2, max_s)
-    raise AssertionError("unreachable")  # pragma: no cover
+    retrying = Retrying(stop=stop_after_attempt(attempts),
+                        wait=wait_exponential(multiplier=first_s, exp_base=2, max=max_s),
+                        retry=retry_if_exception(is_busy), sleep=sleep, reraise=True)
+    return retrying(fn)

@@ -22,6 +22,7 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+from tenacity import RetryCallState, wait_exponential
 
 from twinlib.ingest.sources.base import Batch, Source, SourceReject
 from twinlib.kinds import Kind
@@ -33,19 +34,24 @@ log = logging.getLogger("twinlib.monitor")
 
 
 class Backoff:
-    """Reconnect delays: ``first`` doubling up to ``cap`` seconds; ``reset`` after a success."""
+    """Reconnect delays: ``first`` doubling up to ``cap`` seconds; ``reset`` after a success.
+
+    The delays are tenacity's ``wait_exponential``; the reconnect loops keep their own
+    (interruptible) sleep, since they also reset on success and stop on request."""
 
     def __init__(self, first: float = 0.5, cap: float = 30.0):
         self.first, self.cap = float(first), float(cap)
-        self.delay = self.first
+        self._wait = wait_exponential(multiplier=self.first, exp_base=2, max=self.cap)
+        self._state = RetryCallState(None, None, (), {})
+        self._state.attempt_number = 0
 
     def next(self) -> float:
-        d = self.delay
-        self.delay = min(self.cap, self.delay * 2)
-        return d
+        """The pause before the next attempt, after one more failure."""
+        self._state.attempt_number += 1
+        return float(self._wait(self._state))
 
     def reset(self) -> None:
-        self.delay = self.first
+        self._state.attempt_number = 0
 
 
 class PlantSource(Source):
