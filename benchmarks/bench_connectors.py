@@ -18,6 +18,8 @@ Figures depend on the machine's load (``load_average`` is recorded with them).
   1) and decoded + validated + stored by a paho subscriber with ``PayloadDecoder``
   (``mqtt.py`` gets the decoders through ``MQTT_HOOK.patch``): readings per second; plus the
   decoders alone (readings decoded per second per format).
+* **mqtt_per_topic** — one value per topic: values decoded and assembled into readings per
+  second (``Assembler``; 20 assets × 3 signals, interleaved), no broker.
 
 Run directly: ``python benchmarks/bench_connectors.py [--quick]``.
 """
@@ -379,7 +381,34 @@ def bench_mqtt(tmp: Path, quick: bool) -> dict:
     return out
 
 
-PARTS = ("mqtt", "modbus", "opcua", "opcua_latency")
+def bench_mqtt_per_topic(tmp: Path, quick: bool) -> dict:
+    """One value per topic: decoding and assembling values into readings (no broker): 20 assets
+    × 3 signals per instant, published interleaved (all temperatures, then all vibrations…)."""
+    from twinlib.ingest.sources.mqtt_formats import Assembler, PayloadDecoder
+
+    dec, asm = PayloadDecoder("per-topic", "plant/#"), Assembler(1.0)
+    assets = [f"pump-{i:02d}" for i in range(20)]
+    signals = ("temperature", "vibration", "pressure")
+    instants = 500 if quick else 2500
+    t0 = 1_770_000_000_000
+    msgs = [(f"plant/l1/{a}/{s}", f'{{"ts": {t0 + k * 1000}, "value": {k % 50 + 0.5}}}'.encode())
+            for k in range(instants) for s in signals for a in assets]
+    rows = 0
+    start = time.perf_counter()
+    for i, (topic, payload) in enumerate(msgs):
+        got, _ = dec.decode(payload, topic, None)
+        for r in got:
+            asm.add(r, i)
+        if i % 600 == 599:
+            rows += len(asm.due()[0])
+    rows += len(asm.due(flush=True)[0])
+    elapsed = time.perf_counter() - start
+    return {"values": len(msgs), "readings": rows, "complete": asm.complete,
+            "settled": asm.settled, "values_per_s": round(len(msgs) / elapsed),
+            "readings_per_s": round(rows / elapsed)}
+
+
+PARTS = ("mqtt", "mqtt_per_topic", "modbus", "opcua", "opcua_latency")
 
 
 def run(quick: bool = False, parts=PARTS) -> dict:
@@ -387,7 +416,8 @@ def run(quick: bool = False, parts=PARTS) -> dict:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         section = {"load_average": list(os.getloadavg()), "cpus": os.cpu_count()}
-        fns = {"mqtt": bench_mqtt, "modbus": bench_modbus, "opcua": bench_opcua,
+        fns = {"mqtt": bench_mqtt, "mqtt_per_topic": bench_mqtt_per_topic,
+               "modbus": bench_modbus, "opcua": bench_opcua,
                "opcua_latency": bench_opcua_latency}
         for name in parts:
             fn = fns[name]

@@ -1,7 +1,8 @@
 """One fleet, many processes: 3 monitors on disjoint assets and 2 API servers on one PostgreSQL.
 
 Afterwards every recorded reading is stored exactly once, each overheating episode raised exactly
-one alarm, and every API answer seen while the monitors wrote was consistent."""
+one alarm (the monitors detect in parallel, on shards of the assets claimed in the database), and
+every API answer seen while the monitors wrote was consistent."""
 from __future__ import annotations
 
 import json
@@ -108,3 +109,10 @@ def test_three_monitors_and_two_api_servers_share_one_database(pg_url, tmp_path)
         alarms = st.list_alerts(limit=None)
         crit = [x for x in alarms if x["rule"] == "temperature_high"]
         assert sorted(x["asset_id"] for x in crit) == sorted(ASSETS), alarms
+        # detection ran by shards claimed in the database (the monitors in parallel), and
+        # every shard's cursor reached the end of its assets' readings
+        n = int(st.get_meta("detect.shards"))
+        assert n >= 1 and st.get_meta("detect.cursor") is None   # no fleet-wide cursor
+        for k in range(n):
+            cur = int(st.get_meta(f"detect.cursor.s{k}of{n}") or 0)
+            assert st.after(cur, limit=10**6, shard=(k, n)) == []

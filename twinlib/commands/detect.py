@@ -113,7 +113,11 @@ def cmd_detect(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     store = open_store(settings.db_path)
     try:
-        engine = AlarmEngine(store, settings.file)
+        if store.get_meta("detect.shards"):   # monitors detect this database by shards
+            from ..detect.sharded import ShardedEngine
+            engine = ShardedEngine(store, settings.file)
+        else:
+            engine = AlarmEngine(store, settings.file)
         before = engine.cursor
         events = engine.process_new()
         if args.stale_now:

@@ -182,7 +182,8 @@ def build_source(args: argparse.Namespace, kinds=None):
                                f"{args.topic!r} (give --topic)", 2)
         sub = chosen[0]
         fmt = {"fmt": sub.format, "kind": sub.kind, "signals": sub.signals,
-               "asset_level": sub.asset_level, "signal_level": sub.signal_level}
+               "asset_level": sub.asset_level, "signal_level": sub.signal_level,
+               "settle_s": sub.settle_s}
         args.topic = sub.topic
     source = MqttSource(args.broker, topic=args.topic, qos=args.qos, client_id=args.client_id,
                         username=args.username, password=os.environ.get("TWIN_MQTT_PASSWORD"),
@@ -269,7 +270,14 @@ def _run(args: argparse.Namespace) -> int:
     store = open_store(settings.db_path, create=True)
     monitor = None
     try:
-        engine = build_engine(store, settings)
+        if getattr(store, "backend", "sqlite") == "postgresql":
+            # several monitors may share the database: detection by shards of the assets,
+            # each claimed in the database, so they check disjoint assets in parallel
+            from twinlib.detect.sharded import ShardedEngine
+
+            engine = ShardedEngine(store, settings.file, chunk=2000)
+        else:
+            engine = build_engine(store, settings)
         from twinlib.commands.retention import retention_policy
         monitor = Monitor(store, source, engine=engine, notifier=notifier, tick_s=args.tick,
                           batch_rows=args.batch, notify_max_age_s=args.notify_max_age,

@@ -283,10 +283,12 @@ def _up(args: argparse.Namespace) -> int:
     try:
         for name in services:
             children.append(Child(name, twin_argv(*commands[name]), env))
+        by_name = {c.name: c for c in children}
         probe = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         ready = {
+            # the monitor child's own beat (with --plant the plant server starts first)
             "monitor": lambda: _monitor_beating(settings.db_path, started_ms,
-                                                children[0].proc.pid),
+                                                by_name["monitor"].proc.pid),
             "api": lambda: _answers(f"http://{probe}:{api}/health"),
             # a TCP check: every page request makes Voilà start a kernel
             "dashboard": lambda: _listening(probe, dash),
@@ -310,8 +312,11 @@ def _up(args: argparse.Namespace) -> int:
         if not stop.is_set():
             print(f"\ntwin up: running — dashboard http://{shown}:{dash}  ·  API "
                   f"http://{shown}:{api}/data  ·  monitor: {args.assets} simulated pumps"
-                  f"{f' ({args.sim_speed:g}× time-lapse)' if args.sim_speed != 1 else ''}\n"
-                  f"twin up: Ctrl-C to stop\n", flush=True)
+                  + (f" through the simulated {args.plant} plant on 127.0.0.1:{plant_port}"
+                     if plant_port else
+                     f"{f' ({args.sim_speed:g}× time-lapse)' if args.sim_speed != 1 else ''}")
+                  + "\n"
+                  "twin up: Ctrl-C to stop\n", flush=True)
         while not stop.is_set():
             dead = [c for c in children if not c.alive()]
             if dead:

@@ -38,6 +38,7 @@ without ``--mapping`` the settings file's ``[plant]`` table is used)::
     format = "thingsboard"           # twinlib | thingsboard | per-topic | sparkplug
     kind = "pump"
     signals = { temp = "temperature" }   # rename payload keys / metric names to signals
+    settle_s = 1.0                   # per-topic: how long an instant waits for its other values
 
 Everything static is checked when the file is loaded (:func:`load_mapping`): unknown keys, a
 signal the asset's kind does not have, a register outside 0–65535, an unknown data type or
@@ -160,6 +161,7 @@ class MqttSubscription:
     asset_level: int | None = None     # per-topic: topic level of the asset (default -2)
     signal_level: int | None = None    # per-topic: topic level of the signal (default -1)
     qos: int = 1
+    settle_s: float = 1.0              # per-topic: wait this long for an instant's other values
 
 
 @dataclass(frozen=True)
@@ -356,7 +358,8 @@ def _modbus(spec: Mapping, kinds, settings_file) -> ModbusMapping:
                          retries=retries)
 
 
-_MQTT_KEYS = {"topic", "format", "kind", "signals", "asset_level", "signal_level", "qos"}
+_MQTT_KEYS = {"topic", "format", "kind", "signals", "asset_level", "signal_level", "qos",
+              "settle_s"}
 
 
 def _mqtt(spec: Mapping, kinds) -> tuple[MqttSubscription, ...]:
@@ -386,7 +389,9 @@ def _mqtt(spec: Mapping, kinds) -> tuple[MqttSubscription, ...]:
             if key in entry:
                 levels[key] = _int(f"{where}.{key}", entry[key], -32, 32)
         out.append(MqttSubscription(topic, fmt, kind, signals, qos=_int(
-            f"{where}.qos", entry.get("qos", 1), 0, 2), **levels))
+            f"{where}.qos", entry.get("qos", 1), 0, 2),
+            settle_s=_number(f"{where}.settle_s", entry.get("settle_s", 1.0), positive=True),
+            **levels))
     return tuple(out)
 
 

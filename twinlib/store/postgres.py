@@ -16,6 +16,12 @@ back. :meth:`PostgresStore.horizon` (under the same ``ALLOC`` lock, shared) read
 sequence would give and the smallest key of those in-flight locks: every id below the smaller of
 the two is final — visible now or never. :meth:`after` only returns ids below the horizon, so a
 reader following ``id > cursor`` never skips a late commit and never sees a row twice.
+
+**Locks keyed by schema.** Every advisory lock of a store carries its schema: the two-key locks
+(allocation, partitions, new assets and labels, meta keys) have the schema's namespace oid as
+classid, and the in-flight block locks are ``tag << 48 | first id`` with ``tag`` derived from the
+same oid, so several twinlib schemas on one server (two plants, parallel tests) never block each
+other nor hold back each other's cursor horizon.
 """
 from __future__ import annotations
 
@@ -45,8 +51,12 @@ PG_SCHEMA_VERSION = 2
 PART_MS = 86_400_000
 #: Partitions created ahead of the current day (at init and by ``twin retention``).
 PARTS_AHEAD = 3
-_NS = 0x7477696E  # "twin": the namespace (classid) of the two-key advisory locks
-_ALLOC, _PART = 1, 2
+#: Codes (objid) of the store's two-key advisory locks; the classid is the store's schema (its
+#: namespace oid), so two twinlib schemas on one server never block or see each other's locks.
+_ALLOC, _PART, _REGISTER, _LABELS = 0x74770001, 0x74770002, 0x74770003, 0x74770004
+#: Reading ids stay below 2**48: the in-flight block locks are single bigint keys
+#: ``tag << 48 | first id``, ``tag`` (1–32767) standing for the schema.
+ID_BITS = 48
 _QCACHE: dict[str, str] = {}
 
 
@@ -115,7 +125,11 @@ _FUNCTIONS = (
     BEGIN
       PERFORM pg_advisory_lock(%(ns)s, %(alloc)s);
       SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END INTO lo FROM readings_id_seq;
-      PERFORM pg_advisory_xact_lock_shared(lo);
+      IF lo + n >= (1::bigint << %(bits)s) THEN
+        PERFORM pg_advisory_unlock(%(ns)s, %(alloc)s);
+        RAISE EXCEPTION 'twinlib reading ids are exhausted (2^%(bits)s)';
+      END IF;
+      PERFORM pg_advisory_xact_lock_shared((%(tag)s::bigint << %(bits)s) | lo);
       PERFORM setval('readings_id_seq', lo + n - 1, true);
       PERFORM pg_advisory_unlock(%(ns)s, %(alloc)s);
       RETURN lo;
@@ -124,8 +138,10 @@ _FUNCTIONS = (
     DECLARE nxt bigint; low bigint;
     BEGIN
       SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END INTO nxt FROM readings_id_seq;
-      SELECT MIN((classid::bigint << 32) | objid::bigint) INTO low FROM pg_locks
+      SELECT MIN(((classid::bigint << 32) | objid::bigint) & ((1::bigint << %(bits)s) - 1))
+        INTO low FROM pg_locks
        WHERE locktype = 'advisory' AND objsubid = 1
+         AND (classid::bigint >> (%(bits)s - 32)) = %(tag)s
          AND database = (SELECT oid FROM pg_database WHERE datname = current_database());
       RETURN LEAST(nxt, COALESCE(low, nxt));
     END $$""",
@@ -169,6 +185,28 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
         self._after_hint = None
         self._parts: set[int] = set()
         self.timescale = False
+        self._ns_oid: int | None = None
+
+    @property
+    def lock_ns(self) -> int:
+        """The classid of this store's advisory locks: its schema's namespace oid (as int4), so
+        stores in other schemas of the same database neither block nor read these locks."""
+        if self._ns_oid is None:
+            row = self._raw.execute("SELECT oid::bigint FROM pg_namespace "
+                                    "WHERE nspname = current_schema()").fetchone()
+            if row is None:
+                raise StoreError("no schema to work in: the search_path names no existing schema")
+            self._ns_oid = int(row[0])
+        oid = self._ns_oid
+        return oid - (1 << 32) if oid >= 1 << 31 else oid
+
+    @property
+    def lock_tag(self) -> int:
+        """1–32767: the schema's part of the in-flight id-block lock keys (``tag << 48 | id``).
+        Two schemas whose oids are equal modulo 32767 share a tag; their horizons then also wait
+        for each other's in-flight blocks (later, never wrong)."""
+        self.lock_ns
+        return self._ns_oid % 32767 + 1
 
     # -- lifecycle -------------------------------------------------------------------------
     def init_schema(self) -> None:
@@ -178,7 +216,7 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
             raise StoreError("store is open read-only")
         fresh = not self.has_schema()
         with self.transaction():
-            self._raw.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_NS, _PART))
+            self._raw.execute("SELECT pg_advisory_xact_lock(%s, %s)", (self.lock_ns, _PART))
             ts_ok = fresh and self._raw.execute(
                 "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
             for stmt in _schema_statements():
@@ -187,7 +225,8 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
                 self._raw.execute(stmt)
             self._init_outbox_schema()
             for fn in _FUNCTIONS:
-                self._raw.execute(fn % {"ns": _NS, "alloc": _ALLOC})
+                self._raw.execute(fn % {"ns": self.lock_ns, "alloc": _ALLOC,
+                                        "tag": self.lock_tag, "bits": ID_BITS})
             if ts_ok:
                 self._timescale_setup()
             self.set_meta("schema_version", str(PG_SCHEMA_VERSION))
@@ -240,9 +279,22 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
         (an advisory lock on its name): two engines sharing ``detect.cursor`` take turns, as
         SQLite's single writer makes them, so no reading is checked — or alarmed on — twice."""
         if not self.readonly and self.conn.in_transaction:
-            self._raw.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_NS + 1, key))
+            self._raw.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+                              (self.lock_ns, "twin.meta:" + key))
         row = self._raw.execute("SELECT value FROM meta WHERE key = %s", (key,)).fetchone()
         return row[0] if row else default
+
+    # -- claims: work one process does at a time, whichever it is ----------------------------
+    def try_claim(self, name: str) -> bool:
+        """Claim ``name`` for this connection unless another holds it (a session advisory lock
+        keyed by this schema and the name; never waits). A claim ends with :meth:`release` or
+        when the connection closes — a crashed monitor's claims go with it, no lease to expire."""
+        return bool(self._raw.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))",
+                                      (self.lock_ns, "twin.claim:" + name)).fetchone()[0])
+
+    def release(self, name: str) -> None:
+        self._raw.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))",
+                          (self.lock_ns, "twin.claim:" + name))
 
     def _is_v1(self) -> bool:
         return False
@@ -253,7 +305,7 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
         if missing:
             side = self._side() if self.conn.in_transaction else self._raw
             with side.transaction():
-                side.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_NS, 4))
+                side.execute("SELECT pg_advisory_xact_lock(%s, %s)", (self.lock_ns, _LABELS))
                 for n in missing:
                     side.execute("INSERT INTO labels (code, name) SELECT COALESCE(MAX(code), 0) + 1, %s "
                                  "FROM labels ON CONFLICT (name) DO NOTHING", (n,))
@@ -276,7 +328,7 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
         writers never wait for each other's loads to learn an asset's key)."""
         side = self._side() if self.conn.in_transaction else self._raw
         with side.transaction():
-            side.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_NS, 3))
+            side.execute("SELECT pg_advisory_xact_lock(%s, %s)", (self.lock_ns, _REGISTER))
             side.execute(
                 "INSERT INTO assets (asset_id, key, kind, params, location, signals, created_at) "
                 "SELECT %s, COALESCE(MAX(key), 0) + 1, %s, %s, %s, %s, %s FROM assets "
@@ -317,7 +369,7 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
 
         def create(conn):
             with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_NS, _PART))
+                conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (self.lock_ns, _PART))
                 for d in missing:
                     conn.execute(f"CREATE TABLE IF NOT EXISTS {_part_name(d)} PARTITION OF readings "
                                  f"FOR VALUES FROM ({d * PART_MS}) TO ({(d + 1) * PART_MS})")
@@ -486,10 +538,12 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
         rows.sort(key=lambda r: (-r[1], name[r[0]]))
         return [self._reading(r) for r in rows[:n]]
 
-    def after(self, cursor: int, asset: str | None = None, limit: int = 10_000):
+    def after(self, cursor: int, asset: str | None = None, limit: int = 10_000, *,
+              shard: tuple[int, int] | None = None):
         """Readings with ``cursor < id < horizon()``, ascending id (at most ``limit``). Rows that
         commit late were given ids above the horizon of any reader that could have missed them,
-        so a reader paging with the last id it got sees every row exactly once."""
+        so a reader paging with the last id it got sees every row exactly once. ``shard=(k, n)``:
+        only assets whose key is ``k`` modulo ``n`` (a detection shard, see ``_shards.py``)."""
         cursor, limit = int(cursor), int(limit)
         keys = None if asset is None else self._keys(asset)
         if keys is not None and not keys:
@@ -498,10 +552,14 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
         if cursor + 1 >= h:
             return []
         key_sql, key_arg = ("", ()) if keys is None else (" AND l.asset = ?", (keys[0],))
+        if shard is not None:
+            key_sql += f" AND l.asset % {int(shard[1])} = {int(shard[0])}"
         out = []
         floor = int(self.get_meta("readings.log_floor", "0"))
         if cursor < floor:  # older than the log: scan (correct, slow; only after long outages)
             ks, ka = ("", ()) if keys is None else (" AND asset = ?", (keys[0],))
+            if shard is not None:
+                ks += f" AND asset % {int(shard[1])} = {int(shard[0])}"
             out = self.conn.execute(f"{_SELECT} WHERE id > ? AND id <= ?{ks} ORDER BY id LIMIT ?",
                                     (cursor, min(floor, h - 1), *ka, limit)).fetchall()
             if len(out) >= limit:
@@ -577,7 +635,7 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
             if (d + 1) * PART_MS <= cutoff:
                 name = _part_name(d)
                 with self.transaction():
-                    self._raw.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_NS, _PART))
+                    self._raw.execute("SELECT pg_advisory_xact_lock(%s, %s)", (self.lock_ns, _PART))
                     total += self._raw.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
                     self._raw.execute(f"DROP TABLE {name}")
                 self._parts.discard(d)

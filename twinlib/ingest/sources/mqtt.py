@@ -27,11 +27,13 @@ stops writing its heartbeat, so the health check (`twin run --check`) fails.
 """
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
 import logging
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from typing import Callable
 
 import pandas as pd
@@ -44,6 +46,8 @@ from twinlib.timeutil import format_ts, now_ms
 __all__ = ["MqttSource", "parse_payload", "topic_asset", "parse_broker"]
 
 log = logging.getLogger("twinlib.monitor")
+#: Receive-time stamps kept in the store for a restart (the newest; see MqttSource._save_stamps)
+_PERSISTED_STAMPS = 2000
 
 def parse_broker(text: str) -> tuple[str, int]:
     """`host[:port]` (default port 1883) → (host, port)."""
@@ -123,7 +127,8 @@ class MqttSource(Source):
                  required: tuple[str, ...] = SENSORS, max_buffer: int = 100_000,
                  keepalive: int = 30, clock: Callable[[], int] = now_ms,
                  fmt: str = "twinlib", kind=None, signals: dict | None = None,
-                 asset_level: int | None = None, signal_level: int | None = None):
+                 asset_level: int | None = None, signal_level: int | None = None,
+                 settle_s: float = 1.0, stamp_memory: int = 50_000):
         super().__init__(clock=clock)
         # gateway payload formats (twinlib.ingest.sources.mqtt_formats): ThingsBoard, one value
         # per topic, Sparkplug B; their readings are `kind`'s signals
@@ -135,6 +140,19 @@ class MqttSource(Source):
                                           asset_level=asset_level, signal_level=signal_level)
             self.kind = self.decoder.kind
             required = ()
+        # one value per topic: an instant's values are joined before they are stored
+        self.assembler = None
+        if fmt == "per-topic":
+            from twinlib.ingest.sources.mqtt_formats import Assembler
+
+            self.assembler = Assembler(settle_s)
+        # receive-time stamps of time-less QoS ≥ 1 messages, by (topic, mid, payload digest):
+        # a redelivery (DUP) gets the stamp of its first delivery, so it is stored once
+        self._stamps: OrderedDict = OrderedDict()
+        self._bursts: dict[str, tuple] = {}    # asset → (stamp, signals, monotonic start)
+        self.stamp_memory = int(stamp_memory)
+        self._store = None
+        self.redelivered = self.redelivered_unknown = 0
         import paho.mqtt.client as mqtt
 
         if qos not in (0, 1, 2):
@@ -144,15 +162,18 @@ class MqttSource(Source):
         self.host, self.port = parse_broker(broker)
         self.topic, self.qos, self.required = topic, int(qos), tuple(required)
         self.max_buffer, self.keepalive = int(max_buffer), int(keepalive)
-        self._buf: deque = deque()   # (mid, qos, rows, rejects)
+        self._buf: deque = deque()   # (mid, qos, rows, rejects, topic)
         self._buffered = 0           # readings in _buf
         self._lock = threading.Lock()
         self._arrived = threading.Event()
         self._acks: list[tuple[int, int]] = []
+        self._free_acks: list[tuple[int, int]] = []
         self.connected = threading.Event()
         self.received = self.dropped = 0
         self.refused_messages = 0    # messages that gave no reading at all
         self._opened = False
+        self.client_id = client_id
+        self._stamps_saved = None
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or "",
                                   clean_session=not client_id, protocol=mqtt.MQTTv311)
         self.client.manual_ack_set(True)
@@ -203,9 +224,70 @@ class MqttSource(Source):
         finally:
             self._arrived.set()
 
+    def _receive_time(self, msg) -> tuple[int | None, tuple | None]:
+        """The time for values of ``msg`` that carry none, and the key it is remembered by.
+
+        QoS 0 is never redelivered: the arrival time. At QoS ≥ 1 a first delivery (DUP flag
+        clear) gets the arrival time too, remembered by (topic, packet id, payload digest); a
+        redelivery (DUP set: the broker resends what was not acknowledged, after a reconnect)
+        gets the remembered stamp of its first delivery, or None when it is unknown (the first
+        delivery reached an earlier run): its time-less values are then refused with a reason
+        rather than stored a second time under a new time.
+        """
+        if msg.qos == 0:
+            return self.clock(), None
+        key = (msg.topic, msg.mid, hashlib.blake2b(bytes(msg.payload), digest_size=12).hexdigest())
+        with self._lock:
+            if msg.dup:
+                return self._stamps.get(key), key
+        return self.clock(), key
+
+    def _burst_time(self, row: dict, stamp: int) -> int:
+        """The time of a time-less one-value-per-topic value: a gateway publishes an asset's
+        values of one scan as a burst of messages, each arriving a little later. A value joins
+        the asset's open burst (stamped with the burst's first arrival) unless the burst already
+        has that signal or began ``settle_s`` ago; then it opens a new one."""
+        sig = next((k for k in row if k not in ("asset_id", "timestamp")), None)
+        asset, now = row.get("asset_id"), time.monotonic()
+        with self._lock:
+            burst = self._bursts.get(asset)
+            if burst is not None and sig not in burst[1] and \
+                    now - burst[2] < self.assembler.settle_s:
+                burst[1].add(sig)
+                return burst[0]
+            self._bursts[asset] = (stamp, {sig}, now)
+            return stamp
+
+    def _remember(self, key, stamp) -> None:
+        with self._lock:
+            self._stamps[key] = stamp
+            self._stamps.move_to_end(key)
+            while len(self._stamps) > self.stamp_memory:
+                self._stamps.popitem(last=False)
+
     def _take(self, msg) -> None:
         if self.decoder is not None:  # gateway formats: a value without a time gets the arrival
-            rows, rejects = self.decoder.decode(msg.payload, msg.topic, self.clock())
+            stamp, key = self._receive_time(msg)
+            why = None
+            if stamp is None:
+                why = ("redelivered (DUP) message without a time whose first delivery this "
+                       "monitor did not see (it reached an earlier run): refused, so that it "
+                       "is not stored twice under a new time; publish values with a timestamp "
+                       "(payload ts) to make redelivery exact")
+            rows, rejects = self.decoder.decode(msg.payload, msg.topic, stamp, why)
+            if self.assembler is not None and stamp is not None and not msg.dup:
+                for row in rows:   # values without a time: one reading per asset and burst
+                    if row.get("timestamp") == stamp:
+                        row["timestamp"] = stamp = self._burst_time(row, stamp)
+            if key is not None and stamp is not None:
+                if msg.dup:
+                    with self._lock:
+                        self.redelivered += 1
+                elif any(r.get("timestamp") == stamp for r in rows):
+                    self._remember(key, stamp)
+            elif stamp is None:
+                with self._lock:
+                    self.redelivered_unknown += 1
         else:
             stamp = self.clock() if msg.qos == 0 else None
             rows, rejects = parse_payload(msg.payload, msg.topic, self.topic, stamp)
@@ -222,7 +304,7 @@ class MqttSource(Source):
                                                   json.dumps(r, default=str)[:300])
                                      for r in rows]
                 rows = []
-            self._buf.append((msg.mid, msg.qos, rows, rejects))
+            self._buf.append((msg.mid, msg.qos, rows, rejects, msg.topic))
             self._buffered += len(rows)
 
     def _poison(self, msg, why: str) -> None:
@@ -237,7 +319,7 @@ class MqttSource(Source):
         with self._lock:
             self.received += 1
             self.refused_messages += 1
-            self._buf.append((mid, qos, [], [reject]))
+            self._buf.append((mid, qos, [], [reject], topic))
         log.error("mqtt: %s", reject.reason)
 
     def problem(self) -> str | None:
@@ -255,6 +337,9 @@ class MqttSource(Source):
 
     # -- Source interface --------------------------------------------------------------------
     def open(self, store) -> None:
+        if self.decoder is not None:
+            self._store = store
+            self._load_stamps(store)
         self.client.connect_async(self.host, self.port, keepalive=self.keepalive)
         self.client.loop_start()
         self._opened = True
@@ -266,16 +351,23 @@ class MqttSource(Source):
     def read(self, max_rows: int) -> Batch | None:
         rows, rejects = [], []
         with self._lock:
-            while self._buf and len(rows) < max_rows:
-                mid, qos, msg_rows, msg_rejects = self._buf.popleft()
-                self._buffered -= len(msg_rows)
-                rows.extend(msg_rows)
-                rejects.extend(msg_rejects)
-                if qos > 0:
-                    self._acks.append((mid, qos))
-            more = bool(self._buf)
+            if self.assembler is not None:
+                rows, more = self._assemble(max_rows, rejects)
+            else:
+                while self._buf and len(rows) < max_rows:
+                    mid, qos, msg_rows, msg_rejects, _ = self._buf.popleft()
+                    self._buffered -= len(msg_rows)
+                    rows.extend(msg_rows)
+                    rejects.extend(msg_rejects)
+                    if qos > 0:
+                        self._acks.append((mid, qos))
+                more = bool(self._buf)
             if not self._buf:
                 self._arrived.clear()
+            free, self._free_acks = self._free_acks, []
+        for mid, qos in free:
+            self.client.ack(mid, qos)
+        self._save_stamps()
         if not rows and not rejects:
             return None
         if self.decoder is not None:  # one value per message: join an instant's values
@@ -291,6 +383,55 @@ class MqttSource(Source):
             frame = rows_to_frame(rows, signals=tuple(dict.fromkeys((*SENSORS, *self.required))))
         return Batch(frame, rejects, more=more)
 
+    def _assemble(self, max_rows: int, rejects: list) -> tuple[list[dict], bool]:
+        """One value per topic (caller holds the lock): every buffered message into the
+        assembler, then the readings that are complete or settled."""
+        asm = self.assembler
+        while self._buf:
+            mid, qos, msg_rows, msg_rejects, topic = self._buf.popleft()
+            self._buffered -= len(msg_rows)
+            rejects.extend(msg_rejects)
+            token = (mid, qos) if qos > 0 else None
+            if not msg_rows:
+                if token is not None:
+                    self._acks.append(token)
+                continue
+            for row in msg_rows:
+                rejects.extend(asm.add(row, token, topic))
+        rows, tokens = asm.due(max_rows)
+        self._acks.extend(tokens)
+        # values that need no storing (a redelivered duplicate): acknowledged now, with or
+        # without a batch to store
+        self._free_acks.extend(asm.take_free())
+        return rows, bool(asm.next_due_in() == 0.0 and len(asm))
+
+    def _save_stamps(self) -> None:
+        """Keep the stamps of time-less QoS ≥ 1 messages in the store (meta
+        ``mqtt.stamps.<client id>``) before their readings are stored: a monitor that restarts
+        before acknowledging them gives their redelivery the same time (stored once)."""
+        if self._store is None or not self.client_id:
+            return
+        with self._lock:
+            if not self._stamps or self._stamps_saved == next(reversed(self._stamps)):
+                return
+            last = next(reversed(self._stamps))
+            recent = list(itertools.islice(reversed(self._stamps.items()),
+                                           _PERSISTED_STAMPS))[::-1]
+        try:
+            self._store.set_meta(f"mqtt.stamps.{self.client_id}", json.dumps(
+                [[t, m, h, s] for (t, m, h), s in recent], separators=(",", ":")))
+            self._stamps_saved = last
+        except Exception as exc:  # noqa: BLE001 - a DUP then is refused (reported), never doubled
+            log.warning("mqtt: receive-time stamps not saved (%s)", exc)
+
+    def _load_stamps(self, store) -> None:
+        try:
+            raw = store.get_meta(f"mqtt.stamps.{self.client_id}") if self.client_id else None
+            for t, m, h, st in json.loads(raw) if raw else []:
+                self._stamps[(t, int(m), h)] = int(st)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("mqtt: saved receive-time stamps not read (%s)", exc)
+
     def commit(self, store) -> None:
         acks, self._acks = self._acks, []
         for mid, qos in acks:
@@ -300,6 +441,13 @@ class MqttSource(Source):
         end = time.monotonic() + timeout
         while not stop.is_set():
             left = end - time.monotonic()
+            if self.assembler is not None:  # a pending reading may settle meanwhile
+                with self._lock:
+                    due = self.assembler.next_due_in()
+                if due is not None:
+                    if due <= 0:
+                        return
+                    left = min(left, due)
             if left <= 0 or self._arrived.wait(min(left, 0.2)):
                 return
 
@@ -307,10 +455,19 @@ class MqttSource(Source):
         return {"source": self.name, "broker": f"{self.host}:{self.port}", "topic": self.topic,
                 "format": self.fmt,
                 "qos": self.qos, "received": self.received, "dropped": self.dropped,
-                "refused_messages": self.refused_messages, "problem": self.problem()}
+                "refused_messages": self.refused_messages, "problem": self.problem(),
+                **({"redelivered": self.redelivered,
+                    "redelivered_refused": self.redelivered_unknown}
+                   if self.decoder is not None else {}),
+                **({"settle_s": self.assembler.settle_s, "pending": len(self.assembler),
+                    "complete": self.assembler.complete, "settled": self.assembler.settled,
+                    "late_values": self.assembler.late_values,
+                    "duplicate_values": self.assembler.duplicates}
+                   if self.assembler is not None else {})}
 
     def close(self) -> None:
         try:
+            self._save_stamps()   # what was received but not stored comes again after a restart
             self.client.disconnect()
         finally:
             self.client.loop_stop()

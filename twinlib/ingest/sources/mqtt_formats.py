@@ -36,13 +36,15 @@ from __future__ import annotations
 import json
 import math
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
 from twinlib.ingest.sources.base import SourceReject
 from twinlib.kinds import BUILTIN_KINDS, DEFAULT_KIND, Kind
 
-__all__ = ["FORMATS", "PayloadDecoder", "merge_rows", "sparkplug_payload_class",
+__all__ = ["FORMATS", "PayloadDecoder", "Assembler", "merge_rows", "sparkplug_payload_class",
            "encode_sparkplug"]
 
 FORMATS = ("thingsboard", "per-topic", "sparkplug")
@@ -90,6 +92,137 @@ def merge_rows(rows: list[dict]) -> list[dict]:
         else:
             have.update(row)
     return list(out.values())
+
+
+class Assembler:
+    """One reading per asset and instant out of values that arrive one per message.
+
+    A gateway publishing one value per topic sends an instant's signals as separate messages,
+    in any order, possibly interleaved with other assets'. :meth:`add` collects them per
+    ``(asset, timestamp)``; :meth:`due` hands out a reading when it is **complete** — every
+    signal the asset publishes has arrived (learned: the signals of its earlier readings) — or
+    when it has **settled**: ``settle_s`` seconds after its first value, with the signals that
+    are there (the missing ones stay empty, NaN; nothing is dropped). An asset's first reading
+    always settles (its signal set is not known yet). A signal missing from three readings in
+    a row is no longer waited for (a dead sensor must not delay every reading) until it comes
+    again.
+
+    A value for an instant already handed out is not lost silently: the same value again (a
+    redelivery) is counted in ``duplicates``; a signal the reading lacked, or a different
+    value, is reported as a reject that names the asset, instant, signal, value and how late it
+    was (raise ``settle_s``), and the signal is expected from then on. ``remember`` instants
+    are kept for that check.
+
+    Each value carries a ``token`` (the MQTT message id to acknowledge); :meth:`due` returns
+    the tokens of the readings it hands out, :meth:`take_free` those of values that need no
+    storing (duplicates, late values), so a message is acknowledged only once its value is
+    stored or reported.
+    """
+
+    def __init__(self, settle_s: float = 1.0, *, remember: int = 100_000,
+                 monotonic=time.monotonic):
+        if not settle_s > 0:
+            raise ValueError(f"settle_s must be > 0, got {settle_s!r}")
+        self.settle_s = float(settle_s)
+        self.remember = int(remember)
+        self._mono = monotonic
+        self._pending: dict[tuple, dict] = {}           # (asset, ts) → {signal: value}
+        self._first: dict[tuple, float] = {}             # (asset, ts) → monotonic first arrival
+        self._tokens: dict[tuple, list] = {}
+        self._emitted: OrderedDict[tuple, tuple[dict, float]] = OrderedDict()
+        self._signals: dict[str, set] = {}               # asset → signals it publishes
+        self._misses: dict[str, dict] = {}               # asset → signal → readings without it
+        self.forget_after = 3
+        self._free: list = []
+        self.duplicates = self.late_values = self.settled = self.complete = 0
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def add(self, row: dict, token=None, topic: str = "") -> list[SourceReject]:
+        """Take one decoded row (``asset_id``, ``timestamp``, its signal(s))."""
+        asset, ts = row["asset_id"], int(row["timestamp"])
+        values = {k: v for k, v in row.items() if k not in ("asset_id", "timestamp")}
+        key = (asset, ts)
+        done = self._emitted.get(key)
+        if done is not None:
+            stored, at = done
+            rejects = []
+            for sig, v in values.items():
+                if sig in stored and stored[sig] == v:
+                    self.duplicates += 1
+                    continue
+                self.late_values += 1
+                late = self._mono() - at
+                why = (f"differs from the stored {stored[sig]!r} (the stored value is kept)"
+                       if sig in stored else
+                       f"arrived {late:.1f} s after the reading was stored without it (settle "
+                       f"window {self.settle_s:g} s: raise settle_s if values come this late)")
+                rejects.append(SourceReject(None, f"topic {topic}: late value {sig}={v!r} for "
+                                                  f"{asset} at {ts} ms {why}",
+                                            json.dumps({"asset_id": asset, "timestamp": ts,
+                                                        sig: v})))
+                self._signals.setdefault(asset, set()).add(sig)
+            if token is not None:
+                self._free.append(token)
+            return rejects
+        have = self._pending.get(key)
+        if have is None:
+            self._pending[key] = have = {}
+            self._first[key] = self._mono()
+            self._tokens[key] = []
+        have.update(values)
+        if token is not None:
+            self._tokens[key].append(token)
+        return []
+
+    def _is_complete(self, key) -> bool:
+        want = self._signals.get(key[0])
+        return want is not None and want.issubset(self._pending[key])
+
+    def due(self, max_rows: int | None = None, *, flush: bool = False
+            ) -> tuple[list[dict], list]:
+        """Readings complete or settled (all pending ones with ``flush``), and their tokens."""
+        now = self._mono()
+        keys = [k for k in self._pending
+                if flush or self._is_complete(k) or now - self._first[k] >= self.settle_s]
+        keys.sort(key=lambda k: (k[1], k[0]))
+        if max_rows is not None:
+            keys = keys[:max_rows]
+        rows, tokens = [], []
+        for key in keys:
+            complete = self._is_complete(key)
+            self.complete += complete
+            self.settled += not complete
+            values = self._pending.pop(key)
+            del self._first[key]
+            tokens += self._tokens.pop(key)
+            want = self._signals.setdefault(key[0], set())
+            misses = self._misses.setdefault(key[0], {})
+            for sig in want - set(values):   # a signal missing from 3 readings in a row is no
+                misses[sig] = misses.get(sig, 0) + 1   # longer waited for (a dead sensor)
+                if misses[sig] >= self.forget_after:
+                    want.discard(sig)
+                    del misses[sig]
+            for sig in values:
+                misses.pop(sig, None)
+            want.update(values)
+            self._emitted[key] = (values, now)
+            rows.append({"asset_id": key[0], "timestamp": key[1], **values})
+        while len(self._emitted) > self.remember:
+            self._emitted.popitem(last=False)
+        return rows, tokens
+
+    def take_free(self) -> list:
+        """Tokens of values that needed no storing (duplicates, reported late values)."""
+        out, self._free = self._free, []
+        return out
+
+    def next_due_in(self) -> float | None:
+        """Seconds until the oldest pending reading settles (None: nothing pending)."""
+        if not self._first:
+            return None
+        return max(0.0, min(self._first.values()) + self.settle_s - self._mono())
 
 
 # -- Sparkplug B protobuf (org.eclipse.tahu.protobuf.Payload), built without generated code -----
@@ -225,8 +358,12 @@ class PayloadDecoder:
         self.ignored_keys[key] = self.ignored_keys.get(key, 0) + 1
         return None
 
-    def decode(self, payload: bytes, topic: str, received_ms: int
-               ) -> tuple[list[dict], list[SourceReject]]:
+    def decode(self, payload: bytes, topic: str, received_ms: int | None,
+               no_time: str | None = None) -> tuple[list[dict], list[SourceReject]]:
+        """Rows and rejects of one message. ``received_ms`` stamps values that carry no time;
+        None refuses them, ``no_time`` saying why (the MQTT source: a redelivered message
+        whose first stamp is unknown)."""
+        self._no_time = no_time or "it carries no time and no receive time may be given"
         try:
             if self.fmt == "thingsboard":
                 return self._thingsboard(payload, topic, received_ms)
@@ -252,6 +389,10 @@ class PayloadDecoder:
         else:
             values, ts = item, None
         when = received_ms if ts is None else _ms(ts)
+        if when is None and ts is None:
+            rejects.append(SourceReject(k, f"topic {topic}: entry {k}: {self._no_time}",
+                                        _raw(json.dumps(item))))
+            return
         if when is None:
             rejects.append(SourceReject(k, f"topic {topic}: entry {k}: ts {ts!r} is not epoch "
                                            f"milliseconds", _raw(json.dumps(item))))
@@ -320,6 +461,9 @@ class PayloadDecoder:
         else:
             value = doc
         num = _num(value)
+        if when is None and received_ms is None and not (
+                isinstance(doc, dict) and ("ts" in doc or "timestamp" in doc)):
+            return [], [SourceReject(None, f"topic {topic}: {self._no_time}", _raw(payload))]
         if num is None or when is None:
             what = f"value {value!r} is not a finite number" if num is None else \
                 "ts is not epoch milliseconds"
@@ -354,6 +498,8 @@ class PayloadDecoder:
                                            f"{mtype!r}", _raw(payload))]
         asset = device or node
         base_ts = msg.timestamp if msg.HasField("timestamp") else received_ms
+        if base_ts is None and any(not m.HasField("timestamp") for m in msg.metrics):
+            return [], [SourceReject(None, f"topic {topic}: {self._no_time}", "")]
         by_ts: dict[int, dict] = {}
         rejects = []
         for m in msg.metrics:
