@@ -205,7 +205,7 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
         """1–32767: the schema's part of the in-flight id-block lock keys (``tag << 48 | id``).
         Two schemas whose oids are equal modulo 32767 share a tag; their horizons then also wait
         for each other's in-flight blocks (later, never wrong)."""
-        self.lock_ns
+        self.lock_ns  # noqa: B018 -- reads (and caches) the schema oid
         return self._ns_oid % 32767 + 1
 
     # -- lifecycle -------------------------------------------------------------------------
