@@ -42,7 +42,9 @@ class DataFastPath:
         self.limit = limit
         # Flask's order: the view's Content-Type and Content-Length, then the after-request
         # hooks' headers (CORS, then security).
-        self._extra = ([("Vary", "Origin")] if vary_origin else []) + list(SECURITY_HEADERS)
+        # flask-compress says Vary: Accept-Encoding on every JSON answer, compressed or not.
+        self._extra = ([("Vary", "Accept-Encoding, Origin")] if vary_origin else
+                       [("Vary", "Accept-Encoding")]) + list(SECURITY_HEADERS)
         read, write = read_tokens
         # None: reads are open. Otherwise the exact header values that may read.
         self._auth = None if not read else tuple(
