@@ -8,6 +8,8 @@ request (``?format=iso``). Missing sensor values and NaN become ``null``.
 from __future__ import annotations
 
 import math
+import re
+import unicodedata
 from collections.abc import Mapping
 
 import orjson
@@ -28,6 +30,7 @@ __all__ = [
     "clean_number",
     "format_optional_ts",
     "format_ts_cached",
+    "plain_text",
 ]
 
 _OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
@@ -51,6 +54,26 @@ def read_json_body():
         return orjson.loads(request.get_data(cache=True))
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, f"body is not valid JSON: {exc}", parameter="body") from None
+
+
+_SYMBOL_CATEGORIES = frozenset({"So", "Sk", "Cs", "Co"})
+_SPACES = re.compile(r"\s{2,}")
+
+
+def plain_text(text):
+    """``text`` without pictographs (emoji, dingbats, their variation selectors and joiners):
+    API messages are plain text that every terminal, log and font shows. ``°``, ``σ``, ``→``
+    and other letters and math stay."""
+    if not text or text.isascii():
+        return text
+    kept = []
+    for ch in text:
+        cp = ord(ch)
+        if (unicodedata.category(ch) in _SYMBOL_CATEGORIES and ch not in "°©®") or \
+                0xFE00 <= cp <= 0xFE0F or cp in (0x200D, 0x20E3) or 0x1F3FB <= cp <= 0x1F3FF:
+            continue
+        kept.append(ch)
+    return _SPACES.sub(" ", "".join(kept)).strip()
 
 
 def clean_number(value):
@@ -130,7 +153,7 @@ def alert_to_dict(alert: dict) -> dict:
         "sensor": alert.get("sensor"),
         "severity": alert["severity"],
         "state": alert["state"],
-        "message": alert["message"],
+        "message": plain_text(alert["message"]),
         "started_at": format_optional_ts(alert.get("started_at")),
         "last_seen": format_optional_ts(alert.get("last_seen")),
         "ended_at": format_optional_ts(alert.get("ended_at")),

@@ -8,7 +8,7 @@ from flask import Blueprint, current_app, request
 
 from twinlib.api import schemas as S
 from twinlib.api.errors import ApiError
-from twinlib.api.jsonio import clean_number, format_optional_ts, json_response
+from twinlib.api.jsonio import clean_number, format_optional_ts, json_response, plain_text
 from twinlib.api.openapi import doc
 from twinlib.api.paging import get_cursor, link_header, next_url
 from twinlib.api.params import BUCKETS, get_bucket, get_int, get_range
@@ -179,7 +179,7 @@ def get_asset(asset_id: str):
 def _status_of(statuses: dict, asset_id: str) -> dict:
     # asset_status covers every asset with metadata, readings or alarms, like asset_ids().
     status = statuses[asset_id]
-    return {"status": status["status"], "messages": list(status["messages"])}
+    return {"status": status["status"], "messages": [plain_text(m) for m in status["messages"]]}
 
 
 @bp.get("/assets/<asset_id>/readings")
