@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
         COMPRESS_MIMETYPES=["application/json", "text/csv", "text/plain", "text/html",
                             "text/css", "text/javascript", "application/javascript"],
         COMPRESS_STREAMS=True,
+        COMPRESS_ALGORITHM_STREAMING=["gzip"],  # the CSV export (flask-compress: none by default)
         METRICS=True,
     )
     if test_config:
