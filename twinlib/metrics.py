@@ -18,7 +18,8 @@ worker — sums all of them (prometheus_client's multiprocess mode).
 - ``twin_monitor_readings_received_total``, ``…_inserted_total``, ``…_duplicates_total`` — the
   run's counters (ingest rate: ``rate(twin_monitor_readings_inserted_total[1m])``);
 - ``twin_monitor_rejects_total{reason}`` — refused readings by validation code
-  (``out_of_range``, ``non_numeric``, ``duplicate``, …; ``batch`` for a whole unusable batch);
+  (``out_of_range``, ``non_numeric``, ``duplicate``, …; ``unparsed`` for what the source could
+  not turn into a reading, and for a whole unusable batch);
 - ``twin_monitor_ingest_lag_seconds`` — wall clock minus the newest stored reading's time;
 - ``twin_monitor_detection_backlog_readings`` and ``twin_monitor_detection_lag_seconds`` — how
   many stored readings detection has not checked yet, and how far (in reading time) its cursor
@@ -147,7 +148,7 @@ def count_rejects(rejects) -> None:
         return
     counter = _rejects_counter()
     for r in rejects:
-        code = getattr(r, "code", "") or ("batch" if getattr(r, "line", None) is None else "other")
+        code = getattr(r, "code", "") or "unparsed"
         counter.labels(code).inc()
 
 
