@@ -173,3 +173,17 @@ def test_docs_page_loads_only_local_files(client):
     assert "script-src 'self'" in csp and "http" not in csp
     assert client.get("/docs/../app.py").status_code == 404
     assert client.get("/docs/index.j2").status_code == 404
+
+
+def test_cli_fetch_json_and_get_data_give_the_same_rows(tmp_path, make_app, capsys, monkeypatch):
+    """One shape per resource: `twin fetch --json` prints exactly what GET /data answers."""
+    import json
+
+    from twinlib.cli import main
+    db = _mixed_precision_db(tmp_path)
+    monkeypatch.setenv("TWIN_SETTINGS", str(tmp_path / "none.toml"))
+    capsys.readouterr()
+    assert main(["fetch", "--db", str(db), "--limit", "5", "--json"]) == 0
+    cli_rows = json.loads(capsys.readouterr().out)
+    api_rows = make_app(db).test_client().get("/data?limit=5").get_json()
+    assert cli_rows == api_rows and len(api_rows) == 5
