@@ -107,3 +107,15 @@ def test_twin_api_refuses_to_bind_beyond_loopback_without_a_read_token(tmp_path)
                           text=True, timeout=60)
     assert proc.returncode == 2
     assert "refusing to serve on 0.0.0.0" in proc.stderr and "TWIN_API_READ_TOKEN" in proc.stderr
+
+
+def test_open_reads_is_an_explicit_choice_with_a_warning(tmp_path):
+    env = {**os.environ, "TWIN_SETTINGS": str(tmp_path / "none.toml"),
+           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env.pop("TWIN_API_READ_TOKEN", None)
+    # an address no interface here has (TEST-NET-1): gunicorn cannot bind it and exits
+    proc = subprocess.run([sys.executable, "-m", "twinlib", "api", "--host", "192.0.2.1",
+                           "--port", "1", "--open-reads", "--db", str(tmp_path / "x.db")],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert "refusing" not in proc.stderr
+    assert "WARNING: serving on 192.0.2.1 without a read token" in proc.stderr

@@ -135,13 +135,19 @@ def _run(args: argparse.Namespace) -> int:
     settings = get_settings(db_path=args.db, api_host=args.host, api_port=args.port,
                             log_format=args.log_format)
     from twinlib.api.auth import is_loopback
-    if not is_loopback(settings.api_host) and not settings.api_read_token:
+    if not is_loopback(settings.api_host) and not settings.api_read_token and args.open_reads:
+        print(f"twin api: WARNING: serving on {settings.api_host} without a read token "
+              "(--open-reads): every client that can reach this address reads the plant's "
+              "data; publish the port on loopback only or behind an authenticating proxy",
+              file=sys.stderr)
+    elif not is_loopback(settings.api_host) and not settings.api_read_token:
         raise CommandError(
             f"refusing to serve on {settings.api_host}: beyond loopback the API needs a read "
             "token. Set TWIN_API_READ_TOKEN (or [api] read_token in twin.toml) to a long random "
             "secret (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`); "
             "clients then send `Authorization: Bearer <token>`. Or bind to 127.0.0.1 and "
-            "publish through a reverse proxy that authenticates.", code=2)
+            "publish through a reverse proxy that authenticates (a container whose port is "
+            "published on the host's loopback only may say --open-reads).", code=2)
     if not settings.db_path.exists():
         print(f"twin api: warning: database {settings.db_path} does not exist; requests get 503 "
               "until it does (create it with `twin init-db`)", file=sys.stderr)
@@ -180,5 +186,9 @@ def register(subparsers) -> None:
     p.add_argument("--log-format", choices=("text", "json"), default=None,
                    help="text (default) or json: one JSON object per log line (default: "
                         "TWIN_LOG_FORMAT or [logging] format)")
+    p.add_argument("--open-reads", action="store_true",
+                   help="serve reads without a read token even beyond loopback: only for a "
+                        "container whose port is published on the host's loopback, or behind "
+                        "a proxy that authenticates (a warning is printed)")
     add_db_option(p)
     p.set_defaults(func=_run)
