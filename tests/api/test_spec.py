@@ -87,3 +87,20 @@ def test_schemathesis_finds_nothing(case, fuzz_app):
     case.call_and_validate(app=fuzz_app, headers={"Authorization": f"Bearer {TOKEN}",
                                                   "Accept-Encoding": "identity"},
                            excluded_checks=[positive_data_acceptance])
+
+
+def test_operations_written_out_elsewhere_are_used_as_they_are(client, monkeypatch):
+    """``spec_alarms`` (the alarm work's document part) wins for the routes it names, and
+    documents nothing the app does not serve."""
+    import sys
+    import types
+    op = {"summary": "Alarms (written out).", "operationId": "listAlarms",
+          "responses": {"200": {"description": "OK"}}}
+    fake = types.ModuleType("twinlib.api.spec_alarms")
+    fake.alarm_paths = lambda: {"/alarms": {"get": op}, "/not/served": {"get": op}}
+    fake.alarm_schemas = lambda: {"AlarmX": {"type": "object"}}
+    monkeypatch.setitem(sys.modules, "twinlib.api.spec_alarms", fake)
+    spec = build_spec(client.application)
+    assert spec["paths"]["/alarms"]["get"] == op
+    assert "/not/served" not in spec["paths"]
+    assert "AlarmX" in spec["components"]["schemas"] and "Asset" in spec["components"]["schemas"]

@@ -12,9 +12,14 @@ with query parameters, the cursor parameter on paged lists, and — when a read 
 configured — the read security schemes and ``401``/``429`` on every route it guards.
 A route no one annotated (a new blueprint) is still documented: its path, methods, path
 parameters and docstring summary, with a generic answer.
+
+Operations written out whole elsewhere — ``twinlib.api.spec_alarms`` (``alarm_paths()``,
+``alarm_schemas()``), when that module exists — are taken as they are for the routes they
+name; the document still lists only routes the app serves.
 """
 from __future__ import annotations
 
+import copy
 import re
 
 from apispec import APISpec
@@ -111,17 +116,31 @@ def _operation(view, rule, method: str, read_auth: bool) -> dict:
                 responses.setdefault(code, answer)
         op["responses"] = responses
         op.update(meta["extra"])
-    from twinlib.api.auth import OPEN_ENDPOINTS
-    if read_auth and not write and rule.rule not in OPEN_ENDPOINTS:
-        op["security"] = [{"readBearer": []}, {"readBasic": []}, {"bearerAuth": []}]
-        op["responses"].setdefault("401", S.err("Missing or wrong read token."))
-        op["responses"].setdefault("429", S.AUTH["429"])
+    _add_read_auth(op, rule, read_auth)
     return op
+
+
+def _add_read_auth(op: dict, rule, read_auth: bool) -> None:
+    from twinlib.api.auth import OPEN_ENDPOINTS
+    if read_auth and "security" not in op and rule.rule not in OPEN_ENDPOINTS:
+        op["security"] = [{"readBearer": []}, {"readBasic": []}, {"bearerAuth": []}]
+        op.setdefault("responses", {}).setdefault("401", S.err("Missing or wrong read token."))
+        op["responses"].setdefault("429", S.AUTH["429"])
+
+
+def _written_out() -> tuple[dict, dict]:
+    """(paths, schemas) of the operations documented whole in ``spec_alarms``, if present."""
+    try:
+        from twinlib.api import spec_alarms
+    except ImportError:
+        return {}, {}
+    return spec_alarms.alarm_paths(), spec_alarms.alarm_schemas()
 
 
 def build_spec(app: Flask) -> dict:
     """The OpenAPI document of ``app`` (a fresh dict each call)."""
     read_auth = bool(app.config.get("API_READ_TOKEN"))
+    written_paths, written_schemas = _written_out()
     spec = APISpec(
         title="twinlib API", version=SPEC_VERSION, openapi_version="3.0.3",
         info={"description": (
@@ -130,7 +149,7 @@ def build_spec(app: Flask) -> dict:
             "the original `YYYY-MM-DD HH:MM:SS` (UTC). Lists are paged by cursor: follow the "
             "`next` link (the `Link` header, and a `next` field in object bodies). Every error "
             "is JSON: `{status, error, message[, parameter]}`.")})
-    for name, schema in S.SCHEMAS.items():
+    for name, schema in {**S.SCHEMAS, **written_schemas}.items():
         spec.components.schema(name, schema)
     spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer",
                                                    "description": "The write token."})
@@ -147,8 +166,13 @@ def build_spec(app: Flask) -> dict:
             continue
         path = re.sub(r"<(?:\w+(?:\([^)]*\))?:)?(\w+)>", r"{\1}", rule.rule)
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
-            paths.setdefault(path, {})[method.lower()] = _operation(view, rule, method.lower(),
-                                                                     read_auth)
+            written = written_paths.get(path, {}).get(method.lower())
+            if written is not None:
+                op = copy.deepcopy(written)
+                _add_read_auth(op, rule, read_auth)
+            else:
+                op = _operation(view, rule, method.lower(), read_auth)
+            paths.setdefault(path, {})[method.lower()] = op
     for path, operations in paths.items():
         spec.path(path=path, operations=operations)
     return spec.to_dict()
