@@ -108,6 +108,18 @@ class ApiMetricsMiddleware:
     def __init__(self, wsgi_app):
         self.wsgi_app = wsgi_app
         self.requests, self.latency = api_metrics()
+        # (endpoint, method, status) -> the two labelled children: labels() takes a lock and
+        # builds a key on every call; the set of routes × methods × statuses is small.
+        self._children: dict[tuple, tuple] = {}
+
+    def _record(self, endpoint: str, method: str, status: str, seconds: float) -> None:
+        key = (endpoint, method, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (self.latency.labels(endpoint, method),
+                                               self.requests.labels(endpoint, method, status))
+        children[0].observe(seconds)
+        children[1].inc()
 
     def __call__(self, environ, start_response):
         t0 = time.perf_counter()
@@ -124,8 +136,7 @@ class ApiMetricsMiddleware:
             method = environ.get("REQUEST_METHOD", "?")
             if method not in ("GET", "POST", "HEAD", "OPTIONS", "PUT", "DELETE", "PATCH"):
                 method = "other"
-            self.latency.labels(endpoint, method).observe(time.perf_counter() - t0)
-            self.requests.labels(endpoint, method, status[0]).inc()
+            self._record(endpoint, method, status[0], time.perf_counter() - t0)
 
 
 # -- monitor -----------------------------------------------------------------------------------
