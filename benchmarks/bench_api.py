@@ -176,7 +176,9 @@ def _start(cmd: list[str], port: int, env: dict, log: Path) -> subprocess.Popen:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/data", timeout=2) as r:
+            # A generous timeout: the baseline's first answer sorts the whole table, which on a
+            # loaded machine took longer than 2 s per try, so it never counted as started.
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/data", timeout=30) as r:
                 if r.status == 200:
                     return proc
         except OSError:

@@ -101,6 +101,15 @@ _SPEC: dict[str, tuple[str, Any, type]] = {
     "dashboard_max_kernels": ("TWIN_DASHBOARD_MAX_KERNELS", None, int),
     "api_token": ("TWIN_API_TOKEN", None, str),
     "api_cors_origins": ("TWIN_API_CORS_ORIGINS", None, str),
+    # reads need this token (or [api] users) when set; required to bind beyond loopback
+    "api_read_token": ("TWIN_API_READ_TOKEN", None, str),
+    # the monitor's Prometheus port on 127.0.0.1 (None/0: off)
+    "monitor_metrics_port": ("TWIN_MONITOR_METRICS_PORT", None, int),
+    "log_format": ("TWIN_LOG_FORMAT", None, str),  # "text" (default) or "json"
+    # where clients reach a service that listens inside a container whose port is published
+    # elsewhere (compose sets it to the published address): the "beyond loopback needs a token"
+    # rule applies to this address instead of the one the service binds
+    "published_host": ("TWIN_PUBLISHED_HOST", None, str),
 }
 
 
@@ -121,6 +130,15 @@ class Settings:
     api_cors_origins: str | list | None  # comma-separated text or a list; None = no CORS
     file: dict = field(default_factory=dict, compare=False)
     kinds: dict = field(default_factory=lambda: dict(BUILTIN_KINDS), compare=False)
+    api_read_token: str | None = None
+    monitor_metrics_port: int | None = None
+    log_format: str = "text"
+    published_host: str | None = None
+
+    def exposed_host(self, bind_host: str) -> str:
+        """The address whose reach decides whether a service needs a token: the published one
+        when the service runs behind port publishing (``TWIN_PUBLISHED_HOST``), else its bind."""
+        return self.published_host or bind_host
 
     @property
     def db_url(self) -> str | None:
@@ -229,14 +247,24 @@ def get_settings(env: dict | None = None, **overrides: Any) -> Settings:
         values["api_token"] = str(token) if token else None
     if values["api_cors_origins"] is None:
         values["api_cors_origins"] = file.get("api", {}).get("cors_origins")
+    if values["api_read_token"] is None:
+        token = file.get("api", {}).get("read_token")
+        values["api_read_token"] = str(token) if token else None
+    if values["monitor_metrics_port"] is None:
+        port = file.get("monitor", {}).get("metrics_port")
+        values["monitor_metrics_port"] = _coerce("monitor_metrics_port", port, int) if port else None
+    if values["log_format"] is None:
+        values["log_format"] = str(file.get("logging", {}).get("format", "text"))
+    if values["log_format"] not in ("text", "json"):
+        raise SettingsError(f"log_format must be text or json, got {values['log_format']!r}")
     if values["dashboard_max_kernels"] is None:
         values["dashboard_max_kernels"] = _coerce(
             "dashboard_max_kernels", file.get("dashboard", {}).get("max_kernels", 8), int)
     if values["dashboard_max_kernels"] < 0:
         raise SettingsError("dashboard_max_kernels must be 0 (no limit) or more, got "
                             f"{values['dashboard_max_kernels']}")
-    for port in ("api_port", "dashboard_port"):
-        if not 0 <= values[port] <= 65535:
+    for port in ("api_port", "dashboard_port", "monitor_metrics_port"):
+        if values[port] is not None and not 0 <= values[port] <= 65535:
             raise SettingsError(f"{port} must be between 0 and 65535, got {values[port]}")
     try:
         kinds = load_kinds(file, source=str(values["settings_file"]))

@@ -45,6 +45,7 @@ from typing import Any
 
 from twinlib.ingest import ValidationError, ingest_frame
 from twinlib.ingest.sources.base import SourceReject
+from twinlib.metrics import count_rejects
 from twinlib.store import DB_ERRORS
 from twinlib.store._busy import is_busy
 from twinlib.timeutil import now_ms
@@ -220,6 +221,7 @@ class Monitor:
             log.warning("%s: … and %d more rejected in this batch", where,
                         len(rejects) - self.max_logged_rejects)
         self.stats.rejected += len(rejects)
+        count_rejects(rejects)
 
     def _ingest(self, batch) -> bool:
         """Store one batch; False when the store failed (the batch is kept and retried)."""

@@ -25,10 +25,10 @@ def test_list_all_newest_first(client, alarms):
     assert crit == {
         "id": alarms["crit"], "asset_id": "pump-01", "rule": "temperature_high",
         "sensor": "temperature", "severity": "critical", "state": "active", "message": "pump-01 hot",
-        "started_at": "2026-02-10 01:00:00", "last_seen": "2026-02-10 01:00:00", "ended_at": None,
+        "started_at": "2026-02-10T01:00:00.000Z", "last_seen": "2026-02-10T01:00:00.000Z", "ended_at": None,
         "peak_value": 92.5, "trigger_count": 4, "acked": False, "acked_by": None, "acked_at": None,
     }
-    assert body[2]["ended_at"] == "2026-02-10 00:59:30"
+    assert body[2]["ended_at"] == "2026-02-10T00:59:30.000Z"
 
 
 @pytest.mark.parametrize("query,expected", [

@@ -26,7 +26,7 @@ def test_list_assets_has_latest_reading_and_status(client, fleet, store):
     last = fleet.readings.groupby("asset_id").tail(1).set_index("asset_id")
     for a in body:
         exp = last.loc[a["asset_id"]]
-        assert a["latest"]["timestamp"] == exp["timestamp"].strftime("%Y-%m-%d %H:%M:%S")
+        assert a["latest"]["timestamp"] == exp["timestamp"].strftime("%Y-%m-%dT%H:%M:%S.000Z")
         assert a["latest"]["temperature"] == pytest.approx(exp["temperature"])
         assert a["latest"]["label"] == exp["label"]
         assert a["kind"] == next(x["kind"] for x in fleet.assets if x["asset_id"] == a["asset_id"])
@@ -61,7 +61,7 @@ def test_raw_history_is_oldest_first_within_range(client, fleet):
                         & (fleet.readings.timestamp >= since) & (fleet.readings.timestamp <= until)]
     assert body["bucket"] is None and body["truncated"] is False
     assert len(body["readings"]) == len(df) == 600
-    assert [r["timestamp"] for r in body["readings"]] == df.timestamp.dt.strftime("%Y-%m-%d %H:%M:%S").tolist()
+    assert [r["timestamp"] for r in body["readings"]] == df.timestamp.dt.strftime("%Y-%m-%dT%H:%M:%S.000Z").tolist()
     assert np.allclose([r["pressure"] for r in body["readings"]], df.pressure)
 
 
@@ -69,7 +69,7 @@ def test_raw_history_limit_keeps_the_newest_and_says_truncated(client, fleet):
     body = client.get("/assets/pump-01/readings?limit=5").get_json()
     assert body["truncated"] is True
     tail = fleet.readings[fleet.readings.asset_id == "pump-01"].tail(5)
-    assert [r["timestamp"] for r in body["readings"]] == tail.timestamp.dt.strftime("%Y-%m-%d %H:%M:%S").tolist()
+    assert [r["timestamp"] for r in body["readings"]] == tail.timestamp.dt.strftime("%Y-%m-%dT%H:%M:%S.000Z").tolist()
 
 
 @pytest.mark.parametrize("bucket,freq", [("1m", "1min"), ("5m", "5min"), ("1h", "1h")])
@@ -81,7 +81,7 @@ def test_downsampled_history_matches_pandas_resample(client, fleet, bucket, freq
     assert body["bucket"] == bucket
     assert len(body["buckets"]) == len(exp)
     for item, (ts, row) in zip(body["buckets"], exp.iterrows()):
-        assert item["timestamp"] == ts.strftime("%Y-%m-%d %H:%M:%S")
+        assert item["timestamp"] == ts.strftime("%Y-%m-%dT%H:%M:%S.000Z")
         assert item["n"] == row[("temperature", "count")]
         for s in ("temperature", "vibration", "pressure"):
             for agg in ("min", "mean", "max"):
@@ -90,8 +90,8 @@ def test_downsampled_history_matches_pandas_resample(client, fleet, bucket, freq
 
 def test_downsampled_history_defaults_to_last_24h_of_the_asset(client):
     body = client.get("/assets/pump-02/readings?bucket=1h").get_json()
-    assert body["until"] == "2026-02-10 02:59:59"
-    assert body["since"] == "2026-02-09 02:59:59"
+    assert body["until"] == "2026-02-10T02:59:59.000Z"
+    assert body["since"] == "2026-02-09T02:59:59.000Z"
     assert [b["n"] for b in body["buckets"]] == [3600, 3600, 3600]
 
 
@@ -129,7 +129,7 @@ def test_forecast_reports_the_degrading_pump(tmp_path, make_app):
     s.close()
     client = make_app(tmp_path / "fc.db").test_client()
     body = client.get("/assets/pump-01/forecast").get_json()
-    assert body["asset_id"] == "pump-01" and body["as_of"] == "2026-02-10 00:59:59"
+    assert body["asset_id"] == "pump-01" and body["as_of"] == "2026-02-10T00:59:59.000Z"
     temp = [f for f in body["forecasts"] if f["sensor"] == "temperature"]
     assert len(temp) == 1
     assert temp[0]["threshold"] == 85.0

@@ -53,6 +53,9 @@ def test_reads_are_consistent_while_a_writer_loads(store, make_app):
             continue
         assert resp.status_code == 200, resp.get_json()
         rows = resp.get_json()
+        if not rows:  # the asset is registered, its first batch not committed yet
+            assert not finished
+            continue
         reads += 1
         during += not finished
         ks = [(pd.Timestamp(r["timestamp"]).value // 1_000_000 - T0) // 1000 for r in rows]

@@ -136,11 +136,11 @@ def test_missing_sensor_values_are_null(tmp_path, make_app):
                      "vibration": 0.2, "pressure": 3.0, "asset_id": "a"}]
 
 
-def test_cached_timestamp_formatting_equals_format_ts():
+def test_cached_timestamp_formatting_equals_format_seconds():
     import numpy as np
 
     from twinlib.api.jsonio import format_ts_cached
-    from twinlib.timeutil import format_ts
+    from twinlib.timeutil import format_seconds as format_ts
     rng = np.random.default_rng(11)
     values = rng.integers(-10**12, 4 * 10**12, 20_000).tolist() + [0, 999, 1000, 1_770_681_600_000]
     for v in values + values:  # second pass hits the cache

@@ -68,10 +68,11 @@ def test_export_too_large_is_refused_not_truncated(client, monkeypatch):
 def test_health_reports_newest_reading_and_its_age(client):
     body = client.get("/health").get_json()
     assert body["status"] == "ok" and body["database"] == "reachable"
-    assert body["newest_reading"] == "2026-02-10 02:59:59"
+    assert body["newest_reading"] == "2026-02-10T02:59:59.000Z"
     assert body["max_id"] == 32400
-    newest = pd.Timestamp("2026-02-10 02:59:59")
+    newest = pd.Timestamp("2026-02-10 02:59:59", tz="UTC")
     checked = pd.Timestamp(body["checked_at"])
+    assert checked.tzinfo is not None  # ISO 8601 with Z: no client reads it as local time
     assert body["age_s"] == pytest.approx((checked - newest).total_seconds(), abs=1.5)
 
 

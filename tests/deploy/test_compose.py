@@ -105,6 +105,13 @@ def test_every_published_port_is_bound_through_twin_bind():
             assert str(port).startswith("${TWIN_BIND:-127.0.0.1}:"), (name, port)
 
 
+def test_services_judge_token_needs_by_the_published_address():
+    raw = yaml.safe_load(COMPOSE.read_text())
+    for name in ("api", "dashboard"):
+        env = raw["services"][name]["environment"]  # merged from the x-twin anchor
+        assert env["TWIN_PUBLISHED_HOST"] == "${TWIN_BIND:-127.0.0.1}", name
+
+
 def test_exposing_is_documented_with_the_tokens_it_then_needs(services):
     text = COMPOSE.read_text()
     header = text[:text.index("services:")]

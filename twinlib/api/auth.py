@@ -11,9 +11,26 @@ nothing. The counts live in each worker process (memory bounded: the least recen
 clients are forgotten past :data:`MAX_TRACKED_CLIENTS`), so with *n* workers a client gets at
 most *n* × the limit per window. Behind a reverse proxy every client has the proxy's address:
 limit there instead.
+
+**Reads** are open unless a read token is configured (``TWIN_API_READ_TOKEN`` or ``[api]
+read_token``; ``twin api`` refuses to bind beyond loopback without one). Then every request
+needs ``Authorization: Bearer <read token>`` — or HTTP basic auth with the read token as the
+password (any user name; what browsers and ``curl -u`` send) — or the write token, except:
+
+- ``/health`` (liveness for orchestrators and load balancers; it tells only whether the
+  database is reachable and the newest reading's age),
+- ``/openapi.json`` and ``/docs`` (the API's description, no plant data; Swagger UI then asks
+  for the token under *Authorize*),
+- CORS preflights (``OPTIONS``: browsers never send credentials on them).
+
+``/metrics`` needs the token like any read (Prometheus: ``authorization`` or ``basic_auth`` in
+the scrape config). Wrong read tokens count toward the same per-client limit as wrong write
+tokens.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import hmac
 import ipaddress
@@ -26,7 +43,12 @@ from flask import current_app, request
 
 from twinlib.api.errors import ApiError
 
-__all__ = ["require_token", "FailureLimiter", "client_key", "MAX_TRACKED_CLIENTS"]
+__all__ = ["require_token", "FailureLimiter", "client_key", "MAX_TRACKED_CLIENTS",
+           "install_read_auth", "OPEN_ENDPOINTS", "is_loopback"]
+
+#: Routes anyone may read even when a read token is configured (see the module docstring).
+OPEN_ENDPOINTS = frozenset({"/health", "/openapi.json", "/docs", "/docs/",
+                            "/docs/<path:filename>"})
 
 #: Clients whose failures are remembered at once, per worker process.
 MAX_TRACKED_CLIENTS = 10_000
@@ -116,4 +138,77 @@ def require_token(view):
         _check_token()
         return view(*args, **kwargs)
 
+    wrapped._twin_write = True
     return wrapped
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the server reachable from this machine only."""
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _given_secret(header: str) -> str | None:
+    """The secret a client sent: the bearer token, or the password of basic auth."""
+    scheme, _, value = header.partition(" ")
+    scheme, value = scheme.lower(), value.strip()
+    if scheme == "bearer" and value:
+        return value
+    if scheme == "basic" and value:
+        try:
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        _user, sep, password = decoded.partition(":")
+        return password if sep and password else None
+    return None
+
+
+def _matches(given: str, expected: str | None) -> bool:
+    return bool(expected) and hmac.compare_digest(given.encode(), str(expected).encode())
+
+
+def _check_read() -> None:
+    limiter: FailureLimiter = current_app.extensions["twinlib.auth_failures"]
+    client = client_key(request.remote_addr)
+    wait = limiter.blocked_for(client)
+    challenge = 'Bearer realm="twinlib", Basic realm="twinlib", charset="UTF-8"'
+    if wait > 0:
+        seconds = max(1, math.ceil(wait))
+        raise ApiError(429, f"too many wrong tokens from this client: requests are refused for "
+                            f"{seconds} s", headers={"Retry-After": str(seconds)})
+    header = request.headers.get("Authorization", "")
+    if not header.strip():
+        raise ApiError(401, "this API needs a read token: send Authorization: Bearer <token> "
+                            "(or basic auth with the token as password)",
+                       headers={"WWW-Authenticate": challenge})
+    given = _given_secret(header)
+    if given is None or not (_matches(given, current_app.config.get("API_READ_TOKEN"))
+                             or _matches(given, current_app.config.get("API_TOKEN"))):
+        limiter.failed(client)
+        raise ApiError(401, "invalid read token", headers={"WWW-Authenticate": challenge})
+
+
+def install_read_auth(app) -> None:
+    """Require the read token on every request but the open ones, when one is configured."""
+    if not app.config.get("API_READ_TOKEN"):
+        return
+
+    @app.before_request
+    def _read_auth():
+        if request.method == "OPTIONS":
+            return None
+        rule = request.url_rule.rule if request.url_rule is not None else None
+        if rule in OPEN_ENDPOINTS:
+            return None
+        # Writes check their own (write) token; everything else is a read.
+        view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
+        if view is not None and getattr(view, "_twin_write", False):
+            return None
+        _check_read()
+        return None

@@ -6,9 +6,15 @@ response object) adds ~145 µs more; measured per request under gunicorn here. T
 answers exactly that request itself — same store call, same bytes and headers as the ``data``
 blueprint — and hands everything else to Flask untouched: any parameter, any other method or
 path, a browser ``Origin`` (so CORS stays Flask's job), and every failure (so a missing or broken
-database gets the one JSON error path).
+database gets the one JSON error path). With a read token configured it answers only a request
+that carries exactly ``Authorization: Bearer <read or write token>`` (compared in constant
+time); anything else goes to Flask, which decides (401, or basic auth).
+
+Not compressed here: the ~1 KB answer costs more to gzip than to send (docs/DESIGN.md).
 """
 from __future__ import annotations
+
+import hmac
 
 import orjson
 
@@ -29,18 +35,35 @@ class DataFastPath:
     """
 
     def __init__(self, wsgi_app, provider: StoreProvider, limit: int = 10, *,
-                 vary_origin: bool = False, kinds=None):
+                 vary_origin: bool = False, kinds=None, read_tokens=(None, None)):
         self.wsgi_app = wsgi_app
         self.kinds = kinds
         self.provider = provider
         self.limit = limit
         # Flask's order: the view's Content-Type and Content-Length, then the after-request
         # hooks' headers (CORS, then security).
-        self._extra = ([("Vary", "Origin")] if vary_origin else []) + list(SECURITY_HEADERS)
+        # flask-compress says Vary: Accept-Encoding on every JSON answer, compressed or not.
+        self._extra = ([("Vary", "Accept-Encoding, Origin")] if vary_origin else
+                       [("Vary", "Accept-Encoding")]) + list(SECURITY_HEADERS)
+        read, write = read_tokens
+        # None: reads are open. Otherwise the exact header values that may read.
+        self._auth = None if not read else tuple(
+            f"Bearer {t}".encode() for t in (read, write) if t)
+
+    def _authorized(self, environ) -> bool:
+        if self._auth is None:
+            return True
+        given = environ.get("HTTP_AUTHORIZATION", "").strip().encode("latin-1", "replace")
+        ok = False
+        for expected in self._auth:  # no early exit: the time does not tell which one failed
+            ok |= hmac.compare_digest(given, expected)
+        return ok
 
     def __call__(self, environ, start_response):
         if (environ.get("PATH_INFO") == "/data" and environ.get("REQUEST_METHOD") == "GET"
-                and not environ.get("QUERY_STRING") and "HTTP_ORIGIN" not in environ):
+                and not environ.get("QUERY_STRING") and "HTTP_ORIGIN" not in environ
+                and self._authorized(environ)):
+            environ["twinlib.endpoint"] = "/data"
             try:
                 body = orjson.dumps(readings_to_list(self.provider.reader().latest(self.limit), self.kinds))
             except Exception:  # let Flask meet the same failure and answer it as JSON

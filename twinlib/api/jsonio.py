@@ -1,11 +1,15 @@
 """JSON bodies: orjson responses and the wire shapes of readings, alarms and buckets.
 
-Times leave the API as ``YYYY-MM-DD HH:MM:SS`` text (UTC), like the original ``GET /data``.
-Missing sensor values and NaN become ``null``.
+Times leave the API as ISO 8601 UTC with milliseconds, one width in every row
+(``2026-02-10T14:30:00.000Z``, :func:`twinlib.timeutil.format_iso`), except ``GET /data``, which
+keeps the seed's ``YYYY-MM-DD HH:MM:SS`` (UTC, milliseconds dropped) in every row, or ISO on
+request (``?format=iso``). Missing sensor values and NaN become ``null``.
 """
 from __future__ import annotations
 
 import math
+import re
+import unicodedata
 from collections.abc import Mapping
 
 import orjson
@@ -14,7 +18,7 @@ from flask import Response, request
 from twinlib.api.errors import ApiError
 from twinlib.kinds import BUILTIN_KINDS, Kind
 from twinlib.store import Reading
-from twinlib.timeutil import format_ts
+from twinlib.timeutil import format_iso, format_seconds
 
 __all__ = [
     "json_response",
@@ -25,6 +29,7 @@ __all__ = [
     "clean_number",
     "format_optional_ts",
     "format_ts_cached",
+    "plain_text",
 ]
 
 _OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
@@ -50,6 +55,26 @@ def read_json_body():
         raise ApiError(400, f"body is not valid JSON: {exc}", parameter="body") from None
 
 
+_SYMBOL_CATEGORIES = frozenset({"So", "Sk", "Cs", "Co"})
+_SPACES = re.compile(r"\s{2,}")
+
+
+def plain_text(text):
+    """``text`` without pictographs (emoji, dingbats, their variation selectors and joiners):
+    API messages are plain text that every terminal, log and font shows. ``°``, ``σ``, ``→``
+    and other letters and math stay."""
+    if not text or text.isascii():
+        return text
+    kept = []
+    for ch in text:
+        cp = ord(ch)
+        if (unicodedata.category(ch) in _SYMBOL_CATEGORIES and ch not in "°©®") or \
+                0xFE00 <= cp <= 0xFE0F or cp in (0x200D, 0x20E3) or 0x1F3FB <= cp <= 0x1F3FF:
+            continue
+        kept.append(ch)
+    return _SPACES.sub(" ", "".join(kept)).strip()
+
+
 def clean_number(value):
     """A float for JSON: ``None`` for missing or non-finite values."""
     if value is None:
@@ -59,8 +84,8 @@ def clean_number(value):
 
 
 def format_optional_ts(ms):
-    """``format_ts`` that passes ``None`` through."""
-    return None if ms is None else format_ts(ms)
+    """The REST time form (:func:`~twinlib.timeutil.format_iso`); ``None`` passes through."""
+    return None if ms is None else format_iso(ms)
 
 
 _SECONDS: dict[int, str] = {}
@@ -68,18 +93,20 @@ _SECONDS_MAX = 4096
 
 
 def format_ts_cached(ms: int) -> str:
-    """:func:`twinlib.timeutil.format_ts` with the per-second text cached.
+    """:func:`twinlib.timeutil.format_seconds` with the per-second text cached.
 
     ``GET /data`` formats the same few seconds over and over (the newest readings); strftime is
-    most of the formatting cost. Same output as ``format_ts`` for every input.
+    most of the formatting cost. Same output as ``format_seconds`` for every input: the seed's
+    one form ``YYYY-MM-DD HH:MM:SS`` whatever precision is stored, so a client parsing the
+    whole column with one format (``pd.to_datetime``) never meets a second form.
     """
-    sec, frac = divmod(int(ms), 1000)
+    sec = int(ms) // 1000
     text = _SECONDS.get(sec)
     if text is None:
         if len(_SECONDS) >= _SECONDS_MAX:
             _SECONDS.clear()
-        text = _SECONDS[sec] = format_ts(sec * 1000)
-    return f"{text}.{frac:03d}" if frac else text
+        text = _SECONDS[sec] = format_seconds(sec * 1000)
+    return text
 
 
 def _measured(kind: str, kinds: Mapping[str, Kind] | None, values: dict) -> tuple[str, ...]:
@@ -87,21 +114,24 @@ def _measured(kind: str, kinds: Mapping[str, Kind] | None, values: dict) -> tupl
     return k.measured if k is not None else tuple(values)
 
 
-def reading_to_dict(r: Reading, kinds: Mapping[str, Kind] | None = None) -> dict:
+def reading_to_dict(r: Reading, kinds: Mapping[str, Kind] | None = None, *,
+                    iso: bool = False) -> dict:
     """The original ``GET /data`` row: id, timestamp, the asset's measured signals (for a pump:
-    temperature, vibration, pressure), plus asset_id."""
-    out = {"id": r.id, "timestamp": format_ts(r.ts)}
+    temperature, vibration, pressure), plus asset_id. ``iso``: the REST time form."""
+    out = {"id": r.id, "timestamp": format_iso(r.ts) if iso else format_ts_cached(r.ts)}
     for name in _measured(r.kind, kinds, r.values):
         out[name] = r.values.get(name)
     out["asset_id"] = r.asset_id
     return out
 
 
-def readings_to_list(rows, kinds: Mapping[str, Kind] | None = None) -> list[dict]:
+def readings_to_list(rows, kinds: Mapping[str, Kind] | None = None, *,
+                     iso: bool = False) -> list[dict]:
     """``reading_to_dict`` over a list of readings (the hot path of ``GET /data``)."""
     out = []
+    fmt = format_iso if iso else format_ts_cached
     for r in rows:
-        row = {"id": r.id, "timestamp": format_ts_cached(r.ts)}
+        row = {"id": r.id, "timestamp": fmt(r.ts)}
         values = r.values
         for name in _measured(r.kind, kinds, values):
             row[name] = values.get(name)
@@ -122,7 +152,7 @@ def alert_to_dict(alert: dict) -> dict:
         "sensor": alert.get("sensor"),
         "severity": alert["severity"],
         "state": alert["state"],
-        "message": alert["message"],
+        "message": plain_text(alert["message"]),
         "started_at": format_optional_ts(alert.get("started_at")),
         "last_seen": format_optional_ts(alert.get("last_seen")),
         "ended_at": format_optional_ts(alert.get("ended_at")),

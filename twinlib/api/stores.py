@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from flask import current_app
+from tenacity import Retrying, retry_if_exception, stop_after_attempt
 
 from twinlib.config import StoreURL, db_location
 from twinlib.store import Store, StoreError, StoreMissingError, open_store
@@ -214,20 +215,39 @@ class StoreProvider:
     def write(self, fn):
         """``fn(store)`` on a writable store, retried with back-off while the database is busy.
 
-        SQLite already waits up to its busy timeout inside each attempt; between attempts this
-        sleeps ``retry_pause_s × 2^k`` (jittered ×1–2), so two writers that collided do not
-        collide again. After ``write_attempts`` the busy error propagates (→ 503 Retry-After).
-        ``fn`` must be safe to repeat: a failed attempt's transaction is rolled back whole.
+        SQLite already waits up to its busy timeout inside each attempt; between attempts
+        tenacity sleeps an exponential, jittered pause (``retry_pause_s``, then twice that, …,
+        each ×1–2), so two writers that collided do not collide again. After
+        ``write_attempts`` the busy error propagates (→ 503 Retry-After). ``fn`` must be safe
+        to repeat: a failed attempt's transaction is rolled back whole.
         """
-        for attempt in range(self.write_attempts):
-            try:
-                with self.writer() as store:
-                    return fn(store)
-            except (sqlite3.OperationalError, StoreError) as exc:
-                if not is_busy(exc) or attempt == self.write_attempts - 1:
-                    raise
-                time.sleep(self.retry_pause_s * (2 ** attempt) * (1.0 + random.random()))
-        raise AssertionError("unreachable")  # pragma: no cover
+
+        def attempt():
+            with self.writer() as store:
+                return fn(store)
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self.write_attempts),
+            wait=_jittered_backoff(self.retry_pause_s),
+            retry=retry_if_exception(
+                lambda exc: isinstance(exc, (sqlite3.OperationalError, StoreError)) and is_busy(exc)),
+            sleep=self._sleep,
+            reraise=True)
+        return retrying(attempt)
+
+    @staticmethod
+    def _sleep(seconds: float) -> None:
+        time.sleep(seconds)
+
+
+def _jittered_backoff(base_s: float):
+    """``base × 2^k × U(1, 2)`` before retry ``k + 1``: exponential, never below the base."""
+
+    def wait(retry_state) -> float:
+        k = retry_state.attempt_number - 1
+        return base_s * (2 ** k) * (1.0 + random.random())
+
+    return wait
 
 
 def read_store() -> Store:

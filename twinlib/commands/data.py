@@ -12,7 +12,7 @@ from ..config import SettingsError
 from ..ingest import DEFAULT_ASSET, CsvReader, ingest_csv, write_csv
 from ..ingest.validate import ValidationError, plausible_window
 from ..store import DB_ERRORS, StoreBusyError, StoreError, open_store
-from ..timeutil import format_ts, parse_duration, to_ms
+from ..timeutil import format_seconds, parse_duration, to_ms
 from ._common import CommandError, add_db_option, settings_from
 
 #: the drivers' errors (SQLite's, PostgreSQL's); a StoreError has its own message elsewhere
@@ -281,8 +281,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
             return tuple(r.values)
 
     records = []
-    for r in rows:  # the shape of GET /data: id, timestamp, the asset's measured signals, asset_id
-        rec = {"id": r.id, "timestamp": format_ts(r.ts)}
+    for r in rows:  # the shape of GET /data: id, timestamp (its one seconds form), the asset's
+        rec = {"id": r.id, "timestamp": format_seconds(r.ts)}  # measured signals, asset_id
         rec.update({name: r.values.get(name) for name in measured(r)})
         rec["asset_id"] = r.asset_id
         records.append(rec)

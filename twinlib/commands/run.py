@@ -133,6 +133,12 @@ def register(subparsers) -> None:
                            "(history loaded before the first start); default 3600")
     loop.add_argument("--log-level", default="INFO",
                       choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="default INFO")
+    loop.add_argument("--log-format", choices=("text", "json"), default=None,
+                      help="text (default) or json: one JSON object per line "
+                           "(default: TWIN_LOG_FORMAT or [logging] format)")
+    loop.add_argument("--metrics-port", type=int, default=None,
+                      help="serve Prometheus metrics on 127.0.0.1:PORT/metrics (default: "
+                           "TWIN_MONITOR_METRICS_PORT or [monitor] metrics_port; off)")
     loop.add_argument("--check", action="store_true",
                       help="do not run: exit 0 if a monitor wrote a heartbeat into the database "
                            "within --max-age seconds, else 1 (for health checks)")
@@ -252,11 +258,12 @@ def _run(args: argparse.Namespace) -> int:
     from twinlib.notify import notifier_from_settings
     from twinlib.store import open_store
 
-    settings = get_settings(db_path=args.db)
+    settings = get_settings(db_path=args.db, log_format=getattr(args, "log_format", None),
+                            monitor_metrics_port=getattr(args, "metrics_port", None))
     if args.check:
         return _check(settings, args.max_age)
-    logging.basicConfig(level=getattr(logging, args.log_level), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from twinlib.logfmt import configure_logging
+    configure_logging(args.log_level, settings.log_format)
     source = build_source(args, settings.kinds)
     notifier = None if args.no_notify else notifier_from_settings(settings.file)
     if not settings.db_url:  # a PostgreSQL URL has no directory to make
@@ -282,6 +289,15 @@ def _run(args: argparse.Namespace) -> int:
         monitor = Monitor(store, source, engine=engine, notifier=notifier, tick_s=args.tick,
                           batch_rows=args.batch, notify_max_age_s=args.notify_max_age,
                           retention=retention_policy(settings))
+        if settings.monitor_metrics_port:
+            from twinlib.metrics import serve_monitor_metrics
+            try:
+                metrics_server = serve_monitor_metrics(monitor, settings.db_path,
+                                                       settings.monitor_metrics_port)
+            except OSError as exc:
+                raise CommandError(f"metrics port {settings.monitor_metrics_port}: {exc}") from exc
+            print(f"twin run: metrics on http://127.0.0.1:{metrics_server.server_port}/metrics",
+                  file=sys.stderr, flush=True)
 
         def _stop(signum, frame):
             logging.getLogger("twinlib.monitor").info("monitor: %s received, stopping",

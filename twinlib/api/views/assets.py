@@ -6,17 +6,21 @@ import re
 
 from flask import Blueprint, current_app, request
 
+from twinlib.api import schemas as S
 from twinlib.api.errors import ApiError
-from twinlib.api.jsonio import clean_number, format_optional_ts, json_response
+from twinlib.api.jsonio import clean_number, format_optional_ts, json_response, plain_text
+from twinlib.api.openapi import doc
+from twinlib.api.paging import get_cursor, link_header, next_url
 from twinlib.api.params import BUCKETS, get_bucket, get_int, get_range
 from twinlib.api.stores import read_store
 from twinlib.config import SettingsError
 from twinlib.detect import asset_status
 from twinlib.kinds import Kind, Signal
 from twinlib.store import Reading, Store
-from twinlib.timeutil import format_ts, now_ms
+from twinlib.timeutil import format_iso, now_ms
 
-__all__ = ["bp", "MAX_BUCKETS", "MAX_HISTORY_LIMIT", "DEFAULT_BUCKET_SPAN_MS"]
+__all__ = ["bp", "MAX_BUCKETS", "MAX_HISTORY_LIMIT", "DEFAULT_BUCKET_SPAN_MS", "MAX_ASSETS_PAGE",
+           "conditional_json"]
 
 _LOCATION_PART = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _KIND_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -27,6 +31,8 @@ bp = Blueprint("assets", __name__)
 MAX_BUCKETS = 10_000
 #: Raw history returns at most this many readings per request.
 MAX_HISTORY_LIMIT = 10_000
+#: ``GET /assets`` answers at most this many assets per page (``next`` links to the rest).
+MAX_ASSETS_PAGE = 1000
 #: Without ``since``, a downsampled history covers the 24 h before ``until``.
 DEFAULT_BUCKET_SPAN_MS = 24 * 3600 * 1000
 
@@ -47,7 +53,7 @@ def _reading(r: Reading | None, kind: Kind | None = None) -> dict | None:
     """A reading on the wire: id, timestamp, the kind's measured signals by name, label."""
     if r is None:
         return None
-    out = {"id": r.id, "timestamp": format_ts(r.ts)}
+    out = {"id": r.id, "timestamp": format_iso(r.ts)}
     names = kind.measured if kind is not None else tuple(r.values)
     for name in names:
         out[name] = r.values.get(name)
@@ -85,10 +91,31 @@ def _require_asset(store: Store, asset_id: str) -> None:
 
 
 @bp.get("/assets")
+@doc(tags=["assets"], operation_id="listAssets", paged=True, params=[
+    S.query("location", {"type": "string", "minLength": 1, "maxLength": 600,
+                         "pattern": r"^/?[A-Za-z0-9_.-]{1,64}(/[A-Za-z0-9_.-]{1,64}){0,7}/?$"},
+            "Only assets at this location path or below it."),
+    S.query("kind", {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
+            "Only assets of this kind."),
+    S.query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_ASSETS_PAGE,
+                      "default": MAX_ASSETS_PAGE}, "Assets per page."),
+], responses={"200": {**S.json_body({"type": "array", "items": S.ref("Asset")},
+                                    "The fleet, by asset id (one page)."),
+                      "headers": {"Link": {"description": "`<url>; rel=\"next\"` when there "
+                                                          "is a further page.",
+                                           "schema": {"type": "string"}}}}})
 def list_assets():
-    """Every asset with its latest reading and status; ``location=plant-1/line-2`` keeps the
-    assets at that location or below it, ``kind=pump`` those of one kind."""
+    """Every asset with its latest reading and status.
+
+    ``location=plant-1/line-2`` keeps the
+    assets at that location or below it, ``kind=pump`` those of one kind. Paged by asset id:
+    ``limit`` per page, the next page's address in the ``Link`` header (the body stays the
+    array it always was)."""
     location = get_location()
+    limit = get_int("limit", MAX_ASSETS_PAGE, 1, MAX_ASSETS_PAGE)
+    after = get_cursor("assets")
+    if after is not None and not isinstance(after, str):
+        raise ApiError(400, "cursor is not a cursor this list handed out", parameter="cursor")
     kind_name = request.args.get("kind")
     if kind_name is not None and not _KIND_NAME.fullmatch(kind_name):
         raise ApiError(400, "kind must be a kind name (letters, digits, _ . - ; at most 64)",
@@ -97,7 +124,10 @@ def list_assets():
     meta = {a["asset_id"]: a for a in store.assets(counts=False)}
     statuses = _statuses(store)
     out = []
+    more = False
     for asset_id in sorted(set(store.asset_ids()) | set(statuses)):
+        if after is not None and asset_id <= after:
+            continue
         rows = store.latest(1, asset=asset_id)
         body = _asset_body(asset_id, meta.get(asset_id, {}), rows[0] if rows else None,
                            _status_of(statuses, asset_id))
@@ -105,8 +135,12 @@ def list_assets():
             continue
         if kind_name is not None and body["kind"] != kind_name:
             continue
+        if len(out) == limit:
+            more = True
+            break
         out.append(body)
-    return json_response(out)
+    nxt = next_url("assets", out[-1]["asset_id"]) if more else None
+    return json_response(out, headers=link_header(nxt))
 
 
 def get_location() -> str | None:
@@ -130,6 +164,8 @@ def _under(location: str | None, prefix: str) -> bool:
 
 
 @bp.get("/assets/<asset_id>")
+@doc(tags=["assets"], operation_id="getAsset",
+     responses={"200": S.json_body(S.ref("Asset"), "The asset."), "404": S.err("Unknown asset.")})
 def get_asset(asset_id: str):
     """One asset with its latest reading and status."""
     store = read_store()
@@ -143,27 +179,57 @@ def get_asset(asset_id: str):
 def _status_of(statuses: dict, asset_id: str) -> dict:
     # asset_status covers every asset with metadata, readings or alarms, like asset_ids().
     status = statuses[asset_id]
-    return {"status": status["status"], "messages": list(status["messages"])}
+    return {"status": status["status"], "messages": [plain_text(m) for m in status["messages"]]}
 
 
 @bp.get("/assets/<asset_id>/readings")
+@doc(tags=["assets"], operation_id="getHistory", paged=True, params=[
+    S.query("bucket", {"type": "string", "enum": list(BUCKETS)},
+            "Downsample to 1-minute, 5-minute or 1-hour buckets."),
+    S.query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_HISTORY_LIMIT,
+                      "default": 1000}, "Raw history: readings per page (1–10000)."),
+    S.SINCE, S.UNTIL,
+], responses={"200": {**S.json_body(S.ref("History"), "The history (one page)."),
+                      "headers": {"ETag": {"schema": {"type": "string"}},
+                                  "Link": {"schema": {"type": "string"}}}},
+              "304": {"description": "Not modified (`If-None-Match` matched the `ETag`)."},
+              **S.ASSET_404})
 def get_history(asset_id: str):
-    """Reading history: raw readings (oldest first), or min/mean/max per time bucket."""
+    """Reading history, raw or downsampled (min/mean/max per bucket).
+
+    Raw readings (oldest first), or min/mean/max per time bucket.
+
+    Raw history is paged backwards in time: a page is the newest ``limit`` readings up to
+    ``until``; ``next`` (body and ``Link`` header) is the page of readings just before it.
+    The answer carries an ``ETag``; ``If-None-Match`` with it answers 304 while nothing changed.
+    """
     limit = get_int("limit", 1000, 1, MAX_HISTORY_LIMIT)
     bucket_s = get_bucket()
     since, until = get_range()
+    before = get_cursor("history")
+    if before is not None:
+        if bucket_s is not None or not isinstance(before, int) or isinstance(before, bool):
+            raise ApiError(400, "cursor is not a cursor this list handed out", parameter="cursor")
+        until = before if until is None else min(until, before)
+        if since is not None and until < since:
+            until = since - 1  # past the range: an empty last page
     store = read_store()
     _require_asset(store, asset_id)
     kind = _kind(asset_id, store.asset(asset_id) or {})
     if bucket_s is None:
-        rows = store.latest(limit, asset=asset_id, since=since, until=until)
+        rows = [] if since is not None and until is not None and until < since else \
+            store.latest(limit + 1, asset=asset_id, since=since, until=until)
+        more = len(rows) > limit
+        rows = rows[:limit]
         rows.reverse()
-        return json_response({
+        nxt = next_url("history", rows[0].ts - 1) if more else None
+        return conditional_json({
             "asset_id": asset_id, "bucket": None,
             "since": format_optional_ts(since), "until": format_optional_ts(until),
-            "truncated": len(rows) == limit,
+            "truncated": more,
             "readings": [_reading(r, kind) for r in rows],
-        })
+            "next": nxt,
+        }, headers=link_header(nxt))
     bucket_name = next(k for k, v in BUCKETS.items() if v == bucket_s)
     if until is None:
         until = store.newest_ts(asset_id)
@@ -178,20 +244,34 @@ def get_history(asset_id: str):
                               signals=list(kind.measured))
         cols = {c: df[c].tolist() for c in df.columns}
         for i, start in enumerate(cols["bucket"]):
-            item = {"timestamp": format_ts(start), "n": int(cols["n"][i])}
+            item = {"timestamp": format_iso(start), "n": int(cols["n"][i])}
             for s in kind.measured:
                 item[s] = {a: clean_number(cols[f"{s}_{a}"][i]) for a in ("min", "mean", "max")}
             buckets.append(item)
-    return json_response({
+    return conditional_json({
         "asset_id": asset_id, "bucket": bucket_name,
         "since": format_optional_ts(since), "until": format_optional_ts(until),
         "buckets": buckets,
+        "next": None,  # one page: the bucket count is bounded by MAX_BUCKETS
     })
 
 
+def conditional_json(obj, headers: dict | None = None):
+    """A JSON answer with a strong ``ETag`` (a hash of its bytes): ``If-None-Match`` with the
+    same tag gets an empty 304. ``Cache-Control: private, no-cache`` lets the client keep a copy
+    and revalidate it each time (shared caches still keep nothing)."""
+    resp = json_response(obj, headers=headers)
+    resp.headers["Cache-Control"] = "private, no-cache"
+    resp.add_etag()
+    return resp.make_conditional(request)
+
+
 @bp.get("/assets/<asset_id>/forecast")
+@doc(tags=["assets"], operation_id="getForecast",
+     responses={"200": S.json_body(S.ref("Forecasts"), "The forecasts."),
+                "404": S.err("Unknown asset.")})
 def get_forecast(asset_id: str):
-    """Time-to-threshold forecasts: the sensors of one asset trending toward their thresholds."""
+    """Time-to-threshold forecasts for the sensors trending toward a threshold."""
     store = read_store()
     _require_asset(store, asset_id)
     # Imported here: the models wing pulls in numerical code the hot path never needs.
@@ -225,6 +305,8 @@ def _forecast_item(f: dict) -> dict:
 
 
 @bp.get("/kinds")
+@doc(tags=["assets"], operation_id="listKinds", reads_db=False,
+     responses={"200": S.json_body({"type": "array", "items": S.ref("Kind")}, "The kinds.")})
 def list_kinds():
     """Every asset kind: its signals with units, roles, valid ranges and alarm limits."""
     settings = current_app.extensions["twinlib.settings"]
@@ -232,6 +314,9 @@ def list_kinds():
 
 
 @bp.get("/kinds/<name>")
+@doc(tags=["assets"], operation_id="getKind", reads_db=False,
+     path_schemas={"name": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"}},
+     responses={"200": S.json_body(S.ref("Kind"), "The kind."), "404": S.err("Unknown kind.")})
 def get_kind(name: str):
     """One asset kind."""
     settings = current_app.extensions["twinlib.settings"]

@@ -2,15 +2,23 @@
 
 The range is streamed in time slices so a large export never sits in memory whole; its size is
 checked first, so a request is either answered completely or refused (400), never cut short.
+
+The answer carries a weak ``ETag`` made before streaming from what decides its content: the
+range, the asset, how many readings the range holds and the store's highest reading id and
+newest time (readings are only ever added or, by retention, removed: either changes one of
+these). ``If-None-Match`` with that tag is answered 304 without reading the range.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response, current_app, request
 
+from twinlib.api import schemas as S
 from twinlib.api.errors import ApiError
+from twinlib.api.openapi import doc
 from twinlib.api.params import get_range, get_text
 from twinlib.api.stores import read_store
 from twinlib.ingest import export_columns, write_csv
@@ -55,8 +63,17 @@ def _csv_chunks(store: Store, since: int, until: int, asset: str | None):
 
 
 @bp.get("/export.csv")
+@doc(tags=["readings"], operation_id="exportCsv",
+     params=[{**S.SINCE, "required": True}, {**S.UNTIL, "required": True}, S.ASSET_Q],
+     responses={"200": {"description": "CSV with a header row, oldest reading first.",
+                        "headers": {"ETag": {"schema": {"type": "string"}}},
+                        "content": {"text/csv": {"schema": {"type": "string"}}}},
+                "304": {"description": "Not modified (`If-None-Match` matched the `ETag`)."},
+                **S.ASSET_404})
 def export_csv():
-    """CSV of the readings with ``since <= timestamp <= until`` (optionally one asset)."""
+    """Readings of a time range as CSV (the import format).
+
+    The readings with ``since <= timestamp <= until`` (optionally one asset)."""
     since, until = get_range()
     if since is None:
         raise ApiError(400, "since is required", parameter="since")
@@ -70,6 +87,13 @@ def export_csv():
     if n > MAX_EXPORT_ROWS:
         raise ApiError(400, f"the range holds {n} readings; at most {MAX_EXPORT_ROWS} per export "
                             "(narrow since/until)", parameter="since")
+    tag = hashlib.blake2b(repr((1, since, until, asset, n, store.max_id(),
+                               store.newest_ts())).encode(), digest_size=12).hexdigest()
+    if request.if_none_match.contains_weak(tag):
+        resp = Response(status=304)
+        resp.set_etag(tag, weak=True)
+        resp.headers["Cache-Control"] = "private, no-cache"
+        return resp
     # Opened before the answer starts, so a failure is a 503, not a cut-off 200 (and the same
     # way as every reader: read-only directories included). Closed when the response is.
     stream_store = current_app.extensions["twinlib.stores"].open_reader()
@@ -78,4 +102,6 @@ def export_csv():
                     mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
     resp.call_on_close(stream_store.close)
+    resp.set_etag(tag, weak=True)
+    resp.headers["Cache-Control"] = "private, no-cache"
     return resp

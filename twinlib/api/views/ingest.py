@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, request
 
+from twinlib.api import schemas as S
 from twinlib.api.auth import require_token
 from twinlib.api.errors import ApiError
 from twinlib.api.jsonio import json_response, read_json_body
+from twinlib.api.openapi import doc
 from twinlib.api.stores import read_store, write_with_retry
 from twinlib.config import SettingsError
 from twinlib.ingest import ingest_frame
@@ -77,9 +79,20 @@ def _kinds_of(items: list) -> dict[str, list[int]]:
 
 
 @bp.post("/readings")
+@doc(tags=["readings"], operation_id="postReadings",
+     description=(
+         "Each reading is validated; valid ones are stored, invalid ones are reported in "
+         "`rejected` with their position and reason. Sending the same batch again stores "
+         "nothing new (`duplicates`). A body that is not a `{\"readings\": [...]}` object "
+         "of reading objects with the declared field types is refused whole (400)."),
+     requestBody={"required": True, "content": {"application/json": {"schema": S.ref("Batch")}}},
+     responses={"200": S.json_body(S.ref("IngestReport"), "What was stored and rejected."),
+                "413": S.err("The body is too large."), "415": S.err("The body is not JSON.")})
 @require_token
 def post_readings():
-    """Validate and store a batch; report what was stored, already there, and refused."""
+    """Store a batch of readings (validated like a CSV import; idempotent).
+
+    Validate and store a batch; report what was stored, already there, and refused."""
     if not request.is_json:
         raise ApiError(415, "send the batch as application/json", parameter="body")
     body = read_json_body()

@@ -1,16 +1,9 @@
-"""The OpenAPI 3.0 description of the API, served at ``/openapi.json``.
-
-Written by hand next to the views and checked against them by a schemathesis run
-(``tests/api/test_schemathesis.py``): every operation, parameter, response code and body shape the
-views produce is here, and nothing else.
-"""
+"""The OpenAPI pieces the views' annotations refer to: component schemas, shared parameters
+and error answers. :mod:`twinlib.api.openapi` assembles the document from the routes."""
 from __future__ import annotations
 
+from twinlib.api.paging import CURSOR_PATTERN
 from twinlib.api.params import BUCKETS, TEXT_PATTERN, TIME_PATTERN
-
-__all__ = ["build_spec", "SPEC_VERSION"]
-
-SPEC_VERSION = "1.0.0"
 
 _TIME_DESC = ("UTC time: `YYYY-MM-DD`, `YYYY-MM-DD HH:MM[:SS[.ffffff]]`, the same with `T` and "
               "an optional offset `+HH:MM` or `Z`, or integer epoch milliseconds; years "
@@ -30,8 +23,15 @@ def _err(description: str) -> dict:
 
 
 _NUM = {"type": "number", "nullable": True}
-_TS = {"type": "string", "example": "2026-02-10 14:30:00",
-       "description": "UTC, `YYYY-MM-DD HH:MM:SS` (`.fff` added when milliseconds are not zero)"}
+_TS = {"type": "string", "format": "date-time", "example": "2026-02-10T14:30:00.000Z",
+       "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$",
+       "description": "ISO 8601 UTC with milliseconds, always the same width"}
+#: ``GET /data``'s times: the seed's form in every row, or ISO with ``format=iso``.
+_DATA_TS = {"type": "string", "example": "2026-02-10 14:30:00",
+            "pattern": (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}( [0-9]{2}:[0-9]{2}:[0-9]{2}|"
+                        r"T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z)$"),
+            "description": ("UTC. `YYYY-MM-DD HH:MM:SS` in every row (milliseconds dropped), or "
+                            "ISO 8601 `YYYY-MM-DDTHH:MM:SS.fffZ` with `format=iso`")}
 _TS_NULL = {**_TS, "nullable": True}
 
 _ERRORS = {
@@ -87,7 +87,7 @@ _SCHEMAS = {
         "additionalProperties": _NUM,
         "properties": {
             "id": {"type": "integer"},
-            "timestamp": _TS,
+            "timestamp": _DATA_TS,
             "temperature": {**_NUM, "description": "°C"},
             "vibration": {**_NUM, "description": "g RMS"},
             "pressure": {**_NUM, "description": "bar"},
@@ -191,6 +191,9 @@ _SCHEMAS = {
                          "description": "Raw history only, oldest first."},
             "buckets": {"type": "array", "items": _ref("Bucket"),
                         "description": "Downsampled history only, oldest first."},
+            "next": {"type": "string", "nullable": True,
+                     "description": ("The next (older) page's relative URL, also in the `Link` "
+                                     "header; null on the last page.")},
         },
     },
     "Forecast": {
@@ -315,192 +318,19 @@ _SCHEMAS = {
 }
 
 
-def _paths() -> dict:
-    return {
-        "/data": {"get": {
-            "summary": "Latest readings, newest first (the original contract).",
-            "operationId": "getData",
-            "tags": ["readings"],
-            "parameters": [
-                _q("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10},
-                   "How many readings (1–1000)."),
-                _ASSET_Q, _SINCE, _UNTIL,
-            ],
-            "responses": {
-                "200": _json({"type": "array", "items": _ref("Reading")},
-                             "The readings, newest first."),
-                **_ERRORS, **_ASSET_404,
-            },
-        }},
-        "/kinds": {"get": {
-            "summary": "Every asset kind (built-in and from the settings file).",
-            "operationId": "listKinds",
-            "tags": ["assets"],
-            "responses": {"200": _json({"type": "array", "items": _ref("Kind")}, "The kinds.")},
-        }},
-        "/kinds/{name}": {"get": {
-            "summary": "One asset kind.",
-            "operationId": "getKind",
-            "tags": ["assets"],
-            "parameters": [{"name": "name", "in": "path", "required": True,
-                            "schema": {"type": "string",
-                                       "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"}}],
-            "responses": {"200": _json(_ref("Kind"), "The kind."), "404": _err("Unknown kind.")},
-        }},
-        "/assets": {"get": {
-            "summary": "Every asset with its latest reading and status.",
-            "operationId": "listAssets",
-            "tags": ["assets"],
-            "parameters": [
-                _q("location", {"type": "string", "minLength": 1, "maxLength": 600,
-                                "pattern": r"^/?[A-Za-z0-9_.-]{1,64}(/[A-Za-z0-9_.-]{1,64}){0,7}/?$"},
-                   "Only assets at this location path or below it."),
-                _q("kind", {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
-                   "Only assets of this kind."),
-            ],
-            "responses": {
-                "200": _json({"type": "array", "items": _ref("Asset")}, "The fleet, by asset id."),
-                "400": _err("A bad `location`."),
-                "503": _ERRORS["503"],
-            },
-        }},
-        "/assets/{asset_id}": {"get": {
-            "summary": "One asset with its latest reading and status.",
-            "operationId": "getAsset",
-            "tags": ["assets"],
-            "parameters": [_ASSET_PATH],
-            "responses": {"200": _json(_ref("Asset"), "The asset."),
-                          "404": _err("Unknown asset."), "503": _ERRORS["503"]},
-        }},
-        "/assets/{asset_id}/readings": {"get": {
-            "summary": "Reading history, raw or downsampled (min/mean/max per bucket).",
-            "description": (
-                "Without `bucket`: the newest `limit` readings in the range, oldest first. "
-                "With `bucket`: per-bucket statistics over `since`…`until` (default: the 24 h "
-                "up to the newest reading), at most 10,000 buckets."),
-            "operationId": "getHistory",
-            "tags": ["assets"],
-            "parameters": [
-                _ASSET_PATH,
-                _q("bucket", {"type": "string", "enum": list(BUCKETS)},
-                   "Downsample to 1-minute, 5-minute or 1-hour buckets."),
-                _q("limit", {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000},
-                   "Raw history: how many readings (1–10000)."),
-                _SINCE, _UNTIL,
-            ],
-            "responses": {"200": _json(_ref("History"), "The history."),
-                          **_ERRORS, **_ASSET_404},
-        }},
-        "/assets/{asset_id}/forecast": {"get": {
-            "summary": "Time-to-threshold forecasts for the sensors trending toward a threshold.",
-            "operationId": "getForecast",
-            "tags": ["assets"],
-            "parameters": [_ASSET_PATH],
-            "responses": {"200": _json(_ref("Forecasts"), "The forecasts."),
-                          "404": _err("Unknown asset."), "503": _ERRORS["503"]},
-        }},
-        "/alarms": {"get": {
-            "summary": "Alarms, newest first.",
-            "operationId": "listAlarms",
-            "tags": ["alarms"],
-            "parameters": [
-                _q("state", {"type": "string", "enum": ["active", "cleared"]}, "Only this state."),
-                _ASSET_Q,
-                _q("acked", {"type": "string", "enum": ["true", "false", "1", "0"]},
-                   "Only acknowledged (`true`) or unacknowledged (`false`) alarms."),
-                _q("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
-                   "How many alarms (1–1000)."),
-            ],
-            "responses": {"200": _json({"type": "array", "items": _ref("Alarm")}, "The alarms."),
-                          **_ERRORS, **_ASSET_404},
-        }},
-        "/alarms/{alarm_id}": {"get": {
-            "summary": "One alarm.",
-            "operationId": "getAlarm",
-            "tags": ["alarms"],
-            "parameters": [_ALARM_PATH],
-            "responses": {"200": _json(_ref("Alarm"), "The alarm."),
-                          "404": _err("Unknown alarm."), "503": _ERRORS["503"]},
-        }},
-        "/alarms/{alarm_id}/ack": {"post": {
-            "summary": "Acknowledge an alarm.",
-            "operationId": "acknowledgeAlarm",
-            "tags": ["alarms"],
-            "security": [{"bearerAuth": []}],
-            "parameters": [_ALARM_PATH],
-            "requestBody": {
-                "required": False,
-                "content": {"application/json": {"schema": {
-                    "type": "object",
-                    "properties": {"by": {"type": "string", "minLength": 1, "maxLength": 100,
-                                          "description": "Who acknowledges (default `api`)."}},
-                }}},
-            },
-            "responses": {"200": _json(_ref("Alarm"), "The acknowledged alarm."),
-                          "400": _ERRORS["400"], **_AUTH,
-                          "404": _err("Unknown alarm."), "503": _ERRORS["503"]},
-        }},
-        "/readings": {"post": {
-            "summary": "Store a batch of readings (validated like a CSV import; idempotent).",
-            "description": (
-                "Each reading is validated; valid ones are stored, invalid ones are reported in "
-                "`rejected` with their position and reason. Sending the same batch again stores "
-                "nothing new (`duplicates`). A body that is not a `{\"readings\": [...]}` object "
-                "of reading objects with the declared field types is refused whole (400)."),
-            "operationId": "postReadings",
-            "tags": ["readings"],
-            "security": [{"bearerAuth": []}],
-            "requestBody": {"required": True,
-                            "content": {"application/json": {"schema": _ref("Batch")}}},
-            "responses": {"200": _json(_ref("IngestReport"), "What was stored and rejected."),
-                          "400": _ERRORS["400"], **_AUTH,
-                          "413": _err("The body is too large."),
-                          "415": _err("The body is not JSON."),
-                          "503": _ERRORS["503"]},
-        }},
-        "/export.csv": {"get": {
-            "summary": "Readings of a time range as CSV (the import format).",
-            "operationId": "exportCsv",
-            "tags": ["readings"],
-            "parameters": [
-                {**_SINCE, "required": True}, {**_UNTIL, "required": True}, _ASSET_Q,
-            ],
-            "responses": {
-                "200": {"description": "CSV with a header row, oldest reading first.",
-                        "content": {"text/csv": {"schema": {"type": "string"}}}},
-                **_ERRORS, **_ASSET_404,
-            },
-        }},
-        "/health": {"get": {
-            "summary": "Database reachable, and the age of the newest reading.",
-            "operationId": "health",
-            "tags": ["service"],
-            "responses": {"200": _json(_ref("Health"), "The database is reachable."),
-                          "503": _ERRORS["503"]},
-        }},
-        "/openapi.json": {"get": {
-            "summary": "This document.",
-            "operationId": "openapi",
-            "tags": ["service"],
-            "responses": {"200": _json({"type": "object"}, "The OpenAPI description.")},
-        }},
-    }
 
-
-def build_spec() -> dict:
-    """The OpenAPI document (a fresh dict each call)."""
-    return {
-        "openapi": "3.0.3",
-        "info": {
-            "title": "twinlib API",
-            "version": SPEC_VERSION,
-            "description": (
-                "Readings, assets, alarms and forecasts of the twinlib digital twin. All times "
-                "are UTC. Every error is JSON: `{status, error, message[, parameter]}`."),
-        },
-        "paths": _paths(),
-        "components": {
-            "schemas": _SCHEMAS,
-            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
-        },
-    }
+#: Public names for the views' annotations.
+TS = _TS
+TS_NULL = _TS_NULL
+SCHEMAS = _SCHEMAS
+ERRORS = _ERRORS
+ASSET_404 = _ASSET_404
+AUTH = _AUTH
+SINCE = _SINCE
+UNTIL = _UNTIL
+ASSET_Q = _ASSET_Q
+ALARM_PATH = _ALARM_PATH
+ASSET_PATH = _ASSET_PATH
+ref, json_body, err, query = _ref, _json, _err, _q
+CURSOR = _q("cursor", {"type": "string", "pattern": CURSOR_PATTERN},
+            "Page token from a previous answer's `next` link (opaque; follow `next` as given).")
