@@ -347,7 +347,8 @@ class AlarmEngine:
         self.store = store
         self.rules = _rulebook(rules, settings, extra_for_kind)
         self.chunk = int(chunk)
-        self.twins: dict[str, _TwinAdapter] = {}
+        self.twins: dict = {}               # asset → its fitted twin model
+        self._adapters: dict[str, _TwinAdapter] = {}
         self._twin_raw: dict[str, str | None] = {}
         #: Called with each chunk's events inside the chunk's transaction, before the commit
         #: (the monitor writes the notification outbox here: alarm and notification together).
@@ -414,7 +415,7 @@ class AlarmEngine:
             yield
         except BaseException:
             self.cursor = -1          # forces a reload from the store, even if this one fails
-            self.twins, self._twin_raw = {}, {}
+            self.twins, self._adapters, self._twin_raw = {}, {}, {}
             try:
                 self._load()
             except Exception:
@@ -438,6 +439,7 @@ class AlarmEngine:
         info = m.twin
         if not raw:
             self.twins.pop(a, None)
+            self._adapters.pop(a, None)
             if info.get("status") == "fitted" and info.get("origin") == "fit":
                 m.twin = {k: info[k] for k in ("first_ts",) if k in info}   # removed: back to auto
             return
@@ -449,6 +451,7 @@ class AlarmEngine:
             log.warning("%s%s: stored twin model not used (%s); refitting it from its "
                         "training window", TWIN_KEY, a, exc)
             self.twins.pop(a, None)
+            self._adapters.pop(a, None)
             if info.get("status") == "fitted" and "first_ts" in info:
                 try:
                     model = fit_twin(self.kind(a), self.store.window(
@@ -457,7 +460,7 @@ class AlarmEngine:
                     info["status"] = f"not fitted: {exc2}"
                     return
                 ad = _TwinAdapter(model, info["train_end"], "auto")
-                self.twins[a] = ad
+                self.twins[a], self._adapters[a] = model, ad
                 self.store.set_meta(TWIN_KEY + a, raw := ad.to_json(info["first_ts"]))
                 self._twin_raw[a] = raw
             return
@@ -465,7 +468,7 @@ class AlarmEngine:
         if train_to is None:                 # written by an older engine: its own window
             train_to = info.get("train_end")
         ad = _TwinAdapter(model, train_to, origin)
-        self.twins[a] = ad
+        self.twins[a], self._adapters[a] = model, ad
         if info.get("status") != "fitted" or info.get("train_end") != train_to \
                 or info.get("origin", "auto") != origin:
             # a new twin (e.g. `twin fit`): fresh filters, scored from the end of its window
@@ -491,7 +494,7 @@ class AlarmEngine:
         for x in hist.to_dict("records"):
             rule.smooth_into(st, ad.z(x, mem))
         info.update(status="fitted", train_end=end, origin="auto", mem=mem)
-        self.twins[m.asset_id] = ad
+        self.twins[m.asset_id], self._adapters[m.asset_id] = model, ad
         raw = ad.to_json(info["first_ts"])
         self.store.set_meta(TWIN_KEY + m.asset_id, raw)
         self._twin_raw[m.asset_id] = raw
@@ -504,7 +507,7 @@ class AlarmEngine:
         if info.get("status") is None and rule.train_hours > 0 \
                 and r.ts >= info["first_ts"] + int(rule.train_hours * 3_600_000):
             self._fit_twin(m, rule)
-        ad = self.twins.get(m.asset_id)
+        ad = self._adapters.get(m.asset_id)
         if info.get("status") != "fitted" or ad is None or (ad.train_to is not None
                                                             and r.ts <= ad.train_to):
             return False, None
@@ -587,7 +590,7 @@ class AlarmEngine:
                 stored = int(self.store.get_meta(CURSOR_KEY, "0") or 0)
                 if stored != self.cursor:   # another engine moved on: continue from its state
                     self._load()
-                    self.twins, self._twin_raw = {}, {}
+                    self.twins, self._adapters, self._twin_raw = {}, {}, {}
                 rows = self.store.after(self.cursor, limit=n)
                 if not rows:
                     break
@@ -603,7 +606,7 @@ class AlarmEngine:
                     if prepared:
                         extra = {name: per[r.id] for name, per in prepared.items() if r.id in per}
                     tr = m.rules.twin
-                    if tr is not None and (tr.train_hours > 0 or r.asset_id in self.twins):
+                    if tr is not None and (tr.train_hours > 0 or r.asset_id in self._adapters):
                         scored, z = self._twin_z(m, tr, r)
                         if scored:
                             extra = dict(extra or {})
