@@ -14,10 +14,9 @@ import argparse
 import json
 import sys
 
-from ..cli import CommandError
 from ..store import open_store
 from ..timeutil import format_ts, now_ms, to_ms
-from ._common import add_db_option, settings_from
+from ._common import CommandError, add_db_option, settings_from
 
 __all__ = ["register"]
 
@@ -25,9 +24,11 @@ __all__ = ["register"]
 def register(sub) -> None:
     p = sub.add_parser("detect", help="run the alarm engine over new readings and print the alarms",
                        description="Check every reading stored since the last run against the "
-                                   "alarm rules (thresholds with warning/critical bands, hold "
-                                   "time and deadband, low pressure, flat-line, impossible "
-                                   "values, stale data); alarms go to the alerts table.")
+                                   "alarm rules of each asset's kind (thresholds with "
+                                   "warning/critical bands, hold time and deadband, low side, "
+                                   "flat-line, impossible values, stale data, the twin residual "
+                                   "and, when enabled, the fault model); alarms go to the "
+                                   "alerts table.")
     add_db_option(p)
     p.add_argument("--stale-now", action="store_true",
                    help="also raise stale-data alarms for assets silent until now (wall clock)")
@@ -110,11 +111,17 @@ def cmd_detect(args: argparse.Namespace) -> int:
     if args.evaluate:
         return _evaluate(args)
     from ..detect import AlarmEngine
+    from ..detect.fault_model import fault_model_rules
 
     settings = settings_from(args)
+    try:
+        extra = fault_model_rules(settings)
+    except ValueError as exc:
+        raise CommandError(str(exc), code=2) from None
     store = open_store(settings.db_path)
     try:
-        engine = AlarmEngine(store, settings.file)
+        # each asset's rules from its kind (and the settings file), as the live monitor does
+        engine = AlarmEngine(store, settings=settings, extra_for_kind=extra)
         before = engine.cursor
         events = engine.process_new()
         if args.stale_now:
