@@ -122,6 +122,14 @@ def ewm_step(prev: float | None, x: float, alpha: float) -> float:
     >>> bool(np.isclose(y, ewm_causal(np.array([1.0, 3.0, 2.0, 3.0]), 0.5)[-1]))
     True
     """
+    if isinstance(x, np.ndarray) or isinstance(prev, np.ndarray):   # one filter per element
+        x = np.asarray(x, dtype=float)
+        if prev is None:
+            return x.copy()
+        prev = np.asarray(prev, dtype=float)
+        out = prev + alpha * (x - prev)
+        out = np.where(np.isnan(prev), x, out)
+        return np.where(np.isnan(x), prev, out)
     if x != x:
         return prev
     if prev is None or prev != prev:
@@ -483,13 +491,7 @@ class TwinModel:
             v = row[c]
             for tau in self.taus_s:
                 key = f"{c}_ewm{int(tau)}s"
-                prev = memory.get(key)
-                if prev is None or math.isnan(prev):
-                    cur = v
-                elif math.isnan(v):
-                    cur = prev
-                else:
-                    cur = prev + (1.0 - math.exp(-dt / float(tau))) * (v - prev)
+                cur = ewm_step(memory.get(key), v, 1.0 - math.exp(-dt / float(tau)))
                 memory[key] = cur
                 row[key] = cur
         for s in self.sensors_:
