@@ -357,3 +357,38 @@ def test_monitor_engine_runs_the_fault_model_rule_when_enabled(tmp_path, monkeyp
     plain = build_engine(store, _settings(tmp_path, KINDS_TOML, db="other.db"))
     assert "fault_model" not in plain.ruleset("pump-01").names()
     store.close()
+
+
+def test_learned_limits_replace_the_kinds_and_catch_a_drop_from_the_assets_own_normal(tmp_path):
+    """A machine that normally runs at 100 °C (above the kind's 85 °C limit): with
+    learn_limits_hours its own first day sets the band, and only the failure's drop alarms."""
+    text = '[assets."m-1"]\nkind = "machine-temperature"\n[rules]\nlearn_limits_hours = 24\n'
+    settings = _settings(tmp_path, text)
+    rng = np.random.default_rng(2)
+    n = 3 * 288                                       # three days at 5 minutes
+    temp = 100 + 3 * np.sin(np.arange(n) / 40.0) + rng.normal(0, 0.8, n)
+    temp[600:640] = np.linspace(95, 60, 40)           # the failure: a fall of 40 °C
+    store = open_store(settings.db_path, create=True)
+    ingest_frame(store, pd.DataFrame({"ts": T0 + np.arange(n) * 300_000, "asset_id": "m-1",
+                                      "temperature": temp}),
+                 source="t", kind=builtin_kind("machine-temperature"))
+    rs = RuleBook(settings=settings).for_asset("m-1")
+    assert rs.thresholds == () and [r.name for r in rs.learned] == ["temperature_high",
+                                                                     "temperature_low"]
+    events = AlarmEngine(store, settings=settings).process_new()
+    raised = [e for e in events if e.kind == "raised"]
+    assert [(e.rule, e.severity) for e in raised] == [("temperature_low", "warning")]
+    assert T0 + 600 * 300_000 <= raised[0].ts <= T0 + 620 * 300_000
+    assert "[learned]" in raised[0].message
+    band = json.loads(store.get_meta("detect.limits.m-1"))["bands"]["temperature"]
+    assert 98 < band[0] < 102 and 1 < band[1] < 4
+    # without learning, the kind's 85 °C limit alarms all day long
+    plain = _settings(tmp_path, '[assets."m-1"]\nkind = "machine-temperature"\n', db="plain.db")
+    store2 = open_store(plain.db_path, create=True)
+    ingest_frame(store2, pd.DataFrame({"ts": T0 + np.arange(n) * 300_000, "asset_id": "m-1",
+                                       "temperature": temp}),
+                 source="t", kind=builtin_kind("machine-temperature"))
+    assert [e.rule for e in AlarmEngine(store2, settings=plain).process_new()
+            if e.kind == "raised"][0] == "temperature_high"
+    store.close()
+    store2.close()

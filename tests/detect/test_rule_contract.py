@@ -14,8 +14,8 @@ import math
 
 import pytest
 
-from twinlib.detect.rules import (RULE_CLASSES, FlatlineRule, ImpossibleRule, StaleRule,
-                                  ThresholdRule, TwinResidualRule)
+from twinlib.detect.rules import (RULE_CLASSES, FlatlineRule, ImpossibleRule, LearnedLimitRule,
+                                  StaleRule, ThresholdRule, TwinResidualRule)
 from twinlib.models.alarm_rule import FaultModelRule, FaultRuleSettings
 
 T0 = 1_770_681_600_000
@@ -51,6 +51,14 @@ def _impossible():
     return ImpossibleRule("current", 0.0, 100.0), {"current": 50.0}, {"current": 150.0}, None, "current"
 
 
+def _learned_low():
+    # the band arrives with the first reading after training (the engine puts it there)
+    rule = LearnedLimitRule("temp", "low", k=3.5, hold_readings=2, clear_readings=2)
+    band = [80.0, 4.0]                  # warning below 66, critical below 59
+    return (rule, {"temp": 80.0, "band": band}, {"temp": 64.0, "band": band},
+            {"temp": 50.0, "band": band}, "temp")
+
+
 def _fault_model():
     rule = FaultModelRule(FaultRuleSettings(level=0.6, hold_s=2, clear_s=2))
     return (rule, {"proba": {"healthy": 0.95, "leak": 0.05}},
@@ -64,6 +72,7 @@ SCENARIOS = {
     "flatline": (FlatlineRule, _flatline),
     "impossible": (ImpossibleRule, _impossible),
     "fault-model": (FaultModelRule, _fault_model),
+    "learned-limit": (LearnedLimitRule, _learned_low),
 }
 
 

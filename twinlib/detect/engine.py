@@ -58,6 +58,7 @@ STATE_KEY = "detect.state"
 MODEL_STATE_KEY = "detect.model_state"  # per asset and model rule: the rule's own typed state
 TWIN_KEY = "detect.twin."   # + asset id: the asset's fitted twin model (JSON, twin_to_json)
 TWIN_FORMAT = "twinlib.twin/1"
+LIMITS_KEY = "detect.limits."  # + asset id: learned limits (median, robust σ per signal; JSON)
 
 log = logging.getLogger("twinlib.detect")
 #: Status words from best to worst (an asset's status is the worst that applies).
@@ -514,6 +515,48 @@ class AlarmEngine:
         x = {**r.values, "ts": r.ts}
         return True, ad.z(x, info.setdefault("mem", {}))
 
+    # -- learned limits --------------------------------------------------------------------
+    def _learned_bands(self, m: AssetRuleMachine, r, extra):
+        """Give each learned-limit rule that has no band yet its signal's learned band."""
+        info = m.limits
+        if "first_ts" not in info:
+            info["first_ts"] = r.ts
+        hours = m.rules.learned[0].train_hours
+        end = info["first_ts"] + int(hours * 3_600_000)
+        if info.get("status") is None:
+            if r.ts < end:
+                return extra
+            self._learn_limits(m, end)
+        bands = info.get("bands") or {}
+        for rule in m.rules.learned:
+            band = bands.get(rule.sensor)
+            if band is not None and r.ts > end and m.states[rule.name].median is None:
+                extra = dict(extra or {})
+                extra[rule.name] = {"band": band}
+        return extra
+
+    def _learn_limits(self, m: AssetRuleMachine, end: int) -> None:
+        """Median and robust σ (1.4826 × MAD) of each signal over the asset's first hours."""
+        info = m.limits
+        hist = healthy_rows(self.store.window(info["first_ts"], end, asset=m.asset_id))
+        bands = {}
+        for rule in m.rules.learned:
+            if rule.sensor in bands or rule.sensor not in hist:
+                continue
+            x = hist[rule.sensor].dropna().to_numpy(dtype=float)
+            if len(x) < 10:
+                continue
+            med = float(np.median(x))
+            sd = 1.4826 * float(np.median(np.abs(x - med)))
+            if sd <= 0:      # a signal that barely moves: fall back on its standard deviation
+                sd = float(np.std(x))
+            if sd > 0:
+                bands[rule.sensor] = [med, sd]
+        info.update(status="learned" if bands else "not learned: too few readings",
+                    train_end=end, bands=bands)
+        self.store.set_meta(LIMITS_KEY + m.asset_id, json.dumps(
+            {"train": {"from": info["first_ts"], "to": end}, "bands": bands}, separators=(",", ":")))
+
     def _machine(self, asset_id: str, stored_kind: str | None = None) -> AssetRuleMachine:
         m = self.machines.get(asset_id)
         if m is None:
@@ -605,6 +648,8 @@ class AlarmEngine:
                     extra = None
                     if prepared:
                         extra = {name: per[r.id] for name, per in prepared.items() if r.id in per}
+                    if m.rules.learned:
+                        extra = self._learned_bands(m, r, extra)
                     tr = m.rules.twin
                     if tr is not None and (tr.train_hours > 0 or r.asset_id in self._adapters):
                         scored, z = self._twin_z(m, tr, r)

@@ -72,9 +72,10 @@ reading; the alarm engine (:mod:`twinlib.detect.engine`) persists what it return
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 
@@ -85,7 +86,7 @@ from twinlib.twin import ewm_step
 __all__ = ["Rule", "ThresholdRule", "TwinResidualRule", "TwinRule", "FlatlineRule",
            "ImpossibleRule", "StaleRule", "RuleSet", "RuleBook", "Transition", "AssetRuleMachine",
            "LevelState", "TwinState", "FlatlineState", "ImpossibleState", "StaleState",
-           "Pending", "Clearing", "RULE_CLASSES", "default_ruleset", "ruleset_from_settings",
+           "Pending", "Clearing", "LearnedLimitRule", "LearnedLimitState", "RULE_CLASSES", "default_ruleset", "ruleset_from_settings",
            "ruleset_for_kind", "threshold_mask", "RULE_DEFAULTS", "stale_gaps"]
 
 #: ``[rules]`` keys and their defaults (None: not set).
@@ -93,7 +94,8 @@ RULE_DEFAULTS: dict[str, float | None] = {
     "hold_readings": 3, "hold_s": None, "clear_readings": 30,
     "stale_s": None, "stale_k": 5.0, "stale_floor_s": 60.0, "stale_unknown_s": 600.0,
     "flatline_readings": 60, "flatline_tolerance": 0.0, "flatline_factor": 3.0,
-    "twin_train_hours": 0.0, "twin_warning": 6.0, "twin_critical": 15.0, "twin_smooth": 0.1}
+    "twin_train_hours": 0.0, "twin_warning": 6.0, "twin_critical": 15.0, "twin_smooth": 0.1,
+    "learn_limits_hours": 0.0, "learn_limits_k": 3.5}
 #: ``[rules]`` keys that are not numbers.
 _OTHER_RULE_KEYS = frozenset({"fault_model"})
 _SEVERITY = {1: "warning", 2: "critical"}
@@ -455,6 +457,76 @@ class TwinResidualRule(Rule):
 TwinRule = TwinResidualRule
 
 
+@dataclass
+class LearnedLimitState(LevelState):
+    """:class:`LevelState` plus the band learned from the asset's own first hours."""
+
+    median: float | None = None
+    sd: float | None = None
+
+
+@dataclass(frozen=True)
+class LearnedLimitRule(Rule):
+    """A high- or low-side limit learned from the asset's own healthy history (robust statistics).
+
+    With ``[rules] learn_limits_hours = N`` the engine takes each measured signal's median and
+    robust σ (1.4826 × the median absolute deviation) over the asset's first N hours and puts
+    them in the reading (``band``: ``[median, sd]``) until the rule has them; the warning level
+    is ``median ± k·σ`` (``learn_limits_k``, default 3.5: Iglewicz and Hoaglin's outlier bound on
+    the modified z-score, chosen a priori, not fitted), the critical level ``median ± 1.5·k·σ``,
+    the deadband ``σ / 2``. Same hold / off-delay lifecycle and rule name (``<signal>_high`` /
+    ``<signal>_low``) as a :class:`ThresholdRule`; it replaces the kind's level for that side
+    unless the settings give one explicitly.
+    """
+
+    sensor: str
+    direction: str = "high"
+    k: float = 3.5
+    hold_readings: int = 1
+    hold_s: float = 0.0
+    clear_readings: int = 1
+    unit: str = ""
+    train_hours: float = 168.0
+
+    state_type = LearnedLimitState
+
+    def __post_init__(self):
+        if self.direction not in ("high", "low"):
+            raise ValueError(f"direction must be 'high' or 'low', got {self.direction!r}")
+        if self.k <= 0 or self.train_hours <= 0:
+            raise ValueError("learn_limits_k and learn_limits_hours must be positive")
+
+    @property
+    def name(self) -> str:
+        return f"{self.sensor}_{self.direction}"
+
+    def levels(self, median: float, sd: float) -> ThresholdRule:
+        """The threshold these learned statistics give (warning, critical, deadband)."""
+        sign = 1.0 if self.direction == "high" else -1.0
+        return _learned_threshold(self.sensor, median + sign * self.k * sd,
+                                  median + sign * 1.5 * self.k * sd, self.direction, 0.5 * sd,
+                                  self.hold_readings, self.hold_s, self.clear_readings, self.unit)
+
+    def step(self, state: LearnedLimitState, reading: Mapping) -> list[Transition]:
+        if state.median is None:
+            band = reading.get("band")
+            if band is None:
+                return []                 # not learned yet: the training hours are running
+            state.median, state.sd = float(band[0]), float(band[1])
+        v = reading.get(self.sensor)
+        if _missing(v):
+            return []
+        v = float(v)
+        th = self.levels(state.median, state.sd)
+        return _level_step(th, state, int(reading["ts"]), v, th.level(v), self.sensor,
+                           lambda sev: th.message(v, sev) + " [learned]")
+
+
+@functools.lru_cache(maxsize=4096)
+def _learned_threshold(*args) -> "ThresholdRule":
+    return ThresholdRule(*args)
+
+
 @dataclass(frozen=True)
 class FlatlineRule(Rule):
     """A signal that repeats the same value (within ``tolerance``) for too many readings.
@@ -621,7 +693,7 @@ class StaleRule(Rule):
 
 #: Every rule class of this module (the contract test runs each of them).
 RULE_CLASSES: tuple[type, ...] = (ThresholdRule, TwinResidualRule, FlatlineRule, ImpossibleRule,
-                                  StaleRule)
+                                  StaleRule, LearnedLimitRule)
 
 
 # -- one asset's rules ----------------------------------------------------------------------------
@@ -637,12 +709,14 @@ class RuleSet:
     twin: TwinResidualRule | None = None
     extra: tuple = ()
     kind: str | None = None
+    learned: tuple = ()           # LearnedLimitRule: limits from the asset's own first hours
 
     def all(self) -> tuple:
         """Every rule, in the order the machine applies them."""
         head = (self.stale,) if self.stale is not None else ()
         tail = (self.twin,) if self.twin is not None else ()
-        return (*head, *self.impossibles, *self.flatlines, *self.thresholds, *tail, *self.extra)
+        return (*head, *self.impossibles, *self.flatlines, *self.thresholds, *self.learned, *tail,
+                *self.extra)
 
     def names(self) -> list[str]:
         return [r.name for r in self.all()]
@@ -650,7 +724,6 @@ class RuleSet:
     def with_extra(self, rules: Sequence) -> "RuleSet":
         if not rules:
             return self
-        from dataclasses import replace
         return replace(self, extra=(*self.extra, *rules))
 
     def breaches(self, columns: Mapping[str, np.ndarray], out: np.ndarray | None = None) -> np.ndarray:
@@ -730,11 +803,22 @@ def ruleset_for_kind(kind: Kind, file: Mapping | None = None,
     n_flat = int(_num(ru, "flatline_readings", RULE_DEFAULTS["flatline_readings"]))
     tol = _num(ru, "flatline_tolerance", RULE_DEFAULTS["flatline_tolerance"])
     factor = _num(ru, "flatline_factor", RULE_DEFAULTS["flatline_factor"])
+    learn_h = _num(ru, "learn_limits_hours", RULE_DEFAULTS["learn_limits_hours"]) or 0.0
+    learn_k = _num(ru, "learn_limits_k", RULE_DEFAULTS["learn_limits_k"])
+    learned: list[LearnedLimitRule] = []
     for sig in kind.signals:
         if not sig.measured:
             continue
         s = sig.name
         hold_s = hold_s_all if hold_s_all is not None else (sig.hold_s or 0.0)
+        if learn_h > 0:
+            # limits from the asset's own history, except where the settings give one
+            for side, key in (("high", s), ("low", f"{s}_low")):
+                if th.get(key) is None:
+                    learned.append(LearnedLimitRule(s, side, learn_k, hold_n, hold_s, clear_n,
+                                                    sig.unit, learn_h))
+            sig = replace(sig, warning_high=None, critical_high=None, warning_low=None,
+                          critical_low=None)
         # high side: the kind's levels; a warning moved by the settings moves its critical along
         kw, kc = sig.warning_high, sig.critical_high
         if kw is None and kc is not None:
@@ -777,7 +861,8 @@ def ruleset_for_kind(kind: Kind, file: Mapping | None = None,
         stale_s, k=_num(ru, "stale_k", RULE_DEFAULTS["stale_k"]),
         floor_s=_num(ru, "stale_floor_s", RULE_DEFAULTS["stale_floor_s"]),
         unknown_s=_num(ru, "stale_unknown_s", RULE_DEFAULTS["stale_unknown_s"]))
-    return RuleSet(tuple(rules), tuple(flats), tuple(imps), stale, twin, (), kind.name)
+    return RuleSet(tuple(rules), tuple(flats), tuple(imps), stale, twin, (), kind.name,
+                   tuple(learned))
 
 
 def ruleset_from_settings(file: Mapping | None = None, asset_id: str | None = None,
@@ -868,6 +953,7 @@ class AssetRuleMachine:
         if saved is None and st:
             self._from_first_release(st)
         self.twin: dict = st.get("twin", {}) or {}  # the engine's twin bookkeeping
+        self.limits: dict = st.get("limits", {}) or {}  # the engine's learned-limit bookkeeping
 
     def _from_first_release(self, st: Mapping) -> None:
         """The first release kept positional lists; keep what carries over (active alarms, the
@@ -881,7 +967,8 @@ class AssetRuleMachine:
             stale.gaps = list(st.get("gaps") or [])
 
     def to_state(self) -> dict:
-        return {"rules": {n: s.to_dict() for n, s in self.states.items()}, "twin": self.twin}
+        return {"rules": {n: s.to_dict() for n, s in self.states.items()}, "twin": self.twin,
+                "limits": self.limits}
 
     @property
     def active(self) -> dict[str, dict]:
