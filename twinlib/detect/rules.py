@@ -74,6 +74,7 @@ from __future__ import annotations
 
 import functools
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 
@@ -647,7 +648,8 @@ class StaleRule(Rule):
             return int(self.after_s * 1000)
         if not gaps_ms or len(gaps_ms) < STALE_MIN_GAPS:
             return int(max(self.unknown_s, self.floor_s) * 1000)
-        return int(max(self.floor_s * 1000, self.k * float(np.median(gaps_ms))))
+        # statistics.median: on 32 numbers, a tenth of numpy's per-call cost (once per reading)
+        return int(max(self.floor_s * 1000, self.k * float(statistics.median(gaps_ms))))
 
     def message(self, asset_id: str, last_ts: int, limit_ms: int | None = None) -> str:
         # depends only on the last reading and the cadence, so batch and live runs agree
