@@ -14,7 +14,7 @@ from twinlib.config import get_settings
 from twinlib.detect import AlarmEngine
 from twinlib.detect.rules import RuleBook, ruleset_for_kind, ruleset_from_settings
 from twinlib.ingest import ingest_frame
-from twinlib.kinds import builtin_kind, load_kinds
+from twinlib.kinds import builtin_kind
 from twinlib.store import open_store
 
 SKAB = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "skab-dev"

@@ -38,7 +38,6 @@ import contextlib
 import inspect
 import json
 import logging
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
