@@ -392,3 +392,28 @@ def test_learned_limits_replace_the_kinds_and_catch_a_drop_from_the_assets_own_n
             if e.kind == "raised"][0] == "temperature_high"
     store.close()
     store2.close()
+
+
+def test_twin_fit_on_a_pump_uses_the_physics_twin_and_detect_finds_the_leak(store, tmp_db,
+                                                                          capsys, monkeypatch,
+                                                                          tmp_path):
+    from twinlib.timeutil import to_ms
+
+    store.close()
+    monkeypatch.setenv("TWIN_SETTINGS", str(tmp_path / "none.toml"))
+    assert main(["fit", "--db", str(tmp_db), "--asset", "pump-02", "--from",
+                 "2026-02-10 00:00:00", "--to", "2026-02-10 01:00:00", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["twin"] == "physics" and summary["kind"] == "pump"
+    assert main(["detect", "--db", str(tmp_db), "--json"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    twin = [e for e in events if e["rule"] == "twin_residual" and e["kind"] == "raised"]
+    leak = to_ms("2026-02-10 01:30:00")
+    assert [e["asset_id"] for e in twin] == ["pump-02"]         # only the asset with a twin
+    assert leak < twin[0]["ts"] < leak + 3_600_000 and twin[0]["sensor"] == "pressure"
+    assert main(["fit", "--db", str(tmp_db), "--asset", "pump-02", "--clear"]) == 0
+    s = open_store(tmp_db)
+    try:
+        assert s.get_meta("detect.twin.pump-02") == ""
+    finally:
+        s.close()
