@@ -168,9 +168,17 @@ def _skab(quick: bool) -> dict:
 
 
 def _nab_replay() -> dict:
-    """NAB machine temperature through the live engine: failure windows caught, alarms outside."""
+    """NAB machine temperature through the live engine: failure windows caught, alarms outside —
+    with the kind's limits, and with limits learned from the machine's first week."""
     if not NAB_FILE.exists():
         return {"skipped": f"{NAB_FILE} not found (set TWIN_DATASETS)"}
+    out = _nab_replay_with(None)
+    out["learned_limits"] = _nab_replay_with({"rules": {"learn_limits_hours": 168}})
+    out["learned_limits"]["settings"] = "[rules] learn_limits_hours = 168 (k = 3.5 robust σ)"
+    return out
+
+
+def _nab_replay_with(rules) -> dict:
     from twinlib.ingest.pipeline import ingest_frame
     from twinlib.ingest.sources.recordings import open_recording
     from twinlib.timeutil import to_ms
@@ -181,7 +189,7 @@ def _nab_replay() -> dict:
         for chunk in rec.chunks:
             ingest_frame(st, chunk, source="replay", required=rec.required)
         t0 = time.perf_counter()
-        AlarmEngine(st).process_new()
+        AlarmEngine(st, rules).process_new()
         dt = time.perf_counter() - t0
         alerts = st.list_alerts(limit=1_000_000)
         st.close()

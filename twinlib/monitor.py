@@ -160,12 +160,22 @@ def read_heartbeat(store) -> dict | None:
 
 
 def build_engine(store, settings=None):
-    """The alarm engine with the rules of the settings file (`[thresholds]`, `[rules]`,
-    per-asset overrides); defaults without one."""
+    """The alarm engine the monitor runs: each asset's rules from its kind and the settings file
+    (`[kinds.*]`, `[thresholds]`, `[rules]`, per-asset overrides; defaults without one), plus the
+    trained fault model as one more rule when `[rules] fault_model` enables it."""
     from twinlib.detect import AlarmEngine
+    from twinlib.detect.fault_model import fault_model_rules
 
     # small chunks: each is one write transaction, and other writers wait at most one of them
-    return AlarmEngine(store, settings.file if settings is not None else None, chunk=2000)
+    extra = fault_model_rules(settings) if settings is not None else None
+    if getattr(store, "backend", "sqlite") == "postgresql":
+        # several monitors may share the database: detection by shards of the assets, each
+        # claimed in the database, so they check disjoint assets in parallel
+        from twinlib.detect.sharded import ShardedEngine
+        return ShardedEngine(store, settings=settings, chunk=2000, extra_for_kind=extra)
+    if settings is None:
+        return AlarmEngine(store, None, chunk=2000)
+    return AlarmEngine(store, settings=settings, chunk=2000, extra_for_kind=extra)
 
 
 class Monitor:

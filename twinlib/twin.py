@@ -71,7 +71,7 @@ from scipy.signal import lfilter
 
 from twinlib.config import SENSORS
 
-__all__ = ["TwinModel", "LearnedTwin", "STATE_COLUMNS", "NotFittedError", "ewm_causal"]
+__all__ = ["TwinModel", "LearnedTwin", "STATE_COLUMNS", "NotFittedError", "ewm_causal", "ewm_step"]
 
 #: Operating-state columns the twin uses when a frame has them.
 STATE_COLUMNS: tuple[str, ...] = ("load", "speed", "ambient")
@@ -107,6 +107,34 @@ def ewm_causal(x: np.ndarray, alpha: float) -> np.ndarray:
     a = float(alpha)
     y, _ = lfilter([a], [1.0, a - 1.0], x, zi=[(1.0 - a) * x[0]])
     return y
+
+
+def ewm_step(prev: float | None, x: float, alpha: float) -> float:
+    """One step of :func:`ewm_causal` for streaming code: the filtered value after ``x``.
+
+    ``prev`` None (or NaN) starts the filter at ``x``; a NaN ``x`` keeps ``prev`` (a missing
+    reading says nothing new). Feeding a series without gaps through this one value at a time
+    gives what :func:`ewm_causal` gives on the whole array, so batch and live filters agree.
+
+    >>> y = None
+    >>> for v in [1.0, 3.0, 2.0, 3.0]:
+    ...     y = ewm_step(y, v, 0.5)
+    >>> bool(np.isclose(y, ewm_causal(np.array([1.0, 3.0, 2.0, 3.0]), 0.5)[-1]))
+    True
+    """
+    if isinstance(x, np.ndarray) or isinstance(prev, np.ndarray):   # one filter per element
+        x = np.asarray(x, dtype=float)
+        if prev is None:
+            return x.copy()
+        prev = np.asarray(prev, dtype=float)
+        out = prev + alpha * (x - prev)
+        out = np.where(np.isnan(prev), x, out)
+        return np.where(np.isnan(x), prev, out)
+    if x != x:
+        return prev
+    if prev is None or prev != prev:
+        return x
+    return prev + alpha * (x - prev)
 
 
 def _time_seconds(df: pd.DataFrame) -> np.ndarray | None:
@@ -463,13 +491,7 @@ class TwinModel:
             v = row[c]
             for tau in self.taus_s:
                 key = f"{c}_ewm{int(tau)}s"
-                prev = memory.get(key)
-                if prev is None or math.isnan(prev):
-                    cur = v
-                elif math.isnan(v):
-                    cur = prev
-                else:
-                    cur = prev + (1.0 - math.exp(-dt / float(tau))) * (v - prev)
+                cur = ewm_step(memory.get(key), v, 1.0 - math.exp(-dt / float(tau)))
                 memory[key] = cur
                 row[key] = cur
         for s in self.sensors_:
@@ -583,7 +605,48 @@ class LearnedTwin:
                                "fill": [float(fill[cols.index(c)]) for c in inputs],
                                "resid_std": float(max(np.std(oof), 1e-9))}
         self.resid_std_ = {m: self.models_[m]["resid_std"] for m in measured}
+        # the operating range training saw (covers(): outside it the twin has no opinion)
+        self.ranges_ = {c: [float(np.nanmin(df[c])), float(np.nanmax(df[c]))] for c in state
+                        if df[c].notna().any()}
+        self._prepare_fast()
         return self
+
+    def _prepare_fast(self) -> None:
+        self._fast = {m: (p["inputs"], np.asarray(p["fill"], dtype=float),
+                          np.asarray(p["mean"], dtype=float), np.asarray(p["scale"], dtype=float),
+                          np.asarray(p["coef"], dtype=float), float(p["intercept"]))
+                      for m, p in self.models_.items()}
+
+    def covers(self, x: Mapping, margin: float = 0.05) -> bool:
+        """Whether the operating state of reading ``x`` lies inside the range training showed
+        (widened by ``margin`` of its span). Without state signals every reading is covered."""
+        self._check_fitted()
+        for c, (lo, hi) in getattr(self, "ranges_", {}).items():
+            v = x.get(c)
+            if v is None or v != v:
+                continue
+            pad = margin * (hi - lo)
+            if v < lo - pad or v > hi + pad:
+                return False
+        return True
+
+    def residual_one(self, x: Mapping, standardized: bool = False) -> dict:
+        """Observed − expected of one reading (a mapping of signal → value), per measured signal
+        the reading carries (None for a signal it lacks); what :meth:`residuals` gives row by row."""
+        self._check_fitted()
+        if getattr(self, "_fast", None) is None:
+            self._prepare_fast()
+        out = {}
+        for m, (inputs, fill, mean, scale, coef, b0) in self._fast.items():
+            y = x.get(m)
+            if y is None or y != y:
+                out[m] = None
+                continue
+            v = np.array([x.get(c) for c in inputs], dtype=float)
+            v = np.where(np.isnan(v), fill, v)
+            r = float(y) - (float(((v - mean) / scale) @ coef) + b0)
+            out[m] = r / self.resid_std_[m] if standardized else r
+        return out
 
     def predict(self, df: pd.DataFrame) -> pd.DataFrame:
         """Expected value of each measured signal for every row (same index)."""
@@ -616,7 +679,7 @@ class LearnedTwin:
                            "state": list(self.state), "alpha": float(self.alpha),
                            "folds": int(self.folds)},
                 "state": list(self.state_), "measured": list(self.measured_),
-                "models": self.models_}
+                "models": self.models_, "ranges": getattr(self, "ranges_", {})}
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "LearnedTwin":
@@ -628,4 +691,7 @@ class LearnedTwin:
         twin.measured_ = list(data["measured"])
         twin.models_ = {m: dict(p) for m, p in data["models"].items()}
         twin.resid_std_ = {m: float(p["resid_std"]) for m, p in twin.models_.items()}
+        twin.ranges_ = {str(c): [float(lo), float(hi)]
+                        for c, (lo, hi) in (data.get("ranges") or {}).items()}
+        twin._prepare_fast()
         return twin

@@ -24,9 +24,11 @@ __all__ = ["register"]
 def register(sub) -> None:
     p = sub.add_parser("detect", help="run the alarm engine over new readings and print the alarms",
                        description="Check every reading stored since the last run against the "
-                                   "alarm rules (thresholds with warning/critical bands, hold "
-                                   "time and deadband, low pressure, flat-line, impossible "
-                                   "values, stale data); alarms go to the alerts table.")
+                                   "alarm rules of each asset's kind (thresholds with "
+                                   "warning/critical bands, hold time and deadband, low side, "
+                                   "flat-line, impossible values, stale data, the twin residual "
+                                   "and, when enabled, the fault model); alarms go to the "
+                                   "alerts table.")
     add_db_option(p)
     p.add_argument("--stale-now", action="store_true",
                    help="also raise stale-data alarms for assets silent until now (wall clock)")
@@ -109,15 +111,22 @@ def cmd_detect(args: argparse.Namespace) -> int:
     if args.evaluate:
         return _evaluate(args)
     from ..detect import AlarmEngine
+    from ..detect.fault_model import fault_model_rules
 
     settings = settings_from(args)
+    try:
+        extra = fault_model_rules(settings)
+    except ValueError as exc:
+        raise CommandError(str(exc), code=2) from None
     store = open_store(settings.db_path)
     try:
-        if store.get_meta("detect.shards"):   # monitors detect this database by shards
+        # each asset's rules from its kind (and the settings file), as the live monitor does;
+        # by shards when monitors detect this database so (several monitors on PostgreSQL)
+        if store.get_meta("detect.shards"):
             from ..detect.sharded import ShardedEngine
-            engine = ShardedEngine(store, settings.file)
+            engine = ShardedEngine(store, settings=settings, extra_for_kind=extra)
         else:
-            engine = AlarmEngine(store, settings.file)
+            engine = AlarmEngine(store, settings=settings, extra_for_kind=extra)
         before = engine.cursor
         events = engine.process_new()
         if args.stale_now:

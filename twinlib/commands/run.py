@@ -277,14 +277,7 @@ def _run(args: argparse.Namespace) -> int:
     store = open_store(settings.db_path, create=True)
     monitor = None
     try:
-        if getattr(store, "backend", "sqlite") == "postgresql":
-            # several monitors may share the database: detection by shards of the assets,
-            # each claimed in the database, so they check disjoint assets in parallel
-            from twinlib.detect.sharded import ShardedEngine
-
-            engine = ShardedEngine(store, settings.file, chunk=2000)
-        else:
-            engine = build_engine(store, settings)
+        engine = build_engine(store, settings)  # by shards on PostgreSQL (several monitors)
         from twinlib.commands.retention import retention_policy
         monitor = Monitor(store, source, engine=engine, notifier=notifier, tick_s=args.tick,
                           batch_rows=args.batch, notify_max_age_s=args.notify_max_age,

@@ -4,9 +4,10 @@ How the parts fit:
 
 * :func:`detect_anomalies` — the original project's one-row check, kept as it was (messages
   "⚠️ High temperature", … or "✅ All systems normal").
-* :mod:`.rules` — threshold (warning/critical, hold time, deadband, low side), flat-line,
-  impossible-value and stale-data rules, configured from the settings file; and the per-asset
-  state machine that applies them.
+* :mod:`.rules` — threshold (warning/critical, hold time, deadband, low side), learned-limit,
+  flat-line, impossible-value, stale-data and twin-residual rules — small classes with one
+  contract, ``step(state, reading) -> transitions`` — built per asset from its kind and the
+  settings file; and the per-asset state machine that applies them.
 * :class:`AlarmEngine` (:mod:`.engine`) — runs the rules over every new reading in the store,
   behind a persisted cursor, and keeps one alerts row per alarm (raised → updated → escalated →
   cleared; acknowledged by people). :func:`asset_status` summarises it per asset.
@@ -26,11 +27,15 @@ from .rules import (
     AssetRuleMachine,
     FlatlineRule,
     ImpossibleRule,
+    LearnedLimitRule,
     RuleBook,
     RuleSet,
     StaleRule,
     ThresholdRule,
+    Transition,
+    TwinResidualRule,
     default_ruleset,
+    ruleset_for_kind,
     ruleset_from_settings,
 )
 
@@ -53,7 +58,8 @@ def __getattr__(name: str):
 __all__ = ["detect_anomalies", "ALL_NORMAL", "LEGACY_MESSAGES",
            "AlarmEngine", "AlarmEvent", "asset_status",
            "ThresholdRule", "FlatlineRule", "ImpossibleRule", "StaleRule", "RuleSet", "RuleBook",
-           "AssetRuleMachine", "default_ruleset", "ruleset_from_settings",
+           "AssetRuleMachine", "default_ruleset", "ruleset_from_settings", "ruleset_for_kind",
+           "TwinResidualRule", "LearnedLimitRule", "Transition",
            "Detector", "RollingZScore", "EWMAScore", "CUSUM", "PCAT2Q", "IsolationForestDetector",
            "TwinResidualDetector", "DETECTORS", "make_detector",
            "evaluate_alarms", "compare_on_fleet", "outlier_metrics", "run_skab"]

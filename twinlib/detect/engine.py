@@ -14,13 +14,21 @@ triggers update that row (``peak_value``, ``last_seen``, ``trigger_count``) → 
 Acknowledgement (who, when) is separate and done by people (``twin alarms ack``, the API, the
 dashboard). Notifications are sent from the :class:`AlarmEvent` list the calls return.
 
-With ``[rules] twin_train_hours`` set, the engine also runs the twin-residual rule: when an asset
-has that many hours of readings it fits a :class:`twinlib.twin.TwinModel` on them (kept in the
-meta table, ``detect.twin.<asset>``, as JSON data: loading it runs no code), then scores each
-new reading's residuals (with the operating state read from the store), so a leak or a failing
-cooler raises an alarm long before a fixed threshold would — and batch and live runs still
-agree, because the training window is fixed in data time. A value that is not such JSON (the
-base64 pickle older versions wrote) is never unpickled: the twin is refitted on its window.
+Each asset's rules come from its kind (:func:`twinlib.detect.rules.ruleset_for_kind`: the
+kind's limits, then the settings file's overrides), built once per asset; readings are
+:class:`twinlib.store.Reading` objects whose values are keyed by signal name, so the engine
+knows no sensor by name.
+
+The twin-residual rule: an asset's twin is kept in the meta table (``detect.twin.<asset>``, as
+JSON data: loading it runs no code) — the physics :class:`twinlib.twin.TwinModel` for pumps, a
+:class:`twinlib.twin.LearnedTwin` (each measured signal from the state signals and the other
+measured signals) for kinds without physics. It is fitted either by ``twin fit --asset A --from T
+--to T`` (picked up by a running engine at its next chunk) or, with ``[rules] twin_train_hours``
+set, by the engine itself once the asset has that many hours of readings. Each reading after the
+training window is scored against it, so a leak or a failing cooler raises an alarm long before
+a fixed threshold would — and batch and live runs still agree, because the training window is
+fixed in data time. A value that is not such JSON (the base64 pickle older versions wrote) is
+never unpickled: the twin is refitted on its window.
 
 :func:`asset_status` summarises the active alarms per asset for the API and the dashboard.
 """
@@ -30,7 +38,6 @@ import contextlib
 import inspect
 import json
 import logging
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
@@ -39,16 +46,18 @@ import numpy as np
 from twinlib.timeutil import now_ms as _now_ms
 
 from .legacy import ALL_NORMAL
-from .rules import AssetRuleMachine, RuleBook, RuleSet, Transition
+from .rules import AssetRuleMachine, RuleBook, RuleSet, Transition, stale_gaps
 
 __all__ = ["AlarmEngine", "AlarmEvent", "asset_status", "STATUS_ORDER", "twin_to_json",
-           "twin_from_json"]
+           "twin_from_json", "learned_to_json", "physics_to_json", "stored_twin", "fit_twin",
+           "healthy_rows", "TWIN_KEY"]
 
 CURSOR_KEY = "detect.cursor"
 STATE_KEY = "detect.state"
 MODEL_STATE_KEY = "detect.model_state"  # per asset and model rule: the rule's own typed state
 TWIN_KEY = "detect.twin."   # + asset id: the asset's fitted twin model (JSON, twin_to_json)
 TWIN_FORMAT = "twinlib.twin/1"
+LIMITS_KEY = "detect.limits."  # + asset id: learned limits (median, robust σ per signal; JSON)
 
 log = logging.getLogger("twinlib.detect")
 #: Status words from best to worst (an asset's status is the worst that applies).
@@ -171,25 +180,151 @@ def twin_from_json(text: str):
     return _twin_from_data(data)
 
 
+# -- the learned twin as data ------------------------------------------------------------------
+LEARNED_FORMAT = "twinlib.learned-twin/1"
+
+
+def learned_to_json(model, *, train_from: int | None = None, train_to: int | None = None,
+                    origin: str = "auto") -> str:
+    """A fitted :class:`~twinlib.twin.LearnedTwin` as JSON text (``detect.twin.<asset>``), with
+    its training window (ms) and where it came from (``auto``: the engine's first hours;
+    ``fit``: ``twin fit``)."""
+    return json.dumps({"format": LEARNED_FORMAT, "model": model.to_dict(),
+                       "train": {"from": train_from, "to": train_to}, "origin": origin},
+                      separators=(",", ":"))
+
+
+def stored_twin(text: str):
+    """``(model, train window {"from", "to"} or {}, origin)`` of a ``detect.twin.<asset>`` value:
+    a physics :class:`~twinlib.twin.TwinModel` or a :class:`~twinlib.twin.LearnedTwin`.
+    ``ValueError`` for anything else (a pickle included: never unpickled)."""
+    from twinlib.twin import LearnedTwin
+
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"not twin JSON ({exc.__class__.__name__})") from None
+    if not isinstance(data, dict):
+        raise ValueError("not twin JSON")
+    if data.get("format") == LEARNED_FORMAT:
+        try:
+            model = LearnedTwin.from_dict(data["model"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"learned twin JSON: {exc}") from None
+        return model, dict(data.get("train") or {}), str(data.get("origin", "auto"))
+    model = twin_from_json(text)
+    return model, dict(data.get("train") or {}), str(data.get("origin", "auto"))
+
+
+def physics_to_json(model, *, train_from: int | None = None, train_to: int | None = None,
+                    origin: str = "auto") -> str:
+    """:func:`twin_to_json` plus the training window and origin (read by :func:`stored_twin`)."""
+    data = json.loads(twin_to_json(model))
+    data.update(train={"from": train_from, "to": train_to}, origin=origin)
+    return json.dumps(data, separators=(",", ":"))
+
+
+_HEALTHY = {"", "healthy", "normal", "0", "0.0", "false", "none", "nan"}
+
+
+def healthy_rows(hist):
+    """The rows of a history frame that are not labelled as a fault (all rows without labels)."""
+    if "label" not in hist.columns:
+        return hist
+    lab = hist["label"]
+    keep = lab.isna() | lab.astype(str).str.strip().str.lower().isin(_HEALTHY)
+    return hist[keep.to_numpy()]
+
+
+def fit_twin(kind, hist, *, learned: bool | None = None):
+    """The twin of an asset of ``kind`` fitted on its history frame (healthy rows only): the
+    physics :class:`~twinlib.twin.TwinModel` for a kind with pump physics, else (or with
+    ``learned=True``) a :class:`~twinlib.twin.LearnedTwin` of its measured signals from its state
+    signals and each other. ``ValueError`` when the history cannot train one."""
+    from twinlib.twin import LearnedTwin, TwinModel
+
+    use_learned = (kind.physics != "pump") if learned is None else bool(learned)
+    if not use_learned:
+        # with an operating state to explain them, each sensor is modelled from the state
+        # alone, so a leak shows in pressure and is not echoed into the sensors modelled from it
+        has_state = any(c in hist and hist[c].notna().any() for c in ("load", "speed"))
+        return TwinModel(per_asset=False, seed=0, use_other_sensors=not has_state).fit(hist)
+    rows = healthy_rows(hist)
+    measured = [s for s in kind.measured if s in rows.columns and rows[s].notna().any()]
+    state = [s for s in kind.state if s in rows.columns and rows[s].notna().any()]
+    if not measured:
+        raise ValueError(f"no measured signal of kind {kind.name!r} has values in the window")
+    if len(measured) + len(state) < 2:
+        raise ValueError(f"kind {kind.name!r}: a learned twin needs at least two signals with "
+                         f"values (it predicts each measured signal from the others)")
+    return LearnedTwin(measured=measured, state=state).fit(rows)
+
+
+class _TwinAdapter:
+    """One asset's fitted twin behind one call: standardized residuals of one reading."""
+
+    def __init__(self, model, train_to: int | None, origin: str):
+        from twinlib.twin import LearnedTwin
+
+        self.model = model
+        self.learned = isinstance(model, LearnedTwin)
+        self.train_to = train_to
+        self.origin = origin
+
+    def z(self, x: Mapping, mem: dict) -> dict | None:
+        """Standardized residuals (None: an operating point training never showed)."""
+        if self.learned:
+            if not self.model.covers(x):
+                return None
+            return self.model.residual_one(x, standardized=True)
+        if not self.model.covers(x):
+            self.model.residual_one(x, mem)      # keep the lag filters running
+            return None
+        return self.model.residual_one(x, mem, standardized=True)
+
+    def to_json(self, train_from: int | None) -> str:
+        dump = learned_to_json if self.learned else physics_to_json
+        return dump(self.model, train_from=train_from, train_to=self.train_to, origin=self.origin)
+
+
+def _stored_kind(store, asset_id: str) -> str | None:
+    getter = getattr(store, "asset", None)
+    try:
+        if getter is not None:
+            row = getter(asset_id)
+            return None if row is None else row.get("kind")
+        for row in store.assets(counts=False):
+            if row.get("asset_id") == asset_id:
+                return row.get("kind")
+    except Exception:  # noqa: BLE001 - an older store: the settings (or the pump) decide
+        return None
+    return None
+
+
 class _SameRules:
     """A RuleBook stand-in that gives one RuleSet to every asset."""
 
     def __init__(self, rules: RuleSet):
         self.rules = rules
 
-    def for_asset(self, asset_id: str) -> RuleSet:
+    def for_asset(self, asset_id: str, stored_kind: str | None = None) -> RuleSet:
         return self.rules
 
+    def kind_for(self, asset_id: str, stored_kind: str | None = None):
+        from twinlib.kinds import BUILTIN_KINDS
+        return BUILTIN_KINDS.get(self.rules.kind or "pump") or BUILTIN_KINDS["pump"]
 
-def _rulebook(rules) -> RuleBook | _SameRules:
+
+def _rulebook(rules, settings=None, extra_for_kind=None) -> RuleBook | _SameRules:
     if rules is None:
-        return RuleBook({})
+        return RuleBook(settings=settings, extra_for_kind=extra_for_kind) if settings is not None \
+            else RuleBook({}, extra_for_kind=extra_for_kind)
     if isinstance(rules, (RuleBook, _SameRules)):
         return rules
     if isinstance(rules, RuleSet):
         return _SameRules(rules)
     if isinstance(rules, Mapping):  # Settings.file
-        return RuleBook(rules)
+        return RuleBook(rules, extra_for_kind=extra_for_kind)
     raise TypeError(f"rules must be a RuleBook, RuleSet, settings mapping or None, not {type(rules)}")
 
 
@@ -197,25 +332,49 @@ class AlarmEngine:
     """Alarm rules over the store's new readings, with the alarm lifecycle in the alerts table.
 
     ``rules``: a :class:`~twinlib.detect.rules.RuleBook`, a settings mapping (``Settings.file``,
-    per-asset overrides included), one :class:`~twinlib.detect.rules.RuleSet` for every asset, or
-    None for the defaults. ``chunk`` readings are handled per transaction.
+    per-asset overrides and ``[kinds.*]`` included), one :class:`~twinlib.detect.rules.RuleSet`
+    for every asset, or None for the defaults (or ``settings``' when given: a
+    :class:`twinlib.config.Settings`, whose ``kind_for`` then decides each asset's kind).
+    Each asset's rules come from its kind, built once per asset. ``model_rules``: more rules
+    with the rule contract for every asset; ``extra_for_kind(kind) -> rules``: per kind (the
+    fault model). ``chunk`` readings are handled per transaction.
     """
 
-    def __init__(self, store, rules=None, *, chunk: int = 10_000, model_rules=()):
+    def __init__(self, store, rules=None, *, chunk: int = 10_000, model_rules=(), settings=None,
+                 extra_for_kind=None):
         if chunk < 1:
             raise ValueError("chunk must be at least 1")
         self.store = store
-        self.rules = _rulebook(rules)
+        self.rules = _rulebook(rules, settings, extra_for_kind)
         self.chunk = int(chunk)
-        self.twins: dict = {}
+        self.twins: dict = {}               # asset → its fitted twin model
+        self._adapters: dict[str, _TwinAdapter] = {}
+        self._twin_raw: dict[str, str | None] = {}
         #: Called with each chunk's events inside the chunk's transaction, before the commit
         #: (the monitor writes the notification outbox here: alarm and notification together).
         self.on_events = None
-        # Rules with the ``step(state, reading) -> transitions`` contract (e.g. the fault-model
-        # rule of twinlib.models): ``name``, ``new_state()``, ``state_from_dict(d)``,
-        # ``prepare(store, rows) -> {reading id: extra reading fields}``.
+        #: Rules with the ``step(state, reading) -> transitions`` contract for every asset
+        #: (e.g. the fault-model rule of twinlib.models); ``prepare(store, rows)`` (optional)
+        #: gives per-reading extra fields for a chunk.
         self.model_rules = tuple(model_rules)
+        self._rulesets: dict[str, RuleSet] = {}
         self._load()
+
+    # -- per-asset rules ---------------------------------------------------------------------
+    def ruleset(self, asset_id: str, stored_kind: str | None = None) -> RuleSet:
+        """The rules of one asset (from its kind; cached per asset)."""
+        rs = self._rulesets.get(asset_id)
+        if rs is None:
+            if stored_kind is None:
+                stored_kind = _stored_kind(self.store, asset_id)
+            rs = self.rules.for_asset(asset_id, stored_kind).with_extra(self.model_rules)
+            self._rulesets[asset_id] = rs
+        return rs
+
+    def kind(self, asset_id: str):
+        """The asset's kind, as the rules were built for it."""
+        rs = self.ruleset(asset_id)
+        return self.rules.kind_for(asset_id, rs.kind)
 
     # -- persisted state -------------------------------------------------------------------
     def _load(self) -> None:
@@ -223,40 +382,30 @@ class AlarmEngine:
         raw = self.store.get_meta(STATE_KEY)
         states = json.loads(raw) if raw else {}
         self.machines: dict[str, AssetRuleMachine] = {
-            a: AssetRuleMachine(a, self.rules.for_asset(a), st) for a, st in states.items()}
+            a: AssetRuleMachine(a, self.ruleset(a, st.get("kind")), st) for a, st in states.items()}
+        # model-rule states an older engine kept apart
+        raw = self.store.get_meta(MODEL_STATE_KEY) if self.model_rules else None
+        for a, per_rule in (json.loads(raw) if raw else {}).items():
+            m = self._machine(a)
+            for rule in self.model_rules:
+                if rule.name in per_rule and "rules" not in states.get(a, {}):
+                    m.states[rule.name] = rule.state_from_dict(per_rule[rule.name])
         # the alerts table is the truth about which alarms are active
         active = {(r["asset_id"], r["rule"]): r for r in self.store.active_alerts()}
         for a, m in self.machines.items():
-            for rule in list(m.active):
+            for rule, alarm in m.active.items():
                 row = active.get((a, rule))
                 if row is None:            # cleared or deleted outside the engine
-                    del m.active[rule]
+                    m.adopt(rule, None)
                 else:
-                    m.active[rule]["id"] = row["id"]
-        raw = self.store.get_meta(MODEL_STATE_KEY) if self.model_rules else None
-        saved = json.loads(raw) if raw else {}
-        self.model_states: dict[str, dict] = {}
-        for a, per_rule in saved.items():
-            for rule in self.model_rules:
-                if rule.name in per_rule:
-                    st = rule.state_from_dict(per_rule[rule.name])
-                    row = active.get((a, rule.name))
-                    if getattr(st, "active", None) is not None:
-                        if row is None:
-                            st.active = None
-                        else:
-                            st.active["id"] = row["id"]
-                    self.model_states.setdefault(a, {})[rule.name] = st
-        model_names = {r.name for r in self.model_rules}
+                    alarm["id"] = row["id"]
         for (a, rule), row in active.items():
-            if rule in model_names:
-                continue
             m = self._machine(a)
             if rule not in m.active:       # state lost (or an older engine): adopt the row
-                m.active[rule] = {"id": row["id"], "severity": row["severity"],
-                                  "started_at": row["started_at"], "last_seen": row["last_seen"],
-                                  "peak": row["peak_value"], "count": row["trigger_count"],
-                                  "sensor": row["sensor"], "message": row["message"]}
+                m.adopt(rule, {"id": row["id"], "severity": row["severity"],
+                               "started_at": row["started_at"], "last_seen": row["last_seen"],
+                               "peak": row["peak_value"], "count": row["trigger_count"],
+                               "sensor": row["sensor"], "message": row["message"]})
 
     @contextlib.contextmanager
     def _rolled_back(self):
@@ -266,7 +415,7 @@ class AlarmEngine:
             yield
         except BaseException:
             self.cursor = -1          # forces a reload from the store, even if this one fails
-            self.twins = {}
+            self.twins, self._adapters, self._twin_raw = {}, {}, {}
             try:
                 self._load()
             except Exception:
@@ -275,104 +424,143 @@ class AlarmEngine:
 
     def _save(self) -> None:
         self.store.set_meta(CURSOR_KEY, str(self.cursor))
-        self.store.set_meta(STATE_KEY, json.dumps({a: m.to_state() for a, m in self.machines.items()},
-                                                  separators=(",", ":")))
-        if self.model_rules:
-            self.store.set_meta(MODEL_STATE_KEY, json.dumps(
-                {a: {n: st.to_dict() for n, st in per.items()} for a, per in self.model_states.items()},
-                separators=(",", ":")))
+        self.store.set_meta(STATE_KEY, json.dumps(
+            {a: {**m.to_state(), "kind": m.rules.kind} for a, m in self.machines.items()},
+            separators=(",", ":")))
 
     # -- the twin-residual rule -------------------------------------------------------------
-    def _twin_model(self, m: AssetRuleMachine):
-        asset_id = m.asset_id
-        if asset_id not in self.twins:
-            raw = self.store.get_meta(TWIN_KEY + asset_id)
-            model = None
-            if raw:
+    def _refresh_twin(self, m: AssetRuleMachine) -> None:
+        """Pick up the twin stored for the asset (by this engine, another one, or ``twin fit``)."""
+        a = m.asset_id
+        raw = self.store.get_meta(TWIN_KEY + a)
+        if a in self._twin_raw and raw == self._twin_raw[a]:
+            return
+        self._twin_raw[a] = raw
+        info = m.twin
+        if not raw:
+            self.twins.pop(a, None)
+            self._adapters.pop(a, None)
+            if info.get("status") == "fitted" and info.get("origin") == "fit":
+                m.twin = {k: info[k] for k in ("first_ts",) if k in info}   # removed: back to auto
+            return
+        try:
+            model, train, origin = stored_twin(raw)
+        except ValueError as exc:
+            # e.g. the base64 pickle older versions wrote: never unpickled (it could run any
+            # code); the fit is seeded on a fixed data window, so a refit rebuilds it
+            log.warning("%s%s: stored twin model not used (%s); refitting it from its "
+                        "training window", TWIN_KEY, a, exc)
+            self.twins.pop(a, None)
+            self._adapters.pop(a, None)
+            if info.get("status") == "fitted" and "first_ts" in info:
                 try:
-                    model = twin_from_json(raw)
-                except ValueError as exc:
-                    # e.g. the base64 pickle older versions wrote: never unpickled (it could run
-                    # any code); the fit is seeded on a fixed data window, so a refit rebuilds it
-                    log.warning("%s%s: stored twin model not used (%s); refitting it from its "
-                                "training window", TWIN_KEY, asset_id, exc)
-            if model is None:
-                model, _ = self._fit_model(asset_id, m.twin["first_ts"], m.twin["train_end"])
-                self.store.set_meta(TWIN_KEY + asset_id, twin_to_json(model))
-            self.twins[asset_id] = model
-        return self.twins[asset_id]
-
-    def _fit_model(self, asset_id: str, start: int, end: int):
-        """The asset's twin fitted on its readings in ``[start, end]``; (model, the readings)."""
-        from twinlib.twin import TwinModel
-
-        hist = self.store.window(start, end, asset=asset_id)
-        # with an operating state to explain them, each sensor is modelled from the state alone,
-        # so a leak shows in pressure and is not echoed into the sensors modelled from pressure
-        has_state = any(c in hist and hist[c].notna().any() for c in ("load", "speed"))
-        model = TwinModel(per_asset=False, seed=0, use_other_sensors=not has_state).fit(hist)
-        return model, hist
+                    model = fit_twin(self.kind(a), self.store.window(
+                        info["first_ts"], info["train_end"], asset=a))
+                except ValueError as exc2:
+                    info["status"] = f"not fitted: {exc2}"
+                    return
+                ad = _TwinAdapter(model, info["train_end"], "auto")
+                self.twins[a], self._adapters[a] = model, ad
+                self.store.set_meta(TWIN_KEY + a, raw := ad.to_json(info["first_ts"]))
+                self._twin_raw[a] = raw
+            return
+        train_to = train.get("to")
+        if train_to is None:                 # written by an older engine: its own window
+            train_to = info.get("train_end")
+        ad = _TwinAdapter(model, train_to, origin)
+        self.twins[a], self._adapters[a] = model, ad
+        if info.get("status") != "fitted" or info.get("train_end") != train_to \
+                or info.get("origin", "auto") != origin:
+            # a new twin (e.g. `twin fit`): fresh filters, scored from the end of its window
+            info.update(status="fitted", train_end=train_to, origin=origin, mem={})
+            st = m.states.get(m.rules.twin.name) if m.rules.twin else None
+            if st is not None:
+                st.smoothed = {}
 
     def _fit_twin(self, m: AssetRuleMachine, rule) -> None:
         """Fit the asset's twin on its first ``train_hours`` and warm its filters on them."""
         info = m.twin
         end = info["first_ts"] + int(rule.train_hours * 3_600_000)
+        hist = self.store.window(info["first_ts"], end, asset=m.asset_id)
         try:
-            model, hist = self._fit_model(m.asset_id, info["first_ts"], end)
+            model = fit_twin(self.kind(m.asset_id), hist)
         except ValueError as exc:  # e.g. no healthy rows: say why, do not retry every reading
             info["status"] = f"not fitted: {exc}"
             return
+        ad = _TwinAdapter(model, end, "auto")
         mem: dict = {}
-        sm: dict = {}
+        st = m.states[rule.name]
+        st.smoothed = {}
         for x in hist.to_dict("records"):
-            self._twin_step(model, rule, x, mem, sm)
-        info.update(status="fitted", train_end=end, mem=mem, sm=sm)
-        self.twins[m.asset_id] = model
-        self.store.set_meta(TWIN_KEY + m.asset_id, twin_to_json(model))
+            rule.smooth_into(st, ad.z(x, mem))
+        info.update(status="fitted", train_end=end, origin="auto", mem=mem)
+        self.twins[m.asset_id], self._adapters[m.asset_id] = model, ad
+        raw = ad.to_json(info["first_ts"])
+        self.store.set_meta(TWIN_KEY + m.asset_id, raw)
+        self._twin_raw[m.asset_id] = raw
 
-    @staticmethod
-    def _twin_step(model, rule, x: Mapping, mem: dict, sm: dict) -> tuple[float, str]:
-        """Smoothed standardized residuals after one reading; (largest |value|, description)."""
-        z = model.residual_one(x, mem, standardized=True)
-        worst, score = None, 0.0
-        for s, v in z.items():
-            if v is None or not math.isfinite(v):
-                continue
-            prev = sm.get(s)
-            cur = v if prev is None else prev + rule.smooth * (v - prev)
-            sm[s] = cur
-            if abs(cur) > score:
-                worst, score = s, abs(cur)
-        if worst is None:
-            return 0.0, ""
-        return score, f"{worst} {'above' if sm[worst] > 0 else 'below'}"
-
-    def _twin_value(self, m: AssetRuleMachine, rule, r, state_cols: dict) -> dict:
-        """The virtual ``twin`` reading for the rule machine ({} while the twin is not ready)."""
+    def _twin_z(self, m: AssetRuleMachine, rule, r) -> tuple[bool, dict | None]:
+        """(scored?, the reading's standardized twin residuals or None for "no opinion")."""
         info = m.twin
         if "first_ts" not in info:
             info["first_ts"] = r.ts
-        if info.get("status") is None and r.ts >= info["first_ts"] + int(rule.train_hours * 3_600_000):
+        if info.get("status") is None and rule.train_hours > 0 \
+                and r.ts >= info["first_ts"] + int(rule.train_hours * 3_600_000):
             self._fit_twin(m, rule)
-        if info.get("status") != "fitted" or r.ts <= info["train_end"]:
-            return {}
-        model = self._twin_model(m)
-        load, speed, ambient = state_cols.get(r.id, (None, None, None))
-        x = {"ts": r.ts, "temperature": r.temperature, "vibration": r.vibration,
-             "pressure": r.pressure, "load": load, "speed": speed, "ambient": ambient}
-        if not model.covers(x):
-            # an operating point training never showed: keep the lag filters running, but the
-            # twin has no opinion (score 0, so an alarm it raised clears after the off-delay)
-            model.residual_one(x, info["mem"])
-            info["sm"] = {}
-            return {"twin": 0.0}
-        score, detail = self._twin_step(model, rule, x, info["mem"], info["sm"])
-        return {"twin": score, "twin_detail": detail}
+        ad = self._adapters.get(m.asset_id)
+        if info.get("status") != "fitted" or ad is None or (ad.train_to is not None
+                                                            and r.ts <= ad.train_to):
+            return False, None
+        x = {**r.values, "ts": r.ts}
+        return True, ad.z(x, info.setdefault("mem", {}))
 
-    def _machine(self, asset_id: str) -> AssetRuleMachine:
+    # -- learned limits --------------------------------------------------------------------
+    def _learned_bands(self, m: AssetRuleMachine, r, extra):
+        """Give each learned-limit rule that has no band yet its signal's learned band."""
+        info = m.limits
+        if "first_ts" not in info:
+            info["first_ts"] = r.ts
+        hours = m.rules.learned[0].train_hours
+        end = info["first_ts"] + int(hours * 3_600_000)
+        if info.get("status") is None:
+            if r.ts < end:
+                return extra
+            self._learn_limits(m, end)
+        bands = info.get("bands") or {}
+        for rule in m.rules.learned:
+            band = bands.get(rule.sensor)
+            if band is not None and r.ts > end and m.states[rule.name].median is None:
+                extra = dict(extra or {})
+                extra[rule.name] = {"band": band}
+        return extra
+
+    def _learn_limits(self, m: AssetRuleMachine, end: int) -> None:
+        """Median and robust σ (1.4826 × MAD) of each signal over the asset's first hours."""
+        info = m.limits
+        hist = healthy_rows(self.store.window(info["first_ts"], end, asset=m.asset_id))
+        bands = {}
+        for rule in m.rules.learned:
+            if rule.sensor in bands or rule.sensor not in hist:
+                continue
+            x = hist[rule.sensor].dropna().to_numpy(dtype=float)
+            if len(x) < 10:
+                continue
+            med = float(np.median(x))
+            sd = 1.4826 * float(np.median(np.abs(x - med)))
+            if sd <= 0:      # a signal that barely moves: fall back on its standard deviation
+                sd = float(np.std(x))
+            if sd > 0:
+                bands[rule.sensor] = [med, sd]
+        info.update(status="learned" if bands else "not learned: too few readings",
+                    train_end=end, bands=bands)
+        self.store.set_meta(LIMITS_KEY + m.asset_id, json.dumps(
+            {"train": {"from": info["first_ts"], "to": end}, "bands": bands}, separators=(",", ":")))
+
+    def _machine(self, asset_id: str, stored_kind: str | None = None) -> AssetRuleMachine:
         m = self.machines.get(asset_id)
         if m is None:
-            m = self.machines[asset_id] = AssetRuleMachine(asset_id, self.rules.for_asset(asset_id))
+            m = self.machines[asset_id] = AssetRuleMachine(asset_id,
+                                                           self.ruleset(asset_id, stored_kind))
         return m
 
     # -- transitions → alerts table --------------------------------------------------------
@@ -404,6 +592,20 @@ class AlarmEngine:
             self.store.update_alert(alert_id, last_seen=a["last_seen"], peak_value=a["peak"],
                                     trigger_count=a["count"])
 
+    def _prepare(self, rows) -> dict:
+        """rule name → {reading id: extra fields} for the rules that read more than the reading
+        (``prepare(store, rows)``), each given only the rows of the assets it applies to."""
+        users: dict[int, tuple] = {}
+        for a in {r.asset_id for r in rows}:
+            for rule in self._machine(a).rules.extra:
+                if hasattr(rule, "prepare"):
+                    users.setdefault(id(rule), (rule, set()))[1].add(a)
+        out: dict = {}
+        for rule, assets in users.values():
+            mine = [r for r in rows if r.asset_id in assets]
+            out.setdefault(rule.name, {}).update(rule.prepare(self.store, mine) or {})
+        return out
+
     # -- public ----------------------------------------------------------------------------
     def behind(self) -> bool:
         """Whether readings are stored that the engine has not checked yet."""
@@ -430,28 +632,30 @@ class AlarmEngine:
                 stored = int(self.store.get_meta(CURSOR_KEY, "0") or 0)
                 if stored != self.cursor:   # another engine moved on: continue from its state
                     self._load()
-                    self.twins = {}
+                    self.twins, self._adapters, self._twin_raw = {}, {}, {}
                 rows = self.store.after(self.cursor, limit=n)
                 if not rows:
                     break
                 dirty: dict = {}
-                state_cols = self._state_columns(rows)
-                prepared = {rule.name: rule.prepare(self.store, rows) for rule in self.model_rules}
+                for a in {r.asset_id: r.kind for r in rows}.items():
+                    m = self._machine(*a)
+                    if m.rules.twin is not None:
+                        self._refresh_twin(m)
+                prepared = self._prepare(rows)
                 for r in rows:
                     m = self._machine(r.asset_id)
-                    values = {"temperature": r.temperature, "vibration": r.vibration,
-                              "pressure": r.pressure}
-                    twin_rule = m.rules.twin
-                    if twin_rule is not None:
-                        values.update(self._twin_value(m, twin_rule, r, state_cols))
-                    trans = m.step(r.ts, values)
-                    for rule in self.model_rules:
-                        per = self.model_states.setdefault(r.asset_id, {})
-                        st = per.get(rule.name)
-                        if st is None:
-                            st = per[rule.name] = rule.new_state()
-                        extra = prepared[rule.name].get(r.id) or {}
-                        trans += rule.step(st, {"ts": r.ts, "asset_id": r.asset_id, **values, **extra})
+                    extra = None
+                    if prepared:
+                        extra = {name: per[r.id] for name, per in prepared.items() if r.id in per}
+                    if m.rules.learned:
+                        extra = self._learned_bands(m, r, extra)
+                    tr = m.rules.twin
+                    if tr is not None and (tr.train_hours > 0 or r.asset_id in self._adapters):
+                        scored, z = self._twin_z(m, tr, r)
+                        if scored:
+                            extra = dict(extra or {})
+                            extra[tr.name] = {"twin_z": z}
+                    trans = m.step(r.ts, r.values, extra)
                     if trans:
                         self._apply(r.asset_id, trans, events, dirty)
                 self._flush(dirty)
@@ -463,14 +667,6 @@ class AlarmEngine:
             if len(rows) < n:
                 break
         return events
-
-    def _state_columns(self, rows) -> dict:
-        """id → (load, speed, ambient) for the chunk, only when some asset has a twin rule."""
-        if not any(self._machine(a).rules.twin is not None for a in {r.asset_id for r in rows}):
-            return {}
-        # Readings carry every signal of their asset, operating state included.
-        return {r.id: (r.values.get("load"), r.values.get("speed"), r.values.get("ambient"))
-                for r in rows}
 
     def check_stale(self, now_ms: int | None = None) -> list[AlarmEvent]:
         """Raise a stale-data alarm for every asset silent for longer than its limit."""
@@ -504,8 +700,9 @@ def asset_status(store, now_ms: int | None = None, rules=None) -> dict[str, dict
     gaps = None
     if now_ms is not None:
         raw = store.get_meta(STATE_KEY)
-        gaps = {a: st.get("gaps") for a, st in json.loads(raw).items()} if raw else {}
-    assets = set(latest) | {a["asset_id"] for a in store.assets(counts=False)}
+        gaps = {a: stale_gaps(st) for a, st in json.loads(raw).items()} if raw else {}
+    meta = {a["asset_id"]: a for a in store.assets(counts=False)}
+    assets = set(latest) | set(meta)
     by_asset: dict[str, list[dict]] = {}
     for row in store.active_alerts():
         by_asset.setdefault(row["asset_id"], []).append(row)
@@ -518,7 +715,8 @@ def asset_status(store, now_ms: int | None = None, rules=None) -> dict[str, dict
         for r in rows:
             word = "stale" if r["rule"] == "stale" else r["severity"]
             status = max(status, word, key=STATUS_ORDER.index)
-        stale_rule = book.for_asset(a).stale
+        stored_kind = (meta.get(a) or {}).get("kind") or getattr(latest.get(a), "kind", None)
+        stale_rule = book.for_asset(a, stored_kind).stale
         if now_ms is not None and stale_rule is not None and not any(r["rule"] == "stale" for r in rows):
             last = latest.get(a)
             # the limit learned from the asset's cadence, as the engine last saw it

@@ -21,11 +21,13 @@ class ShardedEngine:
     """One :class:`AlarmEngine` per detection shard, each run only while claimed."""
 
     def __init__(self, store, rules=None, *, shards: int | None = None, chunk: int = 2000,
-                 model_rules=(), start: int | None = None):
+                 model_rules=(), start: int | None = None, settings=None, extra_for_kind=None):
         self.store = store
         self.shards = shard_count(store, shards)
         self.views = [ShardView(store, k, self.shards) for k in range(self.shards)]
-        self.engines = [AlarmEngine(v, rules, chunk=chunk, model_rules=model_rules)
+        # each shard's engine builds every asset's rules from its kind, as the plain engine does
+        self.engines = [AlarmEngine(v, rules, chunk=chunk, model_rules=model_rules, settings=settings,
+                                    extra_for_kind=extra_for_kind)
                         for v in self.views]
         self._next = secrets.randbelow(self.shards) if start is None else int(start) % self.shards
         self._on_events = None

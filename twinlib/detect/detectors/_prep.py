@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from twinlib.twin import ewm_causal
+from twinlib.twin import ewm_causal, ewm_step
 
 __all__ = ["slow_channels", "CausalPrep"]
 
@@ -79,9 +79,8 @@ class CausalPrep:
             base = sm.copy()
         else:
             prev_sm = np.asarray(state["sm"], dtype=float)
-            sm = v.copy() if self.smooth is None else prev_sm + float(self.smooth) * (v - prev_sm)
-            prev_base = np.asarray(state["base"], dtype=float)
-            base = prev_base + self.hp_alpha * (sm - prev_base)
+            sm = v.copy() if self.smooth is None else ewm_step(prev_sm, v, float(self.smooth))
+            base = ewm_step(np.asarray(state["base"], dtype=float), sm, self.hp_alpha)
         y = sm.copy()
         if self.policy == "highpass":
             for j in self.slow:

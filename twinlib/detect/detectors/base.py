@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from twinlib.config import SENSORS
-from twinlib.twin import STATE_COLUMNS, NotFittedError, ewm_causal
+from twinlib.twin import STATE_COLUMNS, NotFittedError, ewm_causal, ewm_step
 
 __all__ = ["Detector", "NotFittedError", "pick_columns"]
 
@@ -52,6 +52,12 @@ def pick_columns(df: pd.DataFrame) -> list[str]:
         raise ValueError("no numeric sensor columns to score")
     return cols
 
+
+
+def _finite(raw: float) -> float:
+    """A raw score as the batch smoother sees it (NaN → 0, ±inf → ±1e12), so a streaming
+    smoothed score equals the batch one."""
+    return float(np.nan_to_num(raw, nan=0.0, posinf=1e12, neginf=-1e12))
 
 class Detector:
     """Base class: batch ``fit/score/predict`` and streaming ``learn_one/score_one``."""
@@ -202,7 +208,7 @@ class Detector:
         if self.smooth is not None:
             raw = self._score_one(v) if self._warm() else 0.0
             prev = getattr(self, "_smoothed_", None)
-            self._smoothed_ = raw if prev is None else prev + self.smooth * (raw - prev)
+            self._smoothed_ = ewm_step(prev, _finite(raw), self.smooth)
         self._learn_one(v)
         self.n_seen_ = getattr(self, "n_seen_", 0) + 1
         if not hasattr(self, "threshold_") and self.threshold is not None:
@@ -217,7 +223,7 @@ class Detector:
         raw = float(self._score_one(v))
         if self.smooth is not None:
             prev = getattr(self, "_smoothed_", None)
-            raw = raw if prev is None else prev + self.smooth * (raw - prev)
+            raw = ewm_step(prev, _finite(raw), self.smooth)
         return raw if np.isfinite(raw) else 1e12
 
     def predict_one(self, x: Mapping) -> bool:
