@@ -101,6 +101,8 @@ _SPEC: dict[str, tuple[str, Any, type]] = {
     "dashboard_max_kernels": ("TWIN_DASHBOARD_MAX_KERNELS", None, int),
     "api_token": ("TWIN_API_TOKEN", None, str),
     "api_cors_origins": ("TWIN_API_CORS_ORIGINS", None, str),
+    # Who acknowledges / shelves when no one is logged in (CLI, dashboard); else [alarms] user.
+    "alarm_user": ("TWIN_USER", None, str),
 }
 
 
@@ -119,6 +121,7 @@ class Settings:
     dashboard_max_kernels: int
     api_token: str | None
     api_cors_origins: str | list | None  # comma-separated text or a list; None = no CORS
+    alarm_user: str | None = None  # TWIN_USER, else [alarms] user: who acks when no one logged in
     file: dict = field(default_factory=dict, compare=False)
     kinds: dict = field(default_factory=lambda: dict(BUILTIN_KINDS), compare=False)
 
@@ -229,6 +232,9 @@ def get_settings(env: dict | None = None, **overrides: Any) -> Settings:
         values["api_token"] = str(token) if token else None
     if values["api_cors_origins"] is None:
         values["api_cors_origins"] = file.get("api", {}).get("cors_origins")
+    if values["alarm_user"] is None:
+        user = file.get("alarms", {}).get("user") if isinstance(file.get("alarms"), dict) else None
+        values["alarm_user"] = str(user).strip() if user and str(user).strip() else None
     if values["dashboard_max_kernels"] is None:
         values["dashboard_max_kernels"] = _coerce(
             "dashboard_max_kernels", file.get("dashboard", {}).get("max_kernels", 8), int)

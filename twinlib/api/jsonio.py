@@ -115,21 +115,7 @@ _ALERT_TIMES = ("started_at", "last_seen", "ended_at", "acked_at")
 
 
 def alert_to_dict(alert: dict) -> dict:
-    """An alarm on the wire: store fields, times as text, ``acked`` as a boolean."""
-    return {
-        "id": int(alert["id"]),
-        "asset_id": alert["asset_id"],
-        "rule": alert["rule"],
-        "sensor": alert.get("sensor"),
-        "severity": alert["severity"],
-        "state": alert["state"],
-        "message": alert["message"],
-        "started_at": format_optional_ts(alert.get("started_at")),
-        "last_seen": format_optional_ts(alert.get("last_seen")),
-        "ended_at": format_optional_ts(alert.get("ended_at")),
-        "peak_value": clean_number(alert.get("peak_value")),
-        "trigger_count": int(alert.get("trigger_count") or 0),
-        "acked": bool(alert.get("acked")),
-        "acked_by": alert.get("acked_by"),
-        "acked_at": format_optional_ts(alert.get("acked_at")),
-    }
+    """An alarm on the wire: :func:`twinlib.alarms.alarm_to_json` (one shape for CLI and API)."""
+    from twinlib.alarms import alarm_to_json
+
+    return alarm_to_json(alert)
