@@ -42,7 +42,7 @@ def register(sub) -> None:
                     "`unshelve` and `oos` (out of service) suppress alarms; `audit` shows who "
                     "did what; `rates` prints the EEMUA 191 alarm-rate figures.")
     _list_options(p, None)
-    asub = p.add_subparsers(dest="action", metavar="ACTION")
+    asub = p.add_subparsers(dest="alarm_cmd", metavar="ACTION")
 
     lp = asub.add_parser("list", help="list alarms, newest first (the default)")
     _list_options(lp, argparse.SUPPRESS)
@@ -203,7 +203,7 @@ def _print_suppression(s: dict, as_json: bool, verb: str) -> None:
 
 def cmd_alarms(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    action = getattr(args, "action", None) or "list"
+    action = getattr(args, "alarm_cmd", None) or "list"
     handler = {"list": _cmd_list, "history": _cmd_history, "ack": _cmd_ack,
                "shelve": _cmd_shelve, "unshelve": _cmd_unshelve, "oos": _cmd_oos,
                "suppressions": _cmd_suppressions, "audit": _cmd_audit, "rates": _cmd_rates}
