@@ -253,7 +253,7 @@ def test_shelve_endpoints(client, store, auth):
     body = {"asset_id": "pump-01", "rule": "vibration_high", "reason": "bearing swap",
             "duration": "2h", "by": "op-ana"}
     resp = client.post("/alarms/shelve", json=body, headers=auth)
-    assert resp.status_code == 201
+    assert resp.status_code == 200
     shelf = resp.get_json()
     assert (shelf["kind"], shelf["by"], shelf["in_force"]) == ("shelved", "op-ana", True)
     listed = client.get("/alarms/suppressions").get_json()["items"]
@@ -268,7 +268,7 @@ def test_shelve_endpoints(client, store, auth):
     assert again.status_code == 404
     resp = client.post("/alarms/out-of-service", json={"asset_id": "pump-02", "reason": "overhaul"},
                        headers=auth)
-    assert resp.status_code == 201 and resp.get_json()["rule"] is None
+    assert resp.status_code == 200 and resp.get_json()["rule"] is None
     assert client.post("/alarms/return-to-service", json={"asset_id": "pump-02"},
                        headers=auth).status_code == 200
     actions = [e["action"] for e in client.get("/alarms/audit").get_json()["items"]]

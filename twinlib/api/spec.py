@@ -223,30 +223,6 @@ _SCHEMAS = {
                           "description": "Empty when nothing is trending toward a threshold."},
         },
     },
-    "Alarm": {
-        "type": "object",
-        "required": ["id", "asset_id", "rule", "sensor", "severity", "state", "message",
-                     "started_at", "last_seen", "ended_at", "peak_value", "trigger_count",
-                     "acked", "acked_by", "acked_at"],
-        "additionalProperties": False,
-        "properties": {
-            "id": {"type": "integer"},
-            "asset_id": {"type": "string"},
-            "rule": {"type": "string"},
-            "sensor": {"type": "string", "nullable": True},
-            "severity": {"type": "string", "enum": ["warning", "critical"]},
-            "state": {"type": "string", "enum": ["active", "cleared"]},
-            "message": {"type": "string"},
-            "started_at": _TS,
-            "last_seen": _TS,
-            "ended_at": _TS_NULL,
-            "peak_value": _NUM,
-            "trigger_count": {"type": "integer"},
-            "acked": {"type": "boolean"},
-            "acked_by": {"type": "string", "nullable": True},
-            "acked_at": _TS_NULL,
-        },
-    },
     "Health": {
         "type": "object",
         "required": ["status", "database", "max_id", "newest_reading", "age_s", "checked_at"],
@@ -399,47 +375,6 @@ def _paths() -> dict:
             "responses": {"200": _json(_ref("Forecasts"), "The forecasts."),
                           "404": _err("Unknown asset."), "503": _ERRORS["503"]},
         }},
-        "/alarms": {"get": {
-            "summary": "Alarms, newest first.",
-            "operationId": "listAlarms",
-            "tags": ["alarms"],
-            "parameters": [
-                _q("state", {"type": "string", "enum": ["active", "cleared"]}, "Only this state."),
-                _ASSET_Q,
-                _q("acked", {"type": "string", "enum": ["true", "false", "1", "0"]},
-                   "Only acknowledged (`true`) or unacknowledged (`false`) alarms."),
-                _q("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
-                   "How many alarms (1–1000)."),
-            ],
-            "responses": {"200": _json({"type": "array", "items": _ref("Alarm")}, "The alarms."),
-                          **_ERRORS, **_ASSET_404},
-        }},
-        "/alarms/{alarm_id}": {"get": {
-            "summary": "One alarm.",
-            "operationId": "getAlarm",
-            "tags": ["alarms"],
-            "parameters": [_ALARM_PATH],
-            "responses": {"200": _json(_ref("Alarm"), "The alarm."),
-                          "404": _err("Unknown alarm."), "503": _ERRORS["503"]},
-        }},
-        "/alarms/{alarm_id}/ack": {"post": {
-            "summary": "Acknowledge an alarm.",
-            "operationId": "acknowledgeAlarm",
-            "tags": ["alarms"],
-            "security": [{"bearerAuth": []}],
-            "parameters": [_ALARM_PATH],
-            "requestBody": {
-                "required": False,
-                "content": {"application/json": {"schema": {
-                    "type": "object",
-                    "properties": {"by": {"type": "string", "minLength": 1, "maxLength": 100,
-                                          "description": "Who acknowledges (default `api`)."}},
-                }}},
-            },
-            "responses": {"200": _json(_ref("Alarm"), "The acknowledged alarm."),
-                          "400": _ERRORS["400"], **_AUTH,
-                          "404": _err("Unknown alarm."), "503": _ERRORS["503"]},
-        }},
         "/readings": {"post": {
             "summary": "Store a batch of readings (validated like a CSV import; idempotent).",
             "description": (
@@ -489,6 +424,8 @@ def _paths() -> dict:
 
 def build_spec() -> dict:
     """The OpenAPI document (a fresh dict each call)."""
+    from twinlib.api.spec_alarms import alarm_paths, alarm_schemas  # the alarm endpoints
+
     return {
         "openapi": "3.0.3",
         "info": {
@@ -498,9 +435,9 @@ def build_spec() -> dict:
                 "Readings, assets, alarms and forecasts of the twinlib digital twin. All times "
                 "are UTC. Every error is JSON: `{status, error, message[, parameter]}`."),
         },
-        "paths": _paths(),
+        "paths": {**_paths(), **alarm_paths()},
         "components": {
-            "schemas": _SCHEMAS,
+            "schemas": {**_SCHEMAS, **alarm_schemas()},
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
         },
     }

@@ -145,7 +145,7 @@ def _who(body: dict) -> str:
 
 def _text(body: dict, name: str, required: bool = False, max_len: int = MAX_NOTE) -> str | None:
     value = body.get(name)
-    if value is None or (isinstance(value, str) and not value.strip() and not required):
+    if value is None:           # absent, or null: the same
         if required:
             raise ApiError(400, f"{name} is required", parameter=name)
         return None
@@ -218,7 +218,7 @@ def shelve():
     by = _who(body)
     s = _suppression_write(lambda st: st.shelve_alarm(asset, rule, by=by, reason=reason,
                                                       duration_s=seconds))
-    return json_response(suppression_to_json(s, now_ms()), 201)
+    return json_response(suppression_to_json(s, now_ms()))
 
 
 @bp.post("/alarms/unshelve")
@@ -240,7 +240,7 @@ def out_of_service():
     asset, rule = _target(body, False)
     reason, by = _text(body, "reason", required=True), _who(body)
     s = _suppression_write(lambda st: st.set_out_of_service(asset, rule, by=by, reason=reason))
-    return json_response(suppression_to_json(s, now_ms()), 201)
+    return json_response(suppression_to_json(s, now_ms()))
 
 
 @bp.post("/alarms/return-to-service")
