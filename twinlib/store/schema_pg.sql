@@ -104,6 +104,8 @@ CREATE INDEX IF NOT EXISTS alerts_id ON alerts (id);
 CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_active ON alerts (asset_id, rule) WHERE state = 'active';
 CREATE INDEX IF NOT EXISTS alerts_asset_started ON alerts (asset_id, started_at);
 CREATE INDEX IF NOT EXISTS alerts_started ON alerts (started_at, id);
+-- The standing alarms (active, or not yet acknowledged): what the dashboard reads every tick.
+CREATE INDEX IF NOT EXISTS alerts_standing ON alerts (started_at, id) WHERE state = 'active' OR acked = 0;
 
 -- Alarm management: shelves / out-of-service, and the audit log (see schema.sql).
 CREATE TABLE IF NOT EXISTS alarm_suppressions (
