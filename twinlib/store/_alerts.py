@@ -73,10 +73,15 @@ class AlertsMixin(AlarmMgmtMixin):
     def alerts_active_at(self, at: int, started_before: int | None = None) -> list[dict]:
         """Alarms active at ``at`` (raised before it, not ended by then), raised before
         ``started_before`` when given: the standing alarms of a report."""
-        return [_row(r) for r in self.conn.execute(
-            f"{_SELECT} WHERE started_at <= ? AND (ended_at IS NULL OR ended_at > ?) "
-            "ORDER BY started_at, id",
-            (int(at if started_before is None else min(at, started_before)), int(at)))]
+        first = int(at if started_before is None else min(at, started_before))
+        # two index probes (the active ones, then those that ended after ``at``), not a scan of
+        # every alarm raised before ``first``
+        rows = self.conn.execute(f"{_SELECT} WHERE state = 'active' AND started_at <= ?",
+                                 (first,)).fetchall()
+        rows += self.conn.execute(f"{_SELECT} WHERE ended_at > ? AND started_at <= ?",
+                                  (int(at), first)).fetchall()
+        out = {r[0]: _row(r) for r in rows}
+        return sorted(out.values(), key=lambda r: (r["started_at"], r["id"]))
 
     def standing_alarms(self, asset: str | None = None, at: int | None = None) -> list[dict]:
         """Every alarm that still needs the operator's eyes (ISA-18.2): active, or cleared but

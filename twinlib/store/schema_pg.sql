@@ -104,6 +104,7 @@ CREATE INDEX IF NOT EXISTS alerts_id ON alerts (id);
 CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_active ON alerts (asset_id, rule) WHERE state = 'active';
 CREATE INDEX IF NOT EXISTS alerts_asset_started ON alerts (asset_id, started_at);
 CREATE INDEX IF NOT EXISTS alerts_started ON alerts (started_at, id);
+CREATE INDEX IF NOT EXISTS alerts_ended ON alerts (ended_at);
 -- The standing alarms (active, or not yet acknowledged): what the dashboard reads every tick.
 CREATE INDEX IF NOT EXISTS alerts_standing ON alerts (started_at, id) WHERE state = 'active' OR acked = 0;
 
