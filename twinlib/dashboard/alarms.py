@@ -298,19 +298,37 @@ class AlarmPanel(widgets.VBox):
         typed = self.by_text.value.strip()
         return typed[:100] if typed else resolve_user(self.settings, None, fallback=theme.ACK_BY)
 
-    def refresh(self) -> None:
-        """Re-read the standing alarms and the counts (and the open view)."""
+    def collect(self) -> dict:
+        """Read what the panel shows (no widget touched: the dashboard's live loop runs this on
+        its query thread, then :meth:`show` on the kernel's)."""
         store = self.store
         at = int(self._clock())
         standing = store.standing_alarms(at=at)
-        self.counts = store.alarm_counts(at=at)
-        self.list.alarms = standing
-        assets = [("any asset", "")] + [(a, a) for a in store.asset_ids()]
+        live = [r for r in standing if not r["suppressed"]]
+        counts = {"standing": len(standing),
+                  "active": sum(r["state"] == "active" for r in live),
+                  "unacknowledged": sum(not r["acked"] for r in live),
+                  "unacknowledged_cleared": sum(not r["acked"] and r["state"] == "cleared"
+                                                for r in live),
+                  "shelved": sum(r["suppressed"] == "shelved" for r in standing),
+                  "out_of_service": sum(r["suppressed"] == "out_of_service" for r in standing)}
+        return {"at": at, "standing": standing, "counts": counts,
+                "assets": store.asset_ids(), "suppressions": store.suppressions_in_force(at)}
+
+    def show(self, snapshot: dict) -> None:
+        """Put what :meth:`collect` read into the widgets."""
+        self.counts = snapshot["counts"]
+        self.list.alarms = snapshot["standing"]
+        assets = [("any asset", "")] + [(a, a) for a in snapshot["assets"]]
         if list(self.h_asset.options) != assets:
             keep = self.h_asset.value
             self.h_asset.options = assets
             self.h_asset.value = keep if keep in dict(assets).values() else ""
-        self._render_suppressed(store, at)
+        self._render_suppressed(snapshot["suppressions"])
+
+    def refresh(self) -> None:
+        """Re-read the standing alarms and the counts (and the open Rates view)."""
+        self.show(self.collect())
         if self.views.selected_index == 2:
             self.show_rates()
 
@@ -389,8 +407,7 @@ class AlarmPanel(widgets.VBox):
         self._changed()
         return s
 
-    def _render_suppressed(self, store, at: int) -> None:
-        rows = store.suppressions_in_force(at)
+    def _render_suppressed(self, rows: list) -> None:
         if not rows:
             self.suppressed_html.value = '<div class="empty">Nothing shelved or out of service.</div>'
             return

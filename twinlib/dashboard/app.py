@@ -358,9 +358,24 @@ class Dashboard(widgets.VBox):
         """Acknowledge an alarm (as the Ack button does) and redraw at once."""
         self.alarm_list.acknowledge(alert_id)
 
-    def _refresh_alarms(self) -> None:
+    def _collect(self, plan: Plan) -> Tick:
+        """The live loop's query-thread half: the tick, and the alarm panel's reads."""
+        tick = self.data.collect(plan)
         try:
-            self.alarm_list.refresh()      # standing alarms: active, or cleared and not acked
+            self._alarm_snapshot = self.alarm_list.collect()
+        except Exception as exc:  # no database yet: the page says so elsewhere
+            log.debug("alarm panel not read: %s", exc)
+        return tick
+
+    def _refresh_alarms(self) -> None:
+        """Standing alarms (active, or cleared and not acked): what the query thread read, else
+        read now (first paint, `refresh()`)."""
+        snapshot, self._alarm_snapshot = getattr(self, "_alarm_snapshot", None), None
+        try:
+            if snapshot is not None:
+                self.alarm_list.show(snapshot)
+            else:
+                self.alarm_list.refresh()
         except Exception as exc:  # no database yet: the page says so elsewhere
             log.debug("alarm panel not refreshed: %s", exc)
 
@@ -401,7 +416,7 @@ class Dashboard(widgets.VBox):
             began = loop.time()
             try:
                 plan = self._plan()
-                tick = await loop.run_in_executor(self._executor, self.data.collect, plan)
+                tick = await loop.run_in_executor(self._executor, self._collect, plan)
                 self._apply(tick)
             except asyncio.CancelledError:
                 raise
