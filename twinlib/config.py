@@ -110,6 +110,8 @@ _SPEC: dict[str, tuple[str, Any, type]] = {
     # elsewhere (compose sets it to the published address): the "beyond loopback needs a token"
     # rule applies to this address instead of the one the service binds
     "published_host": ("TWIN_PUBLISHED_HOST", None, str),
+    # Who acknowledges / shelves when no one is logged in (CLI, dashboard); else [alarms] user.
+    "alarm_user": ("TWIN_USER", None, str),
 }
 
 
@@ -128,6 +130,7 @@ class Settings:
     dashboard_max_kernels: int
     api_token: str | None
     api_cors_origins: str | list | None  # comma-separated text or a list; None = no CORS
+    alarm_user: str | None = None  # TWIN_USER, else [alarms] user: who acks when no one logged in
     file: dict = field(default_factory=dict, compare=False)
     kinds: dict = field(default_factory=lambda: dict(BUILTIN_KINDS), compare=False)
     api_read_token: str | None = None
@@ -257,6 +260,9 @@ def get_settings(env: dict | None = None, **overrides: Any) -> Settings:
         values["log_format"] = str(file.get("logging", {}).get("format", "text"))
     if values["log_format"] not in ("text", "json"):
         raise SettingsError(f"log_format must be text or json, got {values['log_format']!r}")
+    if values["alarm_user"] is None:
+        user = file.get("alarms", {}).get("user") if isinstance(file.get("alarms"), dict) else None
+        values["alarm_user"] = str(user).strip() if user and str(user).strip() else None
     if values["dashboard_max_kernels"] is None:
         values["dashboard_max_kernels"] = _coerce(
             "dashboard_max_kernels", file.get("dashboard", {}).get("max_kernels", 8), int)

@@ -11,6 +11,7 @@ import pytest
 
 from twinlib.kinds import BUILTIN_KINDS
 from twinlib.store import SchemaVersionError, open_store
+from twinlib.store.sqlite import SCHEMA_VERSION
 
 FIXTURE_V1 = Path(__file__).parent.parent / "fixtures" / "twin-v1.db"
 
@@ -136,7 +137,7 @@ def test_a_first_release_database_is_upgraded_in_place_with_nothing_lost(tmp_pat
     with pytest.raises(SchemaVersionError, match="init-db"):
         open_store(db)
     with open_store(db, create=True) as st:  # what `twin init-db` does
-        assert st.schema_version() == 2
+        assert st.schema_version() == SCHEMA_VERSION
         got = {r.id: r for r in st.after(0, limit=10**7)}
         assert len(got) == len(old)
         for rid, aid, ts, *vals, label, load, speed, ambient in [
@@ -145,8 +146,8 @@ def test_a_first_release_database_is_upgraded_in_place_with_nothing_lost(tmp_pat
             assert (r.asset_id, r.ts, r.label) == (aid, ts, label)
             assert [r.temperature, r.vibration, r.pressure, r.load, r.speed, r.ambient] == \
                 [*vals, load, speed, ambient]
-        assert sorted(tuple(a.values()) for a in st.list_alerts(limit=None)) == \
-            [tuple(a) for a in old_alerts]
+        assert sorted(tuple(a.values())[:15] for a in st.list_alerts(limit=None)) \
+            == [tuple(a) for a in old_alerts]
         for k, v in old_meta.items():
             assert st.get_meta(k) == v
         n = st.max_id()

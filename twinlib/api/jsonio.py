@@ -8,8 +8,6 @@ request (``?format=iso``). Missing sensor values and NaN become ``null``.
 from __future__ import annotations
 
 import math
-import re
-import unicodedata
 from collections.abc import Mapping
 
 import orjson
@@ -18,6 +16,7 @@ from flask import Response, request
 from twinlib.api.errors import ApiError
 from twinlib.kinds import BUILTIN_KINDS, Kind
 from twinlib.store import Reading
+from twinlib.text import plain_text
 from twinlib.timeutil import format_iso, format_seconds
 
 __all__ = [
@@ -55,24 +54,6 @@ def read_json_body():
         raise ApiError(400, f"body is not valid JSON: {exc}", parameter="body") from None
 
 
-_SYMBOL_CATEGORIES = frozenset({"So", "Sk", "Cs", "Co"})
-_SPACES = re.compile(r"\s{2,}")
-
-
-def plain_text(text):
-    """``text`` without pictographs (emoji, dingbats, their variation selectors and joiners):
-    API messages are plain text that every terminal, log and font shows. ``°``, ``σ``, ``→``
-    and other letters and math stay."""
-    if not text or text.isascii():
-        return text
-    kept = []
-    for ch in text:
-        cp = ord(ch)
-        if (unicodedata.category(ch) in _SYMBOL_CATEGORIES and ch not in "°©®") or \
-                0xFE00 <= cp <= 0xFE0F or cp in (0x200D, 0x20E3) or 0x1F3FB <= cp <= 0x1F3FF:
-            continue
-        kept.append(ch)
-    return _SPACES.sub(" ", "".join(kept)).strip()
 
 
 def clean_number(value):
@@ -144,21 +125,7 @@ _ALERT_TIMES = ("started_at", "last_seen", "ended_at", "acked_at")
 
 
 def alert_to_dict(alert: dict) -> dict:
-    """An alarm on the wire: store fields, times as text, ``acked`` as a boolean."""
-    return {
-        "id": int(alert["id"]),
-        "asset_id": alert["asset_id"],
-        "rule": alert["rule"],
-        "sensor": alert.get("sensor"),
-        "severity": alert["severity"],
-        "state": alert["state"],
-        "message": plain_text(alert["message"]),
-        "started_at": format_optional_ts(alert.get("started_at")),
-        "last_seen": format_optional_ts(alert.get("last_seen")),
-        "ended_at": format_optional_ts(alert.get("ended_at")),
-        "peak_value": clean_number(alert.get("peak_value")),
-        "trigger_count": int(alert.get("trigger_count") or 0),
-        "acked": bool(alert.get("acked")),
-        "acked_by": alert.get("acked_by"),
-        "acked_at": format_optional_ts(alert.get("acked_at")),
-    }
+    """An alarm on the wire: :func:`twinlib.alarms.alarm_to_json` (one shape for CLI and API)."""
+    from twinlib.alarms import alarm_to_json
+
+    return alarm_to_json(alert)

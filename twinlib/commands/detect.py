@@ -1,9 +1,9 @@
-"""``twin detect | alarms | skab``: run the alarm engine, manage alarms, score on SKAB.
+"""``twin detect | skab``: run the alarm engine, score on SKAB (``twin alarms``: commands.alarms).
 
 * ``twin detect`` — run the alarm engine over every reading not yet checked (the whole history
   the first time; the same engine the live monitor runs) and print the alarm events.
   ``--evaluate`` instead simulates a labelled fleet and prints rules and detectors side by side.
-* ``twin alarms`` (``list``, the default, or ``ack ID --by NAME``) — the alerts table.
+* ``twin alarms`` — alarm management: see :mod:`twinlib.commands.alarms`.
 * ``twin skab --data DIR [--detector NAME]… [--folds loo|K]`` — the SKAB benchmark protocol,
   in-sample and cross-validated, with the sensitivity of the threshold factor; a table, then one
   line of JSON.
@@ -15,7 +15,7 @@ import json
 import sys
 
 from ..store import open_store
-from ..timeutil import format_ts, now_ms, to_ms
+from ..timeutil import format_ts, now_ms
 from ._common import CommandError, add_db_option, settings_from
 
 __all__ = ["register"]
@@ -46,21 +46,6 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="--evaluate: random seed (default 0)")
     p.set_defaults(func=cmd_detect)
 
-    p = sub.add_parser("alarms", help="list or acknowledge alarms",
-                       description="`twin alarms [list] [filters]` lists alarms, newest first; "
-                                   "`twin alarms ack ID --by NAME` acknowledges one.")
-    _alarm_list_options(p, None)
-    asub = p.add_subparsers(dest="action", metavar="ACTION")
-    lp = asub.add_parser("list", help="list alarms, newest first (the default)")
-    _alarm_list_options(lp, argparse.SUPPRESS)
-    ap = asub.add_parser("ack", help="acknowledge an alarm")
-    ap.add_argument("alert_id", type=int, help="alarm id (see `twin alarms`)")
-    ap.add_argument("--by", required=True, help="who acknowledges (name or initials)")
-    ap.add_argument("--at", help="when (UTC, default now)")
-    ap.add_argument("--db", metavar="PATH", default=argparse.SUPPRESS,
-                    help="SQLite database (default: $TWIN_DB, else data/twin.db)")
-    p.set_defaults(func=cmd_alarms)
-
     p = sub.add_parser("skab", help="score detectors on the SKAB pump benchmark",
                        description="Runs SKAB's published protocol over every labelled SKAB CSV "
                                    "under DIR: first 400 rows of each file train, pooled "
@@ -78,25 +63,6 @@ def register(sub) -> None:
                         "training folds only and the held-out folds are pooled")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=cmd_skab)
-
-
-def _alarm_list_options(parser: argparse.ArgumentParser, default) -> None:
-    """The list filters; on the ``list`` sub-subcommand they default to SUPPRESS so that values
-    given before ``list`` (``twin alarms --db X list``) are not overwritten."""
-    sup = default is argparse.SUPPRESS
-
-    def d(value):
-        return argparse.SUPPRESS if sup else value
-
-    parser.add_argument("--db", metavar="PATH", default=d(None),
-                        help="SQLite database (default: $TWIN_DB, else data/twin.db)")
-    parser.add_argument("--state", choices=("active", "cleared"), default=d(None),
-                        help="only this state")
-    parser.add_argument("--asset", default=d(None), help="only this asset")
-    parser.add_argument("--unacked", action="store_true", default=d(False),
-                        help="only unacknowledged alarms")
-    parser.add_argument("--limit", type=int, default=d(50), help="how many (default 50)")
-    parser.add_argument("--json", action="store_true", default=d(False), help="print JSON lines")
 
 
 def _print_event(e, as_json: bool) -> None:
@@ -127,6 +93,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
             engine = ShardedEngine(store, settings=settings, extra_for_kind=extra)
         else:
             engine = AlarmEngine(store, settings=settings, extra_for_kind=extra)
+        # a change of thresholds / rules since the last run goes to the alarm audit log
+        from ..alarms import resolve_user
+        store.record_rule_config(settings.file, by=resolve_user(settings))
         before = engine.cursor
         events = engine.process_new()
         if args.stale_now:
@@ -165,47 +134,6 @@ def _evaluate(args: argparse.Namespace) -> int:
           "readings, clear after 30). FA/asset-day: alarm episodes touching no fault row. kind columns: "
           "fault episodes detected / present. cusum and zscore/ewma see raw, load-driven sensors; "
           "twin scores residuals of the twin model.")
-    return 0
-
-
-def cmd_alarms(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
-    if getattr(args, "action", None) == "ack":
-        store = open_store(settings.db_path)
-        try:
-            at = to_ms(args.at) if args.at else None
-            try:
-                row = store.acknowledge_alert(args.alert_id, args.by, at)
-            except KeyError:
-                raise CommandError(f"no alarm with id {args.alert_id}", code=2) from None
-        finally:
-            store.close()
-        print(f"alarm #{row['id']} acknowledged by {row['acked_by']} at {format_ts(row['acked_at'])}")
-        return 0
-    if args.limit < 0:
-        raise CommandError("--limit must not be negative", code=2)
-    store = open_store(settings.db_path, readonly=True)
-    try:
-        rows = store.list_alerts(state=args.state, asset=args.asset,
-                                 acked=False if args.unacked else None, limit=args.limit)
-    finally:
-        store.close()
-    if args.json:
-        for r in rows:
-            print(json.dumps(r, ensure_ascii=False))
-        return 0
-    if not rows:
-        print("no alarms")
-        return 0
-    print(f"{'id':>5}  {'asset':<12} {'rule':<22} {'severity':<8} {'state':<7} {'started':<19}  "
-          f"{'ended':<19}  {'peak':>8} {'count':>6}  ack")
-    for r in rows:
-        ended = format_ts(r["ended_at"]) if r["ended_at"] is not None else "—"
-        peak = f"{r['peak_value']:.4g}" if r["peak_value"] is not None else "—"
-        ack = f"{r['acked_by']} {format_ts(r['acked_at'])}" if r["acked"] else "no"
-        print(f"{r['id']:>5}  {r['asset_id']:<12} {r['rule']:<22} {r['severity']:<8} "
-              f"{r['state']:<7} {format_ts(r['started_at']):<19}  {ended:<19}  {peak:>8} "
-              f"{r['trigger_count']:>6}  {ack}")
     return 0
 
 

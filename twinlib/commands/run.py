@@ -278,6 +278,9 @@ def _run(args: argparse.Namespace) -> int:
     monitor = None
     try:
         engine = build_engine(store, settings)  # by shards on PostgreSQL (several monitors)
+        # a change of thresholds / rules since the last start goes to the alarm audit log
+        from twinlib.alarms import resolve_user
+        store.record_rule_config(settings.file, by=resolve_user(settings))
         from twinlib.commands.retention import retention_policy
         monitor = Monitor(store, source, engine=engine, notifier=notifier, tick_s=args.tick,
                           batch_rows=args.batch, notify_max_age_s=args.notify_max_age,

@@ -24,7 +24,7 @@ import ipywidgets as widgets
 from traitlets import Bool, Int, Unicode, observe
 
 from twinlib.dashboard import theme
-from twinlib.dashboard.alarms import AlarmList
+from twinlib.dashboard.alarms import AlarmList, AlarmPanel
 from twinlib.dashboard.cards import MetricCard, StatusCard, trend_per_minute
 from twinlib.dashboard.chart import ChartPanel
 from twinlib.dashboard.data import DashboardData, Plan, Tick
@@ -136,7 +136,7 @@ class Dashboard(widgets.VBox):
         self.chart_panel = ChartPanel()
         self.table = RecentTable(signals=views)
         self._show_signals(views)
-        self.alarm_list = AlarmList(on_acknowledge=self.acknowledge)
+        self.alarm_list = AlarmPanel(data, settings, on_change=self._on_alarm_change)
         lower = widgets.GridBox([self.table, self.alarm_list])
         lower.add_class("twin-lower")
 
@@ -220,6 +220,7 @@ class Dashboard(widgets.VBox):
         self.table.signals = tuple(views)
 
     def _render_all(self) -> None:
+        self._refresh_alarms()
         views = self.model.signals()
         self._show_signals(views)
         self._render_title(views)
@@ -230,7 +231,6 @@ class Dashboard(widgets.VBox):
         self._render_status(self.model.latest.get(self.model.asset))
         self._render_charts()
         self.table.rows = self.model.table_rows()
-        self.alarm_list.alarms = self.model.alarms
 
     def _render_title(self, views) -> None:
         kind = self.model.kind_of(self.model.asset or None)
@@ -263,7 +263,7 @@ class Dashboard(widgets.VBox):
             self.fleet.assets = infos
             self.fleet.selected = self.model.asset
         levels = [i["level"] for i in infos]
-        open_alarms = sum(1 for a in self.model.alarms if not a.get("acked"))
+        open_alarms = self.alarm_list.counts.get("unacknowledged", 0)
         parts = [f"<b>{len(infos)}</b> assets"]
         for level in ("critical", "warning", "stale"):
             if levels.count(level):
@@ -355,14 +355,33 @@ class Dashboard(widgets.VBox):
             self._wake.set()
 
     def acknowledge(self, alert_id: int) -> None:
-        """Acknowledge an alarm (the Ack button) and redraw the alarm list at once."""
+        """Acknowledge an alarm (as the Ack button does) and redraw at once."""
+        self.alarm_list.acknowledge(alert_id)
+
+    def _collect(self, plan: Plan) -> Tick:
+        """The live loop's query-thread half: the tick, and the alarm panel's reads."""
+        tick = self.data.collect(plan)
         try:
-            self.data.acknowledge(alert_id)
-            self.model.alarms = self.data.active_alarms()
-        except KeyError:
-            self.message = f"alarm {alert_id} no longer exists"
-        self._render_message()
-        self.alarm_list.alarms = self.model.alarms
+            self._alarm_snapshot = self.alarm_list.collect()
+        except Exception as exc:  # no database yet: the page says so elsewhere
+            log.debug("alarm panel not read: %s", exc)
+        return tick
+
+    def _refresh_alarms(self) -> None:
+        """Standing alarms (active, or cleared and not acked): what the query thread read, else
+        read now (first paint, `refresh()`)."""
+        snapshot, self._alarm_snapshot = getattr(self, "_alarm_snapshot", None), None
+        try:
+            if snapshot is not None:
+                self.alarm_list.show(snapshot)
+            else:
+                self.alarm_list.refresh()
+        except Exception as exc:  # no database yet: the page says so elsewhere
+            log.debug("alarm panel not refreshed: %s", exc)
+
+    def _on_alarm_change(self) -> None:
+        self.model.alarms = self.data.active_alarms()
+        self._render_fleet()
         self._render_status(self.model.latest.get(self.model.asset))
 
     # -- the live loop -----------------------------------------------------------------------
@@ -397,7 +416,7 @@ class Dashboard(widgets.VBox):
             began = loop.time()
             try:
                 plan = self._plan()
-                tick = await loop.run_in_executor(self._executor, self.data.collect, plan)
+                tick = await loop.run_in_executor(self._executor, self._collect, plan)
                 self._apply(tick)
             except asyncio.CancelledError:
                 raise

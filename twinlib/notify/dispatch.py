@@ -85,6 +85,32 @@ def next_delay(policy: Retrying, failed_attempts: int) -> float | None:
     return float(policy.wait(state))
 
 
+def unsuppressed(store, events: Iterable[Any]) -> list:
+    """The events people should hear about: not those of an alarm that was shelved or out of
+    service at the event's time (ISA-18.2: still recorded, not annunciated). A store without
+    alarm management (or a private outbox) suppresses nothing."""
+    events = list(events)
+    check = getattr(store, "alarm_suppression", None)
+    if check is None:
+        return events
+    out = []
+    for event in events:
+        raw = event.as_dict() if hasattr(event, "as_dict") else event
+        asset, rule, ts = (raw.get(k) if isinstance(raw, dict) else None
+                           for k in ("asset_id", "rule", "ts"))
+        try:
+            hidden = asset is not None and rule is not None and ts is not None \
+                and check(str(asset), str(rule), int(ts)) is not None
+        except DB_ERRORS:  # a database from before alarm management: nothing is suppressed
+            hidden = False
+        if hidden:
+            log.info("notify: %s %s/%s not sent (alarm shelved or out of service)",
+                     raw.get("kind"), asset, rule)
+        else:
+            out.append(event)
+    return out
+
+
 class ChannelStats:
     """Counters of one channel's deliveries in this process (read them through
     `Notifier.stats`, which adds ``pending``: rows waiting in the outbox, from any run)."""
@@ -281,7 +307,7 @@ class Notifier:
         """Write the notifications for ``events`` into ``store``'s outbox — inside the caller's
         transaction, which must be on this notifier's database — and return how many. Call
         :meth:`wake` after the commit."""
-        rows = self.rows(events)
+        rows = self.rows(unsuppressed(store, events))
         if not rows:
             return 0
         added = store.outbox_add(rows)

@@ -46,7 +46,7 @@ except ImportError:  # pragma: no cover - psycopg is a pinned dependency
 
 __all__ = ["PostgresStore", "open_pg_store", "is_url", "PG_SCHEMA_VERSION", "PART_MS"]
 
-PG_SCHEMA_VERSION = 2
+PG_SCHEMA_VERSION = 3  # 3: alarm management (alerts.ack_note/suppressed, shelves, audit)
 #: Width of a readings partition (one day): retention drops whole days.
 PART_MS = 86_400_000
 #: Partitions created ahead of the current day (at init and by ``twin retention``).
@@ -600,12 +600,15 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
         from ._alerts import _SEVERITIES
         if severity not in _SEVERITIES:
             raise ValueError(f"severity must be one of {_SEVERITIES}, got {severity!r}")
+        sup = self.alarm_suppression(asset_id, rule, int(started_at))  # shelved / out of service
         row = self._raw.execute(
             "INSERT INTO alerts (asset_id, rule, sensor, severity, state, message, started_at, "
-            "last_seen, peak_value, trigger_count) VALUES (%s, %s, %s, %s, 'active', %s, %s, %s, %s, %s) "
+            "last_seen, peak_value, trigger_count, suppressed) "
+            "VALUES (%s, %s, %s, %s, 'active', %s, %s, %s, %s, %s, %s) "
             "ON CONFLICT (asset_id, rule) WHERE state = 'active' DO NOTHING RETURNING id",
             (asset_id, rule, sensor, severity, message, int(started_at),
-             int(started_at if last_seen is None else last_seen), peak_value, int(trigger_count))).fetchone()
+             int(started_at if last_seen is None else last_seen), peak_value, int(trigger_count),
+             sup["kind"] if sup else None)).fetchone()
         if row is None:
             row = self._raw.execute("SELECT id FROM alerts WHERE asset_id = %s AND rule = %s "
                                     "AND state = 'active'", (asset_id, rule)).fetchone()

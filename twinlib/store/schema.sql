@@ -85,8 +85,49 @@ CREATE TABLE IF NOT EXISTS alerts (
     trigger_count INTEGER NOT NULL DEFAULT 1,
     acked         INTEGER NOT NULL DEFAULT 0,
     acked_by      TEXT,
-    acked_at      INTEGER
+    acked_at      INTEGER,
+    -- schema 3 (alarm management): the acknowledgement's note, and whether the alarm was
+    -- shelved / out of service when it was raised or while it stood ('shelved',
+    -- 'out_of_service', NULL). Added to older databases by SQLiteStore._migrate_alerts.
+    ack_note      TEXT,
+    suppressed    TEXT
 );
 -- At most one active alarm per (asset, rule): a repeated trigger updates it.
 CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_active ON alerts (asset_id, rule) WHERE state = 'active';
 CREATE INDEX IF NOT EXISTS alerts_asset_started ON alerts (asset_id, started_at);
+CREATE INDEX IF NOT EXISTS alerts_started ON alerts (started_at, id);
+CREATE INDEX IF NOT EXISTS alerts_ended ON alerts (ended_at);
+-- The standing alarms (active, or not yet acknowledged): what the dashboard reads every tick.
+CREATE INDEX IF NOT EXISTS alerts_standing ON alerts (started_at, id) WHERE state = 'active' OR acked = 0;
+
+-- Alarm management (ISA-18.2): shelves (time-limited, per asset + rule) and out-of-service
+-- (per asset, or asset + rule; rule NULL = every rule of the asset). A row is in force from
+-- started_at until expires_at (shelves) or ended_at (unshelve / return to service).
+CREATE TABLE IF NOT EXISTS alarm_suppressions (
+    id         INTEGER PRIMARY KEY,
+    kind       TEXT    NOT NULL CHECK (kind IN ('shelved', 'out_of_service')),
+    asset_id   TEXT    NOT NULL,
+    rule       TEXT,
+    reason     TEXT    NOT NULL,
+    actor      TEXT    NOT NULL,
+    started_at INTEGER NOT NULL,
+    expires_at INTEGER,
+    ended_at   INTEGER,
+    ended_by   TEXT
+);
+CREATE INDEX IF NOT EXISTS alarm_suppressions_asset ON alarm_suppressions (asset_id, rule);
+
+-- Who did what to the alarm system, when, and why: acks, shelves, unshelves, out-of-service
+-- changes, rule/threshold changes. Append-only.
+CREATE TABLE IF NOT EXISTS alarm_audit (
+    id       INTEGER PRIMARY KEY,
+    at       INTEGER NOT NULL,
+    actor    TEXT    NOT NULL,
+    action   TEXT    NOT NULL,
+    alert_id INTEGER,
+    asset_id TEXT,
+    rule     TEXT,
+    note     TEXT,
+    detail   TEXT
+);
+CREATE INDEX IF NOT EXISTS alarm_audit_at ON alarm_audit (at, id);

@@ -1,4 +1,4 @@
--- twinlib PostgreSQL schema, version 2 (the same model as schema.sql). Times: UTC epoch ms (bigint).
+-- twinlib PostgreSQL schema, version 3 (the same model as schema.sql). Times: UTC epoch ms (bigint).
 -- Distributable: every unique key of a large table includes the asset (Citus distribution column);
 -- meta, assets and labels are small reference tables (replicated to every node under Citus).
 CREATE TABLE IF NOT EXISTS meta (
@@ -92,9 +92,45 @@ CREATE TABLE IF NOT EXISTS alerts (
     acked         integer NOT NULL DEFAULT 0,
     acked_by      text,
     acked_at      bigint,
+    ack_note      text,
+    suppressed    text,
     PRIMARY KEY (asset_id, id)
 );
+-- schema 3 (alarm management): what a schema-2 database lacks
+ALTER TABLE alerts ADD COLUMN IF NOT EXISTS ack_note text;
+ALTER TABLE alerts ADD COLUMN IF NOT EXISTS suppressed text;
 CREATE INDEX IF NOT EXISTS alerts_id ON alerts (id);
 -- At most one active alarm per (asset, rule), whichever monitor raises it: the database decides.
 CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_active ON alerts (asset_id, rule) WHERE state = 'active';
 CREATE INDEX IF NOT EXISTS alerts_asset_started ON alerts (asset_id, started_at);
+CREATE INDEX IF NOT EXISTS alerts_started ON alerts (started_at, id);
+CREATE INDEX IF NOT EXISTS alerts_ended ON alerts (ended_at);
+-- The standing alarms (active, or not yet acknowledged): what the dashboard reads every tick.
+CREATE INDEX IF NOT EXISTS alerts_standing ON alerts (started_at, id) WHERE state = 'active' OR acked = 0;
+
+-- Alarm management: shelves / out-of-service, and the audit log (see schema.sql).
+CREATE TABLE IF NOT EXISTS alarm_suppressions (
+    id         bigserial PRIMARY KEY,
+    kind       text    NOT NULL CHECK (kind IN ('shelved', 'out_of_service')),
+    asset_id   text    NOT NULL,
+    rule       text,
+    reason     text    NOT NULL,
+    actor      text    NOT NULL,
+    started_at bigint  NOT NULL,
+    expires_at bigint,
+    ended_at   bigint,
+    ended_by   text
+);
+CREATE INDEX IF NOT EXISTS alarm_suppressions_asset ON alarm_suppressions (asset_id, rule);
+CREATE TABLE IF NOT EXISTS alarm_audit (
+    id       bigserial PRIMARY KEY,
+    at       bigint  NOT NULL,
+    actor    text    NOT NULL,
+    action   text    NOT NULL,
+    alert_id bigint,
+    asset_id text,
+    rule     text,
+    note     text,
+    detail   text
+);
+CREATE INDEX IF NOT EXISTS alarm_audit_at ON alarm_audit (at, id);

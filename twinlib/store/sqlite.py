@@ -40,7 +40,7 @@ from .base import (
 
 __all__ = ["SQLiteStore", "open_store", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: alarm management (alerts.ack_note/suppressed, shelves, audit)
 #: The first release's readings columns: what a version-1 database holds.
 _V1_SIGNALS = ("temperature", "vibration", "pressure", "load", "speed", "ambient")
 _ROWS_PER_STATEMENT = 2000   # 5 parameters a row: 10,000 per statement (limit 32,766)
@@ -146,9 +146,18 @@ class SQLiteStore(RollupsMixin, AlertsMixin, OutboxMixin, Store):
                 self._migrate_v1()
             for stmt in _schema_statements():
                 self.conn.execute(stmt)
+            self._migrate_alerts()
             self._init_outbox_schema()
             self.set_meta("schema_version", str(SCHEMA_VERSION))
         self._reload_assets()
+
+    def _migrate_alerts(self) -> None:
+        """Schema 2 → 3: the alerts columns of alarm management (ack note, suppression), added
+        in place; every existing alert keeps its row and id (NULL: no note, not suppressed)."""
+        have = {r[1] for r in self.conn.execute("PRAGMA table_info(alerts)")}
+        for column in ("ack_note", "suppressed"):
+            if column not in have:
+                self.conn.execute(f"ALTER TABLE alerts ADD COLUMN {column} TEXT")
 
     def has_schema(self) -> bool:
         row = self.conn.execute(
