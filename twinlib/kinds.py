@@ -53,6 +53,7 @@ from typing import Any
 __all__ = [
     "Signal",
     "Kind",
+    "described_kind",
     "KindError",
     "BUILTIN_KINDS",
     "DEFAULT_KIND",
@@ -234,6 +235,16 @@ def builtin_kind(name: str = DEFAULT_KIND) -> Kind:
 
 
 # -- kinds from the settings file -------------------------------------------------------------
+def described_kind(name: str | None, signals=()) -> Kind:
+    """A kind nobody declares (any more) — an asset stored as ``motor`` after ``[kinds.motor]``
+    left the settings file — described from what the store holds: its signal names, measured,
+    no units and no limits. Reads keep working and detection checks only what needs no limits
+    (staleness, flat lines); nothing fails for the whole fleet because of one such asset."""
+    names = [str(n) for n in (signals or ()) if SIGNAL_NAME_PATTERN.match(str(n))] or ["value"]
+    return Kind(str(name or "unknown"), tuple(Signal(n) for n in names),
+                description="not defined in the settings file", source="store")
+
+
 def _num(where: str, v: Any) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         raise KindError(f"{where} must be a finite number, got {v!r}")

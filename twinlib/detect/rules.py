@@ -73,6 +73,7 @@ reading; the alarm engine (:mod:`twinlib.detect.engine`) persists what it return
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import statistics
 from collections.abc import Mapping, Sequence
@@ -80,9 +81,11 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 
-from twinlib.kinds import BUILTIN_KINDS, DEFAULT_KIND, Kind, load_kinds
+from twinlib.kinds import BUILTIN_KINDS, DEFAULT_KIND, Kind, described_kind, load_kinds
 from twinlib.timeutil import format_ts
 from twinlib.twin import ewm_step
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Rule", "ThresholdRule", "TwinResidualRule", "TwinRule", "FlatlineRule",
            "ImpossibleRule", "StaleRule", "RuleSet", "RuleBook", "Transition", "AssetRuleMachine",
@@ -896,6 +899,7 @@ class RuleBook:
         self.extra_for_kind = extra_for_kind
         self._cache: dict[str, RuleSet] = {}
         self._extra: dict[str, tuple] = {}
+        self._warned: set[str] = set()
         # fail early on a bad settings file: every section, checked against every kind's signals
         signals = {s for k in self.kinds.values() for s in k.measured}
         for asset_id in [None, *((self.file.get("assets", {}) or {}).keys())]:
@@ -903,15 +907,29 @@ class RuleBook:
             ruleset_for_kind(self.kind_for(asset_id), self.file, asset_id)
 
     def kind_for(self, asset_id: str | None, stored_kind: str | None = None) -> Kind:
-        if self.settings is not None:
-            return self.settings.kind_for(asset_id, stored_kind)
         own = (self.file.get("assets", {}) or {}).get(asset_id, {}) if asset_id else {}
-        name = (own or {}).get("kind") or stored_kind or DEFAULT_KIND
-        try:
+        named = (own or {}).get("kind")
+        if self.settings is not None:
+            try:
+                return self.settings.kind_for(asset_id, stored_kind)
+            except ValueError:  # SettingsError
+                if named:  # the settings file names a kind it does not define: its mistake
+                    raise
+                return self._undeclared(str(stored_kind))  # a kind the store remembers
+        name = named or stored_kind or DEFAULT_KIND
+        if str(name) in self.kinds:
             return self.kinds[str(name)]
-        except KeyError:
-            raise ValueError(f"unknown kind {name!r}; known kinds: "
-                             f"{', '.join(sorted(self.kinds))}") from None
+        if named:
+            raise ValueError(f"unknown kind {name!r}; known kinds: {', '.join(sorted(self.kinds))}")
+        return self._undeclared(str(name))
+
+    def _undeclared(self, name: str) -> Kind:
+        """A stored kind no catalogue declares: stale and flat-line checks only (no limits)."""
+        if name not in self._warned:
+            self._warned.add(name)
+            log.warning("kind %r is not defined (any more) in the settings file: its assets get "
+                        "no limit rules until [kinds.%s] is back", name, name)
+        return described_kind(name)
 
     def for_asset(self, asset_id: str, stored_kind: str | None = None) -> RuleSet:
         rs = self._cache.get(asset_id)

@@ -15,7 +15,7 @@ from twinlib.api.params import BUCKETS, get_bucket, get_int, get_range
 from twinlib.api.stores import read_store
 from twinlib.config import SettingsError
 from twinlib.detect import asset_status
-from twinlib.kinds import Kind, Signal
+from twinlib.kinds import Kind, described_kind
 from twinlib.store import Reading, Store
 from twinlib.timeutil import format_iso, now_ms
 
@@ -44,9 +44,7 @@ def _kind(asset_id: str, meta: dict) -> Kind:
     try:
         return settings.kind_for(asset_id, meta.get("kind"))
     except SettingsError:
-        names = meta.get("signals") or ["value"]
-        return Kind(str(meta.get("kind") or "unknown"), tuple(Signal(n) for n in names),
-                    description="not defined in the settings file", source="store")
+        return described_kind(meta.get("kind"), meta.get("signals"))
 
 
 def _reading(r: Reading | None, kind: Kind | None = None) -> dict | None:
