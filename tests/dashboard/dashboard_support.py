@@ -96,3 +96,17 @@ class DashboardServer:
             except psutil.NoSuchProcess:
                 pass
         self._log.close()
+
+
+def beat(store, ts_ms: int, tick_s: float = 1.0) -> None:
+    """Write a monitor heartbeat into the store, as `twinlib.monitor.Monitor` does once a tick
+    (the dashboard believes the alarm statuses only while one is fresh)."""
+    import json
+
+    from twinlib.monitor import HEARTBEAT_KEY
+
+    store.set_meta(HEARTBEAT_KEY, json.dumps({"ts": int(ts_ms), "tick_s": tick_s, "pid": os.getpid(),
+                                              "run_id": "dashboard-test"}))
+    commit = getattr(getattr(store, "conn", None), "commit", None)
+    if commit is not None:
+        commit()

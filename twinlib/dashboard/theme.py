@@ -9,7 +9,8 @@ __all__ = [
     "BACKGROUND", "SURFACE", "SURFACE_RAISED", "TEAL", "CYAN", "TEXT", "MUTED", "GRID",
     "OK", "WARNING", "CRITICAL", "STALE",
     "TITLE", "SUBTITLE", "REFRESH_INTERVAL_S", "STALE_AFTER_S", "HISTORY_REFRESH_S",
-    "FORECAST_REFRESH_S", "TABLE_ROWS", "TILE_VALUES", "FLEET_FULL_TILES", "ALARM_ROWS", "CURSOR_PAGE", "CURSOR_MAX_PAGES",
+    "FORECAST_REFRESH_S", "STATUS_REFRESH_S", "STALE_CADENCES", "HEARTBEAT_MISSED", "HEARTBEAT_MIN_S",
+    "GAP_FACTOR", "TABLE_ROWS", "TILE_VALUES", "FLEET_FULL_TILES", "ALARM_ROWS", "CURSOR_PAGE", "CURSOR_MAX_PAGES",
     "WINDOWS", "DEFAULT_WINDOW_S", "LIVE_WINDOW_MAX_S", "CHART_POINTS", "NICE_BUCKETS_S",
     "SPARK_POINTS", "TREND_WINDOW_S", "BACKFILL_MAX_ROWS", "SIGNAL_PALETTE", "CHART_COLUMNS", "CHART_ROW_HEIGHT",
     "CHART_HEIGHT", "TIME_FORMAT", "DAY_TIME_FORMAT", "ACK_BY", "CSS",
@@ -36,7 +37,12 @@ ACK_BY = "dashboard"
 
 # -- rhythm ----------------------------------------------------------------------------------
 REFRESH_INTERVAL_S = 2.0     # one tick of the live loop
-STALE_AFTER_S = 10.0         # no new reading for this long -> "data stale"
+STALE_AFTER_S = 10.0         # newest reading older than this (by its timestamp) -> "data stale"
+STALE_CADENCES = 5           # ... or than this many of the asset's usual intervals, if longer
+STATUS_REFRESH_S = 10.0      # statuses (and staleness of silent assets) re-read at least this often
+HEARTBEAT_MISSED = 5         # a monitor whose heartbeat is this many intervals old is not running
+HEARTBEAT_MIN_S = 15.0       # ... and never judged on less than this (a loaded machine beats late)
+GAP_FACTOR = 3.0             # an interval over this many median intervals is a gap: the line breaks
 HISTORY_REFRESH_S = 10.0     # downsampled windows re-read their newest buckets this often
 FORECAST_REFRESH_S = 60.0    # forecasts fit trends over an hour of readings: far less often
 CURSOR_PAGE = 10_000         # rows per store.after() call
