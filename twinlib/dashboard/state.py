@@ -278,7 +278,10 @@ class DashboardState:
             kept = self.history[self.history["bucket"] < fresh["bucket"].iloc[0]]
             self.history = pd.concat([kept, fresh], ignore_index=True)
         self.bucket_s = tick.bucket_s
-        if self.asset in self.latest and len(self.history):
+        if self.range_ms is not None and len(self.history):
+            start = self.range_ms[0] - tick.bucket_s * 1000
+            self.history = self.history[self.history["bucket"] >= start].reset_index(drop=True)
+        elif self.asset in self.latest and len(self.history):
             start = self.latest[self.asset].ts - self.window_s * 1000 - tick.bucket_s * 1000
             self.history = self.history[self.history["bucket"] >= start].reset_index(drop=True)
 
