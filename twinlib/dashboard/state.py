@@ -112,9 +112,9 @@ class DashboardState:
             elif self.asset in self.latest:
                 history_since = self.latest[self.asset].ts - self.window_s * 1000
             newest = self.latest.get(self.asset)
-            if self.range_ms is not None and newest is not None and history_since is not None \
-                    and history_since > max(self.range_ms[1], newest.ts):
-                history_since = None      # a range wholly in the past is read once
+            if self.range_ms is not None and self.history is not None and newest is not None \
+                    and self.range_ms[1] < newest.ts:
+                history_since = None      # a range that ended before the newest reading: read once
         pumps = tuple(a for a in sorted(self.latest) if self.kind_of(a).physics == "pump")
         return Plan(
             generation=self.generation,

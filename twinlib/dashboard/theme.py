@@ -58,7 +58,7 @@ SPARK_POINTS = 60
 TREND_WINDOW_S = 60          # the trend arrow is the slope over this many seconds of readings
 TIME_FORMAT = "%H:%M:%S"       # chart time axis (bqplot's default is a 12-hour clock)
 DAY_TIME_FORMAT = "%b %d %H:%M"
-CHART_HEIGHT = "max(190px, calc(100vh - 480px))"   # the charts take what the other rows leave
+CHART_HEIGHT = "max(190px, calc(100vh - 505px))"   # the charts take what the other rows leave
 
 # -- time windows: (label, seconds); windows up to LIVE_WINDOW_MAX_S draw raw readings kept in
 # memory, longer ones draw store.downsample buckets (mean line, min-max band).
