@@ -271,7 +271,7 @@ def test_the_ack_button_is_reached_and_clicked_at_every_screen_size(fleet_server
     row = page.locator(".twin-alarms .twin-alarm", has_text=asset)
     ack = row.get_by_role("button", name="Ack", exact=True)
     ack.wait_for(state="attached", timeout=30_000)
-    if (width, height) != (1920, 1080):
+    if (width, height) in ((390, 844), (1366, 600)):
         # the page is taller than these screens: the Ack button starts below the fold
         inner = page.evaluate(SCROLLER)
         assert inner["sh"] > inner["ch"], inner
