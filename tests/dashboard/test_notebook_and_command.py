@@ -173,6 +173,12 @@ def test_serving_beyond_loopback_needs_a_token(tmp_path):
     assert settings.dashboard_token == "s3cret-plant-token"
     check_access("0.0.0.0", settings.dashboard_token)      # accepted: no exception
     check_access("127.0.0.1", None)                        # loopback needs none
+    # in a container published on the host's loopback only (compose: TWIN_PUBLISHED_HOST)
+    check_access("0.0.0.0", None, environ={"TWIN_PUBLISHED_HOST": "127.0.0.1"})
+    from twinlib.cli import CommandError
+
+    with pytest.raises(CommandError, match="refusing"):
+        check_access("0.0.0.0", None, environ={"TWIN_PUBLISHED_HOST": "0.0.0.0"})
     assert get_settings(env={"TWIN_DASHBOARD_TOKEN": "from-env-123"},
                         settings_file=tmp_path / "twin.toml").dashboard_token == "from-env-123"
 

@@ -66,13 +66,23 @@ def _prepend_path(value: str | None, folder: Path) -> str:
     return os.pathsep.join([str(folder), *[p for p in parts if p != str(folder)]])
 
 
-def check_access(host: str, token: str | None, command: str = "twin dashboard") -> None:
+PUBLISHED_VAR = "TWIN_PUBLISHED_HOST"
+
+
+def check_access(host: str, token: str | None, command: str = "twin dashboard",
+                 environ: dict | None = None) -> None:
     """Refuse to serve beyond loopback without a token, and refuse a token too short to guard.
 
-    Raises CommandError (exit 2) with what to do."""
+    In a container the server must listen on 0.0.0.0 while the host publishes the port on
+    loopback only: the compose file says so with ``TWIN_PUBLISHED_HOST=127.0.0.1`` (from its
+    TWIN_BIND), and then no token is needed. Raises CommandError (exit 2) with what to do."""
+    environ = os.environ if environ is None else environ
     if token is not None and len(token.strip()) < MIN_TOKEN_CHARS:
         raise CommandError(f"{command}: the dashboard token must have at least {MIN_TOKEN_CHARS} "
                            "characters (TWIN_DASHBOARD_TOKEN or [dashboard] token)", code=2)
+    published = (environ.get(PUBLISHED_VAR) or "").strip()
+    if published and _is_loopback(published):
+        return           # reachable only from the host's loopback, whatever the container binds
     if not _is_loopback(host) and not token:
         raise CommandError(
             f"{command}: refusing to serve the dashboard on {host} without an access token: anyone "
