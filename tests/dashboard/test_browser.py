@@ -140,7 +140,7 @@ def test_voila_json_culls_the_kernel_of_a_tab_closed_without_goodbye(live_db, tm
     argv = [a for a in argv if "disable_check_xsrf" not in a]       # the shutdown request fails
     # the idle timeout must outlast the page load: the kernel has no connection until the page's
     # websocket opens (at 120 s in voila.json there is room to spare)
-    argv += ["--MappingKernelManager.cull_idle_timeout=12", "--MappingKernelManager.cull_interval=1"]
+    argv += ["--MappingKernelManager.cull_idle_timeout=25", "--MappingKernelManager.cull_interval=1"]
     env["TWIN_SETTINGS"] = str(tmp_path / "none.toml")
     server = DashboardServer.__new__(DashboardServer)
     server.port, server.url = port, f"http://127.0.0.1:{port}/"
@@ -151,7 +151,7 @@ def test_voila_json_culls_the_kernel_of_a_tab_closed_without_goodbye(live_db, tm
         _wait_for_port(port, server.proc)
         page = page_factory(1366, 768)
         _open(page, server.url)
-        page.wait_for_timeout(14_000)        # longer than the idle timeout, tab open: kept
+        page.wait_for_timeout(27_000)        # longer than the idle timeout, tab open: kept
         assert len(server.kernels()) == 1, server.log()[-2000:]
         assert "Culling '" not in server.log()     # (the startup line says "Culling kernels")
         page.context.close()                 # no beforeunload, no shutdown request
