@@ -100,6 +100,10 @@ _SPEC: dict[str, tuple[str, Any, type]] = {
     # Kernels the dashboard runs at once (one per open tab, ~100 MB each); 0 = no limit.
     "dashboard_max_kernels": ("TWIN_DASHBOARD_MAX_KERNELS", None, int),
     "api_token": ("TWIN_API_TOKEN", None, str),
+    # The zone the dashboard shows times in (IANA name, e.g. "Europe/Berlin"); default UTC.
+    "dashboard_timezone": ("TWIN_TIMEZONE", None, str),
+    # Token the dashboard asks for (?token=… once, then a cookie); required beyond loopback.
+    "dashboard_token": ("TWIN_DASHBOARD_TOKEN", None, str),
     "api_cors_origins": ("TWIN_API_CORS_ORIGINS", None, str),
     # reads need this token (or [api] users) when set; required to bind beyond loopback
     "api_read_token": ("TWIN_API_READ_TOKEN", None, str),
@@ -129,6 +133,8 @@ class Settings:
     dashboard_port: int
     dashboard_max_kernels: int
     api_token: str | None
+    dashboard_timezone: str       # IANA zone name ("UTC" unless set)
+    dashboard_token: str | None
     api_cors_origins: str | list | None  # comma-separated text or a list; None = no CORS
     alarm_user: str | None = None  # TWIN_USER, else [alarms] user: who acks when no one logged in
     file: dict = field(default_factory=dict, compare=False)
@@ -226,6 +232,19 @@ def _coerce(name: str, value: Any, kind: type) -> Any:
     return str(value)
 
 
+def check_timezone(name: str) -> str:
+    """The IANA zone name if the machine knows it (``UTC``, ``Europe/Berlin``), else SettingsError."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    name = str(name).strip()
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(f"unknown time zone {name!r} ([dashboard] timezone / TWIN_TIMEZONE): use "
+                            "an IANA name such as 'UTC' or 'Europe/Berlin'") from None
+    return name
+
+
 def get_settings(env: dict | None = None, **overrides: Any) -> Settings:
     """Resolve every setting: keyword argument → environment variable → default.
 
@@ -269,6 +288,13 @@ def get_settings(env: dict | None = None, **overrides: Any) -> Settings:
     if values["dashboard_max_kernels"] < 0:
         raise SettingsError("dashboard_max_kernels must be 0 (no limit) or more, got "
                             f"{values['dashboard_max_kernels']}")
+    dash = file.get("dashboard", {}) if isinstance(file.get("dashboard", {}), dict) else {}
+    if values["dashboard_timezone"] is None:
+        values["dashboard_timezone"] = str(dash.get("timezone") or "UTC")
+    values["dashboard_timezone"] = check_timezone(values["dashboard_timezone"])
+    if values["dashboard_token"] is None:
+        token = dash.get("token")
+        values["dashboard_token"] = str(token) if token else None
     for port in ("api_port", "dashboard_port", "monitor_metrics_port"):
         if values[port] is not None and not 0 <= values[port] <= 65535:
             raise SettingsError(f"{port} must be between 0 and 65535, got {values[port]}")

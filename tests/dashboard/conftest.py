@@ -12,7 +12,7 @@ from twinlib.simulate import FleetSimulator
 from twinlib.store import open_store
 from twinlib.timeutil import now_ms
 
-from dashboard_support import DashboardServer
+from dashboard_support import DashboardServer, beat
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -24,7 +24,7 @@ class LiveWriter(threading.Thread):
     """Feeds the store like a live source: FleetSimulator rows through ingest_frame every second.
 
     `overheat(asset)` makes every later row of that asset read HOT_TEMPERATURE; the alarm engine
-    runs after each write when the detection wing provides it.
+    runs after each write and a monitor heartbeat is written (`beating`), as `twin run` would.
     """
 
     def __init__(self, db_path, *, assets: int = 3, history_s: int = 600, period_s: float = 1.0,
@@ -35,6 +35,7 @@ class LiveWriter(threading.Thread):
         start = (now_ms() // 1000 - history_s) * 1000
         self.sim = FleetSimulator(assets=assets, freq_s=1.0, seed=seed, start=start, fault_rate=0.0)
         self.hot: set[str] = set()
+        self.beating = True          # write a monitor heartbeat each pass, as `twin run` does
         self.rows_written = 0
         self.error: BaseException | None = None
         self._halt = threading.Event()
@@ -61,7 +62,13 @@ class LiveWriter(threading.Thread):
         store = open_store(self.db_path)
         try:
             while not self._halt.wait(self.period_s):
-                self._write(store, self.sim.step(1))
+                # keep the readings' timestamps on the wall clock (the dashboard judges staleness
+                # by the data's age): catch up whatever the start-up or a slow write cost
+                behind = (now_ms() - self.sim.t_ms) // self.sim.step_ms + 1
+                if behind >= 1:
+                    self._write(store, self.sim.step(int(min(behind, 30))))
+                if self.beating:
+                    beat(store, now_ms())
         except BaseException as exc:  # surfaced by the fixture: a dead writer fails the test
             self.error = exc
         finally:
@@ -101,18 +108,29 @@ def _local_only(route) -> None:
 
 
 @pytest.fixture(scope="session")
-def chromium():
-    """Headless Debian Chromium driven by Playwright (never `playwright install`)."""
+def playwright_session():
+    """One Playwright driver for the session (a second sync one cannot start beside it)."""
     if not os.path.exists(CHROMIUM) and shutil.which("chromium") is None:
         pytest.skip("Debian chromium is not installed (apt-get install -y chromium)")
     from playwright.sync_api import sync_playwright
 
     pw = sync_playwright().start()
-    browser = pw.chromium.launch(executable_path=CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium"),
-                                 headless=True, args=CHROMIUM_ARGS)
+    yield pw
+    pw.stop()
+
+
+def launch_chromium(pw, extra_args=()):
+    """Headless Debian Chromium (never `playwright install`), with extra command-line flags."""
+    return pw.chromium.launch(executable_path=CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium"),
+                              headless=True, args=[*CHROMIUM_ARGS, *extra_args])
+
+
+@pytest.fixture(scope="session")
+def chromium(playwright_session):
+    """Headless Debian Chromium driven by Playwright (never `playwright install`)."""
+    browser = launch_chromium(playwright_session)
     yield browser
     browser.close()
-    pw.stop()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-__all__ = ["free_port", "DashboardServer", "_wait_for_port"]
+__all__ = ["free_port", "DashboardServer", "_wait_for_port", "beat"]
 
 
 def free_port() -> int:
@@ -37,13 +37,15 @@ def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 120.0) ->
 class DashboardServer:
     """`twin dashboard` running as a subprocess; stops it and every process it started."""
 
-    def __init__(self, db_path, tmp_path):
+    def __init__(self, db_path, tmp_path, env_extra: dict | None = None, name: str = "voila"):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
-        self.log_path = tmp_path / "voila.log"
+        self.log_path = tmp_path / f"{name}.log"
         env = dict(os.environ)
         env["TWIN_SETTINGS"] = str(tmp_path / "no-settings.toml")
         env.pop("TWIN_DB", None)
+        env.pop("TWIN_DASHBOARD_TOKEN", None)
+        env.update(env_extra or {})
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "twinlib", "dashboard", "--port", str(self.port),
@@ -96,3 +98,17 @@ class DashboardServer:
             except psutil.NoSuchProcess:
                 pass
         self._log.close()
+
+
+def beat(store, ts_ms: int, tick_s: float = 1.0) -> None:
+    """Write a monitor heartbeat into the store, as `twinlib.monitor.Monitor` does once a tick
+    (the dashboard believes the alarm statuses only while one is fresh)."""
+    import json
+
+    from twinlib.monitor import HEARTBEAT_KEY
+
+    store.set_meta(HEARTBEAT_KEY, json.dumps({"ts": int(ts_ms), "tick_s": tick_s, "pid": os.getpid(),
+                                              "run_id": "dashboard-test"}))
+    commit = getattr(getattr(store, "conn", None), "commit", None)
+    if commit is not None:
+        commit()

@@ -94,7 +94,7 @@ def mixed(tmp_path):
         source="test", kind=compressor)
     assert report.inserted == N
     board = Dashboard(DashboardData(store=store, settings=settings), settings=settings,
-                      clock=FakeClock())
+                      clock=FakeClock(), now_ms=lambda: T0 + N * 1000)
     board.refresh()
     yield board, store, settings
     store.close()
@@ -164,8 +164,12 @@ def test_the_pump_page_keeps_the_seed_look(mixed):
     newest = store.latest(1, asset="pump-01")[0]
     assert board.cards["temperature"].text == f"{newest.temperature:.1f}"
     assert board.cards["vibration"].text == f"{newest.vibration:.3f}"
-    # only the seed's red threshold line is in view (critical and low limits are off the range)
-    assert [k for k, m in board.charts["pressure"].limit_marks.items() if len(m.y)] == ["warning_high"]
+    # the high warning and critical lines are in view; the far low limits are in the legend
+    assert [k for k, m in board.charts["pressure"].limit_marks.items() if len(m.y)] == [
+        "warning_high", "critical_high"]
+    legend = board.charts["pressure"].legend.value
+    assert all(f"{w} {s} {v:g}" in legend for w, s, v in [
+        ("warning", "&ge;", 95), ("critical", "&ge;", 105), ("warning", "&le;", 1), ("critical", "&le;", 0.5)])
     assert "temperature, vibration, pressure" in board.title_html.value
 
 
@@ -182,18 +186,30 @@ def test_a_skab_asset_shows_eight_channels_wrapped_in_rows(mixed):
     assert "skab-testbed" in board.title_html.value
 
 
-def test_limits_of_a_user_kind_drive_the_status_and_the_colours(mixed):
-    board, store, _ = mixed
+def test_limits_of_a_user_kind_drive_the_alarms_and_the_page_follows_them(mixed):
+    from dashboard_support import beat
+
+    board, store, settings = mixed
     _select(board, "comp-01")
     newest = store.latest(1, asset="comp-01")[0]
     assert newest.values["discharge_pressure"] < 6.0
-    # the status check uses the kind's low warning
-    assert board.model.anomalies == ["⚠️ Low discharge pressure"]
-    assert board.status_card.state == "alert"
-    assert "⚠️ Low discharge pressure" in board.status_card.messages
-    # the card turns red, the table cell too
-    assert 'class="value over"' in board.cards["discharge_pressure"]._body.value
+    # no monitor has run: the page invents no status from the raw readings
+    assert board.status_card.state == "nodetect"
+    assert "detection not running" in board.status_card.detail
+    assert 'class="value over"' not in board.cards["discharge_pressure"]._body.value
+    assert {t["level"] for t in board.fleet.assets} == {"nodetect"}
+    # the table still marks the reading beyond the kind's low limit (a fact of that reading)
     assert '<td class="over">' in board.table._body.value
+    # the alarm engine records a low-pressure warning and a monitor beats: the page shows it
+    store.open_alert("comp-01", "discharge_pressure_low", "discharge_pressure", "warning",
+                     "\u26a0\ufe0f Low discharge pressure 5.8 bar below 6 bar", newest.ts, newest.ts, 5.8)
+    beat(store, T0 + N * 1000)
+    board.refresh()
+    assert board.status_card.state == "alert" and board.status_card.severity == "warning"
+    assert any("discharge pressure" in m.lower() for m in board.status_card.messages)
+    assert all("\u26a0" not in m for m in board.status_card.messages)       # no emoji
+    assert 'class="value near"' in board.cards["discharge_pressure"]._body.value
+    assert {t["asset_id"]: t["level"] for t in board.fleet.assets}["comp-01"] == "warning"
     # the readings come near the low limit: its line is in view
     chart = board.charts["discharge_pressure"]
     assert list(chart.limit_marks["warning_low"].y) == [6.0, 6.0]
@@ -214,7 +230,7 @@ def test_fleet_tiles_are_grouped_by_location_with_values_in_their_units(mixed):
 
 
 def test_a_fleet_without_locations_has_no_headings(store):
-    board = Dashboard(DashboardData(store=store), clock=FakeClock())
+    board = Dashboard(DashboardData(store=store), clock=FakeClock(), now_ms=lambda: 0)
     board.refresh()
     assert not [c for c in board.fleet.children if "twin-location" in c._dom_classes]
     assert len(board.fleet.children) == len(store.latest_per_asset())

@@ -79,7 +79,8 @@ def test_the_live_loop_picks_up_new_readings_without_blocking_the_event_loop(sto
 
 def test_a_failing_tick_is_reported_and_the_loop_goes_on(store, monkeypatch):
     monkeypatch.setattr(theme, "REFRESH_INTERVAL_S", 0.05)
-    board = Dashboard(DashboardData(store.path))
+    newest = max(r.ts for r in store.latest_per_asset().values())
+    board = Dashboard(DashboardData(store.path), now_ms=lambda: newest + 1000)   # fresh data
     calls = {"n": 0}
     collect = board.data.collect
 

@@ -10,6 +10,10 @@ the active alarms with an Acknowledge button (`AlarmList`). The widgets are thin
 the one place that turns a kind into what is drawn. `DashboardData` is the only access to the
 store: it reads new readings by id cursor, downsampled history, alarms, each asset's kind and
 location, and writes nothing but acknowledgements. Colours, timings and the CSS live in `theme`.
+Every status on the page has one source (`status`: the alarms the engine recorded, while the
+monitor's heartbeat is fresh; "detection not running" otherwise); `clock` holds the time zone,
+the data's age (stale) and the gaps that break chart lines. `twin dashboard` serves it with the
+offline Voilà template in `share/` and, beyond loopback, a token (`jupyter_config/voila.py`).
 
     from twinlib.dashboard import Dashboard
     dashboard = Dashboard.from_settings()   # TWIN_DB names the database

@@ -9,6 +9,11 @@ notebook calls it once for the first paint, tests call it instead of waiting for
 
 What the page shows of the selected asset — cards, charts, their limit lines, the table's columns
 and every unit — comes from its kind (`state.signals()`); the fleet tiles are grouped by location.
+Every status on the page (tiles, cards, the System Status card, the summary) comes from the one
+source `DashboardState.level_of` (the alarms, while a monitor's heartbeat is fresh; "detection not
+running" otherwise). "Data stale" is the newest reading's age on the wall clock (`now_ms`). Times
+are shown in the zone of the settings (`[dashboard] timezone` / `TWIN_TIMEZONE`, default UTC).
+Besides the preset windows, "Range" shows a custom from–to span (wall times in that zone).
 """
 
 from __future__ import annotations
@@ -24,23 +29,19 @@ import ipywidgets as widgets
 from traitlets import Bool, Int, Unicode, observe
 
 from twinlib.dashboard import theme
-from twinlib.dashboard.alarms import AlarmList, AlarmPanel
+from twinlib.dashboard.alarms import AlarmPanel
 from twinlib.dashboard.cards import MetricCard, StatusCard, trend_per_minute
 from twinlib.dashboard.chart import ChartPanel
+from twinlib.dashboard.clock import ZoneClock, describe_age
 from twinlib.dashboard.data import DashboardData, Plan, Tick
 from twinlib.dashboard.fleet import FleetOverview
 from twinlib.dashboard.state import DashboardState
+from twinlib.dashboard.status import plain
 from twinlib.dashboard.table import RecentTable
 
 __all__ = ["Dashboard", "CardGrid"]
 
 log = logging.getLogger(__name__)
-
-
-def _clock_text(ts_ms: int) -> str:
-    from twinlib.timeutil import format_ts
-
-    return format_ts(int(ts_ms))[11:19]
 
 
 class CardGrid(widgets.GridBox):
@@ -74,7 +75,7 @@ class CardGrid(widgets.GridBox):
             ts, values = state.recent(name, theme.TREND_WINDOW_S)
             value = newest.values.get(name)
             card.update(float("nan") if value is None else value, state.spark(name),
-                        trend_per_minute(ts, values))
+                        trend_per_minute(ts, values), alarm=state.signal_alarm(state.asset, name))
 
 
 class Dashboard(widgets.VBox):
@@ -83,7 +84,10 @@ class Dashboard(widgets.VBox):
 
     The data lives in `self.model` (a `DashboardState`); the traitlets `asset` (shown in detail),
     `window_s` (chart window), `cursor` (the last reading id seen), `state` (`live` | `stale` |
-    `nodata`), `stale` and `message` mirror it for the widgets and tests.
+    `nodata`), `stale`, `detecting` and `message` mirror it for the widgets and tests.
+
+    `clock` is a monotonic clock (the loop's rhythm), `now_ms` the wall clock in UTC ms (the
+    data's age); `timezone` overrides the settings' zone.
     """
 
     asset = Unicode("")
@@ -91,16 +95,23 @@ class Dashboard(widgets.VBox):
     cursor = Int(0)
     state = Unicode("nodata")
     stale = Bool(False)
+    detecting = Bool(False)      # a monitor's heartbeat is fresh: the statuses are current
     message = Unicode("")
     ticks = Int(0)
 
     def __init__(self, data: DashboardData, *, settings=None,
-                 clock: Callable[[], float] = time.monotonic, **kwargs):
+                 clock: Callable[[], float] = time.monotonic,
+                 now_ms: Callable[[], int] | None = None, timezone: str | None = None, **kwargs):
+        from twinlib.timeutil import now_ms as wall_ms
+
         self.data = data
         if settings is not None and getattr(data, "settings", None) is None:
             data.settings = settings
         self.settings = settings
         self._clock = clock
+        self._now_ms = now_ms or wall_ms
+        zone = timezone or getattr(settings, "dashboard_timezone", None) or "UTC"
+        self.zone = ZoneClock(zone)
         self.model = DashboardState(settings=settings, started=clock(),
                                     window_s=kwargs.get("window_s", theme.DEFAULT_WINDOW_S))
         self._applying = False
@@ -118,11 +129,15 @@ class Dashboard(widgets.VBox):
             tooltips=[f"Show the last {label}" for label, _ in theme.WINDOWS])
         self.window_picker.add_class("twin-window")
         self.window_picker.observe(self._on_window_pick, "value")
+        self.range_box = self._build_range_controls()
         spacer = widgets.Box()
         spacer.add_class("twin-spacer")
         self.summary = widgets.HTML()
         self.summary.add_class("twin-summary")
-        header = widgets.HBox([self.title_html, spacer, self.summary, self.live_badge, self.window_picker])
+        controls = widgets.HBox([self.window_picker, self.range_toggle])
+        controls.add_class("twin-controls")
+        header = widgets.HBox([self.title_html, spacer, self.summary, self.live_badge, controls,
+                               self.range_box])
         header.add_class("twin-header")
 
         self.fleet = FleetOverview()
@@ -134,7 +149,7 @@ class Dashboard(widgets.VBox):
         self.status_card = StatusCard()
         self.card_grid = CardGrid(self.status_card)
         self.chart_panel = ChartPanel()
-        self.table = RecentTable(signals=views)
+        self.table = RecentTable(signals=views, zone=self.zone)
         self._show_signals(views)
         self.alarm_list = AlarmPanel(data, settings, on_change=self._on_alarm_change)
         lower = widgets.GridBox([self.table, self.alarm_list])
@@ -161,6 +176,77 @@ class Dashboard(widgets.VBox):
     def thresholds(self) -> dict:
         """High warning limits of the shown asset's signals that have one."""
         return {v.name: v.warning_high for v in self.model.signals() if v.warning_high is not None}
+
+    # -- the custom time range ---------------------------------------------------------------
+    def _build_range_controls(self) -> widgets.Box:
+        """A "Range" button that opens from/to pickers (wall times in the dashboard's zone)."""
+        self.range_toggle = widgets.ToggleButton(value=False, description="Range",
+                                                 tooltip="Show a custom time range")
+        self.range_toggle.add_class("twin-range-toggle")
+        self.range_toggle.observe(self._on_range_toggle, "value")
+        self.range_from = widgets.NaiveDatetimePicker(description="From")
+        self.range_to = widgets.NaiveDatetimePicker(description="to")
+        for picker in (self.range_from, self.range_to):
+            picker.add_class("twin-range-picker")
+            picker.style.description_width = "auto"
+        self.range_apply = widgets.Button(description="Show", tooltip="Show this range")
+        self.range_apply.add_class("twin-range-apply")
+        self.range_apply.on_click(lambda _: self.apply_range())
+        self.range_note = widgets.HTML()
+        self.range_note.add_class("twin-range-note")
+        box = widgets.HBox([self.range_from, self.range_to, self.range_apply, self.range_note])
+        box.add_class("twin-range")
+        box.layout.display = "none"
+        return box
+
+    def _on_range_toggle(self, change) -> None:
+        if self._applying:
+            return
+        if change["new"]:
+            newest = self.model.latest.get(self.model.asset)
+            end = newest.ts if newest is not None else self._now_ms()
+            if self.range_to.value is None:
+                self.range_to.value = self.zone.to_naive(end)
+            if self.range_from.value is None:
+                self.range_from.value = self.zone.to_naive(end - self.model.window_s * 1000)
+            self.range_box.layout.display = ""
+        else:
+            self.range_box.layout.display = "none"
+            if self.model.range_ms is not None:      # back to the preset window
+                self._applying = True
+                try:
+                    self.window_picker.value = self.window_s
+                finally:
+                    self._applying = False
+                self._select_window(self.window_s)
+
+    def apply_range(self, start=None, end=None) -> bool:
+        """Show the range [start, end] (datetimes: naive ones are wall times in the dashboard's
+        zone; ms ints: UTC), by default the pickers'. False (and a note) when it is not a range."""
+        start = self.range_from.value if start is None else start
+        end = self.range_to.value if end is None else end
+        if start is None or end is None:
+            self.range_note.value = '<span class="bad">choose both times</span>'
+            return False
+        def to_ms(v):
+            return int(v) if isinstance(v, (int, float)) else self.zone.from_datetime(v)
+
+        start_ms, end_ms = to_ms(start), to_ms(end)
+        if end_ms <= start_ms:
+            self.range_note.value = '<span class="bad">"to" must be after "from"</span>'
+            return False
+        self.range_note.value = html.escape(f"{describe_age((end_ms - start_ms) / 1000)} "
+                                            f"({self.zone.label})")
+        self.model.select(range_ms=(start_ms, end_ms))
+        self._applying = True
+        try:
+            self.window_picker.value = None           # no preset is selected while a range is
+            self.range_toggle.value = True
+        finally:
+            self._applying = False
+        self.range_box.layout.display = ""
+        self._wake_loop()
+        return True
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -190,7 +276,7 @@ class Dashboard(widgets.VBox):
         return tick
 
     def _plan(self, light: bool = False) -> Plan:
-        return self.model.plan(self._clock(), light=light)
+        return self.model.plan(self._clock(), light=light, now_ms=self._now_ms())
 
     def _apply(self, tick: Tick) -> None:
         if not self.model.apply(tick, self._clock()):
@@ -207,7 +293,8 @@ class Dashboard(widgets.VBox):
                 self.asset = self.model.asset
                 self.fleet.selected = self.model.asset
                 self.cursor = self.model.cursor
-                self.stale = self.model.stale(self._clock())
+                self.stale = self.model.stale()
+                self.detecting = bool(self.model.detection()["running"])
                 self.state = "nodata" if not self.model.latest else ("stale" if self.stale else "live")
         finally:
             self._applying = False
@@ -241,17 +328,20 @@ class Dashboard(widgets.VBox):
                                  f"{html.escape(signals)}</p>")
 
     def _render_badge(self) -> None:
-        newest = max((r.ts for r in self.model.latest.values()), default=None)
+        newest = self.model.newest_ts()
+        zone = self.zone
         if self.state == "live":
-            text, cls = f"LIVE · newest {_clock_text(newest)}", "live"
+            text, cls = f"LIVE · newest {zone.time(newest)} {zone.abbreviation(newest)}", "live"
+            title = f"refresh every {theme.REFRESH_INTERVAL_S:g} s"
         elif self.state == "stale":
-            m = self.model
-            reference = m.last_arrival if m.last_arrival is not None else m.started
-            text, cls = f"DATA STALE · nothing new for {self._clock() - reference:.0f} s", "stale"
+            age = self.model.data_age_s() or 0.0
+            text, cls = f"DATA STALE · newest reading {describe_age(age)} old", "stale"
+            title = (f"newest reading {zone.text(newest)} ({zone.label}); stale after "
+                     f"{self.model.stale_limit_s():g} s without a newer one")
         else:
-            text, cls = "NO DATA", "nodata"
-        self.live_badge.value = (f'<div class="twin-live {cls}" title="refresh every '
-                                 f'{theme.REFRESH_INTERVAL_S:g} s"><span class="dot"></span>{html.escape(text)}</div>')
+            text, cls, title = "NO DATA", "nodata", "no reading in the database yet"
+        self.live_badge.value = (f'<div class="twin-live {cls}" title="{html.escape(title)}">'
+                                 f'<span class="dot"></span>{html.escape(text)}</div>')
 
     def _render_message(self) -> None:
         self.message_html.value = html.escape(self.message)
@@ -265,6 +355,10 @@ class Dashboard(widgets.VBox):
         levels = [i["level"] for i in infos]
         open_alarms = self.alarm_list.counts.get("unacknowledged", 0)
         parts = [f"<b>{len(infos)}</b> assets"]
+        detection = self.model.detection()
+        if detection["running"] is False and self.model.latest:
+            parts.append(f'<span class="nodetect" title="{html.escape(detection["text"])}">'
+                         'detection not running</span>')
         for level in ("critical", "warning", "stale"):
             if levels.count(level):
                 parts.append(f'<span class="{level}">{levels.count(level)} {level}</span>')
@@ -272,26 +366,33 @@ class Dashboard(widgets.VBox):
         self.summary.value = " · ".join(parts)
 
     def _render_status(self, newest) -> None:
+        """The System Status card of the shown asset, from the page's one status source."""
         m = self.model
         if newest is None:
             detail = "no readings yet" if not self.message else "no database"
             self.status_card.update("nodata", [], detail)
             return
-        if m.anomalies is None:
-            self.status_card.update("checking", [], f"{m.asset} · reading of {_clock_text(newest.ts)}")
+        reading = f"{m.asset} · reading of {self.zone.time(newest.ts)}"
+        detection = m.detection()
+        if detection["running"] is None:
+            self.status_card.update("checking", [], reading)
             return
-        messages = list(m.anomalies)
-        for alarm in AlarmList.ordered(m.alarms):
-            if alarm.get("asset_id") == m.asset:
-                flag = " (acked)" if alarm.get("acked") else ""
-                messages.append(f"{alarm.get('message', alarm.get('rule', 'alarm'))}{flag}")
-        detail = f"{m.asset} · reading of {_clock_text(newest.ts)}"
-        if messages:
-            self.status_card.update("alert", messages, detail)
-        elif self.stale:
-            self.status_card.update("stale", [], f"{m.asset} · no new reading")
+        if not detection["running"]:
+            self.status_card.update("nodetect", [], detection["text"])
+            return
+        level = m.level_of(m.asset)
+        status = (m.statuses or {}).get(m.asset) or {}
+        messages = [plain(x) for x in status.get("messages", [])] if isinstance(status, dict) else []
+        if level in ("warning", "critical"):
+            self.status_card.update("alert", messages, reading, severity=level)
+        elif level == "stale":
+            age = m.data_age_s(m.asset)
+            self.status_card.update("stale", [], f"{m.asset} · newest reading "
+                                    f"{describe_age(age or 0)} old")
+        elif level == "ok":
+            self.status_card.update("normal", [], reading)
         else:
-            self.status_card.update("normal", [], detail)
+            self.status_card.update("checking", [], reading)
 
     def _render_charts(self) -> None:
         import numpy as np
@@ -300,17 +401,20 @@ class Dashboard(widgets.VBox):
         newest = m.latest.get(m.asset)
         if newest is None:
             return
-        end = newest.ts
-        start = end - m.window_s * 1000
-        if m.window_s <= theme.LIVE_WINDOW_MAX_S:
+        if m.range_ms is not None:
+            start, end = m.range_ms
+        else:
+            end = newest.ts
+            start = end - m.window_s * 1000
+        if not m.downsampled:
             for name, chart in self.charts.items():
                 ts, values = m.recent(name, m.window_s)
-                chart.show(ts, values, start_ms=start, end_ms=end)
+                chart.show(ts, values, start_ms=start, end_ms=end, zone=self.zone)
             return
         history = m.history
         if history is None or not len(history):
             for chart in self.charts.values():
-                chart.show([], [], start_ms=start, end_ms=end)
+                chart.show([], [], start_ms=start, end_ms=end, zone=self.zone)
             return
         centres = history["bucket"].to_numpy("int64") + m.bucket_s * 500
 
@@ -321,7 +425,8 @@ class Dashboard(widgets.VBox):
 
         for name, chart in self.charts.items():
             chart.show(centres, column(f"{name}_mean"), start_ms=start, end_ms=end,
-                       lo=column(f"{name}_min"), hi=column(f"{name}_max"))
+                       lo=column(f"{name}_min"), hi=column(f"{name}_max"), zone=self.zone,
+                       cadence_ms=m.bucket_s * 1000)
 
     # -- handlers ----------------------------------------------------------------------------
     def _on_fleet_select(self, change) -> None:
@@ -329,7 +434,23 @@ class Dashboard(widgets.VBox):
             self.asset = change["new"]
 
     def _on_window_pick(self, change) -> None:
+        if change["new"] is None or self._applying:
+            return
+        if self.model.range_ms is not None:          # a preset replaces the custom range
+            self._applying = True
+            try:
+                self.range_toggle.value = False
+            finally:
+                self._applying = False
+            self.range_box.layout.display = "none"
+            if int(change["new"]) == self.window_s:
+                self._select_window(self.window_s)
+                return
         self.window_s = int(change["new"])
+
+    def _select_window(self, window_s: int) -> None:
+        self.model.select(window_s=window_s)
+        self._wake_loop()
 
     @observe("asset")
     def _on_asset_change(self, change) -> None:
@@ -343,7 +464,8 @@ class Dashboard(widgets.VBox):
         if self.window_picker.value != change["new"]:
             self.window_picker.value = change["new"]
         live = theme.LIVE_WINDOW_MAX_S
-        if change["old"] <= live and change["new"] <= live and self.model.latest:
+        if self.model.range_ms is None and change["old"] <= live and change["new"] <= live \
+                and self.model.latest:
             self.model.window_s = int(change["new"])
             self._render_charts()      # the buffer already holds every live window
             return

@@ -1,4 +1,9 @@
-"""Metric cards: one sensor's newest value with trend arrow and sparkline, and the status card."""
+"""Metric cards: one sensor's newest value with trend arrow and sparkline, and the status card.
+
+Colours and headlines come from the page's one status source (the alarms, while a monitor runs:
+`twinlib.dashboard.status`), never from comparing a value with its limit here; icons are inline
+SVG (`status.icon`), so they draw without an emoji or icon font.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import numpy as np
 from traitlets import Float, List, Unicode, observe
 
 from twinlib.dashboard import theme
+from twinlib.dashboard.status import icon, plain
 
 __all__ = ["MetricCard", "StatusCard", "render_sparkline", "trend_per_minute"]
 
@@ -76,6 +82,7 @@ class MetricCard(widgets.VBox):
     value = Float(None, allow_none=True)
     slope = Float(None, allow_none=True)      # units per minute over theme.TREND_WINDOW_S
     spark = List()                            # recent values, oldest first
+    alarm = Unicode("")                       # "critical" | "warning": an active alarm on it
 
     def __init__(self, signal, threshold: float | None = None, **kwargs):
         self.view = _view(signal, threshold)
@@ -92,18 +99,20 @@ class MetricCard(widgets.VBox):
         """The value as shown on the card ('—' when there is none)."""
         return self.view.number(self.value)
 
-    def update(self, value, spark=(), slope=None) -> None:
-        """Show a new reading: one render, one message to the browser."""
+    def update(self, value, spark=(), slope=None, alarm: str = "") -> None:
+        """Show a new reading: one render, one message to the browser. ``alarm`` is the
+        severity of an active alarm on this signal (the card's colour), ``""`` for none."""
         self._batching = True
         try:
             self.value = None if value is None or not math.isfinite(value) else float(value)
             self.spark = [float(v) for v in spark]
             self.slope = slope
+            self.alarm = alarm or ""
         finally:
             self._batching = False
         self._render()
 
-    @observe("value", "slope", "spark", "threshold", "label", "unit")
+    @observe("value", "slope", "spark", "threshold", "label", "unit", "alarm")
     def _on_state_change(self, change) -> None:
         if change["name"] == "threshold" and change["new"] != self.view.warning_high:
             from dataclasses import replace
@@ -113,8 +122,13 @@ class MetricCard(widgets.VBox):
             self._render()
 
     def _level(self) -> str:
-        level = self.view.level(self.value)
-        return {"critical": "over", "warning": "over"}.get(level, level)
+        """The value's colour class: the active alarm's severity on this signal (``over`` for
+        critical, ``near`` for warning), nothing without an alarm."""
+        for state in ("alarm-critical", "alarm-warning"):
+            self.remove_class(state)
+        if self.alarm in ("critical", "warning"):
+            self.add_class(f"alarm-{self.alarm}")
+        return {"critical": "over", "warning": "near"}.get(self.alarm, "")
 
     def _trend_html(self) -> str:
         if self.slope is None:
@@ -122,14 +136,15 @@ class MetricCard(widgets.VBox):
         decimals = self.view.decimals if self.view.decimals is not None else 3
         scale = max(abs(self.value or 0.0), 1e-9)
         if abs(self.slope) < 0.002 * scale:      # less than 0.2 % of the value per minute: flat
-            arrow, cls = "▶", "flat"
+            cls, colour = "flat", theme.MUTED
         elif self.slope > 0:
-            arrow, cls = "▲", "up"
+            cls, colour = "up", theme.WARNING
         else:
-            arrow, cls = "▼", "down"
+            cls, colour = "down", theme.CYAN
         unit = f" {self.unit}" if self.unit else ""
         return (f'<span class="trend {cls}" title="slope over the last {theme.TREND_WINDOW_S} s">'
-                f'{arrow} {self.slope:+.{decimals}f}{html.escape(unit)}/min</span>')
+                f'{icon(cls, colour, 10, {"up": "rising", "down": "falling", "flat": "steady"}[cls])}'
+                f' {self.slope:+.{decimals}f}{html.escape(unit)}/min</span>')
 
     def limit_text(self) -> str:
         """The card's limit as shown: the high warning level (``limit 85``, the seed's), else the
@@ -156,18 +171,29 @@ class MetricCard(widgets.VBox):
 
 
 class StatusCard(widgets.VBox):
-    """The System Status card: ✅ Normal, ⚠️ Alert with its messages, or why there is no data."""
+    """The System Status card for the shown asset: Normal, Alert (warning or critical, with the
+    alarms' messages), Data stale, Detection not running, or why there is no data yet."""
 
-    state = Unicode("nodata")      # normal | alert | stale | nodata | checking
+    state = Unicode("nodata")      # normal | alert | stale | nodetect | nodata | checking
+    severity = Unicode("")         # alert: warning | critical
     messages = List()
     detail = Unicode("")
 
     HEADLINES = {
-        "normal": "✅ Normal",
-        "alert": "⚠️ Alert",
-        "stale": "⏸️ Data stale",
-        "nodata": "… Waiting for data",
-        "checking": "… Checking",
+        "normal": "Normal",
+        "alert": "Alert",
+        "stale": "Data stale",
+        "nodetect": "Detection not running",
+        "nodata": "Waiting for data",
+        "checking": "Checking",
+    }
+    ICONS = {   # state -> (icon, colour)
+        "normal": ("ok", theme.OK),
+        "alert": ("alert", theme.CRITICAL),
+        "stale": ("stale", theme.WARNING),
+        "nodetect": ("off", theme.WARNING),
+        "nodata": ("wait", theme.STALE),
+        "checking": ("wait", theme.MUTED),
     }
     MAX_MESSAGES = 3
 
@@ -183,34 +209,42 @@ class StatusCard(widgets.VBox):
         """The card's headline as shown."""
         return self.HEADLINES.get(self.state, self.state)
 
-    def update(self, state: str, messages=(), detail: str = "") -> None:
+    def update(self, state: str, messages=(), detail: str = "", severity: str = "") -> None:
         """Show a new status: one render, one message to the browser."""
         self._batching = True
         try:
             self.state = state
-            self.messages = [str(m) for m in messages]
-            self.detail = detail
+            self.severity = severity if state == "alert" else ""
+            self.messages = [plain(m) for m in messages]
+            self.detail = plain(detail)
         finally:
             self._batching = False
         self._render()
 
-    @observe("state", "messages", "detail")
+    @observe("state", "messages", "detail", "severity")
     def _on_state_change(self, change) -> None:
         if not getattr(self, "_batching", False):
             self._render()
 
     def _render(self) -> None:
-        for state in self.HEADLINES:
+        for state in (*self.HEADLINES, "warning", "critical"):
             self.remove_class(state)
         self.add_class(self.state)
+        if self.severity:
+            self.add_class(self.severity)
+        name, colour = self.ICONS.get(self.state, ("wait", theme.MUTED))
+        if self.state == "alert" and self.severity == "warning":
+            colour = theme.WARNING
         shown = self.messages[: self.MAX_MESSAGES]
         items = "".join(f'<li title="{html.escape(m)}">{html.escape(m)}</li>' for m in shown)
         extra = len(self.messages) - len(shown)
         if extra > 0:
             items += f"<li>+{extra} more</li>"
         detail = f'<span>{html.escape(self.detail)}</span>' if self.detail and not items else ""
+        severity = f' <span class="sev">{html.escape(self.severity)}</span>' if self.severity else ""
         self._body.value = (
             '<div class="label">System Status</div>'
-            f'<div class="value">{html.escape(self.headline)}</div>'
-            + (f"<ul>{items}</ul>" if items else f'<div class="foot">{detail}</div>')
+            f'<div class="value">{icon(name, colour, 20, self.headline)}'
+            f'<span class="headline">{html.escape(self.headline)}</span>{severity}</div>'
+            + (f"<ul>{items}</ul>" if items else f'<div class="foot detail">{detail}</div>')
         )

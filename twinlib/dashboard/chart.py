@@ -1,4 +1,11 @@
-"""One bqplot chart per measured signal, each with its own axis and its kind's limit lines."""
+"""One bqplot chart per measured signal, each with its own axis and its kind's limit lines.
+
+Warning limits are amber dashed lines, critical limits red dotted ones, high and low side as the
+kind declares them; a legend under each chart names every limit (also one outside the drawn
+range). Missing data stays missing: where two points are further apart than
+`theme.GAP_FACTOR` × the median interval, a NaN breaks the line (`clock.with_gaps`). Times are
+drawn in the dashboard's zone (`clock.ZoneClock.shift`: bqplot formats date axes in UTC).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ import numpy as np
 from traitlets import Float, Int, Unicode
 
 from twinlib.dashboard import theme
+from twinlib.dashboard.clock import ZoneClock, with_gaps
 
 __all__ = ["SensorChart", "ChartPanel", "value_range", "nice_ticks"]
 
@@ -51,12 +59,13 @@ def _dates(ts_ms) -> np.ndarray:
     return np.asarray(ts_ms, dtype="int64").astype("datetime64[ms]")
 
 
-_LIMIT_STYLE = {   # limit -> (colour, dash): warning amber, critical red, both dashed
-    "warning_high": (theme.CRITICAL, "dashed"),   # the seed's single red threshold line
+_LIMIT_STYLE = {   # limit -> (colour, dash): warning amber dashed, critical red dotted
+    "warning_high": (theme.WARNING, "dashed"),
     "critical_high": (theme.CRITICAL, "dotted"),
     "warning_low": (theme.WARNING, "dashed"),
     "critical_low": (theme.CRITICAL, "dotted"),
 }
+_UTC = ZoneClock("UTC")
 
 
 class SensorChart(widgets.VBox):
@@ -73,6 +82,7 @@ class SensorChart(widgets.VBox):
     sensor = Unicode()
     threshold = Float(None, allow_none=True)
     points = Int(0)          # points drawn by the last update (for tests and the benchmark)
+    gaps = Int(0)            # breaks drawn into the line by the last update (missing data)
 
     def __init__(self, signal, threshold: float | None = None, *, height: str | None = None, **kwargs):
         from twinlib.dashboard.cards import _view
@@ -88,7 +98,8 @@ class SensorChart(widgets.VBox):
         self.line = bq.Lines(x=_EMPTY_DATES, y=[], scales=scales, colors=[color], stroke_width=1.8)
         self.limit_marks = {
             name: bq.Lines(x=_EMPTY_DATES, y=[], scales=scales, colors=[_LIMIT_STYLE[name][0]],
-                           line_style=_LIMIT_STYLE[name][1], stroke_width=1.2,
+                           line_style=_LIMIT_STYLE[name][1],
+                           stroke_width=1.6 if name.startswith("critical") else 1.2,
                            labels=[name.replace("_", " ")])
             for name in _LIMIT_STYLE
         }
@@ -106,7 +117,11 @@ class SensorChart(widgets.VBox):
             animation_duration=0,
             layout=widgets.Layout(width="100%", height=height or theme.CHART_HEIGHT, margin="0"),
         )
-        super().__init__(children=[self.figure], sensor=view.name, threshold=view.warning_high, **kwargs)
+        self.legend = widgets.HTML()
+        self.legend.add_class("twin-legend")
+        super().__init__(children=[self.figure, self.legend], sensor=view.name,
+                         threshold=view.warning_high, **kwargs)
+        self._render_legend()
         self.add_class("twin-chart")
         self.add_class(f"twin-chart-{view.name}")
 
@@ -118,30 +133,53 @@ class SensorChart(widgets.VBox):
             replace(self.view, warning_high=self.threshold)
         return view.limits
 
+    def _render_legend(self) -> None:
+        limits = self.limits()
+        parts = []
+        for name in ("warning_high", "critical_high", "warning_low", "critical_low"):
+            if name in limits:
+                severity, side = name.split("_")
+                sign = "&ge;" if side == "high" else "&le;"
+                parts.append(f'<span class="lim {severity}"><i></i>{severity} {sign} '
+                             f'{limits[name]:g}</span>')
+        self.legend.value = "".join(parts) if parts else '<span class="lim none">no limits</span>'
+
     @staticmethod
     def _range_points(limits: dict, data) -> list[float]:
-        """Levels the y range must show: the high warning limit (the seed's), and a low limit
-        when the signal has no high one or the readings come within a quarter of the band
-        between the two warning levels."""
+        """Levels the y range must show: the high warning and critical limits, and the low ones
+        when the signal has no high limit or the readings come within a quarter of the band
+        between the two warning levels (a far low limit would flatten the line: the legend
+        names it instead)."""
+        highs = [limits[k] for k in ("warning_high", "critical_high") if k in limits]
+        lows = [limits[k] for k in ("warning_low", "critical_low") if k in limits]
         high = limits.get("warning_high", limits.get("critical_high"))
         low = limits.get("warning_low", limits.get("critical_low"))
-        points = [] if high is None else [high]
+        points = list(highs)
         y = np.asarray(data, "float64")
         y = y[np.isfinite(y)]
-        if low is not None and (high is None or (
-                y.size and float(y.min()) - low <= 0.25 * (high - low))):
-            points.append(low)
+        if lows and (high is None or (y.size and float(y.min()) - low <= 0.25 * (high - low))):
+            points.extend(lows)
         return points
 
-    def show(self, ts_ms, values, *, start_ms: int, end_ms: int, lo=None, hi=None) -> None:
-        """Draw readings (or bucket means with `lo`/`hi` for the band) over [start_ms, end_ms]."""
+    def show(self, ts_ms, values, *, start_ms: int, end_ms: int, lo=None, hi=None,
+             zone: ZoneClock | None = None, cadence_ms: float | None = None) -> None:
+        """Draw readings (or bucket means with `lo`/`hi` for the band) over [start_ms, end_ms],
+        in `zone` (default UTC), the line broken where data are missing (`cadence_ms`: the
+        expected interval, e.g. the bucket; default the median interval)."""
+        zone = zone or _UTC
         ts = np.asarray(ts_ms, dtype="int64")
         y = np.asarray(values, dtype="float64")
         band = lo is not None and hi is not None and ts.size > 0
+        count = int(ts.size)
+        if band:
+            ts, y, lo, hi = with_gaps(ts, y, lo, hi, cadence_ms=cadence_ms)
+        else:
+            ts, y = with_gaps(ts, y, cadence_ms=cadence_ms)
         limits = self.limits()
         data = np.concatenate([y, np.asarray(lo, "float64"), np.asarray(hi, "float64")]) if band else y
         ymin, ymax = value_range(np.concatenate([data, np.asarray(self._range_points(limits, data), "float64")]), None)
-        x = _dates(ts)
+        x = _dates(zone.shift(ts))
+        start_ms, end_ms = (int(v) for v in zone.shift([int(start_ms), int(end_ms)]))
         start, end = np.datetime64(int(start_ms), "ms"), np.datetime64(int(end_ms), "ms")
         marks = [self.line, self.band, *self.limit_marks.values(), self.x_scale, self.y_scale,
                  self.y_axis, self.x_axis]
@@ -168,7 +206,8 @@ class SensorChart(widgets.VBox):
                     mark.y = np.array([level, level], dtype="float64")
                 elif len(mark.x):
                     mark.x, mark.y = _EMPTY_DATES, np.array([], dtype="float64")
-        self.points = int(ts.size)
+        self.points = count                # readings (or buckets) drawn, gap markers aside
+        self.gaps = int(ts.size) - count
 
 
 class ChartPanel(widgets.GridBox):

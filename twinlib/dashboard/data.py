@@ -7,11 +7,15 @@ methods — `after(cursor)`, `latest`, `latest_per_asset`, `downsample`, `list_a
 of a tick follows the number of new readings, not the size of the history.
 
 Statuses and forecasts come from the same calls as the API's `/assets` and
-`/assets/<id>/forecast`: `twinlib.detect.asset_status(store, rules=<settings file>)` and
+`/assets/<id>/forecast`: `twinlib.detect.asset_status(store, now_ms=<now>, rules=<settings
+file>)` and
 `twinlib.models.forecast.forecast_asset(store, asset, now_ms=<its newest>, thresholds=<its
 thresholds>)`. Both wings are imported directly, inside the methods that use them — importing them
 costs about a second, which a light first paint leaves to the live loop's first tick. Each asset's
-kind and location are read once (`store.asset`) when it first appears.
+kind and location are read once (`store.asset`) when it first appears. The monitor's heartbeat
+(`twinlib.monitor.read_heartbeat`) is read every full tick: it says whether those statuses are
+current (a monitor runs detection) or not. The alarms listed are the active ones and the cleared
+ones nobody has acknowledged yet (ISA-18.2: an alarm stays until acknowledged).
 """
 
 from __future__ import annotations
@@ -46,8 +50,9 @@ def choose_bucket_s(window_s: int, points: int = theme.CHART_POINTS) -> int:
 
 
 def alarm_key(alarms) -> tuple:
-    """What identifies a set of active alarms for display: ids, severities, ack flags."""
-    return tuple(sorted((a["id"], a.get("severity"), bool(a.get("acked"))) for a in alarms))
+    """What identifies a set of listed alarms for display: ids, severities, states, ack flags."""
+    return tuple(sorted((a["id"], a.get("severity"), a.get("state"), bool(a.get("acked")))
+                        for a in alarms))
 
 
 @dataclass(frozen=True)
@@ -65,9 +70,10 @@ class Plan:
     alarm_key: tuple = ()       # the active alarms shown now (a change re-reads the statuses)
     detect: bool = True         # False: a light first paint, without the detection wing
     signals: tuple = ()         # SignalViews of the shown asset (its kind's measured signals)
-    newest: Any = None          # the shown asset's newest reading, when it still needs checking
     known: frozenset = frozenset()   # assets whose kind and location are known already
     forecastable: tuple | None = None  # assets whose kind the forecasts handle (None: all)
+    range_ms: tuple | None = None    # a custom (start, end) instead of the window
+    now_ms: int = 0             # the wall clock when planned (UTC ms; 0: the store's clock)
 
 
 @dataclass
@@ -81,13 +87,12 @@ class Tick:
     readings: list = field(default_factory=list)       # new since the cursor (ascending id)
     backfill: list = field(default_factory=list)       # on reload: the selected asset's recent readings
     latest: dict = field(default_factory=dict)         # on reload: asset_id -> newest Reading
-    alarms: list = field(default_factory=list)         # active alerts, newest first
+    alarms: list = field(default_factory=list)         # active + cleared-unacked alerts, newest first
     statuses: dict | None = None                       # asset_id -> status (None: not read this tick)
     history: pd.DataFrame | None = None                # downsample buckets (None: not read this tick)
     bucket_s: int = 0
     forecasts: dict | None = None                      # asset_id -> forecast list
-    anomalies: list | None = None                      # messages for the shown asset's newest
-                                                       # reading (None: not checked this tick)
+    heartbeat: dict | None = None                      # the monitor's last heartbeat (if detect)
     meta: dict = field(default_factory=dict)           # asset_id -> {"kind", "location"} newly read
     error: str = ""
 
@@ -155,24 +160,28 @@ class DashboardData:
             seen = set(tick.latest) | {r.asset_id for r in tick.readings}
             for asset_id in sorted(seen - set(plan.known)):
                 tick.meta[asset_id] = self.asset_meta(store, asset_id)
-            tick.alarms = store.list_alerts(state="active", limit=100)
+            tick.alarms = self.listed_alarms(store)
             if plan.detect and alarm_key(tick.alarms) != plan.alarm_key:
                 # Statuses summarise the alarms: when those changed, so did they.
                 tick.plan = plan = replace(plan, want_statuses=True)
             if plan.want_statuses:
-                tick.statuses = self.statuses(store)
+                tick.statuses = self.statuses(store, now_ms=plan.now_ms or None)
             if plan.detect:
-                newest = self._newest_of(tick, plan)
-                if newest is not None:
-                    tick.anomalies = self.anomalies(newest, plan.signals)
-            since = plan.history_since
-            if tick.reloaded and plan.window_s > theme.LIVE_WINDOW_MAX_S and tick.asset:
+                tick.heartbeat = self.heartbeat(store)
+            since, end = plan.history_since, None
+            span_s = plan.window_s
+            if plan.range_ms is not None:
+                span_s = max(1, (plan.range_ms[1] - plan.range_ms[0]) // 1000)
+                end = plan.range_ms[1]
+                if tick.reloaded and tick.asset:
+                    since = plan.range_ms[0]
+            elif tick.reloaded and plan.window_s > theme.LIVE_WINDOW_MAX_S and tick.asset:
                 since = tick.latest[tick.asset].ts - plan.window_s * 1000
             if since is not None and tick.asset:
-                tick.bucket_s = choose_bucket_s(plan.window_s)
+                tick.bucket_s = choose_bucket_s(span_s)
                 # Start on a bucket boundary so the first bucket is whole, not a sliver.
                 since -= since % (tick.bucket_s * 1000)
-                tick.history = store.downsample(tick.bucket_s, start=since, asset=tick.asset)
+                tick.history = store.downsample(tick.bucket_s, start=since, end=end, asset=tick.asset)
             if plan.want_forecasts:
                 assets = list(plan.assets) or None
                 if plan.forecastable is not None:
@@ -181,17 +190,6 @@ class DashboardData:
         except StoreUnavailable as exc:
             tick.error = str(exc)
         return tick
-
-    @staticmethod
-    def _newest_of(tick: Tick, plan: Plan):
-        """The shown asset's newest reading if this tick brought one (else the plan's, if any)."""
-        if tick.reloaded:
-            return tick.latest.get(tick.asset)
-        mine = [r for r in tick.readings if r.asset_id == tick.asset]
-        newest = max(mine, key=lambda r: r.ts, default=None)
-        if plan.newest is not None and (newest is None or plan.newest.ts > newest.ts):
-            return plan.newest
-        return newest
 
     def _reload(self, store, plan: Plan, tick: Tick) -> None:
         """Read the whole current picture: cursor, newest reading per asset, recent history."""
@@ -229,12 +227,31 @@ class DashboardData:
         meta = meta or {}
         return {"kind": meta.get("kind"), "location": meta.get("location")}
 
-    def statuses(self, store=None) -> dict:
-        """Each asset's status: `twinlib.detect.asset_status`, called as the API calls it."""
+    def statuses(self, store=None, now_ms: int | None = None) -> dict:
+        """Each asset's status: `twinlib.detect.asset_status`, called as the API calls it
+        (`now_ms`: the wall clock, so a silent asset is stale)."""
         from twinlib.detect import asset_status
+        from twinlib.timeutil import now_ms as wall_ms
 
         rules = self.settings.file if self.settings is not None else None
-        return asset_status(store if store is not None else self.store, rules=rules)
+        return asset_status(store if store is not None else self.store,
+                            now_ms=now_ms if now_ms is not None else wall_ms(), rules=rules)
+
+    @staticmethod
+    def heartbeat(store) -> dict | None:
+        """The monitor's last heartbeat in this store (None: no monitor ever ran on it)."""
+        from twinlib.monitor import read_heartbeat
+
+        return read_heartbeat(store)
+
+    @staticmethod
+    def listed_alarms(store) -> list[dict]:
+        """The alarms the panel lists: every active one, and cleared ones not yet acknowledged
+        (an alarm that raised and cleared before anyone looked stays until acknowledged);
+        newest first."""
+        rows = store.list_alerts(state="active", limit=100)
+        rows += store.list_alerts(state="cleared", acked=False, limit=100)
+        return sorted(rows, key=lambda a: -(a.get("started_at") or 0))
 
     def forecasts(self, store=None, assets: list | None = None) -> dict:
         """Each asset's time-to-threshold forecasts (a list of per-signal dicts, `[]` when
@@ -256,36 +273,9 @@ class DashboardData:
                 log.warning("forecast for %s failed", asset_id, exc_info=True)
         return result
 
-    @staticmethod
-    def anomalies(reading, signals=()) -> list[str]:
-        """What is beyond its limits in one reading (the newest of the selected asset), one
-        message per signal (`⚠️ High temperature`, the seed's words for a pump); `[]` when all is
-        normal. `signals` are the asset's SignalViews (default: the pump's)."""
-        if reading is None:
-            return []
-        if not signals:
-            from twinlib.dashboard.signals import signal_views
-            from twinlib.kinds import builtin_kind
-
-            signals = signal_views(builtin_kind())
-        values = reading.values if hasattr(reading, "values") and isinstance(reading.values, dict) \
-            else dict(reading)
-        messages = []
-        for view in signals:
-            value = values.get(view.name)
-            level = view.level(value) if value is not None else ""
-            if level not in ("warning", "critical"):
-                continue
-            high = (view.warning_high is not None and value > view.warning_high) or \
-                (view.critical_high is not None and value > view.critical_high)
-            side = "High" if high else "Low"
-            label = view.label.lower() if view.label.istitle() else view.label
-            messages.append(f"⚠️ {side} {label}")
-        return messages
-
     def active_alarms(self) -> list[dict]:
-        """Active alerts, newest first."""
-        return self.store.list_alerts(state="active", limit=100)
+        """The alarms listed on the page (see `listed_alarms`), newest first."""
+        return self.listed_alarms(self.store)
 
     def acknowledge(self, alert_id: int, by: str = theme.ACK_BY) -> dict:
         """Acknowledge one alert: the dashboard's only write."""

@@ -1,4 +1,9 @@
-"""The fleet overview: one tile per asset with its status, newest values and forecast; click to select."""
+"""The fleet overview: one tile per asset with its status, newest values and forecast; click to select.
+
+A tile's level is the page's one status (`DashboardState.level_of`: the alarms while a monitor
+runs, ``nodetect`` otherwise); its status mark is drawn by CSS (a coloured shape before the text),
+so it needs no emoji or icon font.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,12 @@ import ipywidgets as widgets
 from traitlets import List, Unicode, observe
 
 from twinlib.dashboard import theme
+from twinlib.dashboard.status import LEVEL_WORDS
 
 __all__ = ["FleetOverview", "AssetTile"]
 
-LEVELS = ("ok", "warning", "critical", "stale", "unknown")
-_ICONS = {"ok": "●", "warning": "▲", "critical": "■", "stale": "○", "unknown": "○"}
-_WORDS = {"ok": "Normal", "warning": "Warning", "critical": "Critical", "stale": "Stale",
-          "unknown": "Unknown"}
+LEVELS = ("ok", "warning", "critical", "stale", "unknown", "nodetect")
+_WORDS = {**LEVEL_WORDS, "nodetect": "no detection"}
 
 
 class AssetTile(widgets.Button):
@@ -38,9 +42,10 @@ class AssetTile(widgets.Button):
             self.add_class(level)
             (self.add_class if selected else self.remove_class)("selected")
             self.level = level
-            headline = f"{_ICONS[level]} {self.asset_id} · {_WORDS[level]}"
+            headline = f"{self.asset_id} · {_WORDS[level]}"
             self.description = headline if compact else f"{headline}\n{values}\n{forecast}"
-            self.tooltip = f"{self.asset_id}: {_WORDS[level]}. {values}. {forecast}"
+            word = LEVEL_WORDS[level]
+            self.tooltip = f"{self.asset_id}: {word}. {values}. {forecast}"
 
 
 class FleetOverview(widgets.Box):

@@ -2,9 +2,15 @@
 
 `DashboardState` is a plain object. `plan()` says what the next tick must read, `apply(tick)`
 folds a tick in (newest reading per asset, the selected asset's recent readings, alarms,
-statuses, forecasts, downsampled history, each asset's kind and location), and the read-only
-helpers (`kind_of`, `signals`, `recent`, `table_rows`, `fleet_infos`) give the views what to draw.
-The views (`twinlib.dashboard.app.Dashboard` and its widgets) hold no data of their own.
+statuses, the monitor's heartbeat, forecasts, downsampled history, each asset's kind and
+location), and the read-only helpers (`kind_of`, `signals`, `recent`, `table_rows`,
+`fleet_infos`, `level_of`, `detection`, `data_age_s`) give the views what to draw. The views
+(`twinlib.dashboard.app.Dashboard` and its widgets) hold no data of their own.
+
+There is one status source: `twinlib.detect.asset_status` (the alarms the engine recorded, the
+same call as the API's `/assets`) while the monitor's heartbeat is fresh; without one the state
+says "detection not running" (`detection()`) and invents nothing from raw readings. Staleness is
+the age of the newest reading's timestamp against the wall clock, never time since page load.
 """
 from __future__ import annotations
 
@@ -16,9 +22,10 @@ from typing import Any
 import numpy as np
 
 from twinlib.dashboard import theme
+from twinlib.dashboard.clock import data_age_s, median_cadence_ms, stale_limit_s
 from twinlib.dashboard.data import Plan, Tick, alarm_key
 from twinlib.dashboard.signals import SignalView, resolve_kind, signal_views
-from twinlib.dashboard.status import describe_forecast, fleet_level
+from twinlib.dashboard.status import asset_level, describe_forecast, detection_state
 
 __all__ = ["DashboardState"]
 
@@ -31,6 +38,7 @@ class DashboardState:
     started: float = 0.0                 # clock time the dashboard started
     asset: str = ""                      # shown in detail
     window_s: int = theme.DEFAULT_WINDOW_S
+    range_ms: tuple | None = None        # a custom (start, end) in UTC ms instead of a window
     cursor: int = 0                      # the last reading id seen
     generation: int = 0                  # bumped when asset or window change: late ticks dropped
     needs_reload: bool = True
@@ -40,11 +48,13 @@ class DashboardState:
     alarms: list = field(default_factory=list)
     statuses: dict | None = None
     statuses_pending: bool = True        # fleet statuses not read yet (or the alarms changed)
+    statuses_at: float | None = None
+    heartbeat: dict | None = None        # the monitor's last heartbeat (None: never one)
+    heartbeat_read: bool = False         # read at least once (a light first paint does not)
+    now_ms: int = 0                      # wall clock of the last tick (UTC ms)
     forecasts: dict | None = field(default_factory=dict)
-    anomalies: list | None = None        # limit messages for the shown newest reading
     history: Any = None                  # downsample buckets (long windows)
     bucket_s: int = 0
-    last_arrival: float | None = None
     history_at: float | None = None
     forecast_at: float | None = None
     error: str = ""
@@ -79,15 +89,32 @@ class DashboardState:
         return signal_views(self.kind_of(asset_id or None), self.overrides(asset_id or None))
 
     # -- the tick --------------------------------------------------------------------------
-    def plan(self, now: float, light: bool = False) -> Plan:
+    @property
+    def span_s(self) -> int:
+        """Seconds the charts span: the window, or the custom range."""
+        if self.range_ms is not None:
+            return max(1, (self.range_ms[1] - self.range_ms[0]) // 1000)
+        return self.window_s
+
+    @property
+    def downsampled(self) -> bool:
+        """True when the charts draw store.downsample buckets (long windows, custom ranges)."""
+        return self.range_ms is not None or self.window_s > theme.LIVE_WINDOW_MAX_S
+
+    def plan(self, now: float, light: bool = False, now_ms: int | None = None) -> Plan:
         reload = self.needs_reload or not self.asset   # nothing chosen yet: look again
         history_since = None
-        if not reload and self.window_s > theme.LIVE_WINDOW_MAX_S \
-                and _due(self.history_at, theme.HISTORY_REFRESH_S, now):
+        if not reload and self.downsampled and _due(self.history_at, theme.HISTORY_REFRESH_S, now):
             if self.history is not None and len(self.history):
                 history_since = int(self.history["bucket"].iloc[-1])
+            elif self.range_ms is not None:
+                history_since = self.range_ms[0]
             elif self.asset in self.latest:
                 history_since = self.latest[self.asset].ts - self.window_s * 1000
+            newest = self.latest.get(self.asset)
+            if self.range_ms is not None and self.history is not None and newest is not None \
+                    and self.range_ms[1] < newest.ts:
+                history_since = None      # a range that ended before the newest reading: read once
         pumps = tuple(a for a in sorted(self.latest) if self.kind_of(a).physics == "pump")
         return Plan(
             generation=self.generation,
@@ -97,16 +124,18 @@ class DashboardState:
             history_since=history_since,
             # Statuses summarise the active alarms: read once, then whenever those change
             # (collect() sees that), never on a timer, so a steady tick stays history-independent.
-            want_statuses=not light and self.statuses_pending,
+            want_statuses=not light and (self.statuses_pending
+                                         or _due(self.statuses_at, theme.STATUS_REFRESH_S, now)),
             want_forecasts=not light and _due(self.forecast_at, theme.FORECAST_REFRESH_S, now),
             assets=tuple(sorted(self.latest)),
             alarm_key=alarm_key(self.alarms),
             detect=not light,
             signals=self.signals() if self.asset else (),
-            newest=self.latest.get(self.asset) if self.anomalies is None else None,
             known=frozenset(self.meta),
             # The forecast wing models the pump's physics; other kinds get no forecast line.
             forecastable=pumps if self.latest else None,
+            range_ms=self.range_ms,
+            now_ms=int(now_ms) if now_ms is not None else 0,
         )
 
     def apply(self, tick: Tick, now: float) -> bool:
@@ -118,12 +147,13 @@ class DashboardState:
             self.error = tick.error
             return True
         self.error = ""
+        if tick.plan.now_ms:
+            self.now_ms = tick.plan.now_ms
         self.meta.update(tick.meta)
         if tick.reloaded:
             self.needs_reload = False
             self.latest = dict(tick.latest)
             self.buffer = deque(tick.backfill)
-            self.anomalies = None
             self.history = None
             self.asset = tick.asset
         for reading in tick.readings:
@@ -132,18 +162,16 @@ class DashboardState:
                 self.latest[reading.asset_id] = reading
             if reading.asset_id == self.asset:
                 self.insert(reading)
-        if tick.readings:
-            self.last_arrival = now
         self.trim()
         self.cursor = int(tick.cursor)
         self.alarms = list(tick.alarms)
         if tick.plan.want_statuses:
             self.statuses = tick.statuses
             self.statuses_pending = False
-        if tick.anomalies is not None and tick.plan.asset == self.asset:
-            # (checked against the planned asset's limits: an asset chosen by this reload is
-            # checked again next tick, with its own kind's limits)
-            self.anomalies = tick.anomalies
+            self.statuses_at = now
+        if tick.plan.detect:
+            self.heartbeat = tick.heartbeat
+            self.heartbeat_read = True
         if tick.plan.want_forecasts:
             self.forecasts = tick.forecasts
             self.forecast_at = now
@@ -152,19 +180,70 @@ class DashboardState:
             self.history_at = now
         return True
 
-    def select(self, asset: str | None = None, window_s: int | None = None) -> None:
-        """Choose another asset or window: the next tick reloads, ticks in flight are dropped."""
+    def select(self, asset: str | None = None, window_s: int | None = None,
+               range_ms: tuple | None = None) -> None:
+        """Choose another asset, window or custom range (start, end UTC ms): the next tick
+        reloads, ticks in flight are dropped. A window replaces a range and the other way round."""
         if asset is not None:
             self.asset = asset
         if window_s is not None:
             self.window_s = int(window_s)
+            self.range_ms = None
+        if range_ms is not None:
+            start, end = (int(v) for v in range_ms)
+            if end <= start:
+                raise ValueError("the range must end after it starts")
+            self.range_ms = (start, end)
         self.generation += 1
         self.needs_reload = True
         self.history = None
 
-    def stale(self, now: float) -> bool:
-        reference = self.last_arrival if self.last_arrival is not None else self.started
-        return bool(self.latest) and (now - reference) > theme.STALE_AFTER_S
+    # -- what the page says about time and status -----------------------------------------
+    def newest_ts(self) -> int | None:
+        """The newest reading's timestamp over the fleet (UTC ms)."""
+        return max((r.ts for r in self.latest.values()), default=None)
+
+    def data_age_s(self, asset_id: str | None = None) -> float | None:
+        """Age of the newest reading (of the asset, else of the fleet) at the last tick's clock."""
+        if asset_id is not None:
+            reading = self.latest.get(asset_id)
+            return data_age_s(reading.ts if reading is not None else None, self.now_ms)
+        return data_age_s(self.newest_ts(), self.now_ms)
+
+    def stale_limit_s(self) -> float:
+        """How old the newest reading may be before "data stale": follows the shown asset's
+        cadence (an asset reporting every minute is not stale after 10 s)."""
+        return stale_limit_s(median_cadence_ms([r.ts for r in list(self.buffer)[-200:]]))
+
+    def stale(self, now: float | None = None) -> bool:
+        """True when the newest reading is older than the stale limit (the data's age, measured
+        against the wall clock — never the time since the page was opened)."""
+        age = self.data_age_s()
+        return bool(self.latest) and age is not None and age > self.stale_limit_s()
+
+    def detection(self) -> dict:
+        """Is a monitor running detection? ``{"running", "age_s", "text"}`` (from its heartbeat)."""
+        if not self.heartbeat_read:
+            return {"running": None, "age_s": None, "text": "checking"}
+        return detection_state(self.heartbeat, self.now_ms)
+
+    def level_of(self, asset_id: str) -> str:
+        """The asset's status word: ok / warning / critical / stale (the alarms), or ``nodetect``
+        when no monitor runs, ``unknown`` before the first status read."""
+        return asset_level(asset_id, self.statuses, self.detection()["running"])
+
+    def alarms_of(self, asset_id: str, active_only: bool = True) -> list[dict]:
+        """The asset's alarms as listed (active ones unless ``active_only`` is False)."""
+        return [a for a in self.alarms if a.get("asset_id") == asset_id
+                and (not active_only or a.get("state", "active") == "active")]
+
+    def signal_alarm(self, asset_id: str, signal: str) -> str:
+        """``critical`` / ``warning`` when an active alarm of the asset names this signal (the
+        card's colour), ``""`` otherwise or while detection is not running."""
+        if not self.detection()["running"]:
+            return ""
+        severities = {a.get("severity") for a in self.alarms_of(asset_id) if a.get("sensor") == signal}
+        return "critical" if "critical" in severities else ("warning" if "warning" in severities else "")
 
     # -- what was read -----------------------------------------------------------------------
     def insert(self, reading) -> None:
@@ -199,7 +278,10 @@ class DashboardState:
             kept = self.history[self.history["bucket"] < fresh["bucket"].iloc[0]]
             self.history = pd.concat([kept, fresh], ignore_index=True)
         self.bucket_s = tick.bucket_s
-        if self.asset in self.latest and len(self.history):
+        if self.range_ms is not None and len(self.history):
+            start = self.range_ms[0] - tick.bucket_s * 1000
+            self.history = self.history[self.history["bucket"] >= start].reset_index(drop=True)
+        elif self.asset in self.latest and len(self.history):
             start = self.latest[self.asset].ts - self.window_s * 1000 - tick.bucket_s * 1000
             self.history = self.history[self.history["bucket"] >= start].reset_index(drop=True)
 
@@ -223,7 +305,6 @@ class DashboardState:
         """One dict per asset for the fleet tiles: level, newest values with units, forecast,
         location."""
         infos = []
-        fleet_newest = max((r.ts for r in self.latest.values()), default=0)
         for asset_id in sorted(self.latest):
             reading = self.latest[asset_id]
             views = self.signals(asset_id)
@@ -232,13 +313,13 @@ class DashboardState:
             if len(views) > len(shown):
                 values += f" · +{len(views) - len(shown)}"
             pumps = self.kind_of(asset_id).physics == "pump"
+            level = self.level_of(asset_id)
             forecast = describe_forecast((self.forecasts or {}).get(asset_id),
-                                         available=self.forecasts is not None) if pumps \
-                else "⏱ no forecast model for this kind"
+                                         available=self.forecasts is not None, level=level) if pumps \
+                else "no forecast model for this kind"
             infos.append({"asset_id": asset_id, "kind": self.kind_of(asset_id).name,
                           "location": self.location_of(asset_id),
-                          "level": fleet_level(asset_id, reading, fleet_newest, self.statuses, self.alarms),
-                          "values": values, "forecast": forecast})
+                          "level": level, "values": values, "forecast": forecast})
         return infos
 
 

@@ -1,4 +1,8 @@
-"""The table of the most recent readings of the selected asset."""
+"""The table of the most recent readings of the selected asset, times in the dashboard's zone.
+
+A cell beyond its kind's limit is marked (a fact about that reading, like the limit line on the
+chart); the asset's status is the alarms' (`twinlib.dashboard.status`), not this table's.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +17,6 @@ from twinlib.dashboard import theme
 
 __all__ = ["RecentTable"]
 
-def _fmt_time(ts_ms: int) -> str:
-    from twinlib.timeutil import format_ts
-
-    return format_ts(int(ts_ms))
 
 
 class RecentTable(widgets.VBox):
@@ -27,9 +27,12 @@ class RecentTable(widgets.VBox):
     thresholds = Dict()        # signal -> high warning limit (overrides the views' own)
     signals = TTuple()         # SignalView per column
 
-    def __init__(self, thresholds: dict | None = None, signals=None, **kwargs):
+    def __init__(self, thresholds: dict | None = None, signals=None, zone=None, **kwargs):
+        from twinlib.dashboard.clock import ZoneClock
         from twinlib.dashboard.signals import signal_views
         from twinlib.kinds import builtin_kind
+
+        self.zone = zone or ZoneClock("UTC")
 
         self._body = widgets.HTML()
         views = tuple(signals) if signals is not None else signal_views(builtin_kind())
@@ -69,12 +72,13 @@ class RecentTable(widgets.VBox):
         body = []
         for row in self.rows[: theme.TABLE_ROWS]:
             cells = "".join(self._cell(v, field(row, v.name)) for v in views)
-            body.append(f"<tr><td>{html.escape(_fmt_time(field(row, 'ts')))}</td>"
+            body.append(f"<tr><td>{html.escape(self.zone.text(int(field(row, 'ts'))))}</td>"
                         f"<td>{html.escape(str(field(row, 'asset_id')))}</td>{cells}</tr>")
         for _ in range(theme.TABLE_ROWS - len(body)):   # keep the height fixed while filling up
             body.append("<tr>" + "<td>&nbsp;</td>" * (2 + len(views)) + "</tr>")
         self._body.value = (
             f'<h3>Recent readings<span class="count">newest {theme.TABLE_ROWS}</span></h3>'
-            f'<div class="scroll"><table><thead><tr><th>Time (UTC)</th><th>Asset</th>{head}</tr></thead>'
+            '<div class="scroll"><table><thead><tr>'
+            f'<th>Time ({html.escape(self.zone.label)})</th><th>Asset</th>{head}</tr></thead>'
             f"<tbody>{''.join(body)}</tbody></table></div>"
         )
