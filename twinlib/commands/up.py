@@ -231,7 +231,8 @@ def _up(args: argparse.Namespace) -> int:
     settings = get_settings(db_path=args.db, api_port=args.api_port,
                             dashboard_port=args.dashboard_port)
     from twinlib.commands.dashboard import check_access
-    check_access(args.host, settings.dashboard_token, "twin up", published=settings.published_host)   # before minutes of preparing
+    # before minutes of preparing
+    check_access(args.host, settings.dashboard_token, "twin up", published=settings.published_host)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if not settings.db_url:  # a PostgreSQL URL has no directory to make
         settings.db_path.parent.mkdir(parents=True, exist_ok=True)
