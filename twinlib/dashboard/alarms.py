@@ -24,6 +24,7 @@ from traitlets import Any, Dict, List, observe
 
 from twinlib.alarms import alarm_to_json, resolve_user
 from twinlib.dashboard import theme
+from twinlib.dashboard.status import plain
 from twinlib.timeutil import format_iso, now_ms, to_ms
 
 __all__ = ["AlarmList", "AlarmPanel", "badges", "CSS"]
@@ -132,10 +133,10 @@ class AlarmList(widgets.VBox):
         ended = ""
         if alarm.get("state") != "active" and alarm.get("ended_at") is not None:
             ended = f" to {format_iso(int(alarm['ended_at']))[11:19]}"
-        text = (f'<div class="text{" acked" if acked else ""}" title="{esc(str(alarm.get("message", "")))}">'
+        text = (f'<div class="text{" acked" if acked else ""}" title="{esc(plain(alarm.get("message", "")))}">'
                 f'{badges(alarm)}'
                 f'<b>{esc(str(alarm.get("asset_id", "")))}</b> · '
-                f'{esc(str(alarm.get("message", "")))}'
+                f'{esc(plain(alarm.get("message", "")))}'
                 f' <span class="acked">since {_since(alarm)}{ended} UTC{note}</span></div>')
         children = [widgets.HTML(text)]
         if not acked:
