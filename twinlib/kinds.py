@@ -44,6 +44,7 @@ built-in one (``extends = "pump"``) and then add or override signals.
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -140,16 +141,17 @@ class Kind:
         object.__setattr__(self, "_by_name", seen)
 
     # -- lookups ---------------------------------------------------------------------------
-    @property
+    # computed once per kind (a kind is immutable): /data asks `measured` for every reading
+    @functools.cached_property
     def names(self) -> tuple[str, ...]:
         """Every signal, measured and state, in declaration order."""
         return tuple(s.name for s in self.signals)
 
-    @property
+    @functools.cached_property
     def measured(self) -> tuple[str, ...]:
         return tuple(s.name for s in self.signals if s.measured)
 
-    @property
+    @functools.cached_property
     def state(self) -> tuple[str, ...]:
         return tuple(s.name for s in self.signals if not s.measured)
 
