@@ -248,3 +248,21 @@ def test_rejects_file_rows_are_json_of_what_was_read(workdir):
     import csv
     row = list(csv.DictReader(rej.open()))[0]
     assert json.loads(row["raw"])["temperature"] == "hot"
+
+
+def test_a_header_spelling_signals_with_blanks_or_hyphens_maps_onto_the_kind(tmp_path):
+    """SKAB's header says `Volume Flow RateRMS`, the skab-testbed kind `Volume_Flow_RateRMS`."""
+    from twinlib.kinds import BUILTIN_KINDS
+    kind = BUILTIN_KINDS["skab-testbed"]
+    header = ["datetime", *(n.replace("_", " ") for n in kind.names)]
+    header[-1] = "volume-flow raterms"            # any case, hyphen or blank for the underscore
+    lines = [";".join(header)] + [";".join(["2020-03-09 10:14:%02d" % i, *(str(1.0 + i + j / 10)
+                                                                        for j in range(8))])
+                                  for i in range(3)]
+    path = tmp_path / "bed.csv"
+    path.write_text("\n".join(lines) + "\n")
+    with open_store(tmp_path / "t.db", create=True) as st:
+        report = ingest_csv(st, path, kind=kind, default_asset="bed-1")
+        assert report.inserted == 3 and report.rejected == 0
+        assert st.asset("bed-1")["signals"] == list(kind.names)
+        assert st.latest(1)[0].values["Volume_Flow_RateRMS"] == pytest.approx(3.7)

@@ -98,19 +98,26 @@ def kind_checks(kind: Kind) -> tuple[dict[str, tuple[float, float]], tuple[str, 
     return limits, tuple(s.name for s in kind.signals if s.valid is None)
 
 
+def _loose(name) -> str:
+    """A column name as matched against a kind's signals: case, surrounding blanks and the
+    spelling of separators do not matter (SKAB's header says ``Volume Flow RateRMS``, the
+    skab-testbed kind ``Volume_Flow_RateRMS``)."""
+    return re.sub(r"[\s\-]+", "_", str(name).strip().lower())
+
+
 def check_columns(columns, required: tuple[str, ...] = SENSORS,
                   signals: tuple[str, ...] = ()) -> dict[str, object]:
     """Map lower-cased, stripped names to the given column labels; refuse unusable headers.
 
-    A column matching one of ``signals`` in any case is keyed by the signal's own spelling
-    (``temperature`` → ``Temperature`` for a kind that spells it so). Raises
+    A column matching one of ``signals`` in any case, with blanks or hyphens for underscores, is
+    keyed by the signal's own spelling (``temperature`` → ``Temperature``, ``Volume Flow RateRMS``
+    → ``Volume_Flow_RateRMS`` for a kind that spells it so). Raises
     :class:`ValidationError` for duplicate names, more than one time column (``timestamp``,
     ``datetime``, ``time``, ``ts``) or a missing required column.
     """
     columns = list(columns)
-    spelled = {s.lower(): s for s in signals}
-    names = [str(c).strip().lower() for c in columns]
-    names = [spelled.get(c, c) for c in names]
+    spelled = {_loose(s): s for s in signals}
+    names = [spelled.get(_loose(c), str(c).strip().lower()) for c in columns]
     doubled = sorted({c for c in names if names.count(c) > 1})
     if doubled:
         raise ValidationError(f"duplicate column(s): {', '.join(doubled)}")
