@@ -11,9 +11,10 @@ icons as inline SVG, which need no emoji font).
 
 from __future__ import annotations
 
+import re
+
 from twinlib.dashboard import theme
 from twinlib.dashboard.clock import describe_age
-from twinlib.text import plain_text
 
 __all__ = ["asset_level", "detection_state", "describe_forecast", "normalise_level", "plain",
            "icon", "LEVEL_WORDS"]
@@ -29,11 +30,15 @@ _LEVEL_WORDS = {
 LEVEL_WORDS = {"ok": "Normal", "warning": "Warning", "critical": "Critical", "stale": "Stale",
                "unknown": "Checking", "nodetect": "Detection not running"}
 
+# Emoji and the joiners/selectors that build them (pictographs, dingbats, misc symbols, arrows
+# used as emoji); plain geometric shapes and letters stay.
+_EMOJI = re.compile("[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\u23E9-\u23FA\u231A\u231B"
+                    "\uFE0E\uFE0F\u200D\u20E3]")
+
 
 def plain(text) -> str:
-    """``text`` without emoji (``"⚠️ High temperature"`` → ``"High temperature"``): the one
-    rule of :func:`twinlib.text.plain_text`, which the API and the CLI use too."""
-    return plain_text(str(text)) or ""
+    """``text`` without emoji (``"⚠️ High temperature"`` → ``"High temperature"``)."""
+    return " ".join(_EMOJI.sub("", str(text)).split())
 
 
 def normalise_level(status) -> str:
