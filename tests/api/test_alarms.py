@@ -147,8 +147,8 @@ def test_an_alarm_that_clears_in_20_s_stands_until_acknowledged(client, store, a
 def test_ack_by_falls_back_to_the_configured_user(make_app, store, auth, monkeypatch):
     a = store.open_alert("pump-01", "temperature_high", None, "warning", "hot", T)
     monkeypatch.setenv("TWIN_USER", "shift-lead")
-    from tests.api.conftest import TOKEN
-    client = make_app(store.path, API_TOKEN=TOKEN).test_client()
+    token = auth["Authorization"].split()[1]  # the write token of this folder's fixtures
+    client = make_app(store.path, API_TOKEN=token).test_client()
     assert client.post(f"/alarms/{a}/ack", headers=auth).get_json()["acked_by"] == "shift-lead"
 
 

@@ -22,6 +22,8 @@ ROOT = Path(twinlib.__file__).resolve().parent
 def _modules() -> dict[str, tuple[Path, bool]]:
     mods = {}
     for path in sorted(ROOT.rglob("*.py")):
+        if "jupyter_config" in path.parts:  # Jupyter's config files (run by traitlets), not modules
+            continue
         parts = ["twinlib", *path.relative_to(ROOT).with_suffix("").parts]
         is_pkg = parts[-1] == "__init__"
         if is_pkg:

@@ -29,12 +29,11 @@ from ..alarms import (
     resolve_user,
     suppression_to_json,
 )
-from ..cli import CommandError
 from ..store import open_store
 from ..store._alarm_mgmt import AUDIT_ACTIONS
 from ..store._alerts import HISTORY_STATES
 from ..timeutil import format_iso, now_ms, parse_duration, to_ms
-from ._common import settings_from
+from ._common import CommandError, settings_from
 
 __all__ = ["register"]
 
