@@ -314,7 +314,7 @@ def test_history_filters_and_cursor_pages(client, store):
         seen += _ids(page["items"])
         url = page["next"]
         if url:
-            assert url.startswith("http") and "cursor=" in url and "limit=3" in url
+            assert url.startswith("/alarms/history?") and "cursor=" in url and "limit=3" in url
     assert seen == ids[::-1]
     crit = client.get("/alarms/history?severity=critical&asset=pump-01").get_json()["items"]
     assert _ids(crit) == [ids[3], ids[1]]

@@ -75,7 +75,8 @@ def _next_link(endpoint: str, position) -> str | None:
     if position is None:
         return None
     args = {k: v for k, v in request.args.items() if k != "cursor"}
-    return url_for(endpoint, **args, cursor=encode_cursor(position), _external=True)
+    # relative (path + query), like every other list's `next`: right behind a reverse proxy
+    return url_for(endpoint, **args, cursor=encode_cursor(position))
 
 
 def _cursor():
