@@ -386,3 +386,28 @@ def test_rates_endpoint(client, store):
                                                      "operators": 2}).get_json()
     assert two["per_operator_hour"] == round(13 / 24 / 2, 3)
     assert client.get("/alarms/rates?since=2026-02-11&until=2026-02-10").status_code == 400
+
+
+def test_the_alarm_list_pages_with_a_link_header_and_keeps_its_bare_array(client, store):
+    ids = [store.open_alert("pump-01", f"page_{k}", None, "warning", f"m{k}", T + k * 1000)
+           for k in range(7)]
+    store.acknowledge_alert(ids[2], "op")
+    seen, url = [], "/alarms?limit=3"
+    while url:
+        resp = client.get(url)
+        assert resp.status_code == 200 and isinstance(resp.get_json(), list)
+        seen += _ids(resp.get_json())
+        link = resp.headers.get("Link")
+        url = link[1:link.index(">")] if link else None
+        if url:
+            assert url.startswith("/alarms?") and "limit=3" in url and 'rel="next"' in link
+    assert [i for i in seen if i in ids] == ids[::-1] and len(seen) == len(set(seen))
+    unacked = []
+    url = "/alarms?acked=false&limit=2"
+    while url:
+        resp = client.get(url)
+        unacked += _ids(resp.get_json())
+        link = resp.headers.get("Link")
+        url = link[1:link.index(">")] if link else None
+    assert ids[2] not in unacked and set(ids) - {ids[2]} <= set(unacked)
+    assert client.get("/alarms?cursor=abc").status_code == 400

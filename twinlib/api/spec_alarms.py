@@ -214,9 +214,14 @@ def alarm_paths() -> dict:
                 _q("acked", {"type": "string", "enum": ["true", "false", "1", "0"]},
                    "Only acknowledged (`true`) or unacknowledged (`false`) alarms."),
                 _q("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
-                   "How many alarms (1-1000)."),
+                   "How many alarms per page (1-1000)."),
+                _CURSOR,
             ],
-            "responses": {"200": _json({"type": "array", "items": _ref("Alarm")}, "The alarms."),
+            "responses": {"200": {**_json({"type": "array", "items": _ref("Alarm")},
+                                          "The alarms; the next page's URL in the `Link` header "
+                                          "(`rel=\"next\"`), none on the last page."),
+                                  "headers": {"Link": {"schema": {"type": "string"},
+                                                       "description": "`<url>; rel=\"next\"`"}}},
                           "400": _E400, "404": _err("Unknown asset."), "503": _E503},
         }},
         "/alarms/history": {"get": {

@@ -110,7 +110,7 @@ class AlertsMixin(AlarmMgmtMixin):
                       state: str | None = None, since: int | None = None,
                       until: int | None = None, rule: str | None = None,
                       after: tuple | None = None, limit: int = 100,
-                      at: int | None = None) -> tuple[list[dict], tuple | None]:
+                      at: int | None = None, acked: bool | None = None) -> tuple[list[dict], tuple | None]:
         """Alarms whose life overlaps ``[since, until)``, newest first, filtered; returns
         ``(rows, next)`` where ``next`` is the ``(started_at, id)`` to pass as ``after`` for the
         following page (None on the last). ``state``: one of :data:`HISTORY_STATES`
@@ -137,6 +137,9 @@ class AlertsMixin(AlarmMgmtMixin):
                 "suppressed": "suppressed IS NOT NULL"}.get(state)
         if cond:
             where.append(cond)
+        if acked is not None:
+            where.append("acked = ?")
+            args.append(1 if acked else 0)
         if until is not None:
             where.append("started_at < ?")
             args.append(int(until))

@@ -55,20 +55,20 @@ def _known_asset(store, asset: str | None, parameter: str = "asset") -> None:
 
 @bp.get("/alarms")
 def list_alarms():
-    """Alarms, newest first, filtered by ``state``, ``asset`` and ``acked``."""
+    """Alarms, newest first, filtered by ``state``, ``asset`` and ``acked``; ``limit`` per page,
+    the next page's URL in the ``Link`` header (``rel="next"``), with ``cursor``."""
     state = get_choice("state", STATES)
     asset = get_text("asset")
     acked = get_bool("acked")
     limit = get_int("limit", 100, 1, MAX_ALARMS)
+    after = _cursor()
     store = read_store()
     _known_asset(store, asset)
-    if state in (None, "active", "cleared"):
-        alerts = store.list_alerts(state=state, asset=asset, acked=acked, limit=limit)
-    else:
-        alerts, _ = store.alarm_history(state=state, asset=asset, limit=limit)
-        if acked is not None:
-            alerts = [a for a in alerts if bool(a["acked"]) == acked]
-    return json_response([alarm_to_json(a) for a in alerts])
+    # the original's bare list, paged like /assets: the next page's link in a `Link` header
+    alerts, nxt = store.alarm_history(state=state, asset=asset, acked=acked, after=after, limit=limit)
+    nxt_url = _next_link("alarms.list_alarms", nxt)
+    return json_response([alarm_to_json(a) for a in alerts],
+                         headers={"Link": f'<{nxt_url}>; rel="next"'} if nxt_url else None)
 
 
 def _next_link(endpoint: str, position) -> str | None:
