@@ -106,7 +106,7 @@ def resolve_kind(asset_id: str | None, stored_kind: str | None, settings=None,
     names = [n for n in (values or {}) if _kinds.SIGNAL_NAME_PATTERN.match(str(n))]
     if not names:
         return _kinds.BUILTIN_KINDS[_kinds.DEFAULT_KIND]
-    return _kinds.Kind(name, tuple(_kinds.Signal(n) for n in names), source="store")
+    return _kinds.described_kind(name, names)
 
 
 def signal_views(kind: _kinds.Kind, overrides: dict | None = None) -> tuple[SignalView, ...]:
