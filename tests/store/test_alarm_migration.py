@@ -74,7 +74,7 @@ def test_a_schema_2_postgresql_database_upgrades_with_nothing_lost(pg_url):
     with pytest.raises(SchemaVersionError):
         open_store(pg_url)
     with open_store(pg_url, create=True) as st:
-        assert st.schema_version() == PG_SCHEMA_VERSION == 3
+        assert st.schema_version() == PG_SCHEMA_VERSION >= 3
         got = sorted(st.list_alerts(limit=None), key=lambda r: r["id"])
         assert [tuple(r.values())[:15] for r in got] == [tuple(r) for r in old]
         assert [r["id"] for r in st.standing_alarms()] == [b, a]   # active: acked or not

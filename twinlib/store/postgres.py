@@ -46,7 +46,8 @@ except ImportError:  # pragma: no cover - psycopg is a pinned dependency
 
 __all__ = ["PostgresStore", "open_pg_store", "is_url", "PG_SCHEMA_VERSION", "PART_MS"]
 
-PG_SCHEMA_VERSION = 3  # 3: alarm management (alerts.ack_note/suppressed, shelves, audit)
+PG_SCHEMA_VERSION = 4  # 3: alarm management (alerts.ack_note/suppressed, shelves, audit);
+#                        4: no BRIN index on readings.ts (it served no query, cost ingest CPU)
 #: Width of a readings partition (one day): retention drops whole days.
 PART_MS = 86_400_000
 #: Partitions created ahead of the current day (at init and by ``twin retention``).
