@@ -1,6 +1,11 @@
 """PostgreSQL beside SQLite: bulk ingest (binary COPY), GET /data p99, latest-N and the live cursor
 as the history grows, 24 h of one asset at 1-minute buckets from the rollups, bytes per reading.
 
+Ingest: ``ingest_readings_per_s`` per size (wall clock, cumulative over the loads) beside the
+CPU seconds per million readings of this process (the client) and of the server backend (read
+from ``/proc/<backend pid>/stat``, so only for a server on this machine), the load average, and
+the target; ``ingest`` puts both backends and the target side by side.
+
 Needs a PostgreSQL server: ``TWIN_BENCH_PG_URL`` (else ``TWIN_TEST_PG_URL``, else the local
 socket); the bench works in a throw-away schema. Quick mode: 100k → 1M readings; full: 100k →
 10M. Pump readings: 6 float64 values each, 8 assets at 1 Hz.
@@ -22,6 +27,8 @@ from _timing import median_us  # noqa: E402  (benchmarks/ is on sys.path)
 
 T0 = 1_767_225_600_000  # 2026-01-01
 ASSETS = 8
+#: Issue #13's ingest target (pump readings per second through the store, on this 2-core machine).
+INGEST_TARGET = 300_000
 SIGNALS = ("temperature", "vibration", "pressure", "load", "speed", "ambient")
 
 
@@ -40,6 +47,24 @@ def _frame(first_row: int, n: int, seed: int) -> pd.DataFrame:
         df[s] = (rng.normal(50 + j, 3, n)).round(2)
     df["label"] = np.where(rng.random(n) < 0.01, "bearing_wear", "healthy")
     return df
+
+
+def _proc_cpu_s(pid: int | None) -> float | None:
+    """CPU seconds (user + system) of a local process, e.g. the server backend of a connection
+    (None when it is not on this machine, as with a remote server)."""
+    try:
+        with open(f"/proc/{int(pid)}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, TypeError, ValueError, IndexError):
+        return None
+
+
+def _backends(store) -> list[int]:
+    """The server backend pids of a PostgreSQL store's connections (the loads' and the side one)."""
+    if store.backend != "postgresql":
+        return []
+    return [c.info.backend_pid for c in (store._raw, store._ddl) if c is not None and not c.closed]
 
 
 def _p99_us(fn, repeat: int = 400) -> float:
@@ -95,18 +120,31 @@ def _backend(name: str, loc, sizes: list[int]) -> dict:
     res = {"sizes": []}
     store = open_store(loc, create=True)
     loaded = 0
-    load_s = 0.0
+    load_s = client_s = 0.0
+    server_s: float | None = 0.0
     try:
         for target in sizes:
             while loaded < target:
                 n = min(1_000_000, target - loaded)
                 df = _frame(loaded, n, seed=loaded)
-                t = time.perf_counter()
+                pids = _backends(store)
+                s0 = {p: _proc_cpu_s(p) for p in pids}
+                t, c = time.perf_counter(), time.process_time()
                 store.load_readings(df)
                 load_s += time.perf_counter() - t
+                client_s += time.process_time() - c
+                for p in _backends(store):   # (the side connection may have opened meanwhile)
+                    now, before = _proc_cpu_s(p), s0.get(p, 0.0)
+                    server_s = None if None in (now, before, server_s) else server_s + now - before
                 loaded += n
             row = _measure(store, loc, loaded)
             row["ingest_readings_per_s"] = round(loaded / load_s)
+            row["ingest_target_readings_per_s"] = INGEST_TARGET
+            row["ingest_client_cpu_s_per_million"] = round(client_s / loaded * 1e6, 3)
+            if name == "postgresql":
+                row["ingest_server_cpu_s_per_million"] = (None if server_s is None
+                                                          else round(server_s / loaded * 1e6, 3))
+            row["loadavg_1m"] = round(os.getloadavg()[0], 2)
             res["sizes"].append(row)
             print(name, row, flush=True)
     finally:
@@ -161,6 +199,15 @@ def run(quick: bool = False) -> dict:
         report["postgresql"] = _backend("postgresql", url, sizes)
         with tempfile.TemporaryDirectory() as tmp:
             report["sqlite"] = _backend("sqlite", Path(tmp) / "bench.db", sizes)
+        # the ingest figures side by side, per size, with the target
+        report["ingest"] = {"target_readings_per_s": INGEST_TARGET, "sizes": [
+            {"readings": p["readings"], "postgresql_readings_per_s": p["ingest_readings_per_s"],
+             "sqlite_readings_per_s": q["ingest_readings_per_s"],
+             "postgresql_meets_target": p["ingest_readings_per_s"] >= INGEST_TARGET,
+             "postgresql_client_cpu_s_per_million": p["ingest_client_cpu_s_per_million"],
+             "postgresql_server_cpu_s_per_million": p.get("ingest_server_cpu_s_per_million"),
+             "loadavg_1m": p["loadavg_1m"]}
+            for p, q in zip(report["postgresql"]["sizes"], report["sqlite"]["sizes"])]}
     finally:
         with psycopg.connect(base, autocommit=True) as c:
             c.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")

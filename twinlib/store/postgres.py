@@ -461,7 +461,7 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
         one binary COPY straight into ``readings``. The others — and every asset, should another
         writer store one of these instants meanwhile (a unique violation rolls the COPY back) —
         are staged and inserted keeping the stored reading of a duplicate (asset, ts)."""
-        a_codes, a_uniq = pd.factorize(df["asset_id"].astype(str), sort=True)
+        a_codes, a_uniq = _factorize_str(df["asset_id"])
         kinds = df["kind"].astype(str).to_numpy() if "kind" in df.columns else None
         labels = None
         if "label" in df.columns:
@@ -473,12 +473,17 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
         values = {c: df[c].to_numpy(dtype=float) for c in value_cols}
         stamp = now_ms()
         nxt = self._alloc(len(df))
-        # by asset, then time; lexsort is stable, so a repeated instant keeps the input order
-        order = np.lexsort((ts, a_codes))
-        bounds = np.searchsorted(a_codes[order], np.arange(len(a_uniq) + 1))
+        # by asset, then time; both sorts stable, so a repeated instant keeps the input order
+        # (small integer codes: numpy's stable sort is a radix sort, linear)
+        small = a_codes.astype(np.int16 if len(a_uniq) < 1 << 15 else np.int64)
+        order = np.argsort(small, kind="stable")
+        bounds = np.searchsorted(small[order], np.arange(len(a_uniq) + 1))
         groups = []
         for k, aid in enumerate(a_uniq):
             idx = order[bounds[k]:bounds[k + 1]]
+            at = ts[idx]
+            if len(at) > 1 and not np.all(at[1:] >= at[:-1]):
+                idx = idx[np.argsort(at, kind="stable")]
             a = self._by_id.get(aid) or self._asset(aid)
             if a is None:
                 a_kind = kind or (kinds[idx[0]] if kinds is not None else None) or "pump"
@@ -542,10 +547,9 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
                     "WHERE d.id <> s.id AND d.vals <> s.vals").fetchone()[0]
         log = [_log_block(a.key, nxt + idx, ts[idx], stamp) for a, idx in groups if got.get(a.key)]
         if log:
-            cols = np.concatenate(log, axis=1)
-            r.execute("INSERT INTO ingest_log (hi, lo, asset, ts_lo, ts_hi, at, mono) SELECT * FROM "
-                      "unnest(%s::bigint[], %s::bigint[], %s::integer[], %s::bigint[], %s::bigint[], "
-                      "%s::bigint[], %s::smallint[])", [c.tolist() for c in cols])
+            with r.cursor().copy("COPY ingest_log (hi, lo, asset, ts_lo, ts_hi, at, mono) FROM STDIN "
+                                 "(FORMAT BINARY)") as cp:
+                cp.write(_log_copy(np.concatenate(log, axis=1)))
         inserted = sum(got.values())
         return int(inserted), int(len(df) - inserted), int(conflicts)
 
@@ -766,6 +770,29 @@ def _copy_records(key: int, ts: np.ndarray, ids: np.ndarray, labels: np.ndarray 
 def _copy_binary(key: int, ts: np.ndarray, ids: np.ndarray, labels: np.ndarray, mat: np.ndarray) -> bytes:
     """The rows as a whole PostgreSQL binary COPY stream (header, tuples, trailer)."""
     return _COPY_HEADER + _copy_records(key, ts, ids, labels, mat) + _COPY_TRAILER
+
+
+def _factorize_str(col: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """``pd.factorize(col.astype(str), sort=True)`` without converting every row: the distinct
+    values are made text, then merged should two of them read the same (``1`` and ``"1"``)."""
+    codes, uniq = pd.factorize(col, use_na_sentinel=False)
+    names = [str(x) for x in uniq]
+    c2, u2 = pd.factorize(np.array(names, dtype=object), sort=True)
+    return c2[codes], [str(x) for x in u2]
+
+
+def _log_copy(cols: np.ndarray) -> bytes:
+    """Ingest-log rows (the (7, m) columns of :func:`_log_block`) as a binary COPY stream."""
+    dt = np.dtype([("nf", ">i2"), ("l1", ">i4"), ("hi", ">i8"), ("l2", ">i4"), ("lo", ">i8"),
+                   ("l3", ">i4"), ("asset", ">i4"), ("l4", ">i4"), ("ts_lo", ">i8"), ("l5", ">i4"),
+                   ("ts_hi", ">i8"), ("l6", ">i4"), ("at", ">i8"), ("l7", ">i4"), ("mono", ">i2")])
+    rec = np.empty(cols.shape[1], dtype=dt)
+    rec["nf"] = 7
+    for j, (name, size) in enumerate((("hi", 8), ("lo", 8), ("asset", 4), ("ts_lo", 8),
+                                      ("ts_hi", 8), ("at", 8), ("mono", 2))):
+        rec[f"l{j + 1}"] = size
+        rec[name] = cols[j]
+    return _COPY_HEADER + rec.tobytes() + _COPY_TRAILER
 
 
 def _log_block(key: int, ids: np.ndarray, ats: np.ndarray, stamp: int, span: int = _LOG_SPAN) -> np.ndarray:
