@@ -161,3 +161,25 @@ def test_a_schema_3_database_loses_its_brin_index_at_init_db_keeping_the_reading
         pd.testing.assert_frame_equal(st.window(), before)
         res = st.load_readings(_frame("a", 10, start=T0 + 2_000_000))
         assert res.inserted == 10
+
+
+def test_the_cursor_probes_each_log_entry_by_key_once_the_tables_have_statistics(pg_url):
+    """after()'s plan: a nested loop of key probes, never a hash join over whole partitions (the
+    plain join's plan as soon as ANALYZE had run, whatever the size — ~100x slower at 1M)."""
+    with open_store(pg_url, create=True) as st:
+        k = np.arange(8000)                     # 8 pumps at 1 Hz, interleaved, 6 values each
+        rng = np.random.default_rng(11)
+        df = pd.DataFrame({"asset_id": np.array([f"p{i}" for i in range(8)])[k % 8],
+                           "ts": T0 + (k // 8) * 1000, "label": "healthy"})
+        for s in ("temperature", "vibration", "pressure", "load", "speed", "ambient"):
+            df[s] = rng.normal(50, 3, len(k)).round(2)
+        st.load_readings(df)
+        st._raw.execute("ANALYZE ingest_log")
+        st._raw.execute("ANALYZE readings")
+        top, h = st.max_id(), st.horizon()
+        plan = "\n".join(r[0] for r in st.conn.execute(
+            "EXPLAIN " + pgmod._AFTER_SQL.format(key_sql=""), (top - 1000, h, top - 1000, h, 1000)))
+        day = pgmod._part_name(T0 // pgmod.PART_MS)          # the partition holding the rows
+        assert "Nested Loop" in plan and "Hash Join" not in plan, plan
+        assert f"Seq Scan on {day}" not in plan and f"Index Scan using {day}_pkey" in plan, plan
+        assert [r.id for r in st.after(top - 1000, limit=1000)] == list(range(top - 999, top + 1))

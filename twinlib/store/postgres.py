@@ -159,6 +159,15 @@ _FUNCTIONS = (
 )
 
 
+#: after()'s query: the readings of the ingest-log entries past the cursor, below the horizon
+#: (arguments: cursor, horizon, cursor, horizon, [asset key,] limit; ``key_sql`` filters ``l``).
+_AFTER_SQL = (
+    "SELECT r.asset, r.ts, r.id, r.label, r.vals FROM ingest_log l CROSS JOIN LATERAL "
+    "(SELECT asset, ts, id, label, vals FROM readings WHERE asset = l.asset "
+    "AND ts BETWEEN l.ts_lo AND l.ts_hi AND id BETWEEN l.lo AND l.hi AND id > ? AND id < ? "
+    "OFFSET 0) r WHERE l.hi > ? AND l.lo < ?{key_sql} ORDER BY r.id LIMIT ?")
+
+
 def _part_name(day: int) -> str:
     if day >= 0:
         return "readings_" + (_dt.date(1970, 1, 1) + _dt.timedelta(days=day)).strftime("%Y%m%d")
@@ -634,11 +643,12 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
                                     (cursor, min(floor, h - 1), *ka, limit)).fetchall()
             if len(out) >= limit:
                 return [self._reading(r) for r in out]
-        out += self.conn.execute(
-            "SELECT r.asset, r.ts, r.id, r.label, r.vals FROM ingest_log l JOIN readings r "
-            "ON r.asset = l.asset AND r.ts BETWEEN l.ts_lo AND l.ts_hi AND r.id BETWEEN l.lo AND l.hi "
-            f"WHERE l.hi > ? AND l.lo < ? AND r.id > ? AND r.id < ?{key_sql} ORDER BY r.id LIMIT ?",
-            (cursor, h, cursor, h, *key_arg, limit)).fetchall()
+        # One key-range probe per log entry, always: a LATERAL subquery that cannot be pulled up
+        # (OFFSET 0). As a plain join, once ingest_log has statistics the planner prices the
+        # probe by a default selectivity for the ts range and picks a hash join over whole
+        # partitions (measured at 1M readings: 1.2 ms -> 90-150 ms for the newest 1,000).
+        out += self.conn.execute(_AFTER_SQL.format(key_sql=key_sql),
+                                 (cursor, h, cursor, h, *key_arg, limit)).fetchall()
         out.sort(key=lambda r: r[2])
         return [self._reading(r) for r in out[:limit]]
 
