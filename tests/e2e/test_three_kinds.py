@@ -13,6 +13,7 @@ from twinlib.api import create_app
 from twinlib.cli import main
 from twinlib.config import get_settings
 from twinlib.dashboard import Dashboard, DashboardData
+from twinlib.detect import limits_in_force
 from twinlib.ingest.pipeline import ingest_csv
 from twinlib.store import open_store
 from twinlib.timeutil import format_ts
@@ -154,6 +155,11 @@ def test_api_lists_every_signal_with_its_unit_and_history(world, detected, asset
     assert [(s["name"], s["unit"], s["role"]) for s in body["signals"]] == [
         (s.name, s.unit, s.role) for s in kind.signals]
     assert set(kind.measured) <= set(body["latest"])
+    signal = rule.rsplit("_", 1)[0]
+    side = rule.rsplit("_", 1)[1]
+    fired = {s["name"]: s for s in body["signals"]}[signal]["limits_in_force"][side]
+    assert fired["status"] == "in force" and fired["warning"] is not None
+    assert fired["source"] == ("override" if asset_id == "skab-1" else "kind")
     assert body["status"]["status"] in ("warning", "stale")      # the alarm is still active
     assert any(kind.signal(rule.rsplit("_", 1)[0]).unit in m for m in body["status"]["messages"])
     hist = client.get(f"/assets/{asset_id}/readings?limit=1000&since={format_ts(T0)}").get_json()
@@ -184,11 +190,22 @@ def test_dashboard_builds_a_card_and_a_chart_per_signal(world, detected, asset_i
         board.refresh()
         assert list(board.cards) == list(kind.measured)
         assert list(board.charts) == list(kind.measured)
+        limits = limits_in_force(store, asset_id, settings=settings)
+        assert list(limits) == list(kind.measured)
         for name in kind.measured:
             assert board.cards[name].unit == kind.signal(name).unit
             assert board.charts[name].points > 0
+            # the limits drawn are the ones the alarm engine applies (the API's call)
+            want = {f"{sev}_{side}": getattr(lim, sev) for side, lim in limits[name].items()
+                    if lim is not None for sev in ("warning", "critical")
+                    if getattr(lim, sev) is not None}
+            assert board.charts[name].limits() == want, name
+            assert board.cards[name].view.limits == want, name
         head = board.table._body.value.split("</thead>")[0]
         assert head.count("<th>") == 2 + len(kind.measured)
+        if asset_id == "skab-1":      # SKAB's kind has no limits: the per-asset override is drawn
+            assert board.charts["Current"].limits() == {"warning_high": 3.0}
+            assert "<em>override</em>" in board.charts["Current"].legend.value
     finally:
         store.close()
 

@@ -3,7 +3,7 @@
 `DashboardState` is a plain object. `plan()` says what the next tick must read, `apply(tick)`
 folds a tick in (newest reading per asset, the selected asset's recent readings, alarms,
 statuses, the monitor's heartbeat, forecasts, downsampled history, each asset's kind and
-location), and the read-only helpers (`kind_of`, `signals`, `recent`, `table_rows`,
+location, the limits in force for the shown asset), and the read-only helpers (`kind_of`, `signals`, `recent`, `table_rows`,
 `fleet_infos`, `level_of`, `detection`, `data_age_s`) give the views what to draw. The views
 (`twinlib.dashboard.app.Dashboard` and its widgets) hold no data of their own.
 
@@ -53,6 +53,7 @@ class DashboardState:
     heartbeat_read: bool = False         # read at least once (a light first paint does not)
     now_ms: int = 0                      # wall clock of the last tick (UTC ms)
     forecasts: dict | None = field(default_factory=dict)
+    limits: dict = field(default_factory=dict)        # asset_id -> limits_in_force (as read)
     history: Any = None                  # downsample buckets (long windows)
     bucket_s: int = 0
     history_at: float | None = None
@@ -74,19 +75,13 @@ class DashboardState:
             return self.settings.location_for(asset_id, stored)
         return stored
 
-    def overrides(self, asset_id: str | None) -> dict:
-        """High warning levels the settings file sets for this asset (`[thresholds]`,
-        `[assets."<id>".thresholds]`), where they differ from the defaults."""
-        if self.settings is None:
-            return {}
-        from twinlib.config import THRESHOLDS
-
-        return {k: v for k, v in self.settings.thresholds(asset_id).items() if THRESHOLDS.get(k) != v}
-
     def signals(self, asset_id: str | None = None) -> tuple[SignalView, ...]:
-        """The measured signals of the asset (default: the shown one) as the views draw them."""
+        """The measured signals of the asset (default: the shown one) as the views draw them,
+        with the limits the alarm engine applies to it (`twinlib.detect.limits_in_force`, read
+        by the tick: the kind's, an override, or learned); the kind's levels until they are read."""
         asset_id = self.asset if asset_id is None else asset_id
-        return signal_views(self.kind_of(asset_id or None), self.overrides(asset_id or None))
+        return signal_views(self.kind_of(asset_id or None),
+                            limits=self.limits.get(asset_id) if asset_id else None)
 
     # -- the tick --------------------------------------------------------------------------
     @property
@@ -127,6 +122,11 @@ class DashboardState:
             want_statuses=not light and (self.statuses_pending
                                          or _due(self.statuses_at, theme.STATUS_REFRESH_S, now)),
             want_forecasts=not light and _due(self.forecast_at, theme.FORECAST_REFRESH_S, now),
+            # the limits in force change when the settings do or the engine has learned them:
+            # read with the statuses (and at once for an asset whose limits are not known yet)
+            want_limits=not light and (reload or self.asset not in self.limits
+                                       or self.statuses_pending
+                                       or _due(self.statuses_at, theme.STATUS_REFRESH_S, now)),
             assets=tuple(sorted(self.latest)),
             alarm_key=alarm_key(self.alarms),
             detect=not light,
@@ -172,6 +172,8 @@ class DashboardState:
         if tick.plan.detect:
             self.heartbeat = tick.heartbeat
             self.heartbeat_read = True
+        if tick.limits:
+            self.limits.update(tick.limits)
         if tick.plan.want_forecasts:
             self.forecasts = tick.forecasts
             self.forecast_at = now
