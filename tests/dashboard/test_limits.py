@@ -7,13 +7,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dashboard_support import beat
 from twinlib.config import get_settings
 from twinlib.dashboard import Dashboard, DashboardData, theme
 from twinlib.detect import AlarmEngine, limits_in_force
 from twinlib.ingest import ingest_frame
 from twinlib.kinds import builtin_kind
 from twinlib.store import open_store
+
+from dashboard_support import beat
 
 T0 = 1_770_681_600_000
 STEP = 300_000                   # a reading every 5 minutes

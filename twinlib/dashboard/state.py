@@ -3,8 +3,9 @@
 `DashboardState` is a plain object. `plan()` says what the next tick must read, `apply(tick)`
 folds a tick in (newest reading per asset, the selected asset's recent readings, alarms,
 statuses, the monitor's heartbeat, forecasts, downsampled history, each asset's kind and
-location, the limits in force for the shown asset), and the read-only helpers (`kind_of`, `signals`, `recent`, `table_rows`,
-`fleet_infos`, `level_of`, `detection`, `data_age_s`) give the views what to draw. The views
+location, the limits in force for the shown asset), and the read-only helpers (`kind_of`,
+`signals`, `recent`, `table_rows`, `fleet_infos`, `level_of`, `detection`, `data_age_s`) give
+the views what to draw. The views
 (`twinlib.dashboard.app.Dashboard` and its widgets) hold no data of their own.
 
 There is one status source: `twinlib.detect.asset_status` (the alarms the engine recorded, the
