@@ -100,7 +100,8 @@ def test_the_chart_draws_the_learned_limits_and_says_they_are_learned(fleet):
     assert f"median {lim['high'].median:.4g}" in legend
     # the card shows the learned limit; its sparkline line is the learned warning level
     assert card.threshold == pytest.approx(learned["warning_high"])
-    assert f"learned limit {learned['warning_high']:g}" in card._body.value
+    assert f"limit {learned['warning_high']:.4g}" in card._body.value
+    assert f"warning high {learned['warning_high']:.4g} (learned)" in card._body.value
     assert "learned from the asset&#x27;s first 24 h" in card._body.value or \
         "learned from the asset's first 24 h" in card._body.value
     # the readings at 90 °C are past the learned low limit: the table marks them, the engine

@@ -22,6 +22,7 @@ from traitlets import Float, Int, Unicode
 
 from twinlib.dashboard import theme
 from twinlib.dashboard.clock import ZoneClock, with_gaps
+from twinlib.dashboard.signals import format_limit
 
 __all__ = ["SensorChart", "ChartPanel", "value_range", "nice_ticks"]
 
@@ -157,7 +158,7 @@ class SensorChart(widgets.VBox):
                 tag = f' <em>{source}</em>' if source != "kind" else ""
                 title = f' title="{note}"' if note and source != "kind" else ""
                 parts.append(f'<span class="lim {severity} {source}"{title}><i></i>{severity} '
-                             f'{sign} {limits[name]:g}{tag}</span>')
+                             f'{sign} {format_limit(limits[name])}{tag}</span>')
         if view.limit_status:
             word = "limits being learned" if view.limit_status == "learning" else "limits not learned"
             parts.append(f'<span class="lim none {view.limit_status.replace(" ", "-")}" '

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from twinlib import kinds as _kinds
 from twinlib.dashboard import theme
 
-__all__ = ["SignalView", "signal_views", "resolve_kind", "format_value", "describe_limits"]
+__all__ = ["SignalView", "signal_views", "resolve_kind", "format_value", "describe_limits",
+           "format_limit"]
 
 # Presentation hints for the seed's pump signals (its look is kept exactly); any other signal is
 # labelled by its name, coloured from the palette in order and formatted to 3 significant digits.
@@ -87,6 +88,13 @@ class SignalView:
     @property
     def title(self) -> str:
         return self.label + (f" ({self.unit})" if self.unit else "")
+
+
+def format_limit(value: float) -> str:
+    """A limit as the page writes it: four significant digits (``85``, ``0.8``, ``2.247`` — a
+    learned level has many), whole numbers from 1000 on."""
+    value = float(value)
+    return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 
 def format_value(value, decimals: int | None = None) -> str:
