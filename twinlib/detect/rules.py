@@ -69,6 +69,9 @@ vibration > 0.8, P > 95 bar) and bands. The settings file overrides them (number
 
 :class:`AssetRuleMachine` holds one asset's rule states and applies every rule to each
 reading; the alarm engine (:mod:`twinlib.detect.engine`) persists what it returns.
+:func:`ruleset_limits` reads the level limits a :class:`RuleSet` applies (with their source:
+the kind, the settings' override, or learned) — :func:`twinlib.detect.limits_in_force` gives them
+per asset to the API and the dashboard.
 """
 from __future__ import annotations
 
