@@ -1,5 +1,6 @@
 """The same scenario for three kinds — the pump, SKAB's test bed, and a kind the user defines in a
-TOML file this test writes: CSV import → store → detect → API → dashboard widgets → export, with
+TOML file this test writes: CSV import (`twin store --csv F --kind K`) → store → detect → API
+(with the limits in force) → dashboard widgets (drawing those limits) → export, with
 every signal of the kind present at each step and a limit alarm on a value past its limit."""
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from twinlib.cli import main
 from twinlib.config import get_settings
 from twinlib.dashboard import Dashboard, DashboardData
 from twinlib.detect import limits_in_force
-from twinlib.ingest.pipeline import ingest_csv
 from twinlib.store import open_store
 from twinlib.timeutil import format_ts
 
@@ -87,9 +87,12 @@ def world(tmp_path_factory):
     settings_file = tmp / "twin.toml"
     settings_file.write_text(SETTINGS, encoding="utf-8")
     settings = get_settings(env={}, settings_file=settings_file, db_path=tmp / "twin.db")
-    store = open_store(settings.db_path, create=True)
     rng = np.random.default_rng(11)
     expected = {}
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TWIN_SETTINGS", str(settings_file))
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
     for asset_id, kind_name in CASES:
         kind = settings.kind(kind_name)
         cols, rule = _values(kind_name, rng)
@@ -97,11 +100,17 @@ def world(tmp_path_factory):
         csv = tmp / f"{asset_id}.csv"
         pd.DataFrame({"timestamp": [format_ts(T0 + i * 1000) for i in range(N)],
                       "asset_id": asset_id, **cols}).to_csv(csv, index=False)
-        report = ingest_csv(store, csv, kind=kind)
-        assert (report.inserted, report.rejected) == (N, 0), report
-        assert not report.notes                                   # nothing left unstored
+        # the user's door: `twin store --csv F --kind K`
+        out, err = io.StringIO(), io.StringIO()
+        with redirect_stdout(out), redirect_stderr(err):
+            code = main(["store", "--db", str(settings.db_path), "--csv", str(csv),
+                         "--kind", kind_name])
+        assert code == 0, err.getvalue()
+        text = out.getvalue() + err.getvalue()
+        assert f"{N} stored, 0 already present, 0 rejected" in text, text
+        assert "not stored" not in text and "note" not in text    # nothing left unstored
         expected[asset_id] = (kind, rule, cols)
-    store.close()
+    mp.undo()
     yield settings, settings_file, expected
 
 
