@@ -55,6 +55,7 @@ class DashboardState:
     now_ms: int = 0                      # wall clock of the last tick (UTC ms)
     forecasts: dict | None = field(default_factory=dict)
     limits: dict = field(default_factory=dict)        # asset_id -> limits_in_force (as read)
+    last_values: dict = field(default_factory=dict)   # asset_id -> signal -> (ts, newest value)
     history: Any = None                  # downsample buckets (long windows)
     bucket_s: int = 0
     history_at: float | None = None
@@ -157,7 +158,10 @@ class DashboardState:
             self.buffer = deque(tick.backfill)
             self.history = None
             self.asset = tick.asset
+            for reading in (*tick.latest.values(), *tick.backfill):
+                self.remember(reading)
         for reading in tick.readings:
+            self.remember(reading)
             known = self.latest.get(reading.asset_id)
             if known is None or reading.ts >= known.ts:
                 self.latest[reading.asset_id] = reading
@@ -249,6 +253,27 @@ class DashboardState:
         return "critical" if "critical" in severities else ("warning" if "warning" in severities else "")
 
     # -- what was read -----------------------------------------------------------------------
+    def remember(self, reading) -> None:
+        """Keep each signal's newest value: a source that sends signals at different instants
+        (OPC UA data changes, one MQTT value per topic) stores readings that hold only some of
+        them, and a card must not blank out between two values of its signal."""
+        values = getattr(reading, "values", None)
+        if not isinstance(values, dict):
+            return
+        mine = self.last_values.setdefault(reading.asset_id, {})
+        ts = int(reading.ts)
+        for name, value in values.items():
+            if value is None or value != value:
+                continue
+            known = mine.get(name)
+            if known is None or ts >= known[0]:
+                mine[name] = (ts, value)
+
+    def value_of(self, asset_id: str, signal: str):
+        """The signal's newest value seen for the asset (None: none yet)."""
+        known = self.last_values.get(asset_id, {}).get(signal)
+        return None if known is None else known[1]
+
     def insert(self, reading) -> None:
         if not self.buffer or reading.ts > self.buffer[-1].ts:
             self.buffer.append(reading)
@@ -305,14 +330,13 @@ class DashboardState:
         return list(reversed(list(self.buffer)[-theme.TABLE_ROWS:]))
 
     def fleet_infos(self) -> list[dict]:
-        """One dict per asset for the fleet tiles: level, newest values with units, forecast,
-        location."""
+        """One dict per asset for the fleet tiles: level, each signal's newest value with its
+        unit, forecast, location."""
         infos = []
         for asset_id in sorted(self.latest):
-            reading = self.latest[asset_id]
             views = self.signals(asset_id)
             shown = views[:theme.TILE_VALUES]
-            values = " · ".join(v.text(reading.values.get(v.name)) for v in shown)
+            values = " · ".join(v.text(self.value_of(asset_id, v.name)) for v in shown)
             if len(views) > len(shown):
                 values += f" · +{len(views) - len(shown)}"
             pumps = self.kind_of(asset_id).physics == "pump"
