@@ -172,12 +172,14 @@ def test_voila_json_culls_the_kernel_of_a_tab_closed_without_goodbye(live_db, tm
 
 
 SKAB_FILE = Path("/work/shared/datasets/skab-dev/valve1/1.csv")
+SKAB_SETTINGS = "[rules]\nlearn_limits_hours = 0.1\n"
 
 
 @pytest.fixture
 def skab_db(tmp_path):
     """A database holding SKAB's valve1/1.csv replayed by `twin run --source replay --speed max`
-    (the recording is read where it lies; it is never copied into the repository)."""
+    (the recording is read where it lies; it is never copied into the repository). SKAB's kind
+    declares no limits: the settings (`SKAB_SETTINGS`) learn them from its first 6 minutes."""
     if not SKAB_FILE.exists():
         pytest.skip(f"the SKAB recording is not on this machine ({SKAB_FILE})")
     import os
@@ -185,7 +187,8 @@ def skab_db(tmp_path):
     import sys
 
     db = tmp_path / "skab.db"
-    env = {**os.environ, "TWIN_SETTINGS": str(tmp_path / "no-settings.toml"), "TWIN_DB": str(db)}
+    (tmp_path / "skab.toml").write_text(SKAB_SETTINGS, encoding="utf-8")
+    env = {**os.environ, "TWIN_SETTINGS": str(tmp_path / "skab.toml"), "TWIN_DB": str(db)}
     done = subprocess.run([sys.executable, "-m", "twinlib", "run", "--source", "replay", str(SKAB_FILE),
                            "--speed", "max", "--asset", "skab-valve1"],
                           env=env, capture_output=True, text=True, timeout=300)
@@ -196,7 +199,7 @@ def skab_db(tmp_path):
 def test_a_skab_asset_shows_its_eight_channels_in_chromium(skab_db, tmp_path, page_factory):
     from dashboard_support import DashboardServer
 
-    server = DashboardServer(skab_db, tmp_path)
+    server = DashboardServer(skab_db, tmp_path, env_extra={"TWIN_SETTINGS": str(tmp_path / "skab.toml")})
     try:
         page = page_factory(1366, 1150)
         page.goto(server.url, wait_until="domcontentloaded")
@@ -219,6 +222,13 @@ def test_a_skab_asset_shows_its_eight_channels_in_chromium(skab_db, tmp_path, pa
         assert page.locator(".bqplot path.line").count() >= 8
         head = page.inner_text(".twin-table thead")
         assert "Volume Flow RateRMS (l/min)" in head and "Voltage (V)" in head
+        # the limits learned from the first 6 minutes, in every chart's legend, labelled learned
+        # (they come with the first full tick, a moment after the first paint)
+        page.wait_for_function(
+            "() => document.querySelectorAll('.twin-legend .lim.learned').length === 32",
+            timeout=30_000)
+        tip = page.get_attribute(".twin-chart-Current .twin-legend .lim.learned", "title")
+        assert "learned from the asset's first 0.1 h of readings" in tip and "median" in tip
         table = page.evaluate("() => { const e = document.querySelector('.twin-table .scroll'); "
                               "return [e.scrollWidth, e.clientWidth]; }")
         assert table[0] <= table[1], table            # the wide table gets the whole row

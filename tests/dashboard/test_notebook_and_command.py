@@ -68,6 +68,9 @@ def test_twin_dashboard_runs_voila_with_the_right_flags(tmp_path):
     assert {"--no-browser", "--port=8050", "--Voila.ip=127.0.0.1"} <= set(argv)
     assert any("disable_check_xsrf" in a for a in argv)
     assert env["TWIN_DB"] == str(Path("rel/twin.db").resolve())   # absolute: voila runs elsewhere
+    _, env3, _ = voila_command(notebook, "127.0.0.1", 8050, Path("t.db"), environ={},
+                               settings_file=Path("twin.toml"))
+    assert env3["TWIN_SETTINGS"] == str(Path("twin.toml").resolve())   # the user's kinds, too
     assert cwd == NOTEBOOK.parent and (cwd / "voila.json").is_file()
     # offline: twinlib's template (Voilà's lab template without CDN links), found on JUPYTER_PATH;
     # the token's config file on JUPYTER_CONFIG_PATH

@@ -1,5 +1,6 @@
 """The same scenario for three kinds — the pump, SKAB's test bed, and a kind the user defines in a
-TOML file this test writes: CSV import → store → detect → API → dashboard widgets → export, with
+TOML file this test writes: CSV import (`twin store --csv F --kind K`) → store → detect → API
+(with the limits in force) → dashboard widgets (drawing those limits) → export, with
 every signal of the kind present at each step and a limit alarm on a value past its limit."""
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from twinlib.api import create_app
 from twinlib.cli import main
 from twinlib.config import get_settings
 from twinlib.dashboard import Dashboard, DashboardData
-from twinlib.ingest.pipeline import ingest_csv
+from twinlib.detect import limits_in_force
 from twinlib.store import open_store
 from twinlib.timeutil import format_ts
 
@@ -86,9 +87,12 @@ def world(tmp_path_factory):
     settings_file = tmp / "twin.toml"
     settings_file.write_text(SETTINGS, encoding="utf-8")
     settings = get_settings(env={}, settings_file=settings_file, db_path=tmp / "twin.db")
-    store = open_store(settings.db_path, create=True)
     rng = np.random.default_rng(11)
     expected = {}
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TWIN_SETTINGS", str(settings_file))
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
     for asset_id, kind_name in CASES:
         kind = settings.kind(kind_name)
         cols, rule = _values(kind_name, rng)
@@ -96,11 +100,17 @@ def world(tmp_path_factory):
         csv = tmp / f"{asset_id}.csv"
         pd.DataFrame({"timestamp": [format_ts(T0 + i * 1000) for i in range(N)],
                       "asset_id": asset_id, **cols}).to_csv(csv, index=False)
-        report = ingest_csv(store, csv, kind=kind)
-        assert (report.inserted, report.rejected) == (N, 0), report
-        assert not report.notes                                   # nothing left unstored
+        # the user's door: `twin store --csv F --kind K`
+        out, err = io.StringIO(), io.StringIO()
+        with redirect_stdout(out), redirect_stderr(err):
+            code = main(["store", "--db", str(settings.db_path), "--csv", str(csv),
+                         "--kind", kind_name])
+        assert code == 0, err.getvalue()
+        text = out.getvalue() + err.getvalue()
+        assert f"{N} stored, 0 already present, 0 rejected" in text, text
+        assert "not stored" not in text and "note" not in text    # nothing left unstored
         expected[asset_id] = (kind, rule, cols)
-    store.close()
+    mp.undo()
     yield settings, settings_file, expected
 
 
@@ -154,6 +164,11 @@ def test_api_lists_every_signal_with_its_unit_and_history(world, detected, asset
     assert [(s["name"], s["unit"], s["role"]) for s in body["signals"]] == [
         (s.name, s.unit, s.role) for s in kind.signals]
     assert set(kind.measured) <= set(body["latest"])
+    signal = rule.rsplit("_", 1)[0]
+    side = rule.rsplit("_", 1)[1]
+    fired = {s["name"]: s for s in body["signals"]}[signal]["limits_in_force"][side]
+    assert fired["status"] == "in force" and fired["warning"] is not None
+    assert fired["source"] == ("override" if asset_id == "skab-1" else "kind")
     assert body["status"]["status"] in ("warning", "stale")      # the alarm is still active
     assert any(kind.signal(rule.rsplit("_", 1)[0]).unit in m for m in body["status"]["messages"])
     hist = client.get(f"/assets/{asset_id}/readings?limit=1000&since={format_ts(T0)}").get_json()
@@ -184,11 +199,22 @@ def test_dashboard_builds_a_card_and_a_chart_per_signal(world, detected, asset_i
         board.refresh()
         assert list(board.cards) == list(kind.measured)
         assert list(board.charts) == list(kind.measured)
+        limits = limits_in_force(store, asset_id, settings=settings)
+        assert list(limits) == list(kind.measured)
         for name in kind.measured:
             assert board.cards[name].unit == kind.signal(name).unit
             assert board.charts[name].points > 0
+            # the limits drawn are the ones the alarm engine applies (the API's call)
+            want = {f"{sev}_{side}": getattr(lim, sev) for side, lim in limits[name].items()
+                    if lim is not None for sev in ("warning", "critical")
+                    if getattr(lim, sev) is not None}
+            assert board.charts[name].limits() == want, name
+            assert board.cards[name].view.limits == want, name
         head = board.table._body.value.split("</thead>")[0]
         assert head.count("<th>") == 2 + len(kind.measured)
+        if asset_id == "skab-1":      # SKAB's kind has no limits: the per-asset override is drawn
+            assert board.charts["Current"].limits() == {"warning_high": 3.0}
+            assert "<em>override</em>" in board.charts["Current"].legend.value
     finally:
         store.close()
 

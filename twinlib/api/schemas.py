@@ -129,6 +129,49 @@ _SCHEMAS = {
             "name": {"type": "string"},
             "unit": {"type": "string"},
             "role": {"type": "string", "enum": ["measured", "state"]},
+            "limits_in_force": {
+                "type": "object",
+                "description": "`GET /assets/{asset_id}` only: the alarm limits the alarm "
+                               "engine applies to this signal of this asset now, per side "
+                               "(null: no level on that side; state signals have none).",
+                "required": ["high", "low"],
+                "additionalProperties": False,
+                "properties": {"high": {**_ref("LimitInForce"), "nullable": True},
+                               "low": {**_ref("LimitInForce"), "nullable": True}},
+            },
+        },
+    },
+    "LimitInForce": {
+        "type": "object",
+        "description": "One side of a signal's alarm limit as the rules apply it "
+                       "(`twinlib.detect.limits_in_force`).",
+        "required": ["source", "status"],
+        "additionalProperties": False,
+        "properties": {
+            "source": {"type": "string", "enum": ["kind", "override", "learned"],
+                       "description": "The kind's level, the settings file's `[thresholds]` "
+                                      "override, or learned from the asset's first hours "
+                                      "(`[rules] learn_limits_hours`)."},
+            "status": {"type": "string", "enum": ["in force", "learning", "not learned"],
+                       "description": "`learning`: the training hours are not over (no level "
+                                      "yet); `not learned`: too few (or no varying) readings "
+                                      "in them, this side raises nothing."},
+            "warning": {"type": "number", "description": "Warning level (absent until learned)."},
+            "critical": {"type": "number", "description": "Critical level, if any."},
+            "deadband": {"type": "number"},
+            "unit": {"type": "string"},
+            "setting": {"type": "string",
+                        "description": "Override: the settings section that sets it, e.g. "
+                                       "`[assets.\"pump-01\".thresholds]`."},
+            "learn_hours": {"type": "number",
+                            "description": "Learned: hours of the asset's first readings."},
+            "learned_from": {**_TS, "description": "Learned: the training window's start."},
+            "learned_to": {**_TS, "description": "Learned: the training window's end."},
+            "median": {"type": "number", "description": "Learned: the signal's median."},
+            "sd": {"type": "number",
+                   "description": "Learned: robust σ (1.4826 × MAD) of the signal."},
+            "k": {"type": "number", "description": "Learned: warning at median ± k·sd, "
+                                                   "critical at ± 1.5·k·sd."},
         },
     },
     "Kind": {

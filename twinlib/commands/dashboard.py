@@ -87,8 +87,11 @@ def check_access(host: str, token: str | None, command: str = "twin dashboard",
 
 def voila_command(notebook: Path, host: str, port: int, db_path: Path,
                   environ: dict | None = None,
-                  max_kernels: int | None = None) -> tuple[list[str], dict, Path]:
+                  max_kernels: int | None = None,
+                  settings_file: Path | None = None) -> tuple[list[str], dict, Path]:
     """The Voilà command line, environment and working directory for the dashboard.
+
+    ``settings_file``: handed to the kernels as an absolute ``TWIN_SETTINGS``.
 
     ``max_kernels``: the cap on kernels (open tabs); ``None`` leaves it to the settings.
     """
@@ -114,6 +117,10 @@ def voila_command(notebook: Path, host: str, port: int, db_path: Path,
     env["JUPYTER_CONFIG_PATH"] = _prepend_path(env.get("JUPYTER_CONFIG_PATH"), here / "jupyter_config")
     from twinlib.config import is_db_url
     env["TWIN_DB"] = str(db_path) if is_db_url(str(db_path)) else str(Path(db_path).resolve())
+    if settings_file is not None:
+        # absolute too: the kernels run in the notebook's folder, where a relative twin.toml
+        # (the default) would name another file — the page would miss the user's kinds
+        env["TWIN_SETTINGS"] = str(Path(settings_file).resolve())
     return argv, env, notebook.parent
 
 
@@ -127,7 +134,8 @@ def _run(args: argparse.Namespace) -> int:
     check_access(host, token, published=settings.published_host)
     notebook = find_notebook()
     argv, env, cwd = voila_command(notebook, host, settings.dashboard_port, settings.db_path,
-                                   max_kernels=settings.dashboard_max_kernels)
+                                   max_kernels=settings.dashboard_max_kernels,
+                                   settings_file=settings.settings_file)
     if token:
         env["TWIN_DASHBOARD_TOKEN"] = token.strip()    # read by jupyter_config/voila.py
     else:

@@ -17,6 +17,8 @@ _NOT_SIGNALS = {"timestamp", "datetime", "time", "ts", "asset_id", "label", "kin
                 "anomaly", "changepoint", "id"}
 #: A column whose name says it is an operating input, not a monitored quantity.
 _STATE_WORDS = ("load", "speed", "rpm", "setpoint", "ambient", "command", "valve_position")
+#: The lowest temperature there is, in °C (the floor of an inferred temperature's valid range).
+ABSOLUTE_ZERO_C = -273.15
 #: Unit guesses from a column's name (the user checks them: nothing is known for sure).
 _UNIT_GUESS = (("thermocouple", "°C"), ("temp", "°C"), ("pressure", "bar"), ("current", "A"),
                ("voltage", "V"), ("volt", "V"), ("flow", "l/min"), ("accel", "g"),
@@ -114,6 +116,10 @@ def infer_kind(df: pd.DataFrame, name: str) -> tuple[Kind, dict[str, str]]:
         # magnitude, one more for headroom; zero as the floor of a never-negative signal.
         top = float(10.0 ** (np.floor(np.log10(max(abs(lo), abs(hi), 1e-9))) + 2))
         valid = (0.0 if lo >= 0 else -top, top)
+        if unit == "°C" and lo >= ABSOLUTE_ZERO_C:
+            # a temperature the file never shows below zero still can be (a cold start in
+            # winter): only absolute zero bounds it, and a -999 "no value" sentinel stays out
+            valid = (ABSOLUTE_ZERO_C, top)
         q = finite.quantile([0.001, 0.999]).to_numpy()
         signals.append(Signal(sname, unit, role=role, valid=valid,
                               description=f"column {col!r}" if sname != col else ""))

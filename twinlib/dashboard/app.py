@@ -73,7 +73,7 @@ class CardGrid(widgets.GridBox):
                 card.update(None)
                 continue
             ts, values = state.recent(name, theme.TREND_WINDOW_S)
-            value = newest.values.get(name)
+            value = state.value_of(state.asset, name)     # the signal's newest, whichever reading
             card.update(float("nan") if value is None else value, state.spark(name),
                         trend_per_minute(ts, values), alarm=state.signal_alarm(state.asset, name))
 

@@ -15,6 +15,7 @@ import numpy as np
 from traitlets import Float, List, Unicode, observe
 
 from twinlib.dashboard import theme
+from twinlib.dashboard.signals import format_limit
 from twinlib.dashboard.status import icon, plain
 
 __all__ = ["MetricCard", "StatusCard", "render_sparkline", "trend_per_minute"]
@@ -148,20 +149,26 @@ class MetricCard(widgets.VBox):
 
     def limit_text(self) -> str:
         """The card's limit as shown: the high warning level (``limit 85``, the seed's), else the
-        low one (``low limit 0.5``); every limit is in the label's tooltip and on the chart."""
+        low one (``low limit 0.5``); every limit, and where it comes from (the kind, the settings,
+        learned: with the learning window), is in the label's tooltip and on the chart."""
         v = self.view
         high = v.warning_high if v.warning_high is not None else v.critical_high
         low = v.warning_low if v.warning_low is not None else v.critical_low
         if high is not None:
-            return f"limit {high:g}"
-        return f"low limit {low:g}" if low is not None else ""
+            return f"limit {format_limit(high)}"
+        if low is not None:
+            return f"low limit {format_limit(low)}"
+        return "limits being learned" if v.limit_status == "learning" else ""
 
     def _render(self) -> None:
         unit = f'<span class="unit">{html.escape(self.unit)}</span>' if self.unit else ""
         limit = self.limit_text()
         limit = f" · {limit}" if limit else ""
         title = f"{self.view.name}" + (f" ({self.unit})" if self.unit else "") + \
-            "".join(f" · {k.replace('_', ' ')} {v:g}" for k, v in self.view.limits.items())
+            "".join(f" · {k.replace('_', ' ')} {format_limit(v)}"
+                    + (f" ({self.view.source(k)})" if self.view.source(k) != "kind" else "")
+                    for k, v in self.view.limits.items()) + \
+            (f" · {self.view.limit_note}" if self.view.limit_note else "")
         self._body.value = (
             f'<div class="label" title="{html.escape(title)}">{html.escape(self.label)}{html.escape(limit)}</div>'
             f'<div class="value {self._level()}">{self.text}{unit}</div>'

@@ -1,7 +1,9 @@
 """One bqplot chart per measured signal, each with its own axis and its kind's limit lines.
 
-Warning limits are amber dashed lines, critical limits red dotted ones, high and low side as the
-kind declares them; a legend under each chart names every limit (also one outside the drawn
+Warning limits are amber dashed lines, critical limits red dotted ones, high and low side: the
+limits the alarm engine applies to the asset (`SignalView`: the kind's, a settings override, or
+learned from the asset's first hours — those labelled as learned, the learning window in the
+legend's tooltip); a legend under each chart names every limit (also one outside the drawn
 range). Missing data stays missing: where two points are further apart than
 `theme.GAP_FACTOR` × the median interval, a NaN breaks the line (`clock.with_gaps`). Times are
 drawn in the dashboard's zone (`clock.ZoneClock.shift`: bqplot formats date axes in UTC).
@@ -10,6 +12,7 @@ drawn in the dashboard's zone (`clock.ZoneClock.shift`: bqplot formats date axes
 from __future__ import annotations
 
 import contextlib
+import html
 import math
 
 import bqplot as bq
@@ -19,6 +22,7 @@ from traitlets import Float, Int, Unicode
 
 from twinlib.dashboard import theme
 from twinlib.dashboard.clock import ZoneClock, with_gaps
+from twinlib.dashboard.signals import format_limit
 
 __all__ = ["SensorChart", "ChartPanel", "value_range", "nice_ticks"]
 
@@ -68,6 +72,12 @@ _LIMIT_STYLE = {   # limit -> (colour, dash): warning amber dashed, critical red
 _UTC = ZoneClock("UTC")
 
 
+def _mark_label(name: str, source: str) -> str:
+    """A limit line's label: ``warning high``, ``warning high (learned)``, …"""
+    label = name.replace("_", " ")
+    return label if source == "kind" else f"{label} ({source})"
+
+
 class SensorChart(widgets.VBox):
     """A time-series chart of one signal: the line (or mean line and min–max band) and its limits.
 
@@ -100,7 +110,7 @@ class SensorChart(widgets.VBox):
             name: bq.Lines(x=_EMPTY_DATES, y=[], scales=scales, colors=[_LIMIT_STYLE[name][0]],
                            line_style=_LIMIT_STYLE[name][1],
                            stroke_width=1.6 if name.startswith("critical") else 1.2,
-                           labels=[name.replace("_", " ")])
+                           labels=[_mark_label(name, view.source(name))])
             for name in _LIMIT_STYLE
         }
         self.limit = self.limit_marks["warning_high"]
@@ -134,14 +144,25 @@ class SensorChart(widgets.VBox):
         return view.limits
 
     def _render_legend(self) -> None:
+        """One entry per limit — learned ones say so, their tooltip gives the learning window
+        and statistics — and, while limits are being learned, that they are."""
         limits = self.limits()
+        view = self.view
+        note = html.escape(view.limit_note, quote=True)
         parts = []
         for name in ("warning_high", "critical_high", "warning_low", "critical_low"):
             if name in limits:
                 severity, side = name.split("_")
                 sign = "&ge;" if side == "high" else "&le;"
-                parts.append(f'<span class="lim {severity}"><i></i>{severity} {sign} '
-                             f'{limits[name]:g}</span>')
+                source = view.source(name) if limits[name] == getattr(view, name) else "kind"
+                tag = f' <em>{source}</em>' if source != "kind" else ""
+                title = f' title="{note}"' if note and source != "kind" else ""
+                parts.append(f'<span class="lim {severity} {source}"{title}><i></i>{severity} '
+                             f'{sign} {format_limit(limits[name])}{tag}</span>')
+        if view.limit_status:
+            word = "limits being learned" if view.limit_status == "learning" else "limits not learned"
+            parts.append(f'<span class="lim none {view.limit_status.replace(" ", "-")}" '
+                         f'title="{note}">{word}</span>')
         self.legend.value = "".join(parts) if parts else '<span class="lim none">no limits</span>'
 
     @staticmethod

@@ -10,7 +10,9 @@ Statuses and forecasts come from the same calls as the API's `/assets` and
 `/assets/<id>/forecast`: `twinlib.detect.asset_status(store, now_ms=<now>, rules=<settings
 file>)` and
 `twinlib.models.forecast.forecast_asset(store, asset, now_ms=<its newest>, thresholds=<its
-thresholds>)`. Both wings are imported directly, inside the methods that use them — importing them
+thresholds>)`. The limits drawn are `twinlib.detect.limits_in_force(store, asset, <rule book of the settings>)`,
+the call behind `GET /assets/<id>`'s `limits_in_force`, read for the shown asset with the
+statuses. The wings are imported directly, inside the methods that use them — importing them
 costs about a second, which a light first paint leaves to the live loop's first tick. Each asset's
 kind and location are read once (`store.asset`) when it first appears. The monitor's heartbeat
 (`twinlib.monitor.read_heartbeat`) is read every full tick: it says whether those statuses are
@@ -74,6 +76,7 @@ class Plan:
     forecastable: tuple | None = None  # assets whose kind the forecasts handle (None: all)
     range_ms: tuple | None = None    # a custom (start, end) instead of the window
     now_ms: int = 0             # the wall clock when planned (UTC ms; 0: the store's clock)
+    want_limits: bool = False   # read the limits in force for the shown asset
 
 
 @dataclass
@@ -94,6 +97,7 @@ class Tick:
     forecasts: dict | None = None                      # asset_id -> forecast list
     heartbeat: dict | None = None                      # the monitor's last heartbeat (if detect)
     meta: dict = field(default_factory=dict)           # asset_id -> {"kind", "location"} newly read
+    limits: dict | None = None                         # asset_id -> limits_in_force (if read)
     error: str = ""
 
 
@@ -168,6 +172,8 @@ class DashboardData:
                 tick.statuses = self.statuses(store, now_ms=plan.now_ms or None)
             if plan.detect:
                 tick.heartbeat = self.heartbeat(store)
+            if plan.want_limits and tick.asset:
+                tick.limits = {tick.asset: self.limits(store, tick.asset)}
             since, end = plan.history_since, None
             span_s = plan.window_s
             if plan.range_ms is not None:
@@ -186,6 +192,8 @@ class DashboardData:
                 assets = list(plan.assets) or None
                 if plan.forecastable is not None:
                     assets = [a for a in (assets or []) if a in plan.forecastable]
+                else:   # the first tick: the kinds are read just now (the forecasts model pumps)
+                    assets = [a for a in (assets or sorted(tick.latest)) if self._pump(a, tick)]
                 tick.forecasts = self.forecasts(store, assets)
         except StoreUnavailable as exc:
             tick.error = str(exc)
@@ -236,6 +244,25 @@ class DashboardData:
         rules = self.settings.file if self.settings is not None else None
         return asset_status(store if store is not None else self.store,
                             now_ms=now_ms if now_ms is not None else wall_ms(), rules=rules)
+
+    def _pump(self, asset_id: str, tick: Tick) -> bool:
+        from twinlib.dashboard.signals import resolve_kind
+
+        stored = (tick.meta.get(asset_id) or {}).get("kind") or \
+            getattr(tick.latest.get(asset_id), "kind", None)
+        return resolve_kind(asset_id, stored, self.settings).physics == "pump"
+
+    def limits(self, store, asset_id: str) -> dict:
+        """The limits the alarm engine applies to the asset, per measured signal and side, with
+        their source: `twinlib.detect.limits_in_force`, the call behind the API's
+        `GET /assets/<id>` (`limits_in_force` of each signal)."""
+        from twinlib.detect import RuleBook, limits_in_force
+
+        book = getattr(self, "_book", None)
+        if book is None:      # built once: it checks the whole settings file
+            book = self._book = RuleBook(settings=self.settings) if self.settings is not None \
+                else RuleBook({})
+        return limits_in_force(store if store is not None else self.store, asset_id, book)
 
     @staticmethod
     def heartbeat(store) -> dict | None:

@@ -3,8 +3,9 @@
 `DashboardState` is a plain object. `plan()` says what the next tick must read, `apply(tick)`
 folds a tick in (newest reading per asset, the selected asset's recent readings, alarms,
 statuses, the monitor's heartbeat, forecasts, downsampled history, each asset's kind and
-location), and the read-only helpers (`kind_of`, `signals`, `recent`, `table_rows`,
-`fleet_infos`, `level_of`, `detection`, `data_age_s`) give the views what to draw. The views
+location, the limits in force for the shown asset), and the read-only helpers (`kind_of`,
+`signals`, `recent`, `table_rows`, `fleet_infos`, `level_of`, `detection`, `data_age_s`) give
+the views what to draw. The views
 (`twinlib.dashboard.app.Dashboard` and its widgets) hold no data of their own.
 
 There is one status source: `twinlib.detect.asset_status` (the alarms the engine recorded, the
@@ -53,6 +54,8 @@ class DashboardState:
     heartbeat_read: bool = False         # read at least once (a light first paint does not)
     now_ms: int = 0                      # wall clock of the last tick (UTC ms)
     forecasts: dict | None = field(default_factory=dict)
+    limits: dict = field(default_factory=dict)        # asset_id -> limits_in_force (as read)
+    last_values: dict = field(default_factory=dict)   # asset_id -> signal -> (ts, newest value)
     history: Any = None                  # downsample buckets (long windows)
     bucket_s: int = 0
     history_at: float | None = None
@@ -74,19 +77,13 @@ class DashboardState:
             return self.settings.location_for(asset_id, stored)
         return stored
 
-    def overrides(self, asset_id: str | None) -> dict:
-        """High warning levels the settings file sets for this asset (`[thresholds]`,
-        `[assets."<id>".thresholds]`), where they differ from the defaults."""
-        if self.settings is None:
-            return {}
-        from twinlib.config import THRESHOLDS
-
-        return {k: v for k, v in self.settings.thresholds(asset_id).items() if THRESHOLDS.get(k) != v}
-
     def signals(self, asset_id: str | None = None) -> tuple[SignalView, ...]:
-        """The measured signals of the asset (default: the shown one) as the views draw them."""
+        """The measured signals of the asset (default: the shown one) as the views draw them,
+        with the limits the alarm engine applies to it (`twinlib.detect.limits_in_force`, read
+        by the tick: the kind's, an override, or learned); the kind's levels until they are read."""
         asset_id = self.asset if asset_id is None else asset_id
-        return signal_views(self.kind_of(asset_id or None), self.overrides(asset_id or None))
+        return signal_views(self.kind_of(asset_id or None),
+                            limits=self.limits.get(asset_id) if asset_id else None)
 
     # -- the tick --------------------------------------------------------------------------
     @property
@@ -127,6 +124,11 @@ class DashboardState:
             want_statuses=not light and (self.statuses_pending
                                          or _due(self.statuses_at, theme.STATUS_REFRESH_S, now)),
             want_forecasts=not light and _due(self.forecast_at, theme.FORECAST_REFRESH_S, now),
+            # the limits in force change when the settings do or the engine has learned them:
+            # read with the statuses (and at once for an asset whose limits are not known yet)
+            want_limits=not light and (reload or self.asset not in self.limits
+                                       or self.statuses_pending
+                                       or _due(self.statuses_at, theme.STATUS_REFRESH_S, now)),
             assets=tuple(sorted(self.latest)),
             alarm_key=alarm_key(self.alarms),
             detect=not light,
@@ -156,7 +158,10 @@ class DashboardState:
             self.buffer = deque(tick.backfill)
             self.history = None
             self.asset = tick.asset
+            for reading in (*tick.latest.values(), *tick.backfill):
+                self.remember(reading)
         for reading in tick.readings:
+            self.remember(reading)
             known = self.latest.get(reading.asset_id)
             if known is None or reading.ts >= known.ts:
                 self.latest[reading.asset_id] = reading
@@ -172,6 +177,8 @@ class DashboardState:
         if tick.plan.detect:
             self.heartbeat = tick.heartbeat
             self.heartbeat_read = True
+        if tick.limits:
+            self.limits.update(tick.limits)
         if tick.plan.want_forecasts:
             self.forecasts = tick.forecasts
             self.forecast_at = now
@@ -246,6 +253,27 @@ class DashboardState:
         return "critical" if "critical" in severities else ("warning" if "warning" in severities else "")
 
     # -- what was read -----------------------------------------------------------------------
+    def remember(self, reading) -> None:
+        """Keep each signal's newest value: a source that sends signals at different instants
+        (OPC UA data changes, one MQTT value per topic) stores readings that hold only some of
+        them, and a card must not blank out between two values of its signal."""
+        values = getattr(reading, "values", None)
+        if not isinstance(values, dict):
+            return
+        mine = self.last_values.setdefault(reading.asset_id, {})
+        ts = int(reading.ts)
+        for name, value in values.items():
+            if value is None or value != value:
+                continue
+            known = mine.get(name)
+            if known is None or ts >= known[0]:
+                mine[name] = (ts, value)
+
+    def value_of(self, asset_id: str, signal: str):
+        """The signal's newest value seen for the asset (None: none yet)."""
+        known = self.last_values.get(asset_id, {}).get(signal)
+        return None if known is None else known[1]
+
     def insert(self, reading) -> None:
         if not self.buffer or reading.ts > self.buffer[-1].ts:
             self.buffer.append(reading)
@@ -302,14 +330,13 @@ class DashboardState:
         return list(reversed(list(self.buffer)[-theme.TABLE_ROWS:]))
 
     def fleet_infos(self) -> list[dict]:
-        """One dict per asset for the fleet tiles: level, newest values with units, forecast,
-        location."""
+        """One dict per asset for the fleet tiles: level, each signal's newest value with its
+        unit, forecast, location."""
         infos = []
         for asset_id in sorted(self.latest):
-            reading = self.latest[asset_id]
             views = self.signals(asset_id)
             shown = views[:theme.TILE_VALUES]
-            values = " · ".join(v.text(reading.values.get(v.name)) for v in shown)
+            values = " · ".join(v.text(self.value_of(asset_id, v.name)) for v in shown)
             if len(views) > len(shown):
                 values += f" · +{len(views) - len(shown)}"
             pumps = self.kind_of(asset_id).physics == "pump"

@@ -10,7 +10,9 @@ How the parts fit:
   settings file; and the per-asset state machine that applies them.
 * :class:`AlarmEngine` (:mod:`.engine`) — runs the rules over every new reading in the store,
   behind a persisted cursor, and keeps one alerts row per alarm (raised → updated → escalated →
-  cleared; acknowledged by people). :func:`asset_status` summarises it per asset.
+  cleared; acknowledged by people). :func:`asset_status` summarises it per asset;
+  :func:`limits_in_force` (:mod:`.limits`) says which limits its rules apply to an asset now
+  (the kind's, the settings' override, or learned from the asset's first hours).
 * :mod:`.detectors` — statistical and multivariate detectors with one contract (batch
   ``fit/score/predict``, streaming ``learn_one/score_one``; higher score = more anomalous):
   rolling z-score, EWMA, CUSUM, PCA T²+Q, isolation forest and the twin-residual detector built
@@ -23,6 +25,7 @@ import importlib
 
 from .engine import AlarmEngine, AlarmEvent, asset_status
 from .legacy import ALL_NORMAL, LEGACY_MESSAGES, detect_anomalies
+from .limits import LimitInForce, limits_in_force
 from .rules import (
     AssetRuleMachine,
     FlatlineRule,
@@ -56,7 +59,7 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["detect_anomalies", "ALL_NORMAL", "LEGACY_MESSAGES",
-           "AlarmEngine", "AlarmEvent", "asset_status",
+           "AlarmEngine", "AlarmEvent", "asset_status", "limits_in_force", "LimitInForce",
            "ThresholdRule", "FlatlineRule", "ImpossibleRule", "StaleRule", "RuleSet", "RuleBook",
            "AssetRuleMachine", "default_ruleset", "ruleset_from_settings", "ruleset_for_kind",
            "TwinResidualRule", "LearnedLimitRule", "Transition",

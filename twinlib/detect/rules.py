@@ -69,6 +69,9 @@ vibration > 0.8, P > 95 bar) and bands. The settings file overrides them (number
 
 :class:`AssetRuleMachine` holds one asset's rule states and applies every rule to each
 reading; the alarm engine (:mod:`twinlib.detect.engine`) persists what it returns.
+:func:`ruleset_limits` reads the level limits a :class:`RuleSet` applies (with their source:
+the kind, the settings' override, or learned) — :func:`twinlib.detect.limits_in_force` gives them
+per asset to the API and the dashboard.
 """
 from __future__ import annotations
 
@@ -91,7 +94,7 @@ __all__ = ["Rule", "ThresholdRule", "TwinResidualRule", "TwinRule", "FlatlineRul
            "ImpossibleRule", "StaleRule", "RuleSet", "RuleBook", "Transition", "AssetRuleMachine",
            "LevelState", "TwinState", "FlatlineState", "ImpossibleState", "StaleState",
            "Pending", "Clearing", "LearnedLimitRule", "LearnedLimitState", "RULE_CLASSES",
-           "default_ruleset", "ruleset_from_settings",
+           "default_ruleset", "ruleset_from_settings", "LimitInForce", "ruleset_limits",
            "ruleset_for_kind", "threshold_mask", "RULE_DEFAULTS", "stale_gaps"]
 
 #: ``[rules]`` keys and their defaults (None: not set).
@@ -880,6 +883,97 @@ def ruleset_from_settings(file: Mapping | None = None, asset_id: str | None = No
 def default_ruleset(kind: Kind | None = None) -> RuleSet:
     """The rules with every default (no settings file), for a pump unless ``kind`` is given."""
     return ruleset_from_settings({}, kind=kind)
+
+
+# -- the limits in force ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class LimitInForce:
+    """One side of one signal's alarm limit, as the asset's rules apply it now.
+
+    ``source``: ``kind`` (the kind's levels), ``override`` (the settings file's ``[thresholds]``,
+    fleet-wide or the asset's own: ``setting`` names the section) or ``learned`` (a
+    :class:`LearnedLimitRule`: ``median ± k·sd`` of the asset's first ``learn_hours``, from
+    ``learned_from`` to ``learned_to``, epoch ms). ``status``: ``in force``, ``learning`` (the
+    training hours are not over: no level yet) or ``not learned`` (too few readings, or none that
+    vary, in them: this side raises nothing).
+    """
+
+    signal: str
+    side: str                          # "high" | "low"
+    source: str                        # "kind" | "override" | "learned"
+    warning: float | None = None
+    critical: float | None = None
+    deadband: float | None = None
+    status: str = "in force"
+    unit: str = ""
+    setting: str | None = None
+    learn_hours: float | None = None
+    learned_from: int | None = None
+    learned_to: int | None = None
+    median: float | None = None
+    sd: float | None = None
+    k: float | None = None
+
+    def to_dict(self) -> dict:
+        """JSON-able, without the fields that do not apply (None)."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def _setting_of(file: Mapping | None, asset_id: str | None, keys: tuple) -> str | None:
+    """The ``[thresholds]`` section of the settings that sets one of ``keys`` (the asset's own
+    wins, as in :func:`_sections`), None when neither does."""
+    file = file or {}
+    if asset_id is not None:
+        own = ((file.get("assets", {}) or {}).get(asset_id, {}) or {}).get("thresholds") or {}
+        if any(k in own for k in keys):
+            return f'[assets."{asset_id}".thresholds]'
+    if any(k in (file.get("thresholds", {}) or {}) for k in keys):
+        return "[thresholds]"
+    return None
+
+
+def ruleset_limits(rules: RuleSet, *, file: Mapping | None = None, asset_id: str | None = None,
+                   learned: Mapping | None = None) -> dict[str, dict[str, LimitInForce]]:
+    """The level limits ``rules`` apply: signal → side (``high``/``low``) → :class:`LimitInForce`.
+
+    Read off the rules themselves (threshold rules: their levels; learned-limit rules: the
+    levels their :meth:`LearnedLimitRule.levels` gives), so nothing here decides a limit twice.
+    ``file``/``asset_id`` (the settings mapping the rules were built from) tell a kind's level
+    from the settings' override. ``learned`` is what the alarm engine learned for the asset:
+    ``{"from": ms, "to": ms, "bands": {signal: [median, sd]}}``, ``bands`` None (or ``learned``
+    None) while it is still learning. A signal with no level rule is left out.
+    """
+    out: dict[str, dict[str, LimitInForce]] = {}
+    for r in rules.thresholds:
+        s = r.sensor
+        keys = (s, f"{s}_critical", f"{s}_deadband") if r.direction == "high" else \
+            (f"{s}_low", f"{s}_low_critical", f"{s}_low_deadband")
+        where = _setting_of(file, asset_id, keys)
+        out.setdefault(s, {})[r.direction] = LimitInForce(
+            s, r.direction, "override" if where else "kind", r.warning, r.critical, r.deadband,
+            unit=r.unit, setting=where)
+    learned = learned or {}
+    bands = learned.get("bands")
+    start = learned.get("from")
+    for r in rules.learned:
+        end = learned.get("to")
+        if end is None and start is not None:
+            end = int(start) + int(r.train_hours * 3_600_000)
+        common = dict(unit=r.unit, learn_hours=r.train_hours, k=r.k,
+                      learned_from=None if start is None else int(start),
+                      learned_to=None if end is None else int(end))
+        band = None if bands is None else bands.get(r.sensor)
+        if band is None:
+            status = "learning" if bands is None else "not learned"
+            out.setdefault(r.sensor, {})[r.direction] = LimitInForce(
+                r.sensor, r.direction, "learned", status=status, **common)
+            continue
+        med, sd = float(band[0]), float(band[1])
+        th = r.levels(med, sd)
+        out.setdefault(r.sensor, {})[r.direction] = LimitInForce(
+            r.sensor, r.direction, "learned", th.warning, th.critical, th.deadband,
+            median=med, sd=sd, **common)
+    return out
 
 
 class RuleBook:

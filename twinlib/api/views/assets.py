@@ -59,8 +59,23 @@ def _reading(r: Reading | None, kind: Kind | None = None) -> dict | None:
     return out
 
 
-def _signals(kind: Kind) -> list[dict]:
-    return [{"name": s.name, "unit": s.unit, "role": s.role} for s in kind.signals]
+def _signals(kind: Kind, limits: dict | None = None) -> list[dict]:
+    """The kind's signals; with ``limits`` (:func:`twinlib.detect.limits.limits_json`), each one's
+    ``limits_in_force`` (``{"high": …, "low": …}``, null sides: no level; state signals: both)."""
+    out = [{"name": s.name, "unit": s.unit, "role": s.role} for s in kind.signals]
+    if limits is not None:
+        for item in out:
+            item["limits_in_force"] = limits.get(item["name"]) or {"high": None, "low": None}
+    return out
+
+
+def _limits(store: Store, asset_id: str, meta: dict) -> dict:
+    """The limits the alarm engine applies to the asset (the dashboard's call too)."""
+    from twinlib.detect.limits import limits_in_force, limits_json
+
+    settings = current_app.extensions["twinlib.settings"]
+    return limits_json(limits_in_force(store, asset_id, settings=settings,
+                                       stored_kind=meta.get("kind")))
 
 
 def _statuses(store: Store) -> dict[str, dict]:
@@ -69,7 +84,8 @@ def _statuses(store: Store) -> dict[str, dict]:
     return asset_status(store, now_ms=now_ms(), rules=settings.file)
 
 
-def _asset_body(asset_id: str, meta: dict, latest: Reading | None, status) -> dict:
+def _asset_body(asset_id: str, meta: dict, latest: Reading | None, status,
+                limits: dict | None = None) -> dict:
     settings = current_app.extensions["twinlib.settings"]
     kind = _kind(asset_id, meta)
     return {
@@ -77,7 +93,7 @@ def _asset_body(asset_id: str, meta: dict, latest: Reading | None, status) -> di
         "kind": kind.name,
         "location": settings.location_for(asset_id, meta.get("location")),
         "params": meta.get("params", {}),
-        "signals": _signals(kind),
+        "signals": _signals(kind, limits),
         "status": status,
         "latest": _reading(latest, kind),
     }
@@ -165,13 +181,18 @@ def _under(location: str | None, prefix: str) -> bool:
 @doc(tags=["assets"], operation_id="getAsset",
      responses={"200": S.json_body(S.ref("Asset"), "The asset."), "404": S.err("Unknown asset.")})
 def get_asset(asset_id: str):
-    """One asset with its latest reading and status."""
+    """One asset with its latest reading and status.
+
+    Each signal also says the alarm limits in force for this asset (``limits_in_force``: high
+    and low side, warning/critical/deadband, and where they come from — the kind, the settings'
+    override, or learned from the asset's first hours, with the learning window)."""
     store = read_store()
     _require_asset(store, asset_id)
     rows = store.latest(1, asset=asset_id)
     meta = store.asset(asset_id) or {}
     return json_response(_asset_body(asset_id, meta, rows[0] if rows else None,
-                                     _status_of(_statuses(store), asset_id)))
+                                     _status_of(_statuses(store), asset_id),
+                                     _limits(store, asset_id, meta)))
 
 
 def _status_of(statuses: dict, asset_id: str) -> dict:
