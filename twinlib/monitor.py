@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from twinlib.ingest import ValidationError, ingest_frame
+from twinlib.ingest import ValidationError, ingest_by_kind, ingest_frame
 from twinlib.ingest.sources.base import SourceReject
 from twinlib.metrics import count_rejects
 from twinlib.store import DB_ERRORS
@@ -222,6 +222,8 @@ class Monitor:
 
     # -- pieces of one loop iteration ----------------------------------------------------------
     def _report_rejects(self, rejects: list, where: str) -> None:
+        # counted before they are listed: a reader that sees a reject listed sees it counted
+        self.stats.rejected += len(rejects)
         for k, r in enumerate(rejects):
             line, reason = getattr(r, "line", None), getattr(r, "reason", str(r))
             self.recent_rejects.append({"source": where, "line": line, "reason": reason})
@@ -230,7 +232,6 @@ class Monitor:
         if len(rejects) > self.max_logged_rejects:
             log.warning("%s: … and %d more rejected in this batch", where,
                         len(rejects) - self.max_logged_rejects)
-        self.stats.rejected += len(rejects)
         count_rejects(rejects)
 
     def _ingest(self, batch) -> bool:
@@ -239,10 +240,17 @@ class Monitor:
         frame = batch.frame
         if frame is not None and len(frame):
             try:
-                report = ingest_frame(self.store, frame, source=name,
-                                      required=tuple(self.source.required),
-                                      kind=getattr(self.source, "kind", None),
-                                      line_offset=batch.line_offset)
+                kind_of = getattr(self.source, "kind_of", None)
+                if kind_of is not None and getattr(self.source, "kind", None) is None:
+                    # assets of several kinds in one feed: each validated as its own kind
+                    report = ingest_by_kind(self.store, frame, kind_of, source=name,
+                                            line_offset=batch.line_offset,
+                                            required=self.source.required or None)
+                else:
+                    report = ingest_frame(self.store, frame, source=name,
+                                          required=tuple(self.source.required),
+                                          kind=getattr(self.source, "kind", None),
+                                          line_offset=batch.line_offset)
             except ValidationError as exc:  # the whole batch is unusable (e.g. columns missing)
                 self._report_rejects([SourceReject(None, f"{exc} — all {len(frame)} reading(s) "
                                                          f"of this batch refused", "")], name)

@@ -52,11 +52,21 @@ def _positive(kind):
 
 
 def _sensors(text: str) -> tuple[str, ...]:
-    names = tuple(s.strip() for s in text.split(",") if s.strip())
-    unknown = [s for s in names if s not in SENSORS]
-    if not names or unknown:
-        raise argparse.ArgumentTypeError(f"sensors must be a comma list of {', '.join(SENSORS)}")
+    """`--required`: signal names (checked against the source's kind in `build_source`)."""
+    names = tuple(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))
+    if not names:
+        raise argparse.ArgumentTypeError("give signal names, comma-separated (e.g. temperature)")
     return names
+
+
+def _check_required(required, kind) -> None:
+    """Refuse `--required` names that are not signals of the readings' kind."""
+    names = kind.names if kind is not None else SENSORS
+    unknown = [s for s in required if s not in names]
+    if unknown:
+        what = f"kind {kind.name!r}" if kind is not None else "the pump"
+        raise CommandError(f"--required: {', '.join(unknown)} not a signal of {what} "
+                           f"(its signals: {', '.join(names)})", 2)
 
 
 def register(subparsers) -> None:
@@ -87,10 +97,15 @@ def register(subparsers) -> None:
                      help="replay: speed factor, e.g. 60 (one recorded minute per second), or "
                           "'max'; sim: time-lapse factor (faults develop this much faster; "
                           "readings keep --rate). Default 1 (real time)")
-    rep.add_argument("--format", choices=("auto", "twinlib", "skab", "nab"), default="auto",
+    rep.add_argument("--format", choices=("auto", "twinlib", "skab", "nab", "csv"), default="auto",
                      help="file format (default: from the header)")
     rep.add_argument("--asset", help="asset id for the replayed readings (default: from the "
                                      "file name; twinlib CSVs carry their own)")
+    p.add_argument("--kind", metavar="KIND",
+                   help="replay and mqtt: the kind (built-in or [kinds.<name>] in the settings "
+                        "file) of the readings — a replayed CSV's columns are that kind's "
+                        "signals; for MQTT the default is each asset's kind from the settings "
+                        "file ([assets.\"<id>\"] kind), else the pump")
     rep.add_argument("--timestamps", choices=("original", "now"), default=None,
                      help="now: move the replay onto the wall clock (first row = start of the "
                           "replay, intervals divided by --speed), so the dashboard and stale "
@@ -118,8 +133,8 @@ def register(subparsers) -> None:
                        help="opcua: data-change subscriptions (default) or polling")
     loop = p.add_argument_group("monitor")
     loop.add_argument("--required", type=_sensors, default=None,
-                      help="sensors a reading must have, comma-separated (default: all three; "
-                           "NAB: temperature)")
+                      help="signals a reading must have, comma-separated (default: the "
+                           "kind's measured signals; a pump's three)")
     loop.add_argument("--tick", type=_positive(float), default=1.0,
                       help="seconds between staleness checks and heartbeats (default 1)")
     loop.add_argument("--batch", type=_positive(int), default=5000,
@@ -147,9 +162,20 @@ def register(subparsers) -> None:
     p.set_defaults(func=_run)
 
 
-def build_source(args: argparse.Namespace, kinds=None):
-    """The source the options ask for."""
+def build_source(args: argparse.Namespace, kinds=None, settings=None):
+    """The source the options ask for (``settings``: each MQTT asset's kind)."""
     from twinlib.ingest.sources import MqttSource, ReplaySource, SimSource
+
+    kind = None
+    if getattr(args, "kind", None):
+        if args.source not in ("replay", "mqtt"):
+            raise CommandError(f"--kind is for replay and mqtt sources; the {args.source} source "
+                               f"takes each asset's kind from its mapping or simulator", 2)
+        known = kinds if kinds is not None else {}
+        if args.kind not in known:
+            raise CommandError(f"unknown kind {args.kind!r} (known: {', '.join(sorted(known))}; "
+                               f"declare others as [kinds.<name>] in the settings file)", 2)
+        kind = known[args.kind]
 
     if args.source == "sim":
         if math.isinf(args.speed):
@@ -166,10 +192,11 @@ def build_source(args: argparse.Namespace, kinds=None):
         try:
             timestamps = args.timestamps or ("original" if math.isinf(args.speed) else "now")
             source = ReplaySource(path, speed=args.speed, fmt=args.format, asset=args.asset,
-                                  timestamps=timestamps, kinds=kinds)
-        except FileNotFoundError as exc:
+                                  timestamps=timestamps, kinds=kinds, kind=kind)
+        except (FileNotFoundError, ValueError) as exc:
             raise CommandError(str(exc), 2) from exc
         if args.required:
+            _check_required(args.required, source.kind)
             source.required = args.required
         return source
     if args.source in ("opcua", "modbus"):
@@ -191,9 +218,24 @@ def build_source(args: argparse.Namespace, kinds=None):
                "asset_level": sub.asset_level, "signal_level": sub.signal_level,
                "settle_s": sub.settle_s}
         args.topic = sub.topic
-    source = MqttSource(args.broker, topic=args.topic, qos=args.qos, client_id=args.client_id,
-                        username=args.username, password=os.environ.get("TWIN_MQTT_PASSWORD"),
-                        required=args.required or SENSORS, **fmt)
+    if kind is not None:
+        if fmt and fmt.get("kind") is not None and fmt["kind"].name != kind.name:
+            raise CommandError(f"--kind {kind.name} disagrees with the mapping's kind "
+                               f"{fmt['kind'].name!r} for topic {args.topic!r}", 2)
+        fmt.setdefault("fmt", "twinlib")
+        fmt["kind"] = kind
+    kind_of = None
+    if settings is not None and fmt.get("kind") is None:
+        kind_of = settings.kind_for   # each asset's kind, from the settings file
+    if args.required:
+        _check_required(args.required, fmt.get("kind"))
+    try:
+        source = MqttSource(args.broker, topic=args.topic, qos=args.qos,
+                            client_id=args.client_id, username=args.username,
+                            password=os.environ.get("TWIN_MQTT_PASSWORD"),
+                            required=args.required or None, kind_of=kind_of, **fmt)
+    except ValueError as exc:
+        raise CommandError(str(exc), 2) from exc
     return source
 
 
@@ -264,7 +306,7 @@ def _run(args: argparse.Namespace) -> int:
         return _check(settings, args.max_age)
     from twinlib.logfmt import configure_logging
     configure_logging(args.log_level, settings.log_format)
-    source = build_source(args, settings.kinds)
+    source = build_source(args, settings.kinds, settings)
     notifier = None if args.no_notify else notifier_from_settings(settings.file)
     if not settings.db_url:  # a PostgreSQL URL has no directory to make
         settings.db_path.parent.mkdir(parents=True, exist_ok=True)

@@ -19,8 +19,8 @@ from ..kinds import Kind
 from ..store import Store
 from .validate import Reject, ValidationError, ValidationResult, validate_frame
 
-__all__ = ["IngestReport", "ingest_frame", "ingest_result", "ingest_csv", "register_assets",
-           "KEEP_REJECTS_PER_CODE"]
+__all__ = ["IngestReport", "ingest_frame", "ingest_by_kind", "ingest_result", "ingest_csv",
+           "register_assets", "KEEP_REJECTS_PER_CODE"]
 
 #: Rejects kept in a report per reason code (the counts are always complete).
 KEEP_REJECTS_PER_CODE = 20
@@ -115,6 +115,60 @@ def ingest_frame(store: Store, df: pd.DataFrame, *, source: str, strict: bool = 
     result = validate_frame(df, required=required, line_offset=line_offset, lines=lines,
                             default_asset=default_asset, limits=limits, window=window, kind=kind)
     return ingest_result(store, result, source=source, strict=strict, kind=kind, location=location)
+
+
+def ingest_by_kind(store: Store, df: pd.DataFrame, kind_of: Callable[[str], Kind], *,
+                   source: str, line_offset: int = 2,
+                   required: tuple[str, ...] | None = None) -> IngestReport:
+    """Store a batch whose assets are of several kinds: each asset's rows are validated with its
+    own kind (``kind_of(asset_id)``; ``required`` defaults to that kind's measured signals) and
+    stored; the reports are merged, rows keeping their line numbers.
+
+    A row without a usable asset id is validated with the pump's checks, which refuse it with
+    the reason. A kind's columns that no row of it carries are simply absent (empty), and a
+    column that is none of a kind's signals is named in the notes, as for one kind.
+    """
+    from ..kinds import BUILTIN_KINDS, DEFAULT_KIND
+
+    n = len(df)
+    lines = np.arange(n) + line_offset
+    assets = (df["asset_id"].astype(object).to_numpy() if "asset_id" in df.columns
+              else np.full(n, None, dtype=object))
+    kinds: dict[object, Kind] = {}
+    for a in dict.fromkeys(assets):
+        try:
+            kinds[a] = kind_of(a) if isinstance(a, str) and a else BUILTIN_KINDS[DEFAULT_KIND]
+        except Exception:  # an asset the settings cannot place: the pump's checks refuse it
+            kinds[a] = BUILTIN_KINDS[DEFAULT_KIND]
+    by_kind: dict[str, tuple[Kind, list[int]]] = {}
+    for i, a in enumerate(assets):
+        k = kinds[a]
+        by_kind.setdefault(k.name, (k, []))[1].append(i)
+    total = IngestReport(source, 0, 0, 0)
+    for kind, idx in by_kind.values():
+        rows = np.asarray(idx)
+        part = df if len(by_kind) == 1 else df.iloc[rows].reset_index(drop=True)
+        own = {*kind.names, "asset_id", "label", "timestamp", "ts", "time", "datetime"}
+        # another kind's signal columns, all empty in this kind's rows, are not this kind's news
+        extra = [c for c in part.columns if c not in own and part[c].isna().all()]
+        part = part.drop(columns=extra)
+        need = kind.measured if required is None else tuple(r for r in required if r in kind)
+        present = tuple(r for r in need if r in part.columns)
+        missing = [r for r in need if r not in part.columns]
+        for r in missing:  # absent everywhere: each row is refused for it, with its line
+            part[r] = np.nan
+        rep = ingest_frame(store, part, source=source, lines=lines[rows], kind=kind,
+                           required=(*present, *missing))
+        total.received += rep.received
+        total.inserted += rep.inserted
+        total.duplicates += rep.duplicates
+        total.conflicts += rep.conflicts
+        total.rejects.extend(rep.rejects)
+        total.notes.extend(rep.notes)
+    total.rejects.sort(key=lambda r: r.line)
+    total.rejected = len(total.rejects)
+    total.reject_counts = dict(Counter(r.code or "other" for r in total.rejects))
+    return total
 
 
 def ingest_csv(store: Store, source: str | os.PathLike, *, strict: bool = False,

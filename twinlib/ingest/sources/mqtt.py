@@ -79,10 +79,12 @@ def topic_asset(pattern: str, topic: str) -> str | None:
 
 
 def parse_payload(payload: bytes, topic: str, pattern: str, received_ms: int | None,
-                  ) -> tuple[list[dict], list[SourceReject]]:
+                  kind=None) -> tuple[list[dict], list[SourceReject]]:
     """Readings (rows in twinlib columns) and rejects from one MQTT message; never raises.
 
     `received_ms` stamps readings that carry no time (None: they are refused, as at QoS ≥ 1).
+    `kind` (a `twinlib.kinds.Kind`, default the pump's) names the number fields, or a callable
+    giving the kind of the topic's asset.
     """
     raw = payload[:300].decode("utf-8", errors="replace") if isinstance(payload, bytes) \
         else str(payload)[:300]
@@ -91,10 +93,16 @@ def parse_payload(payload: bytes, topic: str, pattern: str, received_ms: int | N
     if error is not None:
         return [], [SourceReject(None, f"topic {topic}: {error}", raw)]
     items = readings_of(doc)
+    if callable(kind):
+        try:
+            kind = kind(asset) if asset is not None else None
+        except Exception as exc:  # e.g. the settings name a kind they do not declare
+            return [], [SourceReject(None, f"topic {topic}: asset {asset}: {exc}", raw)]
+    fields = {} if kind is None else {"signals": kind.measured, "state": kind.state}
     if asset is None:
-        decoded = decode_readings(items, stamp_ms=received_ms)
+        decoded = decode_readings(items, stamp_ms=received_ms, **fields)
     else:
-        decoded = decode_readings(items, asset=asset, stamp_ms=received_ms)
+        decoded = decode_readings(items, asset=asset, stamp_ms=received_ms, **fields)
     rejects = []
     for p in decoded.problems:
         why = p.message
@@ -124,12 +132,20 @@ class MqttSource(Source):
     def __init__(self, broker: str = "127.0.0.1:1883", *, topic: str = "twin/+/readings",
                  qos: int = 1, client_id: str | None = "twin-monitor",
                  username: str | None = None, password: str | None = None,
-                 required: tuple[str, ...] = SENSORS, max_buffer: int = 100_000,
+                 required: tuple[str, ...] | None = None, max_buffer: int = 100_000,
                  keepalive: int = 30, clock: Callable[[], int] = now_ms,
                  fmt: str = "twinlib", kind=None, signals: dict | None = None,
                  asset_level: int | None = None, signal_level: int | None = None,
-                 settle_s: float = 1.0, stamp_memory: int = 50_000):
+                 settle_s: float = 1.0, stamp_memory: int = 50_000, kind_of=None):
         super().__init__(clock=clock)
+        # twinlib JSON: the readings are `kind`'s signals (default the pump's), or each asset's
+        # own kind (`kind_of(asset_id)`, e.g. the settings file's word for it)
+        self.kind, self.kind_of = (kind if fmt == "twinlib" else None), None
+        if fmt == "twinlib" and kind is None and kind_of is not None:
+            self.kind_of = kind_of
+        if required is None:
+            required = (self.kind.measured if self.kind is not None
+                        else () if self.kind_of is not None else SENSORS)
         # gateway payload formats (twinlib.ingest.sources.mqtt_formats): ThingsBoard, one value
         # per topic, Sparkplug B; their readings are `kind`'s signals
         self.fmt, self.decoder = fmt, None
@@ -290,7 +306,8 @@ class MqttSource(Source):
                     self.redelivered_unknown += 1
         else:
             stamp = self.clock() if msg.qos == 0 else None
-            rows, rejects = parse_payload(msg.payload, msg.topic, self.topic, stamp)
+            rows, rejects = parse_payload(msg.payload, msg.topic, self.topic, stamp,
+                                          kind=self.kind_of or self.kind)
         with self._lock:
             self.received += 1
             if rejects and not rows:
@@ -380,8 +397,21 @@ class MqttSource(Source):
                 frame["timestamp"] = frame["timestamp"].map(
                     lambda v: v if isinstance(v, str) else format_ts(v))
         else:
-            frame = rows_to_frame(rows, signals=tuple(dict.fromkeys((*SENSORS, *self.required))))
+            frame = self._frame(rows)
         return Batch(frame, rejects, more=more)
+
+    def _frame(self, rows: list[dict]) -> pd.DataFrame:
+        """twinlib JSON rows as a frame for validation: the kind's signals (or, with assets of
+        several kinds, every signal some row carries) as columns."""
+        if self.kind is not None:
+            return rows_to_frame(rows, signals=tuple(dict.fromkeys((*self.kind.measured,
+                                                                    *self.required))),
+                                 state=self.kind.state)
+        if self.kind_of is None:
+            return rows_to_frame(rows, signals=tuple(dict.fromkeys((*SENSORS, *self.required))))
+        skip = {"asset_id", "timestamp", "label"}
+        names = tuple(dict.fromkeys(k for r in rows for k in r if k not in skip))
+        return rows_to_frame(rows, signals=names, state=())
 
     def _assemble(self, max_rows: int, rejects: list) -> tuple[list[dict], bool]:
         """One value per topic (caller holds the lock): every buffered message into the

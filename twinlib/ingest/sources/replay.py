@@ -56,14 +56,15 @@ def _format_ms(ms: np.ndarray) -> np.ndarray:
 
 
 class ReplaySource(Source):
-    """Rows of a twinlib / SKAB / NAB file, paced by their timestamps at `speed`×."""
+    """Rows of a twinlib / SKAB / NAB file, or a CSV of `kind`'s readings, paced by their
+    timestamps at `speed`×."""
 
     name = "replay"
 
     def __init__(self, path: str | Path, *, speed: float = 1.0, fmt: str = "auto",
                  asset: str | None = None, timestamps: str = "original",
                  chunksize: int = 50_000, clock: Callable[[], int] = now_ms,
-                 kinds: Mapping[str, Kind] | None = None):
+                 kinds: Mapping[str, Kind] | None = None, kind: Kind | None = None):
         super().__init__(clock=clock)
         kinds = BUILTIN_KINDS if kinds is None else kinds
         if not speed > 0:
@@ -75,9 +76,11 @@ class ReplaySource(Source):
                              "instant replay would put every row at the same time)")
         self.path = Path(path).resolve()
         self.speed, self.timestamps = float(speed), timestamps
-        self.recording = open_recording(self.path, fmt, asset=asset, chunksize=chunksize)
+        self.recording = open_recording(self.path, fmt, asset=asset, chunksize=chunksize,
+                                        kind=kind)
         self.fmt, self.required = self.recording.fmt, self.recording.required
-        self.kind = kinds.get(self.recording.kind) if self.fmt != "twinlib" else None
+        self.kind = (kind if kind is not None else
+                     kinds.get(self.recording.kind) if self.fmt != "twinlib" else None)
         self.asset = self.recording.asset_id
         self.key = f"source.replay:{self.path}|{self.asset or '*'}"
         self.position = 0          # rows stored (committed)
