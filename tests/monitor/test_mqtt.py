@@ -328,3 +328,34 @@ def test_a_dead_network_thread_stops_the_heartbeat_so_the_health_check_fails(tmp
     finally:
         source.close()
         store.close()
+
+
+@pytest.mark.mqtt
+def test_one_topic_carries_assets_of_several_kinds(tmp_path, mosquitto):
+    """Each asset's kind comes from the settings file: a compressor's fields are its signals,
+    checked against its ranges, beside a pump on the same subscription."""
+    settings_file = tmp_path / "twin.toml"
+    settings_file.write_text(
+        '[kinds.compressor.signals.discharge_temp]\nunit = "°C"\nvalid = [-40, 250]\n'
+        '[kinds.compressor.signals.current]\nunit = "A"\nvalid = [0, 500]\n'
+        '[assets."comp-1"]\nkind = "compressor"\n', encoding="utf-8")
+    settings = get_settings(env={}, settings_file=settings_file, db_path=tmp_path / "twin.db")
+    mon = Running(settings.db_path, mosquitto, kind_of=settings.kind_for,
+                  client_id="twin-kinds")
+    try:
+        mosquitto.publish("twin/pump-01/readings", reading("2026-02-10 12:00:00", 61.0))
+        mosquitto.publish("twin/comp-1/readings", json.dumps(
+            {"timestamp": "2026-02-10 12:00:00", "discharge_temp": 93.5, "current": 41.0}))
+        mosquitto.publish("twin/comp-1/readings", json.dumps(
+            {"timestamp": "2026-02-10 12:00:01", "discharge_temp": 900.0, "current": 41.0}))
+        assert wait_until(lambda: mon.monitor.stats.received == 3, 10)
+        assert wait_until(lambda: mon.store.count() == 2, 5)
+        assert mon.monitor.stats.rejected == 1
+        reasons = " | ".join(r["reason"] for r in mon.monitor.recent_rejects)
+        assert "discharge_temp 900 outside" in reasons
+        comp = mon.store.window(asset="comp-1")
+        assert comp["discharge_temp"].tolist() == [93.5] and comp["current"].tolist() == [41.0]
+        assert mon.store.asset("comp-1")["kind"] == "compressor"
+        assert mon.store.window(asset="pump-01")["temperature"].tolist() == [61.0]
+    finally:
+        mon.stop()
