@@ -139,3 +139,24 @@ def test_horizon_sets_the_threshold_for_every_detector(name, train):
     long = make_detector(name, horizon=1_000_000).fit(train)
     assert long.threshold_ > short.threshold_
     assert long.clone().horizon == 1_000_000
+
+
+@pytest.mark.parametrize("name", sorted(DETS))
+@pytest.mark.parametrize("relearn", [None, 200])
+def test_persisted_scores_streaming_equal_batch(name, relearn, train):
+    """``persist`` (an EWMA of the score, the threshold from unsmoothed out-of-fold scores) runs
+    the same in batch and live, with and without re-learning."""
+    df = stepped()
+    det = DETS[name](persist=0.1, relearn=relearn).fit(train)
+    plain = DETS[name](relearn=relearn).fit(train)
+    assert det.threshold_ == pytest.approx(plain.threshold_)    # the threshold is not smoothed
+    batch = det.score(df)
+    live = stream(det, df)
+    assert np.allclose(live, batch, rtol=1e-9, atol=1e-9)
+    # a lone extreme reading does not alarm once persisted; a step does
+    spike = frame(correlated(600, np.random.default_rng(9)))
+    spike.iloc[300, 2] += 6.0
+    fresh = DETS[name](persist=0.1).fit(train)
+    assert plain.clone().fit(train).predict(spike)[300:310].any()
+    assert not fresh.predict(spike)[250:350].any()
+    assert fresh.predict(df)[260:380].all()

@@ -182,3 +182,22 @@ def test_twin_skab_detector_and_folds_options(skab_dir, capsys):
     assert main(["skab", "--data", str(skab_dir), "--detector", "lstm"]) == 2
     assert "unknown detector" in capsys.readouterr().err
     assert main(["skab", "--data", str(skab_dir), "--folds", "9"]) == 2
+
+
+def test_cross_validation_also_chooses_the_option_on_training_folds(skab_dir):
+    """A method's second constant (mset's score persistence) is chosen per fold like the factor:
+    the pick is the best pooled F1 of the *other* files over every (option, factor) pair."""
+    from twinlib.detect.skab import PERSIST_GRID, skab_methods
+
+    result = run_skab(skab_dir / "valve1", {CHOSEN: skab_methods()[CHOSEN]}, folds="loo")
+    r = result["methods"][CHOSEN]
+    opt = r["option"]
+    assert opt["name"] == "persist" and opt["default"] == 0.1
+    assert sorted(o["value"] for o in opt["sensitivity"]) == sorted(PERSIST_GRID)
+    assert len(r["cv"]["option_picks"]) == 3 and set(r["cv"]["option_picks"]) <= set(PERSIST_GRID)
+    # as configured = the default option at the default factor
+    default = next(o for o in opt["sensitivity"] if o["value"] == 0.1)
+    assert default["f1"] == pytest.approx(r["f1"])
+    line = json.loads(skab_json(result))
+    assert line["cv_option"] == "persist" and len(line["cv_option_picks"]) == 3
+    assert "persist at factor 1" in format_skab(result)

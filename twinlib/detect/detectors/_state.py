@@ -38,6 +38,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from twinlib.twin import ewm_causal, ewm_step
+
 from ._prep import CausalPrep, slow_channels
 from .base import Detector
 
@@ -136,7 +138,7 @@ class StateEstimator(Detector):
                  slow: str = "highpass", slow_columns=None, slow_ratio: float = 0.5,
                  slow_tau: float = 30.0, state_columns=(), state_margin: float = 0.05,
                  settle: int = 30, settle_frac: float = 0.2, relearn=None,
-                 relearn_tol: float = 1.0, columns=None, q: float | None = 1.0,
+                 relearn_tol: float = 1.0, persist: float | None = None, columns=None, q: float | None = 1.0,
                  factor: float = 1.0, threshold: float | None = None, horizon: float | None = None,
                  smooth: float | None = None, grace: int = 400):
         super().__init__(columns=columns, q=q, factor=factor, threshold=threshold,
@@ -154,6 +156,7 @@ class StateEstimator(Detector):
         self.settle_frac = settle_frac
         self.relearn = relearn
         self.relearn_tol = relearn_tol
+        self.persist = persist
 
     # ------------------------------------------------------------------ to implement
     def _fit_model(self, P: np.ndarray):
@@ -231,10 +234,20 @@ class StateEstimator(Detector):
         gain = 1.0 if self.threshold is not None or t_new <= 0 else self.threshold_ / t_new
         return model, gain
 
+    def _persisted(self, raw: np.ndarray, prev: float | None) -> np.ndarray:
+        """The ``persist`` EWMA of raw scores, continuing from ``prev`` (None: start here)."""
+        if self.persist is None or raw.size == 0:
+            return raw
+        a = float(self.persist)
+        if prev is None:
+            return ewm_causal(raw, a)
+        return ewm_causal(np.r_[prev, raw], a)[1:]
+
     def _score(self, A):
         P = self.prep_.batch(A)
         covered = self.state_guard_.covers(A)
-        s, R = self._row_scores(self.model_, 1.0, P, covered)
+        raw, R = self._row_scores(self.model_, 1.0, P, covered)
+        s = self._persisted(raw, None)
         n = self._relearn_rows()
         self.last_relearns_ = []
         if n is None or len(A) < n:
@@ -253,8 +266,8 @@ class StateEstimator(Detector):
             i = relearnt
             model, gain = self._relearned(P[i - n + 1:i + 1])
             self.last_relearns_.append(i)
-            s2, R2 = self._row_scores(model, gain, P[i + 1:], covered[i + 1:])
-            s = np.concatenate([s[:i + 1], s2])
+            raw2, R2 = self._row_scores(model, gain, P[i + 1:], covered[i + 1:])
+            s = np.concatenate([s[:i + 1], self._persisted(raw2, float(s[i]))])
             R = np.vstack([R[:i + 1], R2])
             start, run = i + 1, 0
 
@@ -289,31 +302,41 @@ class StateEstimator(Detector):
         return y, ok, filt, hist, st
 
     def _advance(self, v, learning: bool = True):
-        """Commit one reading to the filters, the settling window and the re-learning run."""
+        """Commit one reading to the filters, the settling window, the persisted score and the
+        re-learning run."""
         y, ok, filt, hist, st = self._step(v)
-        state = {"filt": filt, "hist": hist, "run": 0, "win": [], "gain": 1.0}
+        state = {"filt": filt, "hist": hist, "run": 0, "win": [], "gain": 1.0, "ps": None}
         if st is not None:
-            state.update(run=st.get("run", 0), win=st.get("win", []), gain=st.get("gain", 1.0))
+            state.update(run=st.get("run", 0), win=st.get("win", []), gain=st.get("gain", 1.0),
+                         ps=st.get("ps"))
         n = self._relearn_rows()
-        if learning and n is not None:
-            s, _ = self._row_scores(self.model_, state["gain"], y[None, :], np.array([ok]))
-            state["run"] = state["run"] + 1 if s[0] > self.threshold_ else 0
-            state["win"] = (state["win"] + [y.tolist()])[-n:]
-            if state["run"] >= n:
-                W = np.asarray(state["win"], dtype=float)
-                R = self._model_residuals(self.model_, W)[:, self.flagged_]
-                if self._stable(R):
-                    self.model_, state["gain"] = self._relearned(W)
-                    self.relearns_.append(getattr(self, "n_seen_", 0))
-                    state["run"], state["win"] = 0, []
+        if learning and (n is not None or self.persist is not None):
+            raw, _ = self._row_scores(self.model_, state["gain"], y[None, :], np.array([ok]))
+            score = float(raw[0])
+            if self.persist is not None:
+                score = ewm_step(state["ps"], score, float(self.persist))
+                state["ps"] = score
+            if n is not None:
+                state["run"] = state["run"] + 1 if score > self.threshold_ else 0
+                state["win"] = (state["win"] + [y.tolist()])[-n:]
+                if state["run"] >= n:
+                    W = np.asarray(state["win"], dtype=float)
+                    R = self._model_residuals(self.model_, W)[:, self.flagged_]
+                    if self._stable(R):
+                        self.model_, state["gain"] = self._relearned(W)
+                        self.relearns_.append(getattr(self, "n_seen_", 0))
+                        state["run"], state["win"] = 0, []
         self._state = state
 
     def _score_one(self, v):
         if not hasattr(self, "model_"):
             return 0.0
         y, ok, _, _, st = self._step(v)
-        if not ok:
-            return 0.0
         gain = 1.0 if st is None else st.get("gain", 1.0)
-        R = self._model_residuals(self.model_, y[None, :])[:, self.flagged_]
-        return float(aggregate(R, self.agg)[0] * gain)
+        raw = 0.0
+        if ok:
+            R = self._model_residuals(self.model_, y[None, :])[:, self.flagged_]
+            raw = float(aggregate(R, self.agg)[0] * gain)
+        if self.persist is None:
+            return raw
+        return float(ewm_step(None if st is None else st.get("ps"), raw, float(self.persist)))
