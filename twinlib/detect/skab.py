@@ -26,10 +26,11 @@ see the README for the figures; never compare a valve1 figure with a full-benchm
 """
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +51,8 @@ from .detectors import (
 from .scoring import outlier_metrics
 
 __all__ = ["SkabMethod", "skab_methods", "CHOSEN", "LEADERBOARD", "NAB_LEADERBOARD", "NAB_PROFILES",
-           "TRAIN_ROWS", "FACTOR_GRID", "PERSIST_GRID", "SKAB_SLOW", "find_skab_files", "read_skab", "nab_score",
+           "TRAIN_ROWS", "FACTOR_GRID", "PERSIST_GRID", "SLOW_SCALE_GRID",
+           "STATE_DEFAULTS", "SKAB_SLOW", "find_skab_files", "read_skab", "nab_score",
            "nab_score_skab", "run_skab", "format_skab", "skab_json", "make_folds",
            "normal_far"]
 
@@ -88,15 +90,26 @@ SKAB_SLOW: dict[str, float] = {"Temperature": 30.0, "Thermocouple": 30.0,
                                "Accelerometer1RMS": 120.0, "Accelerometer2RMS": 120.0}
 
 
+#: How much faster or slower than :data:`SKAB_SLOW` the high-pass forgets levels, tried by CV.
+SLOW_SCALE_GRID: tuple[float, ...] = (0.5, 1.0, 2.0)
+#: The state estimators' options as configured (the in-sample figure).
+STATE_DEFAULTS: dict[str, float] = {"persist": 0.1, "slow_scale": 0.5}
+
+
+def _scaled(k: float) -> dict[str, float]:
+    """:data:`SKAB_SLOW` with every time constant times ``k``."""
+    return {c: tau * float(k) for c, tau in SKAB_SLOW.items()}
+
+
 @dataclass(frozen=True)
 class SkabMethod:
-    """A detector recipe for SKAB: how to build it (``make(factor)``, or ``make(factor, value)``
-    when it has an ``option``), its default threshold factor, and an optional causal input
-    smoothing (EWMA alpha) applied before the detector.
+    """A detector recipe for SKAB: how to build it (``make(factor, **options)``), its default
+    threshold factor, and an optional causal input smoothing (EWMA alpha) applied before the
+    detector.
 
-    ``option`` names one more constant of the recipe (e.g. ``"persist"``), ``option_grid`` the
-    values cross-validation may choose from (together with the factor, on the training folds
-    only) and ``option_default`` the value used as configured.
+    ``options`` maps the recipe's other constants (e.g. ``"persist"``) to the values
+    cross-validation may choose from — together with the factor, on the training folds only —
+    and ``defaults`` gives the value of each used as configured (the in-sample figure).
     """
 
     name: str
@@ -105,38 +118,50 @@ class SkabMethod:
     input_smooth: float | None = None
     description: str = ""
     grid: tuple[float, ...] = FACTOR_GRID
-    option: str | None = None
-    option_grid: tuple = ()
-    option_default: object = None
+    options: Mapping[str, tuple] = field(default_factory=dict)
+    defaults: Mapping[str, object] = field(default_factory=dict)
 
-    def variants(self) -> list:
-        """The option values to fit (``[None]`` without an option), the default first."""
-        if self.option is None:
-            return [None]
-        return [self.option_default] + [v for v in self.option_grid if v != self.option_default]
+    def variants(self, every: bool = True) -> list[dict]:
+        """The option values to fit, the defaults first: every combination (what
+        cross-validation chooses from), or (``every=False``) one option at a time with the
+        others at their defaults (enough for the sensitivity table)."""
+        names = list(self.options)
+        first = {n: self.defaults[n] for n in names}
+        if every:
+            combos = [dict(zip(names, vals)) for vals in
+                      itertools.product(*(self.options[n] for n in names))]
+        else:
+            combos = [{**first, n: v} for n in names for v in self.options[n]]
+        out = [first]
+        for c in combos:
+            if c not in out:
+                out.append(c)
+        return out
 
-    def build(self, factor: float, value=None) -> Detector:
-        return self.make(factor) if self.option is None else self.make(factor, value)
+    def build(self, factor: float, values: Mapping | None = None) -> Detector:
+        return self.make(factor, **dict(values if values is not None else self.defaults))
 
 
 def skab_methods(seed: int = 0) -> dict[str, SkabMethod]:
     """Our methods on SKAB, by short name (``twin skab --detector NAME``); the chosen one first."""
-    slow = dict(SKAB_SLOW)
+    options = {"persist": PERSIST_GRID, "slow_scale": SLOW_SCALE_GRID}
+    defaults = dict(STATE_DEFAULTS)
     return {m.name: m for m in (
-        SkabMethod("mset", lambda f, p: MSETDetector(slow_columns=slow, persist=p, factor=f), 1.0,
-                   None, "MSET state estimate, 8 signals (thermal and vibration levels high-passed), "
-                   "score = EWMA(persist) of the largest residual, threshold = max out-of-fold "
-                   "training score (unsmoothed)", option="persist", option_grid=PERSIST_GRID,
-                   option_default=0.1),
-        SkabMethod("ltwin", lambda f, p: LearnedTwinDetector(slow_columns=slow, persist=p,
-                                                             factor=f), 1.0, None,
-                   "learned twin (each signal from the other 7), same conditioning, persistence "
-                   "and threshold", option="persist", option_grid=PERSIST_GRID, option_default=0.1),
-        SkabMethod("ensemble", lambda f, p: EnsembleDetector(
-            members=("mset", "ltwin"), member_params={"mset": {"slow_columns": slow, "persist": p},
-                                                      "ltwin": {"slow_columns": slow, "persist": p}},
-            factor=f), 1.0, None, "mean of mset and ltwin, each in units of its own threshold",
-            option="persist", option_grid=PERSIST_GRID, option_default=0.1),
+        SkabMethod("mset", lambda f, persist, slow_scale: MSETDetector(
+            slow_columns=_scaled(slow_scale), persist=persist, factor=f), 1.0, None,
+            "MSET state estimate, 8 signals (thermal and vibration levels high-passed), "
+            "score = EWMA(persist) of the largest residual, threshold = max out-of-fold "
+            "training score (unsmoothed)", options=options, defaults=defaults),
+        SkabMethod("ltwin", lambda f, persist, slow_scale: LearnedTwinDetector(
+            slow_columns=_scaled(slow_scale), persist=persist, factor=f), 1.0, None,
+            "learned twin (each signal from the other 7), same conditioning, persistence "
+            "and threshold", options=options, defaults=defaults),
+        SkabMethod("ensemble", lambda f, persist, slow_scale: EnsembleDetector(
+            members=("mset", "ltwin"),
+            member_params={m: {"slow_columns": _scaled(slow_scale), "persist": persist}
+                           for m in ("mset", "ltwin")}, factor=f), 1.0, None,
+            "mean of mset and ltwin, each in units of its own threshold",
+            options=options, defaults=defaults),
         SkabMethod("twin-residual",
                    lambda f: TwinResidualDetector(residual_smooth=None, q=1.0, factor=f, seed=seed),
                    2.5, 0.2, "previous choice: twin residuals on EWMA(0.2) inputs, 2.5 × training "
@@ -361,7 +386,7 @@ def run_skab(data_dir: str | Path, methods: Mapping[str, SkabMethod] | None = No
     results = {}
     for name, m in methods.items():
         grid = sorted(set(m.grid) | {m.factor})
-        variants = m.variants()
+        variants = m.variants(every=fold_sets is not None)
         # scores[v][i]: test scores of file i under option value v; thr[v][i] its threshold
         scores, base_thr = [], []
         for value in variants:
@@ -393,12 +418,17 @@ def run_skab(data_dir: str | Path, methods: Mapping[str, SkabMethod] | None = No
         r["sensitivity"] = [{"factor": f, **{k: v for k, v in _metrics(counts[:, j].sum(0)).items()
                                               if k in ("f1", "far", "mar")}}
                             for j, f in enumerate(grid)]
-        if m.option is not None:
-            r["option"] = {"name": m.option, "default": m.option_default, "sensitivity": [
-                {"value": variants[v], **{k: x for k, x in
-                                          _metrics(counts[:, v * len(grid) + j0].sum(0)).items()
-                                          if k in ("f1", "far", "mar")}}
-                for v in range(len(variants))]}
+        if m.options:
+            r["options"] = {"defaults": dict(m.defaults), "sensitivity": {}}
+            for opt in m.options:   # one option at a time, the others at their defaults
+                rows = []
+                for v, values in enumerate(variants):
+                    if any(values[o] != m.defaults[o] for o in m.options if o != opt):
+                        continue
+                    met = _metrics(counts[:, v * len(grid) + j0].sum(0))
+                    rows.append({"value": values[opt],
+                                 **{k: x for k, x in met.items() if k in ("f1", "far", "mar")}})
+                r["options"]["sensitivity"][opt] = rows
         if fold_sets is not None:
             C = np.zeros(4, dtype=np.int64)
             picks, option_picks = [], []
@@ -416,7 +446,7 @@ def run_skab(data_dir: str | Path, methods: Mapping[str, SkabMethod] | None = No
                     cv_pred[i] = scores[v][i] > base_thr[v][i] * f
             cv = _metrics(C)
             cv["picks"] = picks
-            if m.option is not None:
+            if m.options:
                 cv["option_picks"] = option_picks
             cv["nab"] = _nab(cps, cv_pred)
             r["cv"] = cv
@@ -470,16 +500,17 @@ def format_skab(result: dict) -> str:
             vals, cnt = np.unique(r["cv"]["picks"], return_counts=True)
             picks = "  [" + ", ".join(f"{v:g}×{c}" for v, c in zip(vals, cnt)) + "]"
         lines.append(f"  {name:<13} " + "  ".join(cells) + picks)
-        opt = r.get("option")
-        if opt:
-            cells = [f"{o['value']:g}{'*' if o['value'] == opt['default'] else ''}: {o['f1']:.3f}/"
-                     f"{100 * o['far']:.1f}/{100 * o['mar']:.1f}" for o in opt["sensitivity"]]
+        opts = r.get("options")
+        for opt, rows in (opts["sensitivity"].items() if opts else ()):
+            default = opts["defaults"][opt]
+            cells = [f"{o['value']:g}{'*' if o['value'] == default else ''}: {o['f1']:.3f}/"
+                     f"{100 * o['far']:.1f}/{100 * o['mar']:.1f}" for o in rows]
             picks = ""
             if "cv" in r and "option_picks" in r["cv"]:
-                vals, cnt = np.unique(r["cv"]["option_picks"], return_counts=True)
+                vals, cnt = np.unique([p[opt] for p in r["cv"]["option_picks"]],
+                                      return_counts=True)
                 picks = "  [" + ", ".join(f"{v:g}×{c}" for v, c in zip(vals, cnt)) + "]"
-            lines.append(f"  {'':<13} {opt['name']} at factor {r['factor']:g}: "
-                         + "  ".join(cells) + picks)
+            lines.append(f"  {'':<13} {opt} at factor {r['factor']:g}: " + "  ".join(cells) + picks)
     lines.append("published leaderboard — full SKAB, 34 files; NOT comparable with a run on "
                  + ("these files" if n != 34 else "other settings") + ":")
     for name, (f1, far, mar) in LEADERBOARD.items():
@@ -503,7 +534,6 @@ def skab_json(result: dict, method: str = CHOSEN) -> str:
     if "cv" in r:
         out["cv_picks"] = r["cv"]["picks"]
         if "option_picks" in r["cv"]:
-            out["cv_option"] = r["option"]["name"]
             out["cv_option_picks"] = r["cv"]["option_picks"]
     return json.dumps(out)
 
@@ -530,7 +560,7 @@ def normal_far(path: str | Path, methods: Mapping[str, SkabMethod] | None = None
         for P in pieces:
             if m.input_smooth is not None:
                 P = P.apply(lambda c: pd.Series(ewm_causal(c.to_numpy(float), m.input_smooth)))
-            pred = m.build(m.factor, m.option_default).fit(P.iloc[:train_rows]).predict(P)[train_rows:]
+            pred = m.build(m.factor).fit(P.iloc[:train_rows]).predict(P)[train_rows:]
             fp += int(pred.sum())
             tot += len(pred)
         out[name] = {"far": fp / tot, "pieces": len(pieces), "rows": tot}
