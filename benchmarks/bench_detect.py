@@ -6,6 +6,7 @@ millisecond. A reading is one row (one asset, one instant, three sensors).
 """
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import tempfile
@@ -156,6 +157,8 @@ def _skab(quick: bool) -> dict:
         out[name] = {"in_sample": {k: round(r[k], 4) for k in ("f1", "far", "mar")},
                      "cv": {k: round(r["cv"][k], 4) for k in ("f1", "far", "mar")},
                      "cv_picks": sorted(set(r["cv"]["picks"])),
+                     "cv_option_picks": sorted({json.dumps(p, sort_keys=True)
+                                                for p in r["cv"].get("option_picks", [])}),
                      "nab_standard_skab": round(r["nab"]["standard"], 2)}
     free = SKAB_DIR.parent / "anomaly-free" / "anomaly-free.csv"
     if free.exists():

@@ -10,17 +10,19 @@ rows where a method's binary output switches, plus the first test row when it is
 scored with SKAB's own NAB scorer (:func:`nab_score_skab`, a re-implementation of
 ``tsad``'s ``chp_score(metric="nab", window_width="60s", anomaly_window_destination="righter")``).
 
-Evaluation discipline: a method's tunable constant (the threshold ``factor``) can be chosen by
-cross-validation over the files (``folds="loo"``: leave one file out; an integer k: k groups of
-files): for each held-out group the factor with the best pooled F1 on the *other* files is
-applied to it, and the held-out predictions are pooled — the cross-validated figure, printed
-beside the in-sample one (the method's own default constants) together with the F1/FAR/MAR at
-each factor of the grid, so a choice on a plateau can be told from one on an edge.
+Evaluation discipline: a method's tunable constants — the threshold ``factor`` and its
+``options`` (for the state estimators: score persistence and how fast the high-pass forgets the
+slow signals' levels) — can be chosen by cross-validation over the files (``folds="loo"``:
+leave one file out; an integer k: k groups of files): for each held-out group the combination
+with the best pooled F1 on the *other* files is applied to it, and the held-out predictions are
+pooled — the cross-validated figure, printed beside the in-sample one (the method's default
+constants) together with the F1/FAR/MAR at each factor and each option value, so a choice on a
+plateau can be told from one on an edge.
 
-The method we stand behind (:data:`CHOSEN`, ``mset``) needs no tuned constant: the threshold is
-the largest score the model gives to training rows it did not see (out-of-fold, factor 1.0), the
-slowly wandering signals are high-passed (:data:`SKAB_SLOW`: a drift is not a fault) and all
-eight signals are used.
+The method we stand behind (:data:`CHOSEN`, ``mset``) has no tuned threshold: the alarm is the
+EWMA (persist 0.1) of the largest standardized residual against the largest score the model
+gives to training rows it did not see (out-of-fold, factor 1.0); the slowly wandering signals
+are high-passed (:data:`SKAB_SLOW` × 0.5: a drift is not a fault) and all eight signals are used.
 Cross-validated on valve1 (16 files, leave-one-file-out) — the only SKAB files we develop on —
 see the README for the figures; never compare a valve1 figure with a full-benchmark one.
 """
