@@ -6,6 +6,7 @@ millisecond. A reading is one row (one asset, one instant, three sensors).
 """
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import tempfile
@@ -156,6 +157,8 @@ def _skab(quick: bool) -> dict:
         out[name] = {"in_sample": {k: round(r[k], 4) for k in ("f1", "far", "mar")},
                      "cv": {k: round(r["cv"][k], 4) for k in ("f1", "far", "mar")},
                      "cv_picks": sorted(set(r["cv"]["picks"])),
+                     "cv_option_picks": sorted({json.dumps(p, sort_keys=True)
+                                                for p in r["cv"].get("option_picks", [])}),
                      "nab_standard_skab": round(r["nab"]["standard"], 2)}
     free = SKAB_DIR.parent / "anomaly-free" / "anomaly-free.csv"
     if free.exists():
@@ -210,22 +213,33 @@ def _nab_replay_with(rules) -> dict:
 
 
 def _healthy_fleet(quick: bool) -> dict:
-    """False alarms (alarm episodes) per asset per 7 days on a healthy simulated fleet."""
+    """False alarms (alarm episodes) per asset per 7 days on a healthy simulated fleet.
+
+    20 pumps × (1 training day + 7 days) at one reading a minute = 20 asset-weeks scored, in
+    230k rows (bounded memory; a 1 Hz fleet would be 12M). The state estimators run as the live
+    monitor would: operating state as context, thresholds extrapolated to a week of readings
+    (``horizon``), persisted scores.
+    """
     from twinlib.detect.detectors import LearnedTwinDetector, MSETDetector
     from twinlib.detect.scoring import compare_on_fleet, default_fleet_detectors
 
     assets = 4 if quick else 20
-    res = simulate_fleet(assets=assets, hours=24 * 8, freq_s=60, seed=3, start=START, fault_rate=0.0)
+    freq_s = 60
+    res = simulate_fleet(assets=assets, hours=24 * 8, freq_s=freq_s, seed=3, start=START,
+                         fault_rate=0.0)
     cols = [*SENSORS, "load", "speed", "ambient"]
-    dets = default_fleet_detectors(0)
-    dets["mset"] = MSETDetector(columns=cols, state_columns=("load", "speed", "ambient"))
-    dets["ltwin"] = LearnedTwinDetector(columns=cols, state_columns=("load", "speed", "ambient"))
+    week = 7 * 86_400 // freq_s
+    dets = default_fleet_detectors(0, cadence_s=freq_s)
+    for name, cls in (("mset", MSETDetector), ("ltwin", LearnedTwinDetector)):
+        dets[name] = cls(columns=cols, state_columns=("load", "speed", "ambient"), horizon=week,
+                         persist=0.1)
     t0 = time.perf_counter()
     table = compare_on_fleet(res.readings, dets, train_hours=24)
     per_week = (table["false_alarms_per_asset_day"] * 7).round(3).to_dict()
-    return {"assets": assets, "asset_weeks": assets, "freq_s": 60, "train_hours": 24,
-            "seconds": round(time.perf_counter() - t0, 2),
-            "false_alarms_per_asset_week": per_week, "target_per_asset_week": 1.0}
+    return {"assets": assets, "asset_weeks": assets, "freq_s": freq_s, "train_hours": 24,
+            "seconds": round(time.perf_counter() - t0, 2), "load_avg": os.getloadavg()[0],
+            "false_alarms_per_asset_week": per_week, "target_per_asset_week": 1.0,
+            "over_target": sorted(k for k, v in per_week.items() if v > 1.0)}
 
 
 def run(quick: bool = False) -> dict:

@@ -85,7 +85,9 @@ def test_files_are_found_and_unlabelled_ones_noted(skab_dir):
 
 
 def test_protocol_scores_the_chosen_method(skab_dir):
-    result = run_skab(skab_dir)
+    from twinlib.detect.skab import skab_methods
+
+    result = run_skab(skab_dir, {CHOSEN: skab_methods()[CHOSEN]})
     assert len(result["files"]) == 3
     assert any("short.csv" in n and "skipped" in n for n in result["notes"])
     r = result["methods"][CHOSEN]
@@ -154,7 +156,11 @@ def test_folds_are_groups_of_files():
 
 
 def test_cross_validation_chooses_on_training_folds_only(skab_dir):
-    result = run_skab(skab_dir, folds="loo")
+    """The factor and the method's other constants (score persistence, high-pass speed) are
+    chosen per fold: the best pooled F1 of the *other* files over every combination."""
+    from twinlib.detect.skab import PERSIST_GRID, SLOW_SCALE_GRID, STATE_DEFAULTS, skab_methods
+
+    result = run_skab(skab_dir, {CHOSEN: skab_methods()[CHOSEN]}, folds="loo")
     r = result["methods"][CHOSEN]
     cv = r["cv"]
     assert len(cv["picks"]) == 3                          # one choice per held-out file
@@ -168,6 +174,21 @@ def test_cross_validation_chooses_on_training_folds_only(skab_dir):
     text = format_skab(result)
     assert "CV F1" in text and "leave-one-file-out" in text and "valve1/0.csv" in text
     assert "3 labelled files" in text and "34 files" in text and "NOT comparable" in text
+    opts = r["options"]
+    assert opts["defaults"] == STATE_DEFAULTS
+    sens = opts["sensitivity"]
+    assert sorted(o["value"] for o in sens["persist"]) == sorted(PERSIST_GRID)
+    assert sorted(o["value"] for o in sens["slow_scale"]) == sorted(SLOW_SCALE_GRID)
+    picks = r["cv"]["option_picks"]
+    assert len(picks) == 3
+    assert all(p["persist"] in PERSIST_GRID and p["slow_scale"] in SLOW_SCALE_GRID for p in picks)
+    # as configured = every option at its default, at the default factor
+    default = next(o for o in sens["persist"] if o["value"] == STATE_DEFAULTS["persist"])
+    assert default["f1"] == pytest.approx(r["f1"])
+    line = json.loads(skab_json(result))
+    assert line["cv_option_picks"] == picks
+    text = format_skab(result)
+    assert "persist at factor 1" in text and "slow_scale at factor 1" in text
 
 
 def test_twin_skab_detector_and_folds_options(skab_dir, capsys):

@@ -58,8 +58,9 @@ def register(sub) -> None:
                         "one in the JSON line (default: mset). Names: mset, ltwin, ensemble, "
                         "twin-residual, pca-smoothed, pca, zscore, iforest")
     p.add_argument("--folds", metavar="loo|K", default=None,
-                   help="cross-validate the threshold factor over files: 'loo' leaves one file "
-                        "out, an integer K uses K groups of files; the factor is chosen on the "
+                   help="cross-validate over files: 'loo' leaves one file out, an integer K uses "
+                        "K groups of files; the threshold factor and the method's options (mset/"
+                        "ltwin/ensemble: score persistence, high-pass speed) are chosen on the "
                         "training folds only and the held-out folds are pooled")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=cmd_skab)
@@ -131,7 +132,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(format_comparison(table))
     print("rows: a row is positive while a fault label is on; the hour after a fault ends is not "
           "scored (recovery). Detector flags pass through the rules' alarm lifecycle (hold 3 "
-          "readings, clear after 30). FA/asset-day: alarm episodes touching no fault row. kind columns: "
+          "readings, clear after 30); every detector's threshold is the score its training rows "
+          "would exceed about once a week (horizon). FA/asset-day: alarm episodes touching no "
+          "fault row. kind columns: "
           "fault episodes detected / present. cusum and zscore/ewma see raw, load-driven sensors; "
           "twin scores residuals of the twin model.")
     return 0

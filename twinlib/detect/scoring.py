@@ -266,16 +266,32 @@ def threshold_predictions(df: pd.DataFrame, thresholds: Mapping[str, float] | No
     return out
 
 
-def default_fleet_detectors(seed: int = 0) -> dict[str, Detector]:
-    """The detectors compared on the simulated fleet, with the settings we stand behind."""
+def default_fleet_detectors(seed: int = 0, cadence_s: float = 60.0) -> dict[str, Detector]:
+    """The detectors compared on the simulated fleet, with the settings we stand behind.
+
+    One threshold policy: ``horizon`` = a week of readings at ``cadence_s`` — each threshold is
+    the score the healthy training rows would exceed about once a week, extrapolated from their
+    tail (:func:`~twinlib.detect.detectors.base.tail_threshold`), not one training maximum or
+    quantile (those are crossed by chance several times in a week after a day of training).
+    """
+    if not cadence_s > 0:
+        raise ValueError(f"cadence_s must be positive, got {cadence_s!r}")
+    week = max(2.0, 7 * 86_400 / float(cadence_s))
     return {
-        "zscore": DETECTORS["zscore"](window=60, q=0.999, factor=1.5),
-        "ewma": DETECTORS["ewma"](alpha=0.05, q=0.999, factor=1.5),
-        "cusum": DETECTORS["cusum"](k=1.0, threshold=50.0),
-        "pca": DETECTORS["pca"](n_components=0.9, q=0.999, factor=1.5, smooth=0.05),
-        "iforest": DETECTORS["iforest"](seed=seed, q=0.999, factor=1.1, smooth=0.05),
-        "twin": DETECTORS["twin"](seed=seed, residual_smooth=0.1, q=0.999, factor=3.0),
+        "zscore": DETECTORS["zscore"](window=60, horizon=week),
+        "ewma": DETECTORS["ewma"](alpha=0.05, horizon=week),
+        "cusum": DETECTORS["cusum"](k=1.0, horizon=week),
+        "pca": DETECTORS["pca"](n_components=0.9, horizon=week, smooth=0.05),
+        "iforest": DETECTORS["iforest"](seed=seed, horizon=week, smooth=0.05),
+        "twin": DETECTORS["twin"](seed=seed, residual_smooth=0.1, horizon=week, factor=3.0),
     }
+
+
+def _cadence_s(df: pd.DataFrame, t: np.ndarray) -> float:
+    """The median reading interval of a fleet frame (per asset), in seconds."""
+    gaps = pd.Series(t).groupby(df["asset_id"].to_numpy()).diff().dropna()
+    gaps = gaps[gaps > 0]
+    return float(gaps.median()) / 1000.0 if len(gaps) else 1.0
 
 
 def compare_on_fleet(df: pd.DataFrame, detectors: Mapping[str, Detector] | None = None, *,
@@ -301,7 +317,9 @@ def compare_on_fleet(df: pd.DataFrame, detectors: Mapping[str, Detector] | None 
     preds = {"seed thresholds": threshold_predictions(df),
              "alarm rules": rule_predictions(df, rules)}
     order = _asset_order(df, t)
-    for name, det in (detectors if detectors is not None else default_fleet_detectors()).items():
+    if detectors is None:
+        detectors = default_fleet_detectors(cadence_s=_cadence_s(df, t))
+    for name, det in detectors.items():
         flags = score_by_asset(det, df, train_mask)[1]
         if hold is not None:
             for idx in order:

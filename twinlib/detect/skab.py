@@ -10,26 +10,29 @@ rows where a method's binary output switches, plus the first test row when it is
 scored with SKAB's own NAB scorer (:func:`nab_score_skab`, a re-implementation of
 ``tsad``'s ``chp_score(metric="nab", window_width="60s", anomaly_window_destination="righter")``).
 
-Evaluation discipline: a method's tunable constant (the threshold ``factor``) can be chosen by
-cross-validation over the files (``folds="loo"``: leave one file out; an integer k: k groups of
-files): for each held-out group the factor with the best pooled F1 on the *other* files is
-applied to it, and the held-out predictions are pooled — the cross-validated figure, printed
-beside the in-sample one (the method's own default constants) together with the F1/FAR/MAR at
-each factor of the grid, so a choice on a plateau can be told from one on an edge.
+Evaluation discipline: a method's tunable constants — the threshold ``factor`` and its
+``options`` (for the state estimators: score persistence and how fast the high-pass forgets the
+slow signals' levels) — can be chosen by cross-validation over the files (``folds="loo"``:
+leave one file out; an integer k: k groups of files): for each held-out group the combination
+with the best pooled F1 on the *other* files is applied to it, and the held-out predictions are
+pooled — the cross-validated figure, printed beside the in-sample one (the method's default
+constants) together with the F1/FAR/MAR at each factor and each option value, so a choice on a
+plateau can be told from one on an edge.
 
-The method we stand behind (:data:`CHOSEN`, ``mset``) needs no tuned constant: the threshold is
-the largest score the model gives to training rows it did not see (out-of-fold, factor 1.0), the
-slowly wandering signals are high-passed (:data:`SKAB_SLOW`: a drift is not a fault) and all
-eight signals are used.
+The method we stand behind (:data:`CHOSEN`, ``mset``) has no tuned threshold: the alarm is the
+EWMA (persist 0.1) of the largest standardized residual against the largest score the model
+gives to training rows it did not see (out-of-fold, factor 1.0); the slowly wandering signals
+are high-passed (:data:`SKAB_SLOW` × 0.5: a drift is not a fault) and all eight signals are used.
 Cross-validated on valve1 (16 files, leave-one-file-out) — the only SKAB files we develop on —
 see the README for the figures; never compare a valve1 figure with a full-benchmark one.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +53,8 @@ from .detectors import (
 from .scoring import outlier_metrics
 
 __all__ = ["SkabMethod", "skab_methods", "CHOSEN", "LEADERBOARD", "NAB_LEADERBOARD", "NAB_PROFILES",
-           "TRAIN_ROWS", "FACTOR_GRID", "SKAB_SLOW", "find_skab_files", "read_skab", "nab_score",
+           "TRAIN_ROWS", "FACTOR_GRID", "PERSIST_GRID", "SLOW_SCALE_GRID",
+           "STATE_DEFAULTS", "SKAB_SLOW", "find_skab_files", "read_skab", "nab_score",
            "nab_score_skab", "run_skab", "format_skab", "skab_json", "make_folds",
            "normal_far"]
 
@@ -75,6 +79,10 @@ _LABELS = ("anomaly", "changepoint")
 
 #: Threshold factors tried by cross-validation and shown in the sensitivity table.
 FACTOR_GRID: tuple[float, ...] = (0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0)
+#: Score persistence (EWMA weight of the newest score; 1.0 = none) tried by cross-validation.
+#: A fault persists, noise does not: the EWMA of the score must stay above the largest single
+#: out-of-fold training score, so a lone noisy reading cannot alarm.
+PERSIST_GRID: tuple[float, ...] = (0.05, 0.1, 0.2, 1.0)
 #: SKAB's slowly wandering signals → high-pass time constant (readings = seconds): the thermal
 #: signals drift for the whole experiment (30 s keeps only their fast changes); the vibration RMS
 #: levels wander over minutes in normal operation (SKAB's anomaly-free recording) while a fault
@@ -84,32 +92,78 @@ SKAB_SLOW: dict[str, float] = {"Temperature": 30.0, "Thermocouple": 30.0,
                                "Accelerometer1RMS": 120.0, "Accelerometer2RMS": 120.0}
 
 
+#: How much faster or slower than :data:`SKAB_SLOW` the high-pass forgets levels, tried by CV.
+SLOW_SCALE_GRID: tuple[float, ...] = (0.5, 1.0, 2.0)
+#: The state estimators' options as configured (the in-sample figure).
+STATE_DEFAULTS: dict[str, float] = {"persist": 0.1, "slow_scale": 0.5}
+
+
+def _scaled(k: float) -> dict[str, float]:
+    """:data:`SKAB_SLOW` with every time constant times ``k``."""
+    return {c: tau * float(k) for c, tau in SKAB_SLOW.items()}
+
+
 @dataclass(frozen=True)
 class SkabMethod:
-    """A detector recipe for SKAB: how to build it (``make(factor)``), its default threshold
-    factor, and an optional causal input smoothing (EWMA alpha) applied before the detector."""
+    """A detector recipe for SKAB: how to build it (``make(factor, **options)``), its default
+    threshold factor, and an optional causal input smoothing (EWMA alpha) applied before the
+    detector.
+
+    ``options`` maps the recipe's other constants (e.g. ``"persist"``) to the values
+    cross-validation may choose from — together with the factor, on the training folds only —
+    and ``defaults`` gives the value of each used as configured (the in-sample figure).
+    """
 
     name: str
-    make: Callable[[float], Detector]
+    make: Callable[..., Detector]
     factor: float
     input_smooth: float | None = None
     description: str = ""
     grid: tuple[float, ...] = FACTOR_GRID
+    options: Mapping[str, tuple] = field(default_factory=dict)
+    defaults: Mapping[str, object] = field(default_factory=dict)
+
+    def variants(self, every: bool = True) -> list[dict]:
+        """The option values to fit, the defaults first: every combination (what
+        cross-validation chooses from), or (``every=False``) one option at a time with the
+        others at their defaults (enough for the sensitivity table)."""
+        names = list(self.options)
+        first = {n: self.defaults[n] for n in names}
+        if every:
+            combos = [dict(zip(names, vals)) for vals in
+                      itertools.product(*(self.options[n] for n in names))]
+        else:
+            combos = [{**first, n: v} for n in names for v in self.options[n]]
+        out = [first]
+        for c in combos:
+            if c not in out:
+                out.append(c)
+        return out
+
+    def build(self, factor: float, values: Mapping | None = None) -> Detector:
+        return self.make(factor, **dict(values if values is not None else self.defaults))
 
 
 def skab_methods(seed: int = 0) -> dict[str, SkabMethod]:
     """Our methods on SKAB, by short name (``twin skab --detector NAME``); the chosen one first."""
-    slow = dict(SKAB_SLOW)
+    options = {"persist": PERSIST_GRID, "slow_scale": SLOW_SCALE_GRID}
+    defaults = dict(STATE_DEFAULTS)
     return {m.name: m for m in (
-        SkabMethod("mset", lambda f: MSETDetector(slow_columns=slow, factor=f), 1.0, None,
-                   "MSET state estimate, 8 signals (thermal and vibration levels high-passed), "
-                   "threshold = max out-of-fold training score"),
-        SkabMethod("ltwin", lambda f: LearnedTwinDetector(slow_columns=slow, factor=f), 1.0, None,
-                   "learned twin (each signal from the other 7), same conditioning and threshold"),
-        SkabMethod("ensemble", lambda f: EnsembleDetector(
-            members=("mset", "ltwin"), member_params={"mset": {"slow_columns": slow},
-                                                      "ltwin": {"slow_columns": slow}}, factor=f),
-                   1.0, None, "mean of mset and ltwin, each in units of its own threshold"),
+        SkabMethod("mset", lambda f, persist, slow_scale: MSETDetector(
+            slow_columns=_scaled(slow_scale), persist=persist, factor=f), 1.0, None,
+            "MSET state estimate, 8 signals (thermal and vibration levels high-passed), "
+            "score = EWMA(persist) of the largest residual, threshold = max out-of-fold "
+            "training score (unsmoothed)", options=options, defaults=defaults),
+        SkabMethod("ltwin", lambda f, persist, slow_scale: LearnedTwinDetector(
+            slow_columns=_scaled(slow_scale), persist=persist, factor=f), 1.0, None,
+            "learned twin (each signal from the other 7), same conditioning, persistence "
+            "and threshold", options=options, defaults=defaults),
+        SkabMethod("ensemble", lambda f, persist, slow_scale: EnsembleDetector(
+            members=("mset", "ltwin"),
+            member_params={m: {"slow_columns": _scaled(slow_scale), "persist": persist}
+                           for m in ("mset", "ltwin")}, factor=f), 1.0, None,
+            "mean of mset and ltwin, each in units of its own threshold",
+            options=options, defaults=defaults),
         SkabMethod("twin-residual",
                    lambda f: TwinResidualDetector(residual_smooth=None, q=1.0, factor=f, seed=seed),
                    2.5, 0.2, "previous choice: twin residuals on EWMA(0.2) inputs, 2.5 × training "
@@ -334,46 +388,68 @@ def run_skab(data_dir: str | Path, methods: Mapping[str, SkabMethod] | None = No
     results = {}
     for name, m in methods.items():
         grid = sorted(set(m.grid) | {m.factor})
+        variants = m.variants(every=fold_sets is not None)
+        # scores[v][i]: test scores of file i under option value v; thr[v][i] its threshold
         scores, base_thr = [], []
-        for p, df in frames:
-            cols = [c for c in df.columns if c not in ("datetime", *_LABELS)]
-            X = df[cols].astype(float)
-            if m.input_smooth is not None:
-                X = X.apply(lambda c: pd.Series(ewm_causal(c.to_numpy(float), m.input_smooth),
-                                                index=c.index))
-            det = m.make(1.0).fit(X.iloc[:train_rows])
-            scores.append(det.score(X)[train_rows:])
-            base_thr.append(det.threshold_)
-        # per file × factor confusion counts
-        counts = np.zeros((len(frames), len(grid), 4), dtype=np.int64)
-        for i, (s, t1, truth) in enumerate(zip(scores, base_thr, truths)):
-            for j, f in enumerate(grid):
-                pr = s > t1 * f
-                counts[i, j] = (np.count_nonzero(pr & truth), np.count_nonzero(pr & ~truth),
+        for value in variants:
+            sv, tv = [], []
+            for p, df in frames:
+                cols = [c for c in df.columns if c not in ("datetime", *_LABELS)]
+                X = df[cols].astype(float)
+                if m.input_smooth is not None:
+                    X = X.apply(lambda c: pd.Series(ewm_causal(c.to_numpy(float), m.input_smooth),
+                                                    index=c.index))
+                det = m.build(1.0, value).fit(X.iloc[:train_rows])
+                sv.append(det.score(X)[train_rows:])
+                tv.append(det.threshold_)
+            scores.append(sv)
+            base_thr.append(tv)
+        # per file × (option value, factor) confusion counts; the default value first
+        combos = [(v, j, f) for v in range(len(variants)) for j, f in enumerate(grid)]
+        counts = np.zeros((len(frames), len(combos), 4), dtype=np.int64)
+        for i, truth in enumerate(truths):
+            for c, (v, _, f) in enumerate(combos):
+                pr = scores[v][i] > base_thr[v][i] * f
+                counts[i, c] = (np.count_nonzero(pr & truth), np.count_nonzero(pr & ~truth),
                                 np.count_nonzero(~pr & truth), np.count_nonzero(~pr & ~truth))
         j0 = grid.index(m.factor)
         r = _metrics(counts[:, j0].sum(axis=0))
         r["factor"] = m.factor
         r["description"] = m.description
-        r["nab"] = _nab(cps, [s > t * m.factor for s, t in zip(scores, base_thr)])
+        r["nab"] = _nab(cps, [s > t * m.factor for s, t in zip(scores[0], base_thr[0])])
         r["sensitivity"] = [{"factor": f, **{k: v for k, v in _metrics(counts[:, j].sum(0)).items()
                                               if k in ("f1", "far", "mar")}}
                             for j, f in enumerate(grid)]
+        if m.options:
+            r["options"] = {"defaults": dict(m.defaults), "sensitivity": {}}
+            for opt in m.options:   # one option at a time, the others at their defaults
+                rows = []
+                for v, values in enumerate(variants):
+                    if any(values[o] != m.defaults[o] for o in m.options if o != opt):
+                        continue
+                    met = _metrics(counts[:, v * len(grid) + j0].sum(0))
+                    rows.append({"value": values[opt],
+                                 **{k: x for k, x in met.items() if k in ("f1", "far", "mar")}})
+                r["options"]["sensitivity"][opt] = rows
         if fold_sets is not None:
             C = np.zeros(4, dtype=np.int64)
-            picks = []
+            picks, option_picks = [], []
             cv_pred = [None] * len(frames)
             for held in fold_sets:
                 train_mask = np.ones(len(frames), dtype=bool)
                 train_mask[held] = False
-                f1s = [_metrics(counts[train_mask, j].sum(0))["f1"] for j in range(len(grid))]
-                j = int(np.argmax(f1s))   # ties → the smaller factor, first in the grid
-                picks.append(grid[j])
-                C += counts[held, j].sum(axis=0)
+                f1s = [_metrics(counts[train_mask, c].sum(0))["f1"] for c in range(len(combos))]
+                c = int(np.argmax(f1s))   # ties → the default option, then the smaller factor
+                v, _, f = combos[c]
+                picks.append(f)
+                option_picks.append(variants[v])
+                C += counts[held, c].sum(axis=0)
                 for i in held:
-                    cv_pred[i] = scores[i] > base_thr[i] * grid[j]
+                    cv_pred[i] = scores[v][i] > base_thr[v][i] * f
             cv = _metrics(C)
             cv["picks"] = picks
+            if m.options:
+                cv["option_picks"] = option_picks
             cv["nab"] = _nab(cps, cv_pred)
             r["cv"] = cv
         results[name] = r
@@ -412,8 +488,8 @@ def format_skab(result: dict) -> str:
         lines.append(f"{name:<15} {r['factor']:>6g} {r['f1']:>6.3f} {100 * r['far']:>7.2f} "
                      f"{100 * r['mar']:>7.2f} | {cvs} | {nab['standard']:>7.2f} "
                      f"{nab['low_fp']:>7.2f} {nab['low_fn']:>7.2f}")
-    lines.append("in-sample = each method's own default factor on these files; CV = the factor "
-                 "chosen (best F1) on the other folds, scored on the held-out one")
+    lines.append("in-sample = each method's own default constants on these files; CV = the factor "
+                 "(and option) chosen (best F1) on the other folds, scored on the held-out one")
     lines.append("sensitivity (F1 / FAR % / MAR % at each threshold factor; * = default, "
                  "CV picks in brackets):")
     for name, r in result["methods"].items():
@@ -426,6 +502,17 @@ def format_skab(result: dict) -> str:
             vals, cnt = np.unique(r["cv"]["picks"], return_counts=True)
             picks = "  [" + ", ".join(f"{v:g}×{c}" for v, c in zip(vals, cnt)) + "]"
         lines.append(f"  {name:<13} " + "  ".join(cells) + picks)
+        opts = r.get("options")
+        for opt, rows in (opts["sensitivity"].items() if opts else ()):
+            default = opts["defaults"][opt]
+            cells = [f"{o['value']:g}{'*' if o['value'] == default else ''}: {o['f1']:.3f}/"
+                     f"{100 * o['far']:.1f}/{100 * o['mar']:.1f}" for o in rows]
+            picks = ""
+            if "cv" in r and "option_picks" in r["cv"]:
+                vals, cnt = np.unique([p[opt] for p in r["cv"]["option_picks"]],
+                                      return_counts=True)
+                picks = "  [" + ", ".join(f"{v:g}×{c}" for v, c in zip(vals, cnt)) + "]"
+            lines.append(f"  {'':<13} {opt} at factor {r['factor']:g}: " + "  ".join(cells) + picks)
     lines.append("published leaderboard — full SKAB, 34 files; NOT comparable with a run on "
                  + ("these files" if n != 34 else "other settings") + ":")
     for name, (f1, far, mar) in LEADERBOARD.items():
@@ -448,6 +535,8 @@ def skab_json(result: dict, method: str = CHOSEN) -> str:
            "in_sample": {k: round(r[k], 4) for k in ("f1", "far", "mar")}}
     if "cv" in r:
         out["cv_picks"] = r["cv"]["picks"]
+        if "option_picks" in r["cv"]:
+            out["cv_option_picks"] = r["cv"]["option_picks"]
     return json.dumps(out)
 
 
@@ -473,7 +562,7 @@ def normal_far(path: str | Path, methods: Mapping[str, SkabMethod] | None = None
         for P in pieces:
             if m.input_smooth is not None:
                 P = P.apply(lambda c: pd.Series(ewm_causal(c.to_numpy(float), m.input_smooth)))
-            pred = m.make(m.factor).fit(P.iloc[:train_rows]).predict(P)[train_rows:]
+            pred = m.build(m.factor).fit(P.iloc[:train_rows]).predict(P)[train_rows:]
             fp += int(pred.sum())
             tot += len(pred)
         out[name] = {"far": fp / tot, "pieces": len(pieces), "rows": tot}

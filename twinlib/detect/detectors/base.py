@@ -14,8 +14,11 @@ One time series per call: rolling detectors see rows in order, so score each ass
 (:func:`twinlib.detect.scoring.score_by_asset` does that).
 
 The threshold is set in one place, :meth:`Detector._fit_threshold`: a fixed ``threshold`` if
-given; else the ``q`` quantile of the training scores (``train_scores_``; out-of-fold scores for
-detectors that compute them, see :mod:`.mset`) times ``factor``; a detector used only
+given; else, with ``horizon`` (rows), the score the training rows would exceed about once in
+``horizon`` rows, extrapolated from their tail (:func:`tail_threshold`: e.g. a week of readings,
+so healthy operation alarms about once a week at most), times ``factor``; else the ``q``
+quantile of the training scores (``train_scores_``; out-of-fold scores for detectors that
+compute them, see :mod:`.mset`) times ``factor``; a detector used only
 streaming (never fitted) uses its class's ``default_threshold`` (a value in the score's own
 units, e.g. 4σ for a z-score). ``smooth`` (0 < smooth ≤ 1) passes the scores through a causal
 exponential filter before thresholding — a cheap way to trade a little delay for far fewer
@@ -36,7 +39,7 @@ import pandas as pd
 from twinlib.config import SENSORS
 from twinlib.twin import STATE_COLUMNS, NotFittedError, ewm_causal, ewm_step
 
-__all__ = ["Detector", "NotFittedError", "pick_columns"]
+__all__ = ["Detector", "NotFittedError", "pick_columns", "tail_threshold"]
 
 _META = frozenset({"id", "asset_id", "ts", "timestamp", "datetime", "time", "label", "anomaly",
                    "changepoint", "bucket", *STATE_COLUMNS})
@@ -59,6 +62,35 @@ def _finite(raw: float) -> float:
     smoothed score equals the batch one."""
     return float(np.nan_to_num(raw, nan=0.0, posinf=1e12, neginf=-1e12))
 
+def tail_threshold(scores: np.ndarray, horizon: float, tail: float = 0.1) -> float:
+    """The score healthy rows like ``scores`` exceed about once in ``horizon`` rows.
+
+    Peaks over a threshold: above ``u``, the ``1 − tail`` quantile of the scores, the excesses
+    are taken as exponential (mean excess ``β``), so ``P(score > u + x) = tail · e^(−x/β)`` and
+    the level exceeded once in ``horizon`` rows is ``u + β · ln(tail · horizon)``. Why not the
+    largest training score: it is exceeded about once per training length, so a week of
+    readings after a day of training crosses it ~7 times by chance; and one extreme training
+    row sets it alone. An exponential tail is heavier than that of the (near-Gaussian) scores
+    detectors give healthy rows, so the extrapolation errs towards fewer false alarms; and the
+    mean excess of the top tenth is not moved much by one extreme training row.
+
+    >>> s = np.random.default_rng(0).exponential(1.0, 100_000)
+    >>> round(tail_threshold(s, 1e6), 1)     # true value ln(1e6) = 13.8
+    13.8
+    """
+    s = np.asarray(scores, dtype=float)
+    s = s[np.isfinite(s)]
+    if s.size == 0:
+        raise ValueError("tail_threshold needs at least one finite score")
+    if horizon <= 1:
+        raise ValueError(f"horizon must be more than 1 row, got {horizon!r}")
+    u = float(np.quantile(s, 1.0 - tail))
+    exc = s[s > u] - u
+    if exc.size < 2 or tail * horizon <= 1.0:
+        return float(np.quantile(s, max(0.0, 1.0 - 1.0 / horizon)))
+    return u + float(exc.mean()) * float(np.log(tail * horizon))
+
+
 class Detector:
     """Base class: batch ``fit/score/predict`` and streaming ``learn_one/score_one``."""
 
@@ -69,11 +101,13 @@ class Detector:
     fit_on_span: bool = False
 
     def __init__(self, *, columns=None, q: float = 0.99, factor: float = 1.0,
-                 threshold: float | None = None, smooth: float | None = None, grace: int = 30):
+                 threshold: float | None = None,
+                 horizon: float | None = None, smooth: float | None = None, grace: int = 30):
         self.columns = columns
         self.q = q
         self.factor = factor
         self.threshold = threshold
+        self.horizon = horizon
         self.smooth = smooth
         self.grace = grace
 
@@ -186,6 +220,8 @@ class Detector:
         scores = scores[np.isfinite(scores)]
         if self.threshold is not None:
             self.threshold_ = float(self.threshold)
+        elif self.horizon is not None and scores.size:
+            self.threshold_ = float(tail_threshold(scores, float(self.horizon)) * self.factor)
         elif self.q is not None and scores.size:
             self.threshold_ = float(np.quantile(scores, self.q) * self.factor)
         else:

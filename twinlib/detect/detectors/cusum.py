@@ -48,9 +48,10 @@ class CUSUM(Detector):
     default_threshold = 5.0
 
     def __init__(self, k: float = 0.5, *, columns=None, q: float | None = None,
-                 factor: float = 1.0, threshold: float | None = None,
+                 factor: float = 1.0, threshold: float | None = None, horizon: float | None = None,
                  smooth: float | None = None, grace: int = 30):
-        super().__init__(columns=columns, q=q, factor=factor, threshold=threshold, smooth=smooth,
+        super().__init__(columns=columns, q=q, factor=factor, threshold=threshold,
+                         horizon=horizon, smooth=smooth,
                          grace=grace)
         self.k = k
 

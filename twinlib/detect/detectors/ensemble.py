@@ -32,8 +32,10 @@ class EnsembleDetector(Detector):
 
     def __init__(self, members=("mset", "ltwin"), member_params: Mapping | None = None,
                  how: str = "mean", *, columns=None, q: float | None = 1.0, factor: float = 1.0,
-                 threshold: float | None = None, smooth: float | None = None, grace: int = 400):
-        super().__init__(columns=columns, q=q, factor=factor, threshold=threshold, smooth=smooth,
+                 threshold: float | None = None,
+                 horizon: float | None = None, smooth: float | None = None, grace: int = 400):
+        super().__init__(columns=columns, q=q, factor=factor, threshold=threshold,
+                         horizon=horizon, smooth=smooth,
                          grace=grace)
         self.members = members
         self.member_params = member_params

@@ -28,8 +28,10 @@ class EWMAScore(Detector):
 
     def __init__(self, alpha: float = 0.05, min_std_ratio: float = 0.1, *, columns=None,
                  q: float | None = 0.99, factor: float = 1.0, threshold: float | None = None,
+                 horizon: float | None = None,
                  smooth: float | None = None, grace: int = 30):
-        super().__init__(columns=columns, q=q, factor=factor, threshold=threshold, smooth=smooth,
+        super().__init__(columns=columns, q=q, factor=factor, threshold=threshold,
+                         horizon=horizon, smooth=smooth,
                          grace=grace)
         self.alpha = alpha
         self.min_std_ratio = min_std_ratio

@@ -30,8 +30,10 @@ class IsolationForestDetector(Detector):
     def __init__(self, n_estimators: int = 100, max_samples: int | str = 256, seed: int = 0,
                  window: int = 2000, refit_every: int = 1000, *, columns=None,
                  q: float | None = 0.99, factor: float = 1.0, threshold: float | None = None,
+                 horizon: float | None = None,
                  smooth: float | None = None, grace: int = 200):
-        super().__init__(columns=columns, q=q, factor=factor, threshold=threshold, smooth=smooth,
+        super().__init__(columns=columns, q=q, factor=factor, threshold=threshold,
+                         horizon=horizon, smooth=smooth,
                          grace=grace)
         self.n_estimators = n_estimators
         self.max_samples = max_samples

@@ -33,9 +33,10 @@ class PCAT2Q(Detector):
 
     def __init__(self, n_components: float | int = 0.9, limit_q: float = 0.99,
                  refit_every: int = 500, *, columns=None, q: float | None = None,
-                 factor: float = 1.0, threshold: float | None = None,
+                 factor: float = 1.0, threshold: float | None = None, horizon: float | None = None,
                  smooth: float | None = None, grace: int = 60):
-        super().__init__(columns=columns, q=q, factor=factor, threshold=threshold, smooth=smooth,
+        super().__init__(columns=columns, q=q, factor=factor, threshold=threshold,
+                         horizon=horizon, smooth=smooth,
                          grace=grace)
         self.n_components = n_components
         self.limit_q = limit_q

@@ -44,9 +44,10 @@ class TwinResidualDetector(Detector):
 
     def __init__(self, residual_smooth: float | None = 0.1, use_other_sensors: bool = True,
                  alpha: float = 1.0, seed: int = 0, *, columns=None, q: float | None = 0.999,
-                 factor: float = 3.0, threshold: float | None = None,
+                 factor: float = 3.0, threshold: float | None = None, horizon: float | None = None,
                  smooth: float | None = None, grace: int = 600):
-        super().__init__(columns=columns, q=q, factor=factor, threshold=threshold, smooth=smooth,
+        super().__init__(columns=columns, q=q, factor=factor, threshold=threshold,
+                         horizon=horizon, smooth=smooth,
                          grace=grace)
         self.residual_smooth = residual_smooth
         self.use_other_sensors = use_other_sensors
