@@ -506,7 +506,7 @@ class SQLiteStore(RollupsMixin, AlertsMixin, OutboxMixin, Store):
                         "INSERT INTO ingest_log (hi, lo, asset, ts_lo, ts_hi, at, mono) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?)", _log_entries(a.key, ids, ats, stamp))
                 if got < m:
-                    conflicts += self._conflicts(a, ats, mat, nxt)
+                    conflicts += self._conflicts(a, ats, ids, mat)
                 inserted += got
                 duplicates += m - got
                 if tick is not None:
@@ -548,32 +548,33 @@ class SQLiteStore(RollupsMixin, AlertsMixin, OutboxMixin, Store):
             pos = end
         return self.conn.total_changes - before
 
-    def _conflicts(self, a: _Asset, ts: np.ndarray, mat: np.ndarray, first_new_id: int) -> int:
-        """How many of the offered readings hit a stored reading (same asset and time) that holds
-        different values: the stored one is kept, and the caller can say so. (NaN equals NaN
-        here; a stored reading of an older, shorter layout has NaN for the later signals.)"""
+    def _conflicts(self, a: _Asset, ts: np.ndarray, ids: np.ndarray, mat: np.ndarray) -> int:
+        """How many of the offered readings (``ts`` ascending, their ``ids`` and values) were not
+        stored because a reading of the same asset and time was (before, or earlier in this load)
+        and that one holds different values: the stored one is kept, and the caller can say so.
+        (NaN equals NaN here; a stored reading of an older, shorter layout has NaN for the later
+        signals.)"""
         rows = self.conn.execute(
-            "SELECT ts, vals FROM readings WHERE asset = ? AND ts BETWEEN ? AND ? AND id < ?",
-            (a.key, int(ts[0]), int(ts[-1]), first_new_id)).fetchall()
+            "SELECT ts, id, vals FROM readings WHERE asset = ? AND ts BETWEEN ? AND ?",
+            (a.key, int(ts[0]), int(ts[-1]))).fetchall()
         if not rows:
             return 0
         old_ts = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        pos = np.searchsorted(ts, old_ts)
-        ok = pos < len(ts)
-        ok[ok] = ts[pos[ok]] == old_ts[ok]
-        hit = np.flatnonzero(ok)
+        old_id = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
+        pos = np.minimum(np.searchsorted(old_ts, ts), len(rows) - 1)
+        hit = np.flatnonzero((old_ts[pos] == ts) & (old_id[pos] != ids))  # offered, not stored
         if not len(hit):
             return 0
         width = mat.shape[1]
         old = np.full((len(hit), width), np.nan)
-        blobs = [rows[i][1] for i in hit]
+        blobs = [rows[i][2] for i in pos[hit]]
         if all(len(b) == width * 8 for b in blobs):
             old[:] = np.frombuffer(b"".join(blobs), dtype=_F8).reshape(len(hit), width)
         else:
             for r, b in enumerate(blobs):
                 v = np.frombuffer(b, dtype=_F8)[:width]
                 old[r, :len(v)] = v
-        new = mat[pos[hit]]
+        new = mat[hit]
         same = (old == new) | (np.isnan(old) & np.isnan(new))
         return int((~same.all(axis=1)).sum())
 
