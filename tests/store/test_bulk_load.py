@@ -34,7 +34,7 @@ def _log_entries_reference(key, ids, ats, stamp, span=S._LOG_SPAN):
     return out
 
 
-@pytest.mark.parametrize("m", [0, 1, 2, 255, 256, 257, 513, 1000])
+@pytest.mark.parametrize("m", [0, 1, 2, 3, 8, 9, 255, 256, 257, 513, 1000])
 def test_the_vectorised_ingest_log_equals_the_loop_it_replaced(m):
     rng = np.random.default_rng(m)
     ats = np.sort(rng.integers(0, 10**9, m))

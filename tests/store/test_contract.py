@@ -114,6 +114,17 @@ def test_a_shuffled_fleet_load_keeps_every_value_with_ids_in_input_order(db):
         np.testing.assert_array_equal(back["id"].to_numpy() - first, order.to_numpy())
 
 
+@pytest.mark.parametrize("missing", [None, np.nan])
+def test_a_reading_without_an_asset_is_refused_whole_never_dropped(db, missing):
+    df = _frame("a", 300, ["x"])
+    df["asset_id"] = df["asset_id"].astype(object)
+    df.loc[[7, 250], "asset_id"] = missing
+    with open_store(db, create=True) as st:
+        with pytest.raises(ValueError, match=r"2 reading\(s\) without an asset_id \(rows 7, 250\)"):
+            st.load_readings(df)
+        assert st.count() == 0
+
+
 def test_after_returns_every_row_exactly_once_in_id_order_whatever_the_load_pattern(db):
     rng = np.random.default_rng(5)
     parts = [_frame(f"p{i}", 1500, ["t", "v"], seed=i) for i in range(4)]

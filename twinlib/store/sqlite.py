@@ -68,6 +68,10 @@ def _log_entries(key: int, ids: np.ndarray, ats: np.ndarray, stamp: int, span: i
     m = len(ids)
     if m == 0:
         return []
+    if m <= 8:  # a live tick: plain Python is cheaper than the array calls
+        il = ids.tolist()
+        return [(max(il), min(il), int(key), int(ats[0]), int(ats[-1]), int(stamp),
+                 int(all(b > a for a, b in zip(il, il[1:]))))]
     starts = np.arange(0, m, span)
     ends = np.minimum(starts + span, m)
     hi = np.maximum.reduceat(ids, starts)
@@ -95,6 +99,23 @@ _LABEL_SQL = {"bound": "(?,?,?,?,?)", "none": "(?,?,?,NULL,?)", "mixed": "(?,?,?
 def _insert_sql(rows: int, labels: str = "bound") -> str:
     return ("INSERT OR IGNORE INTO readings (asset, ts, id, label, vals) VALUES "
             + ",".join([_LABEL_SQL[labels]] * rows))
+
+
+def _asset_codes(col: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Each row's asset as a code into the sorted distinct asset ids (as text).
+
+    Hashing, once per distinct value (sorting or iterating strings costs seconds): pandas'
+    factorize of an object array (twice as fast as of its string array); a live tick's few rows
+    by a dict (pandas' fixed cost is ~0.1 ms)."""
+    if not isinstance(col.dtype, pd.StringDtype):
+        col = col.astype(str)
+    if len(col) <= 256:
+        vals = col.tolist()
+        uniq = sorted(set(vals))
+        pos = {v: i for i, v in enumerate(uniq)}
+        return np.array([pos[v] for v in vals], dtype=np.intp), uniq
+    codes, uniq = pd.factorize(col.to_numpy(dtype=object), sort=True)
+    return codes, list(uniq)
 
 
 def _statement_sizes(m: int, full: int = _ROWS_PER_STATEMENT) -> list[int]:
@@ -383,6 +404,11 @@ class SQLiteStore(RollupsMixin, AlertsMixin, OutboxMixin, Store):
             raise ValueError("readings need a 'timestamp' or 'ts' column")
         if "asset_id" not in df.columns:
             raise ValueError("readings need an 'asset_id' column")
+        missing = df["asset_id"].isna().to_numpy()
+        if missing.any():  # (factorizing would leave these rows out: never a silent drop)
+            rows = np.flatnonzero(missing)
+            raise ValueError(f"{len(rows)} reading(s) without an asset_id (rows "
+                             f"{', '.join(map(str, rows[:5].tolist()))}{', …' if len(rows) > 5 else ''})")
         value_cols = [c for c in df.columns if c not in RESERVED_COLUMNS]
         bar = None
         if progress:
@@ -446,9 +472,7 @@ class SQLiteStore(RollupsMixin, AlertsMixin, OutboxMixin, Store):
         each asset's readings in time order, at most _PIECE_ROWS at a time (bounded memory).
         ``tick(rows)`` is called after each piece (a progress bar).
         """
-        # factorize: hashing, once per distinct value (sorting or iterating strings costs seconds;
-        # of an object array it is twice as fast as of pandas' string array)
-        a_codes, a_uniq = pd.factorize(df["asset_id"].astype(str).to_numpy(dtype=object), sort=True)
+        a_codes, a_uniq = _asset_codes(df["asset_id"])
         kinds = df["kind"].astype(str).to_numpy() if "kind" in df.columns else None
         labels = None  # label codes, -1 = none
         if "label" in df.columns:
@@ -466,6 +490,7 @@ class SQLiteStore(RollupsMixin, AlertsMixin, OutboxMixin, Store):
         nxt = int(self.get_meta("readings.next_id", "1"))
         stamp = now_ms()
         inserted = duplicates = conflicts = 0
+        log: list[tuple] = []  # ingest-log entries, written at the end in one statement
         # ids follow the input order (as the rows arrived), so a batch and the same rows loaded
         # live get the same ids; each asset's rows are written in time order (stable: of two
         # rows at one instant the first offered is kept). A stable sort of small ints is a
@@ -502,15 +527,16 @@ class SQLiteStore(RollupsMixin, AlertsMixin, OutboxMixin, Store):
                 ats = ts[idx]
                 got = self._insert_rows(a.key, ats, ids, None if labels is None else labels[idx], mat)
                 if got:
-                    self.conn.executemany(
-                        "INSERT INTO ingest_log (hi, lo, asset, ts_lo, ts_hi, at, mono) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?)", _log_entries(a.key, ids, ats, stamp))
+                    log += _log_entries(a.key, ids, ats, stamp)
                 if got < m:
                     conflicts += self._conflicts(a, ats, ids, mat)
                 inserted += got
                 duplicates += m - got
                 if tick is not None:
                     tick(m)
+        if log:
+            self.conn.executemany("INSERT INTO ingest_log (hi, lo, asset, ts_lo, ts_hi, at, mono) "
+                                  "VALUES (?, ?, ?, ?, ?, ?, ?)", log)
         if inserted:  # the ids of a wholly duplicate load (or chunk) are not spent
             self.set_meta("readings.next_id", str(nxt + len(df)))
         return inserted, duplicates, conflicts
