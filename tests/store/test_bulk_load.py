@@ -203,3 +203,19 @@ def test_a_database_written_row_by_row_reads_the_same_as_one_bulk_loaded(tmp_pat
                                 "FROM readings ORDER BY asset, ts").fetchall())
         con.close()
     assert rows[0] == rows[1] and len(rows[0]) == len(df)
+
+
+def test_a_load_that_commits_as_it_goes_stores_the_same(tmp_path, monkeypatch):
+    monkeypatch.setattr(S, "_CHUNK_ROWS", 1000)  # atomic=False: one transaction per 1,000 rows
+    df = _frame(["a", "b", "c"], 1234, seed=7)
+    commits = []
+    with open_store(tmp_path / "t.db", create=True) as st:
+        st.conn.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+        res = st.load_readings(df, atomic=False)
+        st.conn.set_trace_callback(None)
+        assert res.inserted == len(df) and len(commits) == 4
+        back = st.window().set_index(["asset_id", "ts"])
+        want = df.assign(id=np.arange(1, len(df) + 1)).set_index(["asset_id", "ts"]).loc[back.index]
+        np.testing.assert_array_equal(back["id"].to_numpy(), want["id"].to_numpy())
+        np.testing.assert_array_equal(back["x"].to_numpy(), want["x"].to_numpy())
+        assert [r.id for r in st.after(0, limit=10**6)] == list(range(1, len(df) + 1))
