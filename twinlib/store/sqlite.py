@@ -44,7 +44,7 @@ SCHEMA_VERSION = 3  # 3: alarm management (alerts.ack_note/suppressed, shelves, 
 #: The first release's readings columns: what a version-1 database holds.
 _V1_SIGNALS = ("temperature", "vibration", "pressure", "load", "speed", "ambient")
 _ROWS_PER_STATEMENT = 2000   # 5 parameters a row: 10,000 per statement (limit 32,766)
-_CHUNK_ROWS = 100_000        # rows turned into Python objects at a time (bounds memory)
+_CHUNK_ROWS = 100_000        # rows per transaction of a load with atomic=False
 _LOG_KEEP_MS = 7 * 86_400_000  # ingest-log entries kept this long (older cursors scan)
 _PRUNE_EVERY = 512           # loads between two prunings of the ingest log
 _PIECE_ROWS = 4_000          # readings turned into Python objects at a time (memory; CPU caches)
@@ -415,8 +415,9 @@ class SQLiteStore(RollupsMixin, AlertsMixin, OutboxMixin, Store):
             from tqdm import tqdm
             bar = tqdm(total=n, unit="rows", desc="store", disable=None)
         # SQLite writes a one-transaction load in one pass: each asset's readings as one run
-        # (in pieces of _CHUNK_ROWS), so every asset's part of the table is appended to once, not
-        # once per chunk (measured: a third less time in SQLite). A load that commits as it goes (and another backend) goes by chunks.
+        # (in pieces of _PIECE_ROWS), so every asset's part of the table is appended to once,
+        # not once per chunk (measured: ~20% less CPU). A load that commits as it goes (its ids
+        # must commit in order) and another backend go by chunks of _CHUNK_ROWS.
         whole = atomic and self.backend == "sqlite"
         step = n if whole else _CHUNK_ROWS
         inserted = duplicates = conflicts = 0
