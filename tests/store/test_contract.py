@@ -86,6 +86,45 @@ def test_duplicates_are_kept_once_and_differing_values_are_counted(db):
         assert st.window(asset="a")["x"].tolist() == df["x"].tolist()
 
 
+def test_labels_absent_present_and_mixed_round_trip(db):
+    n = 5000
+    df = _frame("a", n, ["x"])
+    lab = np.array(["healthy", "leak", "sensor_stuck"], dtype=object)[np.arange(n) % 3]
+    lab[:2100] = None             # statements with no label at all
+    lab[2600:3900:5] = None       # and with some
+    df["label"] = pd.array(lab, dtype="str")
+    with open_store(db, create=True) as st:
+        st.load_readings(df)
+        got = st.window(asset="a")["label"].tolist()
+        assert [None if pd.isna(v) else v for v in got] == list(lab)
+        assert [r.label for r in st.after(0, limit=10**6)] == list(lab)
+
+
+def test_a_shuffled_fleet_load_keeps_every_value_with_ids_in_input_order(db):
+    parts = [_frame(f"p{i}", 2501, ["t", "v"], seed=i) for i in range(3)]
+    df = pd.concat(parts).sample(frac=1, random_state=2).reset_index(drop=True)
+    with open_store(db, create=True) as st:
+        assert st.load_readings(df).inserted == len(df)
+        back = st.window().set_index(["asset_id", "ts"])
+        want = df.set_index(["asset_id", "ts"]).loc[back.index]
+        for s in ("t", "v"):
+            np.testing.assert_array_equal(back[s].to_numpy(), want[s].to_numpy())
+        first = int(back["id"].min())
+        order = df.assign(pos=np.arange(len(df))).set_index(["asset_id", "ts"]).loc[back.index, "pos"]
+        np.testing.assert_array_equal(back["id"].to_numpy() - first, order.to_numpy())
+
+
+@pytest.mark.parametrize("missing", [None, np.nan])
+def test_a_reading_without_an_asset_is_refused_whole_never_dropped(db, missing):
+    df = _frame("a", 300, ["x"])
+    df["asset_id"] = df["asset_id"].astype(object)
+    df.loc[[7, 250], "asset_id"] = missing
+    with open_store(db, create=True) as st:
+        with pytest.raises(ValueError, match=r"2 reading\(s\) without an asset_id \(rows 7, 250\)"):
+            st.load_readings(df)
+        assert st.count() == 0
+
+
 def test_after_returns_every_row_exactly_once_in_id_order_whatever_the_load_pattern(db):
     rng = np.random.default_rng(5)
     parts = [_frame(f"p{i}", 1500, ["t", "v"], seed=i) for i in range(4)]
