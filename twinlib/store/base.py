@@ -17,7 +17,21 @@ __all__ = [
     "READING_COLUMNS",
     "RESERVED_COLUMNS",
     "OPTIONAL_COLUMNS",
+    "check_reading_keys",
 ]
+
+
+def check_reading_keys(df: pd.DataFrame) -> None:
+    """Refuse a frame ``load_readings`` cannot key: no ``asset_id`` column, or rows without one
+    (factorizing would leave those rows out: never a silent drop). Every backend calls it."""
+    if "asset_id" not in df.columns:
+        raise ValueError("readings need an 'asset_id' column")
+    missing = df["asset_id"].isna().to_numpy()
+    if missing.any():
+        rows = missing.nonzero()[0]
+        more = ", …" if len(rows) > 5 else ""
+        raise ValueError(f"{len(rows)} reading(s) without an asset_id (rows "
+                         f"{', '.join(map(str, rows[:5].tolist()))}{more})")
 
 
 

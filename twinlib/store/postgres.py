@@ -35,7 +35,14 @@ import pandas as pd
 
 from ..timeutil import now_ms
 from ._outbox_pg import PgOutboxMixin
-from .base import RESERVED_COLUMNS, LoadResult, SchemaVersionError, StoreError, StoreMissingError
+from .base import (
+    RESERVED_COLUMNS,
+    LoadResult,
+    SchemaVersionError,
+    StoreError,
+    StoreMissingError,
+    check_reading_keys,
+)
 from .sqlite import _F8, _LOG_KEEP_MS, _SELECT, SQLiteStore, _range
 
 try:  # optional until the PostgreSQL backend is used
@@ -424,8 +431,7 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
             ts_all = to_ms_array(df["timestamp"])
         else:
             raise ValueError("readings need a 'timestamp' or 'ts' column")
-        if "asset_id" not in df.columns:
-            raise ValueError("readings need an 'asset_id' column")
+        check_reading_keys(df)
         value_cols = [c for c in df.columns if c not in RESERVED_COLUMNS]
         self._ensure_partitions(np.unique(ts_all // PART_MS).tolist())
         bar = None

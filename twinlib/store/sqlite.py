@@ -36,6 +36,7 @@ from .base import (
     StoreBusyError,
     StoreError,
     StoreMissingError,
+    check_reading_keys,
 )
 
 __all__ = ["SQLiteStore", "open_store", "SCHEMA_VERSION"]
@@ -402,13 +403,7 @@ class SQLiteStore(RollupsMixin, AlertsMixin, OutboxMixin, Store):
             ts_all = to_ms_array(df["timestamp"])
         else:
             raise ValueError("readings need a 'timestamp' or 'ts' column")
-        if "asset_id" not in df.columns:
-            raise ValueError("readings need an 'asset_id' column")
-        missing = df["asset_id"].isna().to_numpy()
-        if missing.any():  # (factorizing would leave these rows out: never a silent drop)
-            rows = np.flatnonzero(missing)
-            raise ValueError(f"{len(rows)} reading(s) without an asset_id (rows "
-                             f"{', '.join(map(str, rows[:5].tolist()))}{', …' if len(rows) > 5 else ''})")
+        check_reading_keys(df)
         value_cols = [c for c in df.columns if c not in RESERVED_COLUMNS]
         bar = None
         if progress:
