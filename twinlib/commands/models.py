@@ -53,8 +53,8 @@ def register(sub) -> None:
                         "weights for rare faults on top of balanced, e.g. leak=3,blockage=2")
     p.add_argument("--history-hours", type=float, default=48.0,
                    help="train on the last H hours of stored history; 0 = all (default 48)")
-    p.add_argument("--library-assets", type=int, default=16,
-                   help="pumps in the simulated fault library (default 16)")
+    p.add_argument("--library-assets", type=int, default=32,
+                   help="pumps in the simulated fault library (default 32)")
     p.add_argument("--library-hours", type=float, default=48.0,
                    help="minimum hours of the fault library; it spans the history (default 48)")
     p.add_argument("--models", default="rf,xgb", help="which models, comma-separated (default rf,xgb)")

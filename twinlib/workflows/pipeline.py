@@ -165,7 +165,7 @@ def read_labelled_history(path, label_column: str = "label", sensors=None,
 
 
 def train(db_path: str | None = None, models_dir: str | None = None, *, seed: int = 0,
-          max_train_rows: int = 60_000, augment: str = "auto", library_assets: int = 16,
+          max_train_rows: int = 60_000, augment: str = "auto", library_assets: int = 32,
           library_hours: float = 48.0, history_hours: float | None = 48.0, kinds=("rf", "xgb"),
           history=None, label_column: str = "label", class_weight="balanced",
           sensors=None, asset_kind: str | None = None, progress=None) -> dict:
