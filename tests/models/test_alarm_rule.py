@@ -6,7 +6,13 @@ import json
 import numpy as np
 import pytest
 
-from twinlib.models.alarm_rule import FaultModelRule, FaultRuleSettings, FaultRuleState, alarms_from_proba
+from twinlib.models.alarm_rule import (
+    DEFAULT_LEVELS,
+    FaultModelRule,
+    FaultRuleSettings,
+    FaultRuleState,
+    alarms_from_proba,
+)
 
 S = 1000
 P_COOL = {"healthy": 0.1, "cooling_failure": 0.85, "leak": 0.05}
@@ -108,7 +114,10 @@ def test_a_class_may_have_its_own_level():
 
 def test_class_levels_come_from_a_settings_table_and_bad_ones_are_refused():
     s = FaultRuleSettings.from_settings({"fault_model": {"level": 0.8, "levels": {"leak": 0.35}}})
-    assert s.level_for("leak") == 0.35 and s.level_for("blockage") == 0.8
+    # the file's class levels go over the defaults; a class without one takes ``level``
+    assert s.level_for("leak") == 0.35 and s.level_for("bearing_wear") == 0.8
+    assert s.level_for("blockage") == DEFAULT_LEVELS["blockage"]
+    assert FaultRuleSettings(levels={}).level_for("leak") == FaultRuleSettings().level
     with pytest.raises(ValueError, match="levels.leak"):
         FaultRuleSettings.from_settings({"fault_model": {"levels": {"leak": 2}}})
     with pytest.raises(ValueError, match="table"):

@@ -394,7 +394,7 @@ def choose_alarm_settings(model, *, seeds: Sequence[int] = DEV_SEEDS, assets: in
         return (round(g["detection_rate"], 3), round(g["within_15min"], 3),
                 g["mean_median_lead_min"], g["level"], g["hold_s"])
 
-    grid = [score(FaultRuleSettings(level=lv, hold_s=h, clear_s=clear_s))
+    grid = [score(FaultRuleSettings(level=lv, hold_s=h, clear_s=clear_s, levels={}))
             for lv in levels for h in holds_s]
     ok = [g for g in grid if g["false_alarms_per_pump_day"] <= max_false_per_pump_day]
     if ok:
