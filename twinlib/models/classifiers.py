@@ -161,7 +161,7 @@ class FaultClassifier:
         fit_fold = np.array([fold_of[a] for a in groups])
         all_fold = np.array([fold_of.get(a, -1) for a in assets_all])
         every = max(1, int(self.calibration_every))
-        probs, truth = [], []
+        probs, truth, fold_ids = [], [], []
         for k in range(n_folds):
             train = fit_fold != k
             if len(np.unique(codes[train])) < 2:
@@ -180,15 +180,27 @@ class FaultClassifier:
             p[:, present] = est.predict_proba(X_all.iloc[held].to_numpy())
             probs.append(p)
             truth.append(np.array([index[c] for c in y_all[held]]))
+            fold_ids.append(np.full(len(held), k))
         if not probs:
             self.calibration_["reason"] = "no held-out rows"
             return
-        P, t = np.vstack(probs), np.concatenate(truth)
-        self.calibrators_ = [_fit_calibrator(P[:, j], (t == j).astype("float64"), self.calibration)
-                             for j in range(len(self.classes_))]
+        P, t, f = np.vstack(probs), np.concatenate(truth), np.concatenate(fold_ids)
+        # A class seen held out in fewer than two folds, or in few rows, has no out-of-fold
+        # picture of its own probabilities (its only assets were never scored by a model that
+        # knew it): it keeps its raw probability rather than being mapped to its base rate.
+        self.calibrators_ = []
+        kept_raw = []
+        for j, cls in enumerate(self.classes_):
+            hit = t == j
+            if len(np.unique(f[hit])) < 2 or hit.sum() < _MIN_CALIBRATION_ROWS:
+                self.calibrators_.append(_Calibrator("identity", None))
+                kept_raw.append(str(cls))
+            else:
+                self.calibrators_.append(_fit_calibrator(P[:, j], hit.astype("float64"),
+                                                         self.calibration))
         Q = self._apply_calibration(P)
         self.calibration_.update(
-            applied=True, folds=n_folds, rows=int(len(t)), every=every,
+            applied=True, folds=n_folds, rows=int(len(t)), every=every, raw_classes=kept_raw,
             brier_raw=float(np.mean(np.sum((P - np.eye(len(self.classes_))[t]) ** 2, axis=1))),
             brier_calibrated=float(np.mean(np.sum((Q - np.eye(len(self.classes_))[t]) ** 2,
                                                   axis=1))))
@@ -259,6 +271,10 @@ class FaultClassifier:
         return {name: float(v) for name, v in pairs}
 
 
+#: Held-out rows of a class below which it keeps its raw probability.
+_MIN_CALIBRATION_ROWS = 50
+
+
 class _Calibrator:
     """A fitted map from one class's raw probability to its observed frequency (picklable)."""
 
@@ -267,6 +283,8 @@ class _Calibrator:
         self.model = model
 
     def __call__(self, p: np.ndarray) -> np.ndarray:
+        if self.method == "identity":
+            return p
         if self.method == "isotonic":
             return self.model.predict(p)
         return self.model.predict_proba(_logit(p)[:, None])[:, 1]
