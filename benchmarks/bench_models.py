@@ -108,8 +108,10 @@ def run(quick: bool = False) -> dict:
         }
         fig = results[2]["figures"]
         out["quality"] = {k: fig.get(k) for k in (
-            "operating_model", "macro_f1_random_mean", "macro_f1_random_worst", "min_class_recall",
-            "false_alarms_per_pump_day", "median_lead_min", "forecast_coverage_by_lead", "targets")}
+            "operating_model", "macro_f1_random_mean", "macro_f1_random_std",
+            "macro_f1_random_worst", "min_class_recall", "false_alarms_per_pump_day",
+            "median_lead_min", "leak_detected_15min_share", "forecast_coverage_by_lead",
+            "forecast_rate_by_lead", "forecast_false_rate", "calibration_ece", "targets")}
     out["cpu_count"] = os.cpu_count()
     return out
 
