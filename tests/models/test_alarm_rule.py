@@ -6,7 +6,13 @@ import json
 import numpy as np
 import pytest
 
-from twinlib.models.alarm_rule import FaultModelRule, FaultRuleSettings, FaultRuleState, alarms_from_proba
+from twinlib.models.alarm_rule import (
+    DEFAULT_LEVELS,
+    FaultModelRule,
+    FaultRuleSettings,
+    FaultRuleState,
+    alarms_from_proba,
+)
 
 S = 1000
 P_COOL = {"healthy": 0.1, "cooling_failure": 0.85, "leak": 0.05}
@@ -90,3 +96,29 @@ def test_settings_come_from_the_settings_file_and_bad_ones_are_refused():
         FaultRuleSettings.from_settings({"fault_model": {"level": "high"}})
     with pytest.raises(ValueError, match="level"):
         FaultRuleSettings(level=1.5)
+
+
+def test_a_class_may_have_its_own_level():
+    """A leak (no threshold sees it) can be suspected at 0.4 while other faults need 0.7."""
+    rule = FaultModelRule(FaultRuleSettings(level=0.7, hold_s=0, clear_s=60, levels={"leak": 0.4}))
+    state = rule.new_state()
+    assert _run(rule, state, [(0, {"healthy": 0.5, "cooling_failure": 0.5, "leak": 0.0})]) == []
+    trans = _run(rule, state, [(5 * S, {"healthy": 0.4, "cooling_failure": 0.15, "leak": 0.45})])
+    assert [t.kind for t in trans] == ["raised"] and state.active["fault"] == "leak"
+    # the same stream in batch gives the same alarm
+    classes = ["healthy", "cooling_failure", "leak"]
+    p = np.array([[0.5, 0.5, 0.0], [0.4, 0.15, 0.45]])
+    alarms = alarms_from_proba(np.array([0, 5 * S]), p, classes, rule)
+    assert [(a["fault"], a["start"]) for a in alarms] == [("leak", 5 * S)]
+
+
+def test_class_levels_come_from_a_settings_table_and_bad_ones_are_refused():
+    s = FaultRuleSettings.from_settings({"fault_model": {"level": 0.8, "levels": {"leak": 0.35}}})
+    # the file's class levels go over the defaults; a class without one takes ``level``
+    assert s.level_for("leak") == 0.35 and s.level_for("bearing_wear") == 0.8
+    assert s.level_for("blockage") == DEFAULT_LEVELS["blockage"]
+    assert FaultRuleSettings(levels={}).level_for("leak") == FaultRuleSettings().level
+    with pytest.raises(ValueError, match="levels.leak"):
+        FaultRuleSettings.from_settings({"fault_model": {"levels": {"leak": 2}}})
+    with pytest.raises(ValueError, match="table"):
+        FaultRuleSettings.from_settings({"fault_model": {"levels": 0.4}})

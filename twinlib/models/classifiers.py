@@ -13,7 +13,11 @@ import pandas as pd
 from twinlib.models.features import FeatureBuilder
 from twinlib.models.labels import CLASSES, RECOVERY, class_labels
 
-__all__ = ["CLASSES", "MODEL_KINDS", "FaultClassifier", "class_labels", "CLASS_WEIGHTS"]
+__all__ = ["CLASSES", "MODEL_KINDS", "FaultClassifier", "class_labels", "CLASS_WEIGHTS",
+           "CALIBRATIONS"]
+
+#: Accepted ``calibration`` methods.
+CALIBRATIONS = ("isotonic", "sigmoid", "none")
 
 #: Accepted ``class_weight`` words: "balanced" (inverse frequency, the default) or "none".
 CLASS_WEIGHTS = ("balanced", "none")
@@ -36,12 +40,23 @@ class FaultClassifier:
     ``_estimator``). ``classes`` lists the labels the classifier may learn (default: the
     simulator's classes; ``None``: whatever the label column holds). Rows labelled
     ``recovery`` are never learned from.
+
+    ``calibration`` (``"isotonic"``, the default, ``"sigmoid"`` or ``"none"``): the class
+    probabilities are calibrated by cross-validation on the training data, grouped by asset
+    (neighbouring readings of one asset are near-duplicates, so a random split would flatter):
+    per fold, a model fitted on the other assets scores every ``calibration_every``-th labelled
+    reading of the held-out assets (the training fleet's own class mix, not the class-balanced
+    fitting sample); one calibrator per class maps its out-of-fold probability to the observed
+    frequency, and the model fitted on all rows is served through them (rows renormalised to sum
+    to 1). With fewer than two training assets there is nothing to hold out and the raw
+    probabilities are served (``calibration_["applied"]`` says which).
     """
 
     def __init__(self, kind: str = "rf", *, seed: int = 0, window_s: int = 300,
                  long_window_s: int = 1800, baseline_s: int = 21600, max_train_rows: int = 60_000,
                  n_jobs: int | None = None, class_weight="balanced", classes=CLASSES,
-                 sensors=None, state=None):
+                 sensors=None, state=None, calibration: str = "isotonic",
+                 calibration_folds: int = 3, calibration_every: int = 5):
         self.kind = kind
         self.seed = seed
         self.window_s = window_s
@@ -53,6 +68,9 @@ class FaultClassifier:
         self.classes = classes
         self.sensors = sensors
         self.state = state
+        self.calibration = calibration
+        self.calibration_folds = calibration_folds
+        self.calibration_every = calibration_every
 
     def _estimator(self):
         if self.kind == "rf":
@@ -85,6 +103,8 @@ class FaultClassifier:
         if "label" not in readings.columns or readings["label"].isna().all():
             raise ValueError("training readings need a 'label' column with fault labels")
         estimator = self._estimator()  # fail fast on a bad kind
+        if self.calibration not in CALIBRATIONS:
+            raise ValueError(f"calibration must be one of {CALIBRATIONS}, not {self.calibration!r}")
         if builder is None:
             builder = FeatureBuilder(self.window_s, self.long_window_s, self.baseline_s,
                                      seed=self.seed, sensors=self.sensors,
@@ -102,6 +122,9 @@ class FaultClassifier:
                     & (readings["label"].astype(str) != RECOVERY).to_numpy())
         X, y = X[labelled], class_labels(readings["label"][labelled], self.classes)
         self.source_class_counts_ = {c: int(n) for c, n in zip(*np.unique(y, return_counts=True))}
+        X_all, y_all = X, y
+        assets_all = (readings["asset_id"].to_numpy()[labelled] if "asset_id" in readings.columns
+                      else np.zeros(len(y)))
         keep = _stride_rows(readings[labelled], y, self.max_train_rows)
         X, y = X.iloc[keep], y[keep]
         order = list(self.classes) if self.classes is not None else []
@@ -115,11 +138,81 @@ class FaultClassifier:
         weights = self._weights(codes)
         estimator.fit(X.to_numpy(), codes, sample_weight=weights)
         self.estimator_ = estimator
+        self.calibrators_ = None
+        self.calibration_ = {"method": self.calibration, "applied": False}
+        if self.calibration != "none":
+            self._fit_calibration(X.to_numpy(), codes, weights, assets_all[keep],
+                                  X_all, y_all, assets_all, index)
         self.feature_names_ = list(self.builder_.feature_names_)
         self.n_train_rows_ = int(len(y))
         self.n_source_rows_ = int(labelled.sum())
         self.train_class_counts_ = {c: int((y == c).sum()) for c in self.classes_}
         return self
+
+    def _fit_calibration(self, X, codes, weights, groups, X_all, y_all, assets_all, index) -> None:
+        """Out-of-fold probabilities, grouped by asset → one calibrator per class."""
+        names = pd.unique(groups)
+        n_folds = min(int(self.calibration_folds), len(names))
+        if n_folds < 2:
+            self.calibration_["reason"] = "fewer than two training assets"
+            return
+        order = np.random.default_rng(self.seed).permutation(len(names))
+        fold_of = {names[i]: k % n_folds for k, i in enumerate(order)}
+        fit_fold = np.array([fold_of[a] for a in groups])
+        all_fold = np.array([fold_of.get(a, -1) for a in assets_all])
+        every = max(1, int(self.calibration_every))
+        probs, truth, fold_ids = [], [], []
+        for k in range(n_folds):
+            train = fit_fold != k
+            if len(np.unique(codes[train])) < 2:
+                continue
+            est = self._estimator()
+            # a fold may miss a class: fit on the classes it has, place them in the full matrix
+            present = np.unique(codes[train])
+            remap = {c: i for i, c in enumerate(present)}
+            est.fit(X[train], np.array([remap[c] for c in codes[train]]),
+                    sample_weight=weights[train])
+            held = np.flatnonzero(all_fold == k)[::every]
+            held = held[np.isin(y_all[held], list(index))]
+            if not len(held):
+                continue
+            p = np.zeros((len(held), len(self.classes_)))
+            p[:, present] = est.predict_proba(X_all.iloc[held].to_numpy())
+            probs.append(p)
+            truth.append(np.array([index[c] for c in y_all[held]]))
+            fold_ids.append(np.full(len(held), k))
+        if not probs:
+            self.calibration_["reason"] = "no held-out rows"
+            return
+        P, t, f = np.vstack(probs), np.concatenate(truth), np.concatenate(fold_ids)
+        # A class seen held out in fewer than two folds, or in few rows, has no out-of-fold
+        # picture of its own probabilities (its only assets were never scored by a model that
+        # knew it): it keeps its raw probability rather than being mapped to its base rate.
+        self.calibrators_ = []
+        kept_raw = []
+        for j, cls in enumerate(self.classes_):
+            hit = t == j
+            if len(np.unique(f[hit])) < 2 or hit.sum() < _MIN_CALIBRATION_ROWS:
+                self.calibrators_.append(_Calibrator("identity", None))
+                kept_raw.append(str(cls))
+            else:
+                self.calibrators_.append(_fit_calibrator(P[:, j], hit.astype("float64"),
+                                                         self.calibration))
+        Q = self._apply_calibration(P)
+        self.calibration_.update(
+            applied=True, folds=n_folds, rows=int(len(t)), every=every, raw_classes=kept_raw,
+            brier_raw=float(np.mean(np.sum((P - np.eye(len(self.classes_))[t]) ** 2, axis=1))),
+            brier_calibrated=float(np.mean(np.sum((Q - np.eye(len(self.classes_))[t]) ** 2,
+                                                  axis=1))))
+
+    def _apply_calibration(self, P: np.ndarray) -> np.ndarray:
+        if not getattr(self, "calibrators_", None):
+            return P
+        Q = np.column_stack([c(P[:, j]) for j, c in enumerate(self.calibrators_)])
+        Q = np.clip(Q, 0.0, 1.0)
+        total = Q.sum(axis=1, keepdims=True)
+        # a row every calibrator sends to 0 keeps its raw probabilities
+        return np.where(total > 0, Q / np.where(total > 0, total, 1.0), P)
 
     def _weights(self, codes: np.ndarray) -> np.ndarray:
         cw = self.class_weight
@@ -151,6 +244,11 @@ class FaultClassifier:
     def predict_proba_features(self, X: pd.DataFrame) -> np.ndarray:
         """Class probabilities (columns follow ``classes_``) for a precomputed feature matrix."""
         self._check_fitted()
+        return self._apply_calibration(self.estimator_.predict_proba(X[self.feature_names_].to_numpy()))
+
+    def predict_proba_raw_features(self, X: pd.DataFrame) -> np.ndarray:
+        """The estimator's own (uncalibrated) probabilities, for comparison."""
+        self._check_fitted()
         return self.estimator_.predict_proba(X[self.feature_names_].to_numpy())
 
     def predict_features(self, X: pd.DataFrame) -> np.ndarray:
@@ -171,6 +269,51 @@ class FaultClassifier:
         total = values.sum() or 1.0
         pairs = sorted(zip(self.feature_names_, values / total), key=lambda p: -p[1])
         return {name: float(v) for name, v in pairs}
+
+
+#: Held-out rows of a class below which it keeps its raw probability.
+_MIN_CALIBRATION_ROWS = 50
+
+
+class _Calibrator:
+    """A fitted map from one class's raw probability to its observed frequency (picklable)."""
+
+    def __init__(self, method: str, model):
+        self.method = method
+        self.model = model
+
+    def __call__(self, p: np.ndarray) -> np.ndarray:
+        if self.method == "identity":
+            return p
+        if self.method == "isotonic":
+            return self.model.predict(p)
+        return self.model.predict_proba(_logit(p)[:, None])[:, 1]
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def _fit_calibrator(p: np.ndarray, hit: np.ndarray, method: str) -> _Calibrator:
+    if method == "isotonic":
+        from sklearn.isotonic import IsotonicRegression
+
+        return _Calibrator(method, IsotonicRegression(y_min=0.0, y_max=1.0,
+                                                      out_of_bounds="clip").fit(p, hit))
+    from sklearn.linear_model import LogisticRegression
+
+    if hit.min() == hit.max():  # a class never (or always) seen held out: keep it as it is
+        return _Calibrator("isotonic", _Constant(float(hit[0])))
+    return _Calibrator(method, LogisticRegression(C=1e4).fit(_logit(p)[:, None], hit))
+
+
+class _Constant:
+    def __init__(self, value: float):
+        self.value = value
+
+    def predict(self, p: np.ndarray) -> np.ndarray:
+        return np.full(len(p), self.value)
 
 
 def _stride_rows(readings: pd.DataFrame, y: np.ndarray, cap: int) -> np.ndarray:

@@ -24,6 +24,29 @@ the pump's; the operating-state columns come from ``state``):
   of the same sensor over ``corr_window_s`` (2 h): a real fault scales with the duty (wear,
   blockage, a failing cooler), a drifting sensor adds the same offset at any duty.
 
+What tells a drifting *sensor* from a real fault of the same sensor (both move one residual
+away from the clean twin, while the other sensors agree with it): a real fault acts through the
+machine, so its residual scales with the duty-dependent part of the expected value (the part
+above the sensor's reference: temperature above ambient, pressure and vibration as predicted),
+while a drift adds the same ramp at any duty, in a straight line of time. Over the
+``trend_window_s`` (2 h, long enough to see a load change):
+
+* ``<sensor>_duty_elasticity`` the residual regressed on time *and* on the duty-dependent part
+  of the expectation (partial least squares): the duty coefficient times the mean duty part over
+  the mean residual — about 1 when the residual scales with the duty (a real fault), about 0 for
+  a constant offset or ramp (a drift); NaN when the duty did not vary or the residual is small;
+* ``<sensor>_duty_coef_z`` / ``<sensor>_trend_coef_z`` the two partial effects in σ;
+* ``<sensor>_residual_r2`` / ``<sensor>_ratio_r2`` how well a straight line of time explains
+  the residual, and the residual *relative* to the duty part (over the long window), and
+  ``<sensor>_residual_r2_trend`` / ``<sensor>_ratio_r2_trend`` the same over the trend window:
+  a drift is a straight line in the residual, a real fault in the ratio;
+* ``<sensor>_ratio_shift`` the short-window mean of that ratio minus its baseline mean;
+* ``<sensor>_residual_slope_trend`` the residual's slope over the trend window in σ per hour,
+  and ``<sensor>_residual_accel`` the long-window slope minus it (wear accelerates, a drift
+  does not);
+* ``<sensor>_noise_ratio`` the short window's mean step over the baseline's (a machine fault
+  that scales a signal scales its noise too; a drift adds to the reading, not to its noise).
+
 Every feature is relative — a change, a slope, a spread — never an absolute level. Pumps differ
 (rated speed, pump curve, thermal constants), so absolute levels and raw twin residuals let a
 classifier learn *which pump* it is looking at. The residuals come from a *clean* twin
@@ -51,14 +74,16 @@ __all__ = [
 ]
 
 #: Bumped whenever a feature's definition changes; a model card with another version is refused.
-FEATURE_VERSION = 2
+FEATURE_VERSION = 3
 
 #: The pump's operating-state signals (the asset kind will give them for other machines).
 STATE: tuple[str, ...] = ("load", "speed", "ambient")
 
 _PER_SENSOR = ("spread", "delta", "slope", "jump", "flat", "flat_run", "jump_ratio",
                "residual_slope", "residual_shift", "residual_z", "residual_persist",
-               "residual_duty_corr")
+               "residual_duty_corr", "duty_elasticity", "duty_coef_z", "trend_coef_z",
+               "residual_r2", "ratio_r2", "residual_r2_trend", "ratio_r2_trend", "ratio_shift",
+               "residual_slope_trend", "residual_accel", "noise_ratio")
 
 
 @dataclass(frozen=True)
@@ -145,6 +170,18 @@ class FeatureBuilder:
                                use_other_sensors=not state, healthy_only=True, per_asset=False,
                                max_rows=self.max_twin_rows, seed=self.seed).fit(df)
         self.state_ = state
+        # The ratio features divide by the duty part, floored at a fifth of its typical size
+        # on the healthy training rows (a stopped machine has none): fixed at fit, so causal.
+        healthy = df
+        if "label" in df.columns:
+            lab = df["label"].astype(object)
+            healthy = df[(lab.isna() | (lab.astype(str) == "healthy")).to_numpy()]
+        healthy = healthy if len(healthy) else df
+        duty = _duty_parts(self.twin_, healthy,
+                           self.twin_.expected(healthy)[list(spec.sensors)], spec.sensors)
+        self.duty_floor_ = {s: max(0.2 * float(np.nanmedian(np.abs(duty[s].to_numpy())))
+                                   if duty[s].notna().any() else 0.0, 1e-9)
+                            for s in spec.sensors}
         self.feature_names_ = spec.names()
         return self
 
@@ -156,25 +193,103 @@ class FeatureBuilder:
         spec = self.spec
         expected = self.twin_.expected(df)[list(spec.sensors)].astype("float64")
         sigma = {s: float(self.twin_.resid_std_[s]) for s in spec.sensors}
+        duty = _duty_parts(self.twin_, df, expected, spec.sensors)
         ms = reading_times(df)
         parts = []
         assets = df["asset_id"].to_numpy() if "asset_id" in df.columns else np.zeros(len(df))
         for asset in pd.unique(assets):
             pos = np.flatnonzero(assets == asset)
             order = pos[np.argsort(ms[pos], kind="stable")]
-            feats = _asset_features(df.iloc[order], ms[order], expected.iloc[order], sigma, spec)
+            feats = _asset_features(df.iloc[order], ms[order], expected.iloc[order],
+                                    duty.iloc[order], sigma, self.duty_floor_, spec)
             feats.index = df.index[order]
             parts.append(feats)
         out = pd.concat(parts).reindex(df.index)
-        return out[self.feature_names_]
+        # float32: the trees compare in float32 anyway, and a training fleet's matrix halves
+        return out[self.feature_names_].astype("float32")
 
 
 #: Window of the residual-versus-duty correlation: long enough to see a load change.
 _CORR_WINDOW = "7200s"
+#: Window of the drift-versus-fault regressions (capped at the baseline window).
+_TREND_WINDOW_S = 7200
+#: Readings a trend-window regression needs before it says anything.
+_TREND_MIN_PERIODS = 120
+
+
+def _duty_parts(twin, df: pd.DataFrame, expected: pd.DataFrame, sensors) -> pd.DataFrame:
+    """The duty-dependent part of each expected value: above the sensor's reference column
+    (temperature above ambient) where the twin models it so, else the expected value itself."""
+    offsets = twin._offsets()
+    out = {}
+    for s in sensors:
+        ref = twin._offset(df, s) if offsets.get(s) in df.columns else 0.0
+        out[s] = expected[s].to_numpy(dtype="float64") - ref
+    return pd.DataFrame(out, index=expected.index)
+
+
+def _r2_time(y: pd.Series, hours: pd.Series, window: str, min_periods: int) -> np.ndarray:
+    """Rolling R² of a straight line of time through ``y`` (0 where undefined)."""
+    roll = y.rolling(window, min_periods=min_periods)
+    cov = roll.cov(hours)
+    var_y = roll.var()
+    var_t = hours.rolling(window, min_periods=min_periods).var()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2 = (cov * cov / (var_y * var_t)).to_numpy()
+    return np.where(np.isfinite(r2), np.clip(r2, 0.0, 1.0), 0.0)
+
+
+def _drift_features(x: pd.Series, resid: pd.Series, duty: pd.Series, hours: pd.Series,
+                    sigma: float, floor: float, spec: FeatureSpec) -> dict[str, np.ndarray]:
+    """The drift-versus-fault evidence of one sensor (see the module docstring)."""
+    sensor = x.name
+    trend = f"{min(_TREND_WINDOW_S, spec.baseline_s)}s"
+    long, short, base = f"{spec.long_window_s}s", f"{spec.window_s}s", f"{spec.baseline_s}s"
+    mp = _TREND_MIN_PERIODS
+    cols: dict[str, np.ndarray] = {}
+
+    def roll(y):
+        return y.rolling(trend, min_periods=mp)
+
+    var_t, var_b = roll(hours).var(), roll(duty).var()
+    c_tb, c_rt, c_rb = roll(hours).cov(duty), roll(resid).cov(hours), roll(resid).cov(duty)
+    det = var_t * var_b - c_tb * c_tb
+    with np.errstate(divide="ignore", invalid="ignore"):
+        det = det.where(det > 0)
+        coef_b = (var_t * c_rb - c_tb * c_rt) / det
+        coef_t = (var_b * c_rt - c_tb * c_rb) / det
+        mean_b, mean_r = roll(duty).mean(), roll(resid).mean()
+        sd_b = np.sqrt(var_b)
+        varied = (sd_b / mean_b.abs()) > 0.03
+        elast = (coef_b * mean_b / mean_r).where(varied & (mean_r.abs() > 2.0 * sigma))
+        cols[f"{sensor}_duty_elasticity"] = np.clip(elast.to_numpy(), -3.0, 3.0)
+        cols[f"{sensor}_duty_coef_z"] = (coef_b * sd_b / sigma).where(varied).to_numpy()
+        cols[f"{sensor}_trend_coef_z"] = (coef_t * np.sqrt(var_t) / sigma).to_numpy()
+        # the residual relative to the duty part (floored: a stopped machine has none)
+        ratio = resid / duty.where(duty.abs() > floor, floor)
+    cols[f"{sensor}_residual_r2"] = _r2_time(resid, hours, long, 30)
+    cols[f"{sensor}_ratio_r2"] = _r2_time(ratio, hours, long, 30)
+    cols[f"{sensor}_residual_r2_trend"] = _r2_time(resid, hours, trend, mp)
+    cols[f"{sensor}_ratio_r2_trend"] = _r2_time(ratio, hours, trend, mp)
+    cols[f"{sensor}_ratio_shift"] = (ratio.rolling(short, min_periods=1).mean()
+                                     - ratio.rolling(base, min_periods=1).mean()).to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope_trend = (c_rt / var_t.where(var_t > 0)) / sigma
+        var_l = hours.rolling(long, min_periods=mp).var()
+        slope_long = (resid.rolling(long, min_periods=mp).cov(hours) / var_l.where(var_l > 0)) / sigma
+    cols[f"{sensor}_residual_slope_trend"] = slope_trend.to_numpy()
+    cols[f"{sensor}_residual_accel"] = (slope_long - slope_trend).to_numpy()
+    step = x.diff().abs()
+    short_step = step.rolling(short, min_periods=2).mean()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cols[f"{sensor}_noise_ratio"] = (short_step / short_step.rolling(base, min_periods=2)
+                                         .mean()).to_numpy()
+    return cols
 
 
 def _asset_features(frame: pd.DataFrame, ms: np.ndarray, expected: pd.DataFrame,
-                    sigma: dict, spec: FeatureSpec) -> pd.DataFrame:
+                    duty: pd.DataFrame, sigma: dict, floors: dict,
+                    spec: FeatureSpec) -> pd.DataFrame:
     """Features of one asset's readings, sorted by time (trailing windows only)."""
     index = pd.DatetimeIndex(ms.astype("datetime64[ms]"))
     short, long, base = f"{spec.window_s}s", f"{spec.long_window_s}s", f"{spec.baseline_s}s"
@@ -210,6 +325,9 @@ def _asset_features(frame: pd.DataFrame, ms: np.ndarray, expected: pd.DataFrame,
         corr = resid.rolling(_CORR_WINDOW, min_periods=60).corr(exp)
         cols[f"{sensor}_residual_duty_corr"] = corr.where(np.isfinite(corr), 0.0).to_numpy()
         cols[f"{sensor}_residual_slope"] = _slope(resid, hours, var_t, long)
+        x.name = sensor
+        cols.update(_drift_features(x, resid, pd.Series(duty[sensor].to_numpy(), index=index),
+                                    hours, sigma[sensor], floors[sensor], spec))
     return pd.DataFrame(cols)
 
 

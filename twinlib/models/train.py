@@ -286,7 +286,7 @@ def library_fits(kind) -> bool:
     return kind is None or set(kind.measured) <= set(pump.measured)
 
 
-def training_history(store, *, augment: str = "auto", seed: int = 0, library_assets: int = 16,
+def training_history(store, *, augment: str = "auto", seed: int = 0, library_assets: int = 32,
                      library_hours: float = 48.0, history_hours: float | None = 48.0,
                      kind=None, settings=None):
     """Stored history (plus the fault library when asked): ``(readings, events, spec|None)``.
@@ -367,7 +367,8 @@ def train_models(readings: pd.DataFrame, models_dir: str | os.PathLike, *,
                  max_train_rows: int = 60_000, spec: FeatureSpec | None = None,
                  source: str | None = None, augmentation: dict | None = None,
                  class_weight="balanced", classes=CLASSES, library_mode: str | None = None,
-                 asset_kind=None, progress=None) -> dict[str, dict]:
+                 asset_kind=None, calibration: str = "isotonic",
+                 progress=None) -> dict[str, dict]:
     """Train one classifier per kind on the training split, score it held out, save it + card.
 
     Returns ``{kind: card}``. ``progress`` (a callable taking a message) reports each step.
@@ -379,6 +380,8 @@ def train_models(readings: pd.DataFrame, models_dir: str | os.PathLike, *,
     windows and the signals (sensors and operating state). ``asset_kind`` (a
     :class:`twinlib.kinds.Kind`, default the pump) gives the signals when ``spec`` is not given,
     the file names (:func:`model_path`) and the card's ``asset_kind`` and ``signals``.
+    ``calibration`` as :class:`~twinlib.models.classifiers.FaultClassifier` (the card's
+    ``calibration`` records the method, folds and Brier scores before and after).
     """
     from twinlib.kinds import builtin_kind
     from twinlib.models.metrics import classification_scores
@@ -419,8 +422,9 @@ def train_models(readings: pd.DataFrame, models_dir: str | os.PathLike, *,
         model = FaultClassifier(kind, seed=seed, window_s=spec.window_s,
                                 long_window_s=spec.long_window_s, baseline_s=spec.baseline_s,
                                 max_train_rows=max_train_rows, class_weight=class_weight,
-                                classes=classes, sensors=spec.sensors,
-                                state=spec.state).fit(train, builder=builder, features=X_train)
+                                classes=classes, sensors=spec.sensors, state=spec.state,
+                                calibration=calibration).fit(train, builder=builder,
+                                                             features=X_train)
         seconds = time.perf_counter() - started + feature_seconds
         scores = classification_scores(y_test, model.predict_features(X_test))
         say(f"{kind}: held-out macro-F1 {scores['macro_f1']:.3f} on {len(y_test):,} readings "
@@ -436,6 +440,7 @@ def train_models(readings: pd.DataFrame, models_dir: str | os.PathLike, *,
             "classes": [str(c) for c in model.classes_],
             "all_classes": list(CLASSES) if classes is None else list(classes),
             "class_weight": class_weight,
+            "calibration": model.calibration_,
             "recovery_rows_excluded": int((readings["label"].astype(str) == RECOVERY).sum())
             if "label" in readings.columns else 0,
             "metrics": {"held_out": scores},
