@@ -81,11 +81,27 @@ class SimpleParser:
                            else 8190)
         self.max_fields = (cfg.limit_request_fields if cfg.limit_request_fields > 0
                            else 32768)
+        self._memo: dict[bytes, tuple] = {}
         self.refused = _NOT_SIMPLE | frozenset(
             str(k).upper() for k in (cfg.secure_scheme_headers or {}))
 
+    #: Heads remembered: a client polling sends the very same bytes again and again.
+    MEMO_SIZE = 256
+
     def parse(self, data: bytes) -> SimpleRequest | None:
         """``data``: exactly one request head including its blank line, and nothing more."""
+        known = self._memo.get(data)
+        if known is None:
+            known = self._parse(data)
+            if known is None:
+                return None
+            if len(self._memo) >= self.MEMO_SIZE:
+                self._memo.clear()
+            self._memo[data] = known
+        method, uri, version, headers = known
+        return SimpleRequest(method, uri, version, list(headers))
+
+    def _parse(self, data: bytes) -> tuple | None:
         lines = data.split(b"\r\n")
         # the head ends with CRLF CRLF: two empty strings after the last header line
         if len(lines) < 3 or lines[-1] or lines[-2]:
@@ -113,5 +129,5 @@ class SimpleParser:
                 return None
             seen.add(name)
             headers.append((name, h.group(2).decode("ascii")))
-        return SimpleRequest(m.group(1).decode("ascii"), m.group(2).decode("ascii"),
-                             (1, int(m.group(3))), headers)
+        return (m.group(1).decode("ascii"), m.group(2).decode("ascii"), (1, int(m.group(3))),
+                tuple(headers))

@@ -32,6 +32,7 @@ every API response, instead of gunicorn's HTML page.
 from __future__ import annotations
 
 import errno
+import inspect
 import os
 import re
 import selectors
@@ -63,7 +64,7 @@ from gunicorn.http.errors import (
 )
 from gunicorn.workers.sync import SyncWorker
 
-from twinlib.api.http1 import SimpleParser
+from twinlib.api.http1 import SimpleParser, SimpleRequest
 from twinlib.api.security import SECURITY_HEADERS
 
 __all__ = ["BufferedSyncWorker", "request_complete", "LIMITS"]
@@ -230,6 +231,21 @@ class _Buffered:
         return b"" if self._whole else self._sock.recv(size)
 
 
+#: Response header pairs already accepted by gunicorn's checks -> the pair as it appends it.
+_HEADERS_SEEN: dict[tuple, tuple] = {}
+_STATEFUL_HEADERS = frozenset(util.hop_headers) | {"content-length"}
+_DATE = [0, ""]
+
+
+def _http_date() -> str:
+    """gunicorn's ``Date`` value (``util.http_date()``), formatted once per second."""
+    now = int(time.time())
+    if _DATE[0] != now:
+        _DATE[1] = util.http_date(now)
+        _DATE[0] = now
+    return _DATE[1]
+
+
 class _Response(wsgi.Response):
     """gunicorn's response, putting its head on the wire together with the first body bytes.
 
@@ -239,6 +255,46 @@ class _Response(wsgi.Response):
     """
 
     _head = None
+
+    def process_headers(self, headers):
+        """gunicorn's checks, each distinct ordinary header checked once per worker.
+
+        An app sends the same few headers with nearly every answer (type, security headers,
+        Vary): a ``(name, value)`` pair already accepted is appended as gunicorn appended it.
+        ``Content-Length`` and hop-by-hop names always take gunicorn's way (they set state).
+        """
+        seen = _HEADERS_SEEN
+        for item in headers:
+            kept = seen.get(item) if type(item) is tuple else None
+            if kept is not None:
+                self.headers.append(kept)
+                continue
+            n = len(self.headers)
+            super().process_headers((item,))  # raises as gunicorn does
+            added = self.headers[n:]
+            if (type(item) is tuple and len(added) == 1
+                    and added[0][0].lower() not in _STATEFUL_HEADERS):
+                if len(seen) >= 1024:
+                    seen.clear()
+                seen[item] = added[0]
+
+    def default_headers(self):
+        """gunicorn's status line and default headers, the Date text made once a second."""
+        if self.upgrade:
+            connection = "upgrade"
+        elif self.should_close():
+            connection = "close"
+        else:
+            connection = "keep-alive"
+        headers = [
+            "HTTP/%s.%s %s\r\n" % (self.req.version[0], self.req.version[1], self.status),
+            "Server: %s\r\n" % self.version,
+            "Date: %s\r\n" % _http_date(),
+            "Connection: %s\r\n" % connection,
+        ]
+        if self.chunked:
+            headers.append("Transfer-Encoding: chunked\r\n")
+        return headers
 
     def send_headers(self):
         if self.headers_sent:
@@ -266,6 +322,12 @@ class _Response(wsgi.Response):
             head, self._head = self._head, None
             self.sock.sendall(head)
 
+
+#: gunicorn builds responses of a given class since 27 (for HTTP/2), with body bytes leaving
+#: through ``_emit_body``; with an older gunicorn its own response class is used as it is.
+_CREATE_KW = ({"response_class": _Response}
+              if "response_class" in inspect.signature(wsgi.create).parameters
+              and hasattr(wsgi.Response, "_emit_body") else {})
 
 _STATUS = (
     (LimitRequestLine, 414, "URI Too Long"),
@@ -327,6 +389,7 @@ class BufferedSyncWorker(SyncWorker):
         self._keepalive_ok = cfg.proxy_protocol in (None, False, "off")
         self.keepalive = float(cfg.keepalive or 0)
         self._simple = SimpleParser(cfg) if self._keepalive_ok else None
+        self._base_environ = None  # made in the worker process (it holds the log streams)
 
     # -- the loop --------------------------------------------------------------------------
     def run(self):
@@ -334,6 +397,9 @@ class BufferedSyncWorker(SyncWorker):
             return super().run()
         for s in self.sockets:
             s.setblocking(False)
+        if (self._simple is not None and _CREATE_KW and not os.environ.get("SCRIPT_NAME")
+                and hasattr(wsgi, "_make_early_hints_callback")):
+            self._base_environ = wsgi.base_environ(self.cfg)
         self._sel = selectors.DefaultSelector()
         for s in self.sockets:
             self._sel.register(s, selectors.EVENT_READ, None)
@@ -553,6 +619,34 @@ class BufferedSyncWorker(SyncWorker):
         while len(self._pending) > self.max_pending:
             self._drop(next(iter(self._pending.values())))
 
+    def _simple_environ(self, req: SimpleRequest, sock, client, server):
+        """``gunicorn.http.wsgi.create`` for a :class:`SimpleRequest` from a TCP peer (no body,
+        no repeated or underscored or forwarding headers, no SCRIPT_NAME): the same environ,
+        without rebuilding the constant part each time (``tests/api/test_worker.py`` compares
+        the two)."""
+        resp = _Response(req, sock, self.cfg)
+        env = self._base_environ.copy()
+        env["wsgi.input"] = req.body
+        env["gunicorn.socket"] = sock
+        env["REQUEST_METHOD"] = req.method
+        env["QUERY_STRING"] = req.query
+        env["RAW_URI"] = req.uri
+        env["SERVER_PROTOCOL"] = "HTTP/1.%d" % req.version[1]
+        for name, value in req.headers:
+            if name == "CONTENT-TYPE":
+                env["CONTENT_TYPE"] = value
+            else:
+                env["HTTP_" + name.replace("-", "_")] = value
+        env["wsgi.url_scheme"] = "http"
+        env["REMOTE_ADDR"] = client[0]
+        env["REMOTE_PORT"] = str(client[1])
+        env["SERVER_NAME"] = server[0]
+        env["SERVER_PORT"] = str(server[1])
+        env["PATH_INFO"] = util.unquote_to_wsgi_str(req.path)
+        env["SCRIPT_NAME"] = ""
+        env["wsgi.early_hints"] = wsgi._make_early_hints_callback(req, sock, resp)
+        return resp, env
+
     def handle_request(self, listener, req, client, addr) -> bool:
         """gunicorn's sync ``handle_request``, with keep-alive and one send per small answer.
 
@@ -567,8 +661,11 @@ class BufferedSyncWorker(SyncWorker):
             server = self._socknames.get(listener)
             if server is None:
                 server = self._socknames[listener] = listener.getsockname()
-            resp, environ = wsgi.create(req, client, addr, server, self.cfg,
-                                        response_class=_Response)
+            if (type(req) is SimpleRequest and self._base_environ is not None
+                    and type(addr) is tuple and type(server) is tuple):
+                resp, environ = self._simple_environ(req, client, addr, server)
+            else:
+                resp, environ = wsgi.create(req, client, addr, server, self.cfg, **_CREATE_KW)
             if not self._may_keep:
                 resp.force_close()
             self.nr += 1
