@@ -6,9 +6,9 @@ a byte at a time holds a worker for as long as it likes: two such connections st
 for the *first* byte in its poller, then reads the rest in a pool thread, so ``threads`` slow
 connections per worker still block it (measured: see ``benchmarks/bench_api.py``).
 
-:class:`BufferedSyncWorker` keeps the sync worker's request handling (one request per
-connection, in the worker's own thread: the fastest here for ``GET /data``) and puts a
-non-blocking reader in front of it, like a buffering reverse proxy:
+:class:`BufferedSyncWorker` keeps the sync worker's request handling (one request at a time,
+in the worker's own thread: the fastest here for ``GET /data``) and puts a non-blocking reader
+in front of it, like a buffering reverse proxy:
 
 - every accepted connection is read without blocking, from one ``selectors`` loop, until its
   request is complete: the head up to the blank line, then the body (``Content-Length`` bytes or
@@ -23,7 +23,17 @@ non-blocking reader in front of it, like a buffering reverse proxy:
   more than :data:`MAX_CHUNKS` chunks is handed over when that many have arrived (walking
   millions of tiny chunks would cost seconds of CPU): the rest is read with the send timeout;
 - the response is written with a socket timeout (``send_timeout``): a client that stops reading
-  cannot hold the worker either.
+  cannot hold the worker either;
+- an answered HTTP/1.1 connection is kept (keep-alive): it goes back to the loop as a waiting
+  connection, under the same limits, closed after gunicorn's ``keepalive`` seconds without a
+  next request and answered ``Connection: close`` after ``max_keepalive_requests`` requests
+  (so clients spread over the workers again). Only where the request's end is known exactly;
+  requests sent ahead (pipelined) are served in order on the loop's next turns.
+
+Per request (issue 10's ``GET /data`` target, see docs/DESIGN.md "Server per-request cost"): the
+plainest heads are read by :mod:`twinlib.api.http1` instead of gunicorn's parser, the head of a
+response leaves with its body in one send, response headers gunicorn accepted once are not
+checked again, and ``Date`` is formatted once a second.
 
 Errors gunicorn itself answers (a request line over the limit: 414; a malformed header: 400;
 too many headers: 431) are JSON in the API's error shape, with the same security headers as
