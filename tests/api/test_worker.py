@@ -461,3 +461,22 @@ def test_response_headers_are_checked_every_time(monkeypatch):
         with pytest.raises(InvalidResponseHeader):
             bad.start_response("200 OK", [("Content-Type", "application/json"),
                                           ("X-B", "line\r\nbreak")])
+
+
+def test_head_answers_carry_no_body_and_the_connection_goes_on(server):
+    with socket.create_connection(("127.0.0.1", server), timeout=20) as s:
+        s.sendall(b"HEAD /data HTTP/1.1\r\nHost: x\r\n\r\nGET /data?limit=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while data.count(b"\r\n\r\n") < 2:
+            chunk = s.recv(65536)
+            assert chunk
+            data += chunk
+        head, _, rest = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and b"Content-Length: " in head
+        assert rest.startswith(b"HTTP/1.1 200")  # no body bytes between the two answers
+        s.settimeout(20)
+        second_head, _, body = rest.partition(b"\r\n\r\n")
+        length = int(second_head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+        while len(body) < length:
+            body += s.recv(65536)
+        assert len(json.loads(body)) == 1
