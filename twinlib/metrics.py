@@ -67,7 +67,19 @@ def prepare_multiprocess(directory: str) -> None:
             os.unlink(os.path.join(directory, name))
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
     from prometheus_client import values
-    values.ValueClass = values.get_value_class()
+    # prometheus_client asks os.getpid() (a system call) on every increment to notice a fork;
+    # the pid kept here is renewed in every forked child instead: the same values, 3 fewer
+    # system calls per API request.
+    values.ValueClass = values.MultiProcessValue(process_identifier=_pid)
+
+
+_PID = [os.getpid()]
+os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
+
+
+def _pid() -> int:
+    """This process's id, known without a system call (renewed after every fork)."""
+    return _PID[0]
 
 
 def api_metrics():

@@ -104,10 +104,14 @@ def _check_whole_responses(port: int) -> None:
     status_line, _, rest = reply.partition(b"\r\n")
     assert b" 403 " in status_line
     assert json.loads(rest.split(b"\r\n\r\n", 1)[1])["status"] == 403
-    # Two pipelined requests: the first is answered whole, then the connection closes.
-    reply = _raw_exchange(port, b"GET /data HTTP/1.1\r\nHost: x\r\n\r\n" * 2)
-    assert reply.count(b"HTTP/1.1 200") == 1
-    assert len(json.loads(reply.split(b"\r\n\r\n", 1)[1])) == 10
+    # Two pipelined requests on a kept-alive connection: each answered whole, in order; the
+    # second asks to close, so the connection closes after it.
+    reply = _raw_exchange(port, b"GET /data HTTP/1.1\r\nHost: x\r\n\r\n"
+                          b"GET /data?limit=2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert reply.count(b"HTTP/1.1 200") == 2
+    first, second = reply.split(b"HTTP/1.1 200")[1:]
+    assert len(json.loads(first.split(b"\r\n\r\n", 1)[1])) == 10
+    assert b"Connection: close" in second and len(json.loads(second.split(b"\r\n\r\n", 1)[1])) == 2
 
 
 @pytest.mark.slow

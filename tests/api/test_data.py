@@ -190,3 +190,27 @@ def test_cors_still_applies_to_data(make_app, store):
     resp = client.get("/data", headers={"Origin": "http://dash:8050"})
     assert resp.status_code == 200 and len(resp.get_json()) == 10
     assert resp.headers["Access-Control-Allow-Origin"] == "http://dash:8050"
+
+
+def test_fast_path_keeps_its_answer_only_while_nothing_is_written(store, make_app, monkeypatch):
+    """The kept bytes are served while the store's change stamp holds; a write (another
+    connection's commit) makes the next answer a fresh read that shows it."""
+    app = make_app(store.path)
+    client = app.test_client()
+    first = client.get("/data")
+    assert first.status_code == 200
+    reader = app.extensions["twinlib.stores"].reader()  # this thread's, as the fast path's
+    calls = []
+    real_latest = reader.latest
+    monkeypatch.setattr(reader, "latest", lambda *a, **k: calls.append(1) or real_latest(*a, **k))
+    again = client.get("/data")
+    assert again.data == first.data and calls == []  # nothing written: the kept answer
+    newest = first.get_json()[0]
+    ts = pd.Timestamp(newest["timestamp"]) + pd.Timedelta(seconds=5)
+    store.load_readings(pd.DataFrame([{"asset_id": newest["asset_id"], "timestamp": ts,
+                                       "temperature": 71.5, "vibration": 0.5, "pressure": 41.0}]))
+    after = client.get("/data")
+    assert calls == [1]
+    row = after.get_json()[0]
+    assert row["temperature"] == 71.5 and row["timestamp"] == ts.strftime("%Y-%m-%d %H:%M:%S")
+    assert client.get("/data").data == after.data and calls == [1]

@@ -236,8 +236,9 @@ def test_a_body_of_countless_tiny_chunks_is_walked_once_and_at_most_so_far():
 
 
 @pytest.fixture
-def loop_worker(monkeypatch, store, make_app):
-    """A BufferedSyncWorker's loop in a thread on a listener of its own, with tiny limits."""
+def loop_worker(request, monkeypatch, store, make_app):
+    """A BufferedSyncWorker's loop in a thread on a listener of its own, with tiny limits
+    (indirect parameters: gunicorn settings)."""
     import threading
 
     from gunicorn.config import Config
@@ -251,6 +252,8 @@ def loop_worker(monkeypatch, store, make_app):
     listener.bind(("127.0.0.1", 0))
     listener.listen(64)
     cfg = Config()
+    for key, value in getattr(request, "param", {}).items():
+        cfg.set(key, value)
     worker = BufferedSyncWorker(0, os.getppid(), [listener], None, 30, cfg, Logger(cfg))
     worker.PIPE = os.pipe()
     worker.wsgi = make_app(store.path)
@@ -293,3 +296,187 @@ def test_a_head_that_does_not_arrive_in_time_is_closed(loop_worker):
         s.sendall(b"GET /data HTTP/1.1\r\nX-Slow: ")
         assert _closed_by_server(s)  # after header_timeout (1 s here)
     assert _get(loop_worker)[0] == 200
+
+
+# -- keep-alive, pipelining, the plain-request reader -----------------------------------------
+def _read_answer(s: socket.socket) -> tuple[bytes, bytes]:
+    """One framed answer (head, body) from a kept-alive connection."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(65536)
+        assert chunk, f"closed before an answer: {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int([line.split(b":", 1)[1] for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:")][0])
+    while len(body) < length:
+        chunk = s.recv(65536)
+        assert chunk
+        body += chunk
+    assert len(body) == length, "bytes of the next answer arrived with this one"
+    return head, body
+
+
+def test_a_connection_is_kept_for_the_next_request_and_closed_when_asked(server):
+    with socket.create_connection(("127.0.0.1", server), timeout=20) as s:
+        for path in (b"/data", b"/data?limit=2", b"/health"):
+            s.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            head, body = _read_answer(s)
+            assert head.startswith(b"HTTP/1.1 200") and b"Connection: keep-alive" in head
+            assert b"X-Content-Type-Options: nosniff" in head
+        assert len(json.loads(body)) >= 1
+        s.sendall(b"GET /data HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        head, body = _read_answer(s)
+        assert b"Connection: close" in head and len(json.loads(body)) == 10
+        assert _closed_by_server(s)
+    with socket.create_connection(("127.0.0.1", server), timeout=20) as s:  # HTTP/1.0: closes
+        s.sendall(b"GET /data HTTP/1.0\r\n\r\n")
+        head, _ = _read_answer(s)
+        assert head.startswith(b"HTTP/1.0 200") and b"Connection: close" in head
+        assert _closed_by_server(s)
+
+
+def test_pipelined_requests_are_answered_in_order(server):
+    body = b'{"readings": []}'
+    post = (f"POST /readings HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+    with socket.create_connection(("127.0.0.1", server), timeout=20) as s:
+        s.sendall(b"GET /data?limit=1 HTTP/1.1\r\nHost: x\r\n\r\n" + post
+                  + b"GET /data?limit=3 HTTP/1.1\r\nHost: x\r\n\r\n")
+        sizes = []
+        for _ in range(3):
+            head, answer = _read_answer(s)
+            assert head.startswith(b"HTTP/1.1 200")
+            sizes.append(json.loads(answer))
+        assert len(sizes[0]) == 1 and sizes[1]["inserted"] == 0 and len(sizes[2]) == 3
+
+
+def test_a_connection_is_recycled_after_its_request_budget(loop_worker, monkeypatch):
+    from twinlib.api.worker import BufferedSyncWorker
+
+    monkeypatch.setattr(BufferedSyncWorker, "max_keepalive_requests", 3)
+    with socket.create_connection(("127.0.0.1", loop_worker), timeout=20) as s:
+        heads = []
+        for _ in range(3):
+            s.sendall(b"GET /data HTTP/1.1\r\nHost: x\r\n\r\n")
+            heads.append(_read_answer(s)[0])
+        assert [b"Connection: keep-alive" in h for h in heads] == [True, True, False]
+        assert b"Connection: close" in heads[2] and _closed_by_server(s)
+
+
+@pytest.mark.parametrize("loop_worker", [{"keepalive": 1}], indirect=True)
+def test_an_idle_kept_connection_is_closed_after_the_keepalive_timeout(loop_worker, monkeypatch):
+    from twinlib.api.worker import BufferedSyncWorker
+
+    monkeypatch.setattr(BufferedSyncWorker, "header_timeout", 60.0)  # only keep-alive closes
+    with socket.create_connection(("127.0.0.1", loop_worker), timeout=20) as s:
+        s.sendall(b"GET /data HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b"Connection: keep-alive" in _read_answer(s)[0]
+        assert _closed_by_server(s)  # no next request: closed, nothing sent
+    assert _get(loop_worker)[0] == 200
+
+
+@pytest.mark.parametrize("head,simple", [
+    (b"GET /data HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n", True),
+    (b"HEAD /data?limit=3&asset=p%2D1 HTTP/1.0\r\n\r\n", True),
+    (b"GET /data HTTP/1.1\r\nHost:x \t\r\nUser-Agent: a b\r\n\r\n", True),
+    (b"POST /readings HTTP/1.1\r\nHost: x\r\n\r\n", False),           # not GET/HEAD
+    (b"GET /data HTTP/1.1\r\nContent-Length: 0\r\n\r\n", False),       # framing: gunicorn's
+    (b"GET /data HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", False),
+    (b"GET /data HTTP/1.1\r\nExpect: 100-continue\r\n\r\n", False),
+    (b"GET /data HTTP/1.1\r\nX-Forwarded-Proto: https\r\n\r\n", False),  # trust: gunicorn's
+    (b"GET /data HTTP/1.1\r\nX_Odd: 1\r\n\r\n", False),                 # underscore: dropped there
+    (b"GET /data HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", False),       # repeated: 400 there
+    (b"GET /data HTTP/1.1\r\nBad Header: 1\r\n\r\n", False),
+    (b"GET /data HTTP/1.1\r\nX: a\r\n folded\r\n\r\n", False),
+    (b"GET /data HTTP/1.1\r\nX: caf\xe9\r\n\r\n", False),
+    (b"GET /data#frag HTTP/1.1\r\n\r\n", False),
+    (b"GET http://x/data HTTP/1.1\r\n\r\n", False),
+    (b"GET /data HTTP/2.0\r\n\r\n", False),
+    (b"\r\nGET /data HTTP/1.1\r\n\r\n", False),
+    (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\n\r\n", False),            # over the line limit
+])
+def test_the_plain_request_reader_takes_only_plain_heads(head, simple):
+    from gunicorn.config import Config
+
+    from twinlib.api.http1 import SimpleParser
+
+    parser = SimpleParser(Config())
+    for _ in range(2):  # the second time from memory: the same answer
+        req = parser.parse(head)
+        assert (req is not None) is simple
+    if simple:
+        assert req.method in ("GET", "HEAD") and req.path.startswith("/")
+        assert all(name == name.upper() and "_" not in name for name, _ in req.headers)
+
+
+@pytest.mark.parametrize("head", [
+    b"GET /data HTTP/1.1\r\nHost: example.org:8080\r\nAccept: */*\r\nContent-Type: text/x\r\n\r\n",
+    b"GET /a%20b/c?x=1&y=%2F HTTP/1.0\r\nUser-Agent: t\r\nConnection: keep-alive\r\n\r\n",
+    b"HEAD //double/slash?q HTTP/1.1\r\nAuthorization: Bearer abc\r\n\r\n",
+])
+def test_the_plain_reader_gives_the_environ_gunicorn_gives(head):
+    """The worker's own environ for plain requests equals gunicorn's ``wsgi.create`` one."""
+    from gunicorn import http
+    from gunicorn.config import Config
+    from gunicorn.glogging import Logger
+    from gunicorn.http import wsgi
+
+    from twinlib.api.http1 import SimpleParser
+    from twinlib.api.worker import BufferedSyncWorker, _Buffered
+
+    cfg = Config()
+    worker = BufferedSyncWorker(0, os.getppid(), [], None, 30, cfg, Logger(cfg))
+    worker._base_environ = wsgi.base_environ(cfg)
+    client, server = ("127.0.0.1", 54321), ("127.0.0.1", 5000)
+    ours = SimpleParser(cfg).parse(head)
+    theirs = next(http.get_parser(cfg, _Buffered(head, None, whole=True), client))
+    _, env_ours = worker._simple_environ(ours, None, client, server)
+    _, env_theirs = wsgi.create(theirs, None, client, server, cfg)
+    objects = ("wsgi.errors", "wsgi.input", "wsgi.early_hints")
+    assert {k: v for k, v in env_ours.items() if k not in objects} == \
+        {k: v for k, v in env_theirs.items() if k not in objects}
+    assert set(env_ours) == set(env_theirs)
+    assert env_ours["wsgi.input"].read() == b""
+
+
+def test_response_headers_are_checked_every_time(monkeypatch):
+    """Remembered header pairs skip gunicorn's checks only for pairs it accepted before."""
+    from gunicorn.config import Config
+    from gunicorn.http.errors import InvalidResponseHeader
+
+    from twinlib.api.http1 import SimpleRequest
+    from twinlib.api.worker import _Response
+
+    req = SimpleRequest("GET", "/data", (1, 1), [])
+    for _ in range(2):
+        resp = _Response(req, None, Config())
+        resp.start_response("200 OK", [("Content-Type", "application/json"),
+                                       ("Content-Length", "12"), ("Connection", "close"),
+                                       ("X-A", " padded ")])
+        assert resp.response_length == 12
+        assert resp.headers == [("Content-Type", "application/json"), ("Content-Length", "12"),
+                                ("X-A", "padded")]  # hop-by-hop dropped, value stripped
+        bad = _Response(req, None, Config())
+        with pytest.raises(InvalidResponseHeader):
+            bad.start_response("200 OK", [("Content-Type", "application/json"),
+                                          ("X-B", "line\r\nbreak")])
+
+
+def test_head_answers_carry_no_body_and_the_connection_goes_on(server):
+    with socket.create_connection(("127.0.0.1", server), timeout=20) as s:
+        s.sendall(b"HEAD /data HTTP/1.1\r\nHost: x\r\n\r\nGET /data?limit=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while data.count(b"\r\n\r\n") < 2:
+            chunk = s.recv(65536)
+            assert chunk
+            data += chunk
+        head, _, rest = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and b"Content-Length: " in head
+        assert rest.startswith(b"HTTP/1.1 200")  # no body bytes between the two answers
+        s.settimeout(20)
+        second_head, _, body = rest.partition(b"\r\n\r\n")
+        length = int(second_head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+        while len(body) < length:
+            body += s.recv(65536)
+        assert len(json.loads(body)) == 1

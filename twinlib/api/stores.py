@@ -40,6 +40,10 @@ from twinlib.store import Store, StoreError, StoreMissingError, open_store
 __all__ = ["StoreProvider", "ReadOnlyDatabase", "read_store", "write_store", "write_with_retry",
            "is_busy", "is_readonly"]
 
+#: This process's id without a system call per request (renewed in every forked child).
+_PID = [os.getpid()]
+os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
+
 #: SQLite result codes (primary code = extended code & 0xff).
 _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_READONLY = 5, 6, 8
 
@@ -112,7 +116,7 @@ class StoreProvider:
         local = self._local
         store = getattr(local, "store", None)
         # A forked worker must not share its parent's SQLite connection.
-        if store is not None and local.pid == os.getpid():
+        if store is not None and local.pid == _PID[0]:
             try:
                 if self._identity(local.immutable) == local.ident:
                     return store

@@ -6,9 +6,9 @@ a byte at a time holds a worker for as long as it likes: two such connections st
 for the *first* byte in its poller, then reads the rest in a pool thread, so ``threads`` slow
 connections per worker still block it (measured: see ``benchmarks/bench_api.py``).
 
-:class:`BufferedSyncWorker` keeps the sync worker's request handling (one request per
-connection, in the worker's own thread: the fastest here for ``GET /data``) and puts a
-non-blocking reader in front of it, like a buffering reverse proxy:
+:class:`BufferedSyncWorker` keeps the sync worker's request handling (one request at a time,
+in the worker's own thread: the fastest here for ``GET /data``) and puts a non-blocking reader
+in front of it, like a buffering reverse proxy:
 
 - every accepted connection is read without blocking, from one ``selectors`` loop, until its
   request is complete: the head up to the blank line, then the body (``Content-Length`` bytes or
@@ -23,7 +23,17 @@ non-blocking reader in front of it, like a buffering reverse proxy:
   more than :data:`MAX_CHUNKS` chunks is handed over when that many have arrived (walking
   millions of tiny chunks would cost seconds of CPU): the rest is read with the send timeout;
 - the response is written with a socket timeout (``send_timeout``): a client that stops reading
-  cannot hold the worker either.
+  cannot hold the worker either;
+- an answered HTTP/1.1 connection is kept (keep-alive): it goes back to the loop as a waiting
+  connection, under the same limits, closed after gunicorn's ``keepalive`` seconds without a
+  next request and answered ``Connection: close`` after ``max_keepalive_requests`` requests
+  (so clients spread over the workers again). Only where the request's end is known exactly;
+  requests sent ahead (pipelined) are served in order on the loop's next turns.
+
+Per request (issue 10's ``GET /data`` target, see docs/DESIGN.md "Server per-request cost"): the
+plainest heads are read by :mod:`twinlib.api.http1` instead of gunicorn's parser, the head of a
+response leaves with its body in one send, response headers gunicorn accepted once are not
+checked again, and ``Date`` is formatted once a second.
 
 Errors gunicorn itself answers (a request line over the limit: 414; a malformed header: 400;
 too many headers: 431) are JSON in the API's error shape, with the same security headers as
@@ -32,15 +42,19 @@ every API response, instead of gunicorn's HTML page.
 from __future__ import annotations
 
 import errno
+import inspect
 import os
 import re
 import selectors
 import socket
 import ssl
 import time
+from collections import deque
+from datetime import datetime
 
 import orjson
 from gunicorn import http, util
+from gunicorn.http import wsgi
 from gunicorn.http.errors import (
     ConfigurationProblem,
     ExpectationFailed,
@@ -60,6 +74,7 @@ from gunicorn.http.errors import (
 )
 from gunicorn.workers.sync import SyncWorker
 
+from twinlib.api.http1 import SimpleParser, SimpleRequest
 from twinlib.api.security import SECURITY_HEADERS
 
 __all__ = ["BufferedSyncWorker", "request_complete", "LIMITS"]
@@ -74,6 +89,7 @@ LIMITS = {
     "max_pending_bytes": 64 * 1024 * 1024,
     "max_body": 16 * 1024 * 1024,
     "linger_timeout": 2.0,
+    "max_keepalive_requests": 100,
 }
 
 _HEAD_END = b"\r\n\r\n"
@@ -123,9 +139,10 @@ def _chunked_scan(buf, pos: int, budget: int = MAX_CHUNKS) -> tuple[str, int, in
 class _Framing:
     """Where a request being read stands: its head's end, then how its body is framed."""
 
-    __slots__ = ("head_end", "searched", "chunk_pos", "length", "chunked", "chunks")
+    __slots__ = ("head_end", "searched", "chunk_pos", "length", "chunked", "chunks", "end")
 
     def __init__(self):
+        self.end = -1          # where the request ends once complete (-1: unknown, or too big)
         self.head_end = -1
         self.searched = 0      # the head's end is not before this offset
         self.chunk_pos = -1    # chunked: the next chunk-size line
@@ -152,8 +169,15 @@ class _Framing:
             state, self.chunk_pos, walked = _chunked_scan(buf, self.chunk_pos,
                                                           MAX_CHUNKS - self.chunks)
             self.chunks += walked
+            if state == "done" and self.chunk_pos - body_start <= max_body:
+                self.end = self.chunk_pos
             return state != "more" or len(buf) - body_start > max_body
-        return self.length > max_body or len(buf) - body_start >= self.length
+        if self.length > max_body:
+            return True
+        if len(buf) - body_start >= self.length:
+            self.end = body_start + self.length
+            return True
+        return False
 
 
 def request_complete(buf: bytes, max_head: int, max_body: int) -> bool:
@@ -167,11 +191,12 @@ def request_complete(buf: bytes, max_head: int, max_body: int) -> bool:
 
 
 class _Pending:
-    """A connection whose request is still arriving."""
+    """A connection whose request is still arriving (or, ``kept``, whose next one may come)."""
 
-    __slots__ = ("sock", "addr", "listener", "buf", "started", "continued", "framing")
+    __slots__ = ("sock", "addr", "listener", "buf", "started", "continued", "framing", "kept",
+                 "served")
 
-    def __init__(self, sock, addr, listener):
+    def __init__(self, sock, addr, listener, kept: bool = False, served: int = 0):
         self.sock = sock
         self.addr = addr
         self.listener = listener
@@ -179,6 +204,8 @@ class _Pending:
         self.started = time.monotonic()
         self.continued = False
         self.framing = _Framing()
+        self.kept = kept  # kept alive after an answer: idle until its next request starts
+        self.served = served  # requests answered on this connection so far
 
 
 class _Closing:
@@ -193,20 +220,124 @@ class _Closing:
 
 
 class _Buffered:
-    """The socket as gunicorn's parser sees it: the buffered bytes first, then the socket."""
+    """The socket as gunicorn's parser sees it: the buffered bytes first, then the socket.
 
-    def __init__(self, data: bytes, sock):
+    ``whole``: the bytes are the complete request, so nothing is ever read from the socket
+    (whatever follows belongs to the next request on a kept-alive connection); a parser that
+    wants more than the framing said meets the end of the data instead.
+    """
+
+    def __init__(self, data: bytes, sock, whole: bool = False):
         self._data = memoryview(data)
         self._pos = 0
         self._sock = sock
+        self._whole = whole
 
     def recv(self, size: int) -> bytes:
         if self._pos < len(self._data):  # an offset, not a slice of the rest: 16 MiB stays O(n)
             out = self._data[self._pos:self._pos + size].tobytes()
             self._pos += len(out)
             return out
-        return self._sock.recv(size)
+        return b"" if self._whole else self._sock.recv(size)
 
+
+#: Response header pairs already accepted by gunicorn's checks -> the pair as it appends it.
+_HEADERS_SEEN: dict[tuple, tuple] = {}
+_STATEFUL_HEADERS = frozenset(util.hop_headers) | {"content-length"}
+_DATE = [0, ""]
+
+
+def _http_date() -> str:
+    """gunicorn's ``Date`` value (``util.http_date()``), formatted once per second."""
+    now = int(time.time())
+    if _DATE[0] != now:
+        _DATE[1] = util.http_date(now)
+        _DATE[0] = now
+    return _DATE[1]
+
+
+class _Response(wsgi.Response):
+    """gunicorn's response, putting its head on the wire together with the first body bytes.
+
+    gunicorn sends the head and the body with two ``sendall`` calls: two segments, two
+    wake-ups of the client for one small answer. Here the head waits for the body's first
+    bytes (or the end of the response) and leaves in the same call.
+    """
+
+    _head = None
+
+    def process_headers(self, headers):
+        """gunicorn's checks, each distinct ordinary header checked once per worker.
+
+        An app sends the same few headers with nearly every answer (type, security headers,
+        Vary): a ``(name, value)`` pair already accepted is appended as gunicorn appended it.
+        ``Content-Length`` and hop-by-hop names always take gunicorn's way (they set state).
+        """
+        seen = _HEADERS_SEEN
+        for item in headers:
+            kept = seen.get(item) if type(item) is tuple else None
+            if kept is not None:
+                self.headers.append(kept)
+                continue
+            n = len(self.headers)
+            super().process_headers((item,))  # raises as gunicorn does
+            added = self.headers[n:]
+            if (type(item) is tuple and len(added) == 1
+                    and added[0][0].lower() not in _STATEFUL_HEADERS):
+                if len(seen) >= 1024:
+                    seen.clear()
+                seen[item] = added[0]
+
+    def default_headers(self):
+        """gunicorn's status line and default headers, the Date text made once a second."""
+        if self.upgrade:
+            connection = "upgrade"
+        elif self.should_close():
+            connection = "close"
+        else:
+            connection = "keep-alive"
+        headers = [
+            "HTTP/%s.%s %s\r\n" % (self.req.version[0], self.req.version[1], self.status),
+            "Server: %s\r\n" % self.version,
+            "Date: %s\r\n" % _http_date(),
+            "Connection: %s\r\n" % connection,
+        ]
+        if self.chunked:
+            headers.append("Transfer-Encoding: chunked\r\n")
+        return headers
+
+    def send_headers(self):
+        if self.headers_sent:
+            return
+        tosend = self.default_headers()
+        tosend.extend(["%s: %s\r\n" % (k, v) for k, v in self.headers])
+        self._head = ("%s\r\n" % "".join(tosend)).encode("latin-1")
+        self.headers_sent = True
+
+    def _emit_body(self, data):
+        head, self._head = self._head, None
+        if self.chunked:
+            data = b"%X\r\n%s\r\n" % (len(data), data)
+        self.sock.sendall(data if head is None else head + data)
+
+    def can_sendfile(self):
+        return False  # sendfile would bypass the held head; files go through write()
+
+    def close(self):
+        if not self.headers_sent:
+            self.send_headers()
+        if self.chunked:
+            self._emit_body(b"")  # the last chunk
+        elif self._head is not None:
+            head, self._head = self._head, None
+            self.sock.sendall(head)
+
+
+#: gunicorn builds responses of a given class since 27 (for HTTP/2), with body bytes leaving
+#: through ``_emit_body``; with an older gunicorn its own response class is used as it is.
+_CREATE_KW = ({"response_class": _Response}
+              if "response_class" in inspect.signature(wsgi.create).parameters
+              and hasattr(wsgi.Response, "_emit_body") else {})
 
 _STATUS = (
     (LimitRequestLine, 414, "URI Too Long"),
@@ -241,6 +372,7 @@ class BufferedSyncWorker(SyncWorker):
     max_pending_bytes = LIMITS["max_pending_bytes"]
     max_body = LIMITS["max_body"]
     linger_timeout = LIMITS["linger_timeout"]
+    max_keepalive_requests = LIMITS["max_keepalive_requests"]
 
     @classmethod
     def configure(cls, **limits) -> None:
@@ -259,6 +391,15 @@ class BufferedSyncWorker(SyncWorker):
         self._pending: dict[int, _Pending] = {}   # fd -> connection, oldest first
         self._pending_bytes = 0
         self._closing: dict[int, _Closing] = {}   # fd -> answered connection, oldest first
+        self._socknames: dict = {}                # listener -> its address (one syscall, once)
+        self._ready: deque[_Pending] = deque()    # pipelined requests already whole
+        self._next_expire = 0.0
+        self._may_keep = False
+        # Keep-alive needs each request parsed on its own (PROXY protocol heads only the first).
+        self._keepalive_ok = cfg.proxy_protocol in (None, False, "off")
+        self.keepalive = float(cfg.keepalive or 0)
+        self._simple = SimpleParser(cfg) if self._keepalive_ok else None
+        self._base_environ = None  # made in the worker process (it holds the log streams)
 
     # -- the loop --------------------------------------------------------------------------
     def run(self):
@@ -266,14 +407,23 @@ class BufferedSyncWorker(SyncWorker):
             return super().run()
         for s in self.sockets:
             s.setblocking(False)
+        if (self._simple is not None and _CREATE_KW and not os.environ.get("SCRIPT_NAME")
+                and hasattr(wsgi, "_make_early_hints_callback")):
+            self._base_environ = wsgi.base_environ(self.cfg)
         self._sel = selectors.DefaultSelector()
         for s in self.sockets:
             self._sel.register(s, selectors.EVENT_READ, None)
         self._sel.register(self.PIPE[0], selectors.EVENT_READ, "pipe")
+        beat = 0.0  # when the heartbeat and the parent were last checked (syscalls: ~1/s)
         try:
             while self.alive:
-                self.notify()
-                for key, _ in self._sel.select(self._next_timeout()):
+                now = time.monotonic()
+                if now - beat >= 1.0:
+                    beat = now
+                    self.notify()
+                    if not self.is_parent_alive():
+                        break
+                for key, _ in self._sel.select(0 if self._ready else self._next_timeout()):
                     if key.data is None:
                         self._accept(key.fileobj)
                     elif key.data == "pipe":
@@ -287,10 +437,16 @@ class BufferedSyncWorker(SyncWorker):
                         self._read(key.data)
                     if not self.alive:
                         break
-                self._expire()
-                if not self.is_parent_alive():
-                    break
+                # Pipelined requests already buffered: one each per turn, after the sockets.
+                for _ in range(len(self._ready)):
+                    if not self.alive:
+                        break
+                    self._serve(self._ready.popleft())
+                if time.monotonic() >= self._next_expire:
+                    self._expire()
         finally:
+            while self._ready:
+                util.close(self._ready.popleft().sock)
             for p in list(self._pending.values()):
                 self._drop(p)
             for c in list(self._closing.values()):
@@ -311,8 +467,7 @@ class BufferedSyncWorker(SyncWorker):
                 if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.ECONNABORTED):
                     return
                 raise
-            sock.setblocking(False)
-            util.close_on_exec(sock)
+            sock.setblocking(False)  # Python's accept already made it close-on-exec (PEP 446)
             p = _Pending(sock, addr, listener)
             # Most clients send the request with the connection: answer it at once.
             if not self._read(p, registered=False):
@@ -372,16 +527,22 @@ class BufferedSyncWorker(SyncWorker):
 
     def _expire(self) -> None:
         now = time.monotonic()
+        self._next_expire = now + 0.05  # deadlines are seconds: no need to look every turn
         for c in list(self._closing.values()):
             if c.deadline > now:
                 break
             self._close(c)
-        for p in list(self._pending.values()):
-            if now - p.started > self.request_timeout:
+        keepalive = self.keepalive
+        calm = min(self.header_timeout, keepalive) if keepalive > 0 else self.header_timeout
+        for p in list(self._pending.values()):  # oldest first
+            age = now - p.started
+            if age > self.request_timeout:
                 self._drop(p)
-            elif now - p.started > self.header_timeout and _HEAD_END not in p.buf:
+            elif age > self.header_timeout and _HEAD_END not in p.buf:
                 self._drop(p)
-            elif now - p.started <= self.header_timeout:
+            elif p.kept and not p.buf and age > keepalive:
+                self._drop(p)  # idle past the keep-alive timeout: no request is coming
+            elif age <= calm:
                 break  # the rest arrived later still
 
     def _forget(self, p: _Pending) -> None:
@@ -398,15 +559,32 @@ class BufferedSyncWorker(SyncWorker):
 
     # -- one request -----------------------------------------------------------------------
     def _serve(self, p: _Pending) -> None:
+        """Answer ``p``'s request; then keep the connection for the next one, or close it."""
         sock = p.sock
         sock.setblocking(True)
         sock.settimeout(self.send_timeout)
         req = None
+        end = p.framing.end
+        # Keep the connection only where the request's end is known exactly, so the next
+        # request starts where this one ends (never for refused heads or bodies).
+        self._may_keep = (end >= 0 and self.keepalive > 0 and self._keepalive_ok
+                          and p.served + 1 < self.max_keepalive_requests)
+        keep = False
         try:
-            parser = http.get_parser(self.cfg, _Buffered(bytes(p.buf), sock), p.addr)
+            if self._may_keep:
+                data, rest = bytes(p.buf[:end]), bytes(p.buf[end:])
+            else:
+                data, rest = bytes(p.buf), b""
             p.buf = bytearray()
-            req = next(parser)
-            self.handle_request(p.listener, req, sock, p.addr)
+            # The plainest requests (GET/HEAD, no body, ordinary headers) by the strict reader;
+            # everything else, and whatever it declines, by gunicorn's parser.
+            if self._simple is not None and end == p.framing.head_end + 4:
+                req = self._simple.parse(data)
+            if req is None:
+                parser = http.get_parser(self.cfg, _Buffered(data, sock, whole=self._may_keep),
+                                         p.addr)
+                req = next(parser)
+            keep = self.handle_request(p.listener, req, sock, p.addr)
         except http.errors.NoMoreData as e:
             self.log.debug("Ignored premature client disconnection. %s", e)
         except StopIteration as e:
@@ -420,8 +598,118 @@ class BufferedSyncWorker(SyncWorker):
                 self.log.exception("Socket error processing request.")
         except BaseException as e:
             self.handle_error(req, sock, p.addr, e)
-        finally:
+        if keep and self.alive:
+            self._keep(p, rest)
+        else:
             self._linger(sock)
+
+    def _keep(self, p: _Pending, rest: bytes) -> None:
+        """Wait (in the loop, not blocking) for the next request on an answered connection.
+
+        Its socket goes back to the selector like a new connection's (the same limits and
+        timeouts, plus the keep-alive timeout while nothing arrives), so the worker serves
+        others meanwhile. A next request that came with this one (pipelined) is served on
+        the loop's next turn, after the sockets that are ready.
+        """
+        sock = p.sock
+        try:
+            sock.setblocking(False)
+        except OSError:
+            util.close(sock)
+            return
+        q = _Pending(sock, p.addr, p.listener, kept=True, served=p.served + 1)
+        if rest:
+            q.buf += rest
+            if q.framing.complete(q.buf, self.max_head, self.max_body):
+                self._ready.append(q)
+                return
+        self._sel.register(sock, selectors.EVENT_READ, q)
+        self._pending[sock.fileno()] = q
+        self._pending_bytes += len(q.buf)
+        while len(self._pending) > self.max_pending:
+            self._drop(next(iter(self._pending.values())))
+
+    def _simple_environ(self, req: SimpleRequest, sock, client, server):
+        """``gunicorn.http.wsgi.create`` for a :class:`SimpleRequest` from a TCP peer (no body,
+        no repeated or underscored or forwarding headers, no SCRIPT_NAME): the same environ,
+        without rebuilding the constant part each time (``tests/api/test_worker.py`` compares
+        the two)."""
+        resp = _Response(req, sock, self.cfg)
+        env = self._base_environ.copy()
+        env["wsgi.input"] = req.body
+        env["gunicorn.socket"] = sock
+        env["REQUEST_METHOD"] = req.method
+        env["QUERY_STRING"] = req.query
+        env["RAW_URI"] = req.uri
+        env["SERVER_PROTOCOL"] = "HTTP/1.%d" % req.version[1]
+        for name, value in req.headers:
+            if name == "CONTENT-TYPE":
+                env["CONTENT_TYPE"] = value
+            else:
+                env["HTTP_" + name.replace("-", "_")] = value
+        env["wsgi.url_scheme"] = "http"
+        env["REMOTE_ADDR"] = client[0]
+        env["REMOTE_PORT"] = str(client[1])
+        env["SERVER_NAME"] = server[0]
+        env["SERVER_PORT"] = str(server[1])
+        env["PATH_INFO"] = util.unquote_to_wsgi_str(req.path)
+        env["SCRIPT_NAME"] = ""
+        env["wsgi.early_hints"] = wsgi._make_early_hints_callback(req, sock, resp)
+        return resp, env
+
+    def handle_request(self, listener, req, client, addr) -> bool:
+        """gunicorn's sync ``handle_request``, with keep-alive and one send per small answer.
+
+        Returns whether the connection may carry another request (the answer was framed,
+        neither side asked to close, and this worker goes on).
+        """
+        environ = {}
+        resp = None
+        try:
+            self.cfg.pre_request(self, req)
+            request_start = datetime.now() if getattr(self.log, "access_log_enabled", True) else None
+            server = self._socknames.get(listener)
+            if server is None:
+                server = self._socknames[listener] = listener.getsockname()
+            if (type(req) is SimpleRequest and self._base_environ is not None
+                    and type(addr) is tuple and type(server) is tuple):
+                resp, environ = self._simple_environ(req, client, addr, server)
+            else:
+                resp, environ = wsgi.create(req, client, addr, server, self.cfg, **_CREATE_KW)
+            if not self._may_keep:
+                resp.force_close()
+            self.nr += 1
+            if self.nr >= self.max_requests:
+                self.log.info("Autorestarting worker after current request.")
+                self.alive = False
+                resp.force_close()
+            respiter = self.wsgi(environ, resp.start_response)
+            try:
+                if isinstance(respiter, environ["wsgi.file_wrapper"]):
+                    resp.write_file(respiter)
+                else:
+                    for item in respiter:
+                        resp.write(item)
+                resp.close()
+            finally:
+                if request_start is not None:
+                    self.log.access(resp, req, environ, datetime.now() - request_start)
+                if hasattr(respiter, "close"):
+                    respiter.close()
+            return not resp.should_close()
+        except OSError:
+            raise
+        except (Exception, SystemExit):
+            if resp and resp.headers_sent:
+                # The answer has started: a second one on the same connection would corrupt it.
+                self.log.exception("Error handling request")
+                raise StopIteration() from None
+            raise
+        finally:
+            try:
+                self.cfg.post_request(self, req, environ, resp)
+            except Exception:
+                self.log.exception("Exception in post_request hook")
 
     # -- closing ---------------------------------------------------------------------------
     def _linger(self, sock) -> None:

@@ -3,7 +3,8 @@
 The workers are :class:`twinlib.api.worker.BufferedSyncWorker`: gunicorn's sync request
 handling (measured best here for ``GET /data``: each request is a ~20 µs SQLite query; threads
 or async buy nothing on 2 cores) behind a non-blocking reader that hands a request to the app
-only once it has arrived whole, so slow clients (slowloris) cannot hold a worker. gunicorn's
+only once it has arrived whole, so slow clients (slowloris) cannot hold a worker; answered
+connections are kept alive (``keepalive`` 5 s) in that same reader. gunicorn's
 stock ``sync`` (two slow connections stop two workers) and ``gthread`` (``threads`` slow
 connections per worker stop it) can still be chosen with ``--worker-class`` for comparison;
 ``benchmarks/bench_api.py`` measures all three under slow clients. Debug mode is never on: the
@@ -76,6 +77,9 @@ def gunicorn_options(host: str, port: int, workers: int, worker_class: str = "bu
         "preload_app": True,
         "timeout": 60,
         "graceful_timeout": 10,
+        # An answered connection stays open this long for the client's next request (the
+        # buffered worker waits for it in its selector loop, not in a blocked read).
+        "keepalive": 5,
         "accesslog": None,  # access logging costs ~10% of throughput; errors still go to stderr
         "errorlog": "-",
         "loglevel": "info",

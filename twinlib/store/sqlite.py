@@ -641,6 +641,12 @@ class SQLiteStore(RollupsMixin, AlertsMixin, OutboxMixin, Store):
         "cannot tell" (always re-read)."""
         return self.conn.execute("PRAGMA data_version").fetchone()[0], self.conn.total_changes
 
+    def change_stamp(self):
+        """A value that differs whenever stored data may have changed since it was taken (another
+        connection committed, or this one wrote); ``None``: cannot tell. An answer computed after
+        taking a stamp stays right while the stamp compares equal (the API's ``GET /data``)."""
+        return self._assets_stamp()
+
     def _keys(self, asset: str | None) -> list[int]:
         if asset is None:
             # re-read the assets only when something may have changed them: /data and latest()
