@@ -83,11 +83,15 @@ def build_baseline_from_store(store_path: Path, baseline: Path) -> None:
     conn = sqlite3.connect(baseline)
     conn.executescript(BASELINE_SCHEMA)
     with open_store(store_path, readonly=True) as st:
-        for a in st.assets(counts=False):
-            w = st.window(asset=a["asset_id"], columns=["temperature", "vibration", "pressure"])
+        cursor = 0
+        while True:  # the live cursor hands out every reading with its id (window() has none)
+            page = st.after(cursor, limit=100_000)
+            if not page:
+                break
             conn.executemany("INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?)",
-                             zip(w["id"].tolist(), w["asset_id"].tolist(), w["ts"].tolist(),
-                                 w["temperature"].tolist(), w["vibration"].tolist(), w["pressure"].tolist()))
+                             [(r.id, r.asset_id, r.ts, r.values.get("temperature"),
+                               r.values.get("vibration"), r.values.get("pressure")) for r in page])
+            cursor = page[-1].id
     conn.commit()
     conn.close()
 
