@@ -109,6 +109,7 @@ def _twin_lags_s() -> tuple[float, ...]:
 STATE_LAGS_S = _twin_lags_s()
 
 
+
 class StateResiduals:
     """Each measured signal minus what the operating state explains, causal and linear.
 
@@ -134,11 +135,13 @@ class StateResiduals:
             cols.append(np.column_stack([ewm_causal(S[:, j], a) for j in range(S.shape[1])]))
         return np.hstack(cols)
 
-    def features_one(self, s: np.ndarray, mem: list | None) -> tuple[np.ndarray, list]:
+    def features_one(self, s: np.ndarray, mem: dict | None) -> tuple[np.ndarray, dict]:
         """One row's features and the filter state after it (``mem`` None: the first row)."""
-        prev = [None] * len(self.alphas) if mem is None else [np.asarray(m, dtype=float) for m in mem]
-        new = [ewm_step(p, s, a) for p, a in zip(prev, self.alphas)]
-        return np.concatenate([s, s * s, *new]), [np.asarray(m).tolist() for m in new]
+        mem = mem or {}
+        new = [ewm_step(None if repr(a) not in mem else np.asarray(mem[repr(a)], dtype=float), s, a)
+               for a in self.alphas]
+        return (np.concatenate([s, s * s, *new]),
+                {repr(a): np.asarray(m).tolist() for a, m in zip(self.alphas, new)})
 
     def fit(self, Y: np.ndarray, F: np.ndarray) -> "StateResiduals":
         self.f_mean_ = F.mean(axis=0)
@@ -225,25 +228,32 @@ class StateConditioned:
         The residuals returned are *out of fold* (5 contiguous blocks, each predicted by a model
         fitted without it), as the state estimators do: in-sample residuals of a regression are
         too small, and a detector standardized and thresholded on them alarms on every reading
-        the fit did not see. The model kept is fitted on every row.
+        the fit did not see. Rows outside the state range of the other blocks are left out (the
+        live detector has no opinion there). The model kept is fitted on every row.
         """
         if not getattr(self, "state_", None):
             return W
         m = len(self.meas_idx_)
-        model = StateResiduals(len(self.state_), self._lags())
+        n = len(W)
+        # a lag is learned only where the training rows span ten of its time constants
+        lags = [t for t in self._lags() if float(t) <= n / 10.0]
+        model = StateResiduals(len(self.state_), lags)
         F = model.features(W[:, m:])
         Y = W[:, :m]
-        n = len(W)
         R = np.empty_like(Y)
         blocks = [b for b in np.array_split(np.arange(n), min(5, n)) if b.size]
         if len(blocks) < 2 or n < 10 * F.shape[1]:
             R = None
         else:
+            keep = np.ones(n, dtype=bool)
             for b in blocks:
                 rest = np.ones(n, dtype=bool)
                 rest[b] = False
-                part = StateResiduals(len(self.state_), self._lags()).fit(Y[rest], F[rest])
+                part = StateResiduals(len(self.state_), lags).fit(Y[rest], F[rest])
                 R[b] = part.residuals(Y[b], F[b])
+                # where the other blocks never went, the live detector has no opinion either
+                keep[b] = self._guard(F[rest]).covers(F[b])
+            R = R[keep] if keep.sum() >= max(10, n // 4) else R
         self.sres_ = model.fit(Y, F)   # the live filter state carries on (see _prepare)
         self.state_guard_ = self._guard(F)
         return model.residuals(Y, F) if R is None else R
