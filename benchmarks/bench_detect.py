@@ -218,7 +218,9 @@ def _healthy_fleet(quick: bool) -> dict:
     20 pumps × (1 training day + 7 days) at one reading a minute = 20 asset-weeks scored, in
     230k rows (bounded memory; a 1 Hz fleet would be 12M). The state estimators run as the live
     monitor would: operating state as context, thresholds extrapolated to a week of readings
-    (``horizon``), persisted scores.
+    (``horizon``), persisted scores. CUSUM, PCA and the isolation forest get the pump kind's
+    state signals from :func:`default_fleet_detectors` (they score what the state does not
+    explain). ``quick`` uses 4 pumps: fewer than the issue's 20 asset-weeks.
     """
     from twinlib.detect.detectors import LearnedTwinDetector, MSETDetector
     from twinlib.detect.scoring import compare_on_fleet, default_fleet_detectors

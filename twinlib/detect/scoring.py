@@ -266,23 +266,38 @@ def threshold_predictions(df: pd.DataFrame, thresholds: Mapping[str, float] | No
     return out
 
 
-def default_fleet_detectors(seed: int = 0, cadence_s: float = 60.0) -> dict[str, Detector]:
+def default_fleet_detectors(seed: int = 0, cadence_s: float = 60.0,
+                            state_columns=None) -> dict[str, Detector]:
     """The detectors compared on the simulated fleet, with the settings we stand behind.
 
     One threshold policy: ``horizon`` = a week of readings at ``cadence_s`` — each threshold is
     the score the healthy training rows would exceed about once a week, extrapolated from their
     tail (:func:`~twinlib.detect.detectors.base.tail_threshold`), not one training maximum or
     quantile (those are crossed by chance several times in a week after a day of training).
+
+    CUSUM, PCA and the isolation forest model no operating state of their own: they are given
+    the kind's state signals (``state_columns``; default: the pump kind's load, speed, ambient)
+    and score what the state does not explain (each measured signal minus its least-squares
+    response to the state, through the twin's bank of lags converted to readings at
+    ``cadence_s``; see :class:`~twinlib.detect.detectors._prep.StateConditioned`). Data without
+    those columns is scored as before.
     """
     if not cadence_s > 0:
         raise ValueError(f"cadence_s must be positive, got {cadence_s!r}")
+    from twinlib.kinds import builtin_kind
+
+    from .detectors._prep import STATE_LAGS_S
+
     week = max(2.0, 7 * 86_400 / float(cadence_s))
+    state = tuple(builtin_kind().state if state_columns is None else state_columns)
+    lags = tuple(t / float(cadence_s) for t in STATE_LAGS_S)
+    ctx = {"state_columns": state, "state_lags": lags}
     return {
         "zscore": DETECTORS["zscore"](window=60, horizon=week),
         "ewma": DETECTORS["ewma"](alpha=0.05, horizon=week),
-        "cusum": DETECTORS["cusum"](k=1.0, horizon=week),
-        "pca": DETECTORS["pca"](n_components=0.9, horizon=week, smooth=0.05),
-        "iforest": DETECTORS["iforest"](seed=seed, horizon=week, smooth=0.05),
+        "cusum": DETECTORS["cusum"](k=1.0, horizon=week, **ctx),
+        "pca": DETECTORS["pca"](n_components=0.9, horizon=week, smooth=0.05, **ctx),
+        "iforest": DETECTORS["iforest"](seed=seed, horizon=week, smooth=0.05, **ctx),
         "twin": DETECTORS["twin"](seed=seed, residual_smooth=0.1, horizon=week, factor=3.0),
     }
 

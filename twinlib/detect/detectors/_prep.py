@@ -1,4 +1,8 @@
-"""Causal input conditioning shared by the state-estimation detectors (MSET, learned twin).
+"""Causal input conditioning shared by the detectors.
+
+The state-estimation detectors (MSET, learned twin) use :class:`CausalPrep`; the detectors with
+no model of operating state of their own (PCA, isolation forest, CUSUM) use
+:class:`StateConditioned` (see there). 
 
 Two linear filters, both causal and both run the same way in batch and one reading at a time:
 
@@ -20,10 +24,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 
 from twinlib.twin import ewm_causal, ewm_step
 
-__all__ = ["slow_channels", "CausalPrep"]
+__all__ = ["slow_channels", "CausalPrep", "StateResiduals", "StateConditioned", "STATE_LAGS_S"]
 
 
 def slow_channels(A: np.ndarray, ratio: float = 0.5) -> list[int]:
@@ -86,3 +91,205 @@ class CausalPrep:
             for j in self.slow:
                 y[j] = sm[j] - base[j]
         return y[self.keep], {"sm": sm.tolist(), "base": base.tolist()}
+
+
+# ---------------------------------------------------------------------------------------------
+# What the operating state does not explain (the detectors that model no state of their own)
+
+def _twin_lags_s() -> tuple[float, ...]:
+    """The twin's bank of lag time constants (seconds): one basis for every state model."""
+    import inspect
+
+    from twinlib.twin import TwinModel
+
+    return tuple(float(t) for t in inspect.signature(TwinModel.__init__).parameters["taus_s"].default)
+
+
+#: Lag time constants (seconds) of the state features — :class:`twinlib.twin.TwinModel`'s bank.
+STATE_LAGS_S = _twin_lags_s()
+
+
+
+class StateResiduals:
+    """Each measured signal minus what the operating state explains, causal and linear.
+
+    Features of the state signals ``s`` (load, speed, ambient…): ``s``, ``s²`` and ``s`` through
+    causal exponential filters of each time constant in ``lags`` (readings). Why a bank of lags:
+    a machine answers a load step with its own delay (a motor warms over tens of minutes, a
+    pressure follows at once); a bank spanning seconds to an hour lets least squares find each
+    signal's response without choosing a time constant. Least squares with an intercept on the
+    standardized features of the training rows (minimum-norm where features are collinear).
+    The filter state is a small dict of floats; batch filters start at the block's first row,
+    streaming ones at the first reading learned, so both give the same residuals.
+    """
+
+    def __init__(self, n_state: int, lags):
+        self.n_state = int(n_state)
+        # a lag under one reading is the raw value again
+        self.alphas = [1.0 - math.exp(-1.0 / float(t)) for t in lags if float(t) >= 1.0]
+
+    def features(self, S: np.ndarray) -> np.ndarray:
+        """The feature rows of a block of state rows (filters starting at its first row)."""
+        cols = [S, S * S]
+        for a in self.alphas:
+            cols.append(np.column_stack([ewm_causal(S[:, j], a) for j in range(S.shape[1])]))
+        return np.hstack(cols)
+
+    def features_one(self, s: np.ndarray, mem: dict | None) -> tuple[np.ndarray, dict]:
+        """One row's features and the filter state after it (``mem`` None: the first row)."""
+        mem = mem or {}
+        new = [ewm_step(None if repr(a) not in mem else np.asarray(mem[repr(a)], dtype=float), s, a)
+               for a in self.alphas]
+        return (np.concatenate([s, s * s, *new]),
+                {repr(a): np.asarray(m).tolist() for a, m in zip(self.alphas, new)})
+
+    def fit(self, Y: np.ndarray, F: np.ndarray) -> "StateResiduals":
+        self.f_mean_ = F.mean(axis=0)
+        sd = F.std(axis=0)
+        self.f_scale_ = np.where(sd < 1e-12, 1.0, sd)
+        self.y_mean_ = Y.mean(axis=0)
+        Z = (F - self.f_mean_) / self.f_scale_
+        self.coef_ = np.linalg.lstsq(Z, Y - self.y_mean_, rcond=1e-8)[0]
+        return self
+
+    def residuals(self, Y: np.ndarray, F: np.ndarray) -> np.ndarray:
+        Z = (F - self.f_mean_) / self.f_scale_
+        return Y - self.y_mean_ - Z @ self.coef_
+
+
+class StateConditioned:
+    """Mixin (before :class:`~.base.Detector`): score what the operating state does not explain.
+
+    With ``state_columns`` (the kind's state signals) present in the fitting frame, the detector
+    works on :class:`StateResiduals` of its measured columns instead of the raw values: a healthy
+    pump that changes load, speed or ambient moves its raw signals but not these residuals, so a
+    detector with no model of operating state stops alarming on every change of duty. Without
+    state columns (none named, or none in the data — e.g. SKAB) nothing changes.
+
+    Where a reading's state lies outside the range the training rows covered, the detector has
+    no opinion (as the state estimators: :class:`~._state.StateGuard`): a regression
+    extrapolated to a stop it never saw is not evidence of a fault.
+
+    Subclasses call :meth:`_cond_fit` in ``_fit``, :meth:`_cond_batch` in ``_score``, :meth:`_cond_one` in ``_score_one`` (``commit=False``) and ``_learn_one``
+    (``commit=True``).
+    """
+
+    def _state_names(self, have) -> list[str]:
+        return [c for c in (self.state_columns or ()) if c in have]
+
+    def _prepare(self, X, fitting):
+        A = super()._prepare(X, fitting)
+        if fitting:
+            self.state_ = self._state_names(X.columns) if isinstance(X, pd.DataFrame) else []
+            self.meas_idx_ = [i for i, c in enumerate(self.columns_) if c not in set(self.state_)]
+            self.sres_ = None
+            self._sres_mem = None
+        if not getattr(self, "state_", None):
+            return A
+        if not isinstance(X, pd.DataFrame):
+            raise ValueError(f"{type(self).__name__} models the state {self.state_}: "
+                             "give a DataFrame with those columns")
+        missing = [c for c in self.state_ if c not in X.columns]
+        if missing:
+            raise ValueError(f"state columns missing from the data: {missing}")
+        S = X[self.state_].to_numpy(dtype=float)
+        if fitting:
+            fill = np.nanmean(S, axis=0) if len(S) else np.zeros(S.shape[1])
+            self.state_fill_ = np.where(np.isnan(fill), 0.0, fill)
+        if np.isnan(S).any():
+            S = pd.DataFrame(S).ffill().to_numpy()
+            S = np.where(np.isnan(S), self.state_fill_, S)
+        return np.hstack([A[:, self.meas_idx_], S])
+
+    def _vector(self, x):
+        v = super()._vector(x)
+        if not hasattr(self, "state_"):          # streaming without fit
+            self.state_ = self._state_names(x.keys())
+            self.meas_idx_ = [i for i, c in enumerate(self.columns_) if c not in set(self.state_)]
+            self.sres_ = None
+            self._sres_mem = None
+        if not self.state_:
+            return v
+        s = np.array([np.nan if x.get(c) is None else float(x.get(c)) for c in self.state_])
+        if np.isnan(s).any():
+            last = getattr(self, "_last_state_", None)
+            fb = last if last is not None else getattr(self, "state_fill_", np.zeros(s.size))
+            s = np.where(np.isnan(s), fb, s)
+            s = np.where(np.isnan(s), 0.0, s)
+        self._last_state_ = s
+        return np.concatenate([v[self.meas_idx_], s])
+
+    def _lags(self):
+        return self.state_lags if self.state_lags is not None else STATE_LAGS_S
+
+    def _cond_fit(self, W: np.ndarray) -> np.ndarray:
+        """Fit the state model on training rows ``W``; their residuals (``W`` without state).
+
+        The residuals returned are *out of fold* (5 contiguous blocks, each predicted by a model
+        fitted without it), as the state estimators do: in-sample residuals of a regression are
+        too small, and a detector standardized and thresholded on them alarms on every reading
+        the fit did not see. Rows outside the state range of the other blocks are left out (the
+        live detector has no opinion there). The model kept is fitted on every row.
+        """
+        if not getattr(self, "state_", None):
+            return W
+        m = len(self.meas_idx_)
+        n = len(W)
+        # a lag is learned only where the training rows span ten of its time constants
+        lags = [t for t in self._lags() if float(t) <= n / 10.0]
+        model = StateResiduals(len(self.state_), lags)
+        F = model.features(W[:, m:])
+        Y = W[:, :m]
+        R = np.empty_like(Y)
+        blocks = [b for b in np.array_split(np.arange(n), min(5, n)) if b.size]
+        if len(blocks) < 2 or n < 10 * F.shape[1]:
+            R = None
+        else:
+            keep = np.ones(n, dtype=bool)
+            for b in blocks:
+                rest = np.ones(n, dtype=bool)
+                rest[b] = False
+                part = StateResiduals(len(self.state_), lags).fit(Y[rest], F[rest])
+                R[b] = part.residuals(Y[b], F[b])
+                # where the other blocks never went, the live detector has no opinion either
+                keep[b] = self._guard(F[rest]).covers(F[b])
+            R = R[keep] if keep.sum() >= max(10, n // 4) else R
+        self.sres_ = model.fit(Y, F)   # the live filter state carries on (see _prepare)
+        self.state_guard_ = self._guard(F)
+        return model.residuals(Y, F) if R is None else R
+
+    def _guard(self, F: np.ndarray):
+        """The state estimators' range guard (:class:`~._state.StateGuard`, no settling wait)
+        on the state *features*: a restart after a stop longer than any in the training rows
+        leaves the lags where they never were, and the regression would extrapolate."""
+        from types import SimpleNamespace
+
+        from ._state import StateGuard
+
+        names = [f"f{i}" for i in range(F.shape[1])]
+        view = SimpleNamespace(state_columns=names, state_margin=0.05, settle=0, columns_=names)
+        return StateGuard(view, F)
+
+    def _cond_batch(self, W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Residuals of a block and whether the state model covers each row (see the class)."""
+        if not getattr(self, "state_", None):
+            return W, np.ones(len(W), dtype=bool)
+        m = len(self.meas_idx_)
+        F = self.sres_.features(W[:, m:])
+        return self.sres_.residuals(W[:, :m], F), self.state_guard_.covers(F)
+
+    def _cond_one(self, w: np.ndarray, commit: bool) -> tuple[np.ndarray | None, bool]:
+        """One reading's residuals (None while the state model is not fitted yet), covered."""
+        if not getattr(self, "state_", None):
+            return w, True
+        m = len(self.meas_idx_)
+        model = self.sres_
+        if model is None:     # streaming before the state model is fitted: carry every filter
+            model = StateResiduals(len(self.state_), self._lags())
+        f, mem = model.features_one(w[m:], self._sres_mem)
+        if commit:
+            self._sres_mem = mem
+        if self.sres_ is None:
+            return None, True
+        return (self.sres_.residuals(w[None, :m], f[None, :])[0],
+                bool(self.state_guard_.covers(f[None, :])[0]))

@@ -21,18 +21,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._prep import StateConditioned
 from .base import Detector
 
 __all__ = ["PCAT2Q"]
 
 
-class PCAT2Q(Detector):
+class PCAT2Q(StateConditioned, Detector):
     """max(T²/T²_limit, Q/Q_limit) of a PCA model of standardized data."""
 
     default_threshold = 1.0
 
     def __init__(self, n_components: float | int = 0.9, limit_q: float = 0.99,
-                 refit_every: int = 500, *, columns=None, q: float | None = None,
+                 refit_every: int = 500, state_columns=(), state_lags=None, *, columns=None, q: float | None = None,
                  factor: float = 1.0, threshold: float | None = None, horizon: float | None = None,
                  smooth: float | None = None, grace: int = 60):
         super().__init__(columns=columns, q=q, factor=factor, threshold=threshold,
@@ -41,8 +42,11 @@ class PCAT2Q(Detector):
         self.n_components = n_components
         self.limit_q = limit_q
         self.refit_every = refit_every
+        self.state_columns = state_columns
+        self.state_lags = state_lags
 
     def _fit(self, A):
+        A = self._cond_fit(A)
         self.mean_ = A.mean(axis=0)
         self.scale_ = A.std(axis=0)
         self.scale_ = np.where(self.scale_ < 1e-9, 1.0, self.scale_)
@@ -61,6 +65,8 @@ class PCAT2Q(Detector):
         t2, qs = self._stats(Z)
         self.t2_limit_ = max(float(np.quantile(t2, self.limit_q)), 1e-9)
         self.q_limit_ = max(float(np.quantile(qs, self.limit_q)), 1e-9)
+        if getattr(self, "state_", None):   # out-of-fold state residuals: honest training scores
+            self._fit_scores = self._score_r(A)
 
     def _stats(self, Z):
         T = Z @ self.components_.T
@@ -69,11 +75,16 @@ class PCAT2Q(Detector):
         return t2, np.sum(R * R, axis=1)
 
     def _score(self, A):
+        R, covered = self._cond_batch(A)
+        return np.where(covered, self._score_r(R), 0.0)
+
+    def _score_r(self, A):
         t2, qs = self._stats((A - self.mean_) / self.scale_)
         return np.maximum(t2 / self.t2_limit_, qs / self.q_limit_)
 
     def _learn_one(self, v):
         # streaming: keep a bounded buffer and refit the PCA model on it every refit_every
+        self._cond_one(v, commit=True)           # carry the state filters
         buf = getattr(self, "_buf", None)
         if buf is None:
             self._buf = buf = []
@@ -87,4 +98,7 @@ class PCAT2Q(Detector):
     def _score_one(self, v):
         if not hasattr(self, "components_"):
             return 0.0
-        return float(self._score(v[None, :])[0])
+        r, covered = self._cond_one(v, commit=False)
+        if r is None or not covered:
+            return 0.0
+        return float(self._score_r(r[None, :])[0])
