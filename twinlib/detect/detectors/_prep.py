@@ -2,7 +2,7 @@
 
 The state-estimation detectors (MSET, learned twin) use :class:`CausalPrep`; the detectors with
 no model of operating state of their own (PCA, isolation forest, CUSUM) use
-:class:`StateConditioned` (see there). 
+:class:`StateConditioned` (see there).
 
 Two linear filters, both causal and both run the same way in batch and one reading at a time:
 
@@ -170,8 +170,8 @@ class StateConditioned:
     no opinion (as the state estimators: :class:`~._state.StateGuard`): a regression
     extrapolated to a stop it never saw is not evidence of a fault.
 
-    Subclasses call :meth:`_cond_fit` in ``_fit``, :meth:`_cond_batch` in ``_score``, :meth:`_cond_one` in ``_score_one`` (``commit=False``) and ``_learn_one``
-    (``commit=True``).
+    Subclasses call :meth:`_cond_fit` in ``_fit``, :meth:`_cond_batch` in ``_score``, and
+    :meth:`_cond_one` in ``_score_one`` (``commit=False``) and ``_learn_one`` (``commit=True``).
     """
 
     def _state_names(self, have) -> list[str]:
