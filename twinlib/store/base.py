@@ -21,9 +21,20 @@ __all__ = [
 ]
 
 
-def check_reading_keys(df: pd.DataFrame) -> None:
-    """Refuse a frame ``load_readings`` cannot key: no ``asset_id`` column, or rows without one
-    (factorizing would leave those rows out: never a silent drop). Every backend calls it."""
+def check_reading_keys(df: pd.DataFrame):
+    """Each reading's time in epoch ms (``ts``, else ``timestamp``) as an int64 array; refuses a
+    frame ``load_readings`` cannot key: no time column, no ``asset_id`` column, or rows without
+    one (factorizing would leave those rows out: never a silent drop). Every backend calls it."""
+    import numpy as np
+
+    from ..timeutil import to_ms_array
+
+    if "ts" in df.columns:
+        ts = df["ts"].to_numpy(dtype=np.int64)
+    elif "timestamp" in df.columns:
+        ts = to_ms_array(df["timestamp"])
+    else:
+        raise ValueError("readings need a 'timestamp' or 'ts' column")
     if "asset_id" not in df.columns:
         raise ValueError("readings need an 'asset_id' column")
     missing = df["asset_id"].isna().to_numpy()
@@ -32,6 +43,7 @@ def check_reading_keys(df: pd.DataFrame) -> None:
         more = ", …" if len(rows) > 5 else ""
         raise ValueError(f"{len(rows)} reading(s) without an asset_id (rows "
                          f"{', '.join(map(str, rows[:5].tolist()))}{more})")
+    return ts
 
 
 

@@ -424,14 +424,7 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
         n = len(df)
         if n == 0:
             return LoadResult(0, 0)
-        if "ts" in df.columns:
-            ts_all = df["ts"].to_numpy(dtype=np.int64)
-        elif "timestamp" in df.columns:
-            from ..timeutil import to_ms_array
-            ts_all = to_ms_array(df["timestamp"])
-        else:
-            raise ValueError("readings need a 'timestamp' or 'ts' column")
-        check_reading_keys(df)
+        ts_all = check_reading_keys(df)
         value_cols = [c for c in df.columns if c not in RESERVED_COLUMNS]
         self._ensure_partitions(np.unique(ts_all // PART_MS).tolist())
         bar = None

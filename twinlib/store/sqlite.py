@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..timeutil import now_ms, to_ms, to_ms_array
+from ..timeutil import now_ms, to_ms
 from ._alerts import AlertsMixin
 from ._outbox import OutboxMixin
 from ._rollups import RollupsMixin, downsample_frame
@@ -397,13 +397,7 @@ class SQLiteStore(RollupsMixin, AlertsMixin, OutboxMixin, Store):
         n = len(df)
         if n == 0:
             return LoadResult(0, 0)
-        if "ts" in df.columns:
-            ts_all = df["ts"].to_numpy(dtype=np.int64)
-        elif "timestamp" in df.columns:
-            ts_all = to_ms_array(df["timestamp"])
-        else:
-            raise ValueError("readings need a 'timestamp' or 'ts' column")
-        check_reading_keys(df)
+        ts_all = check_reading_keys(df)
         value_cols = [c for c in df.columns if c not in RESERVED_COLUMNS]
         bar = None
         if progress:
