@@ -110,6 +110,56 @@ STATE_LAGS_S = _twin_lags_s()
 
 
 
+class StateGuard:
+    """Whether a state estimate applies: steady operation inside the trained operating range.
+
+    No opinion (score 0) where a reading's state columns lie outside the range the training rows
+    covered (widened by ``state_margin`` of its span; the estimate would be an extrapolation,
+    as :meth:`TwinModel.covers`), nor while the operating state is in transition: a state
+    column moved by more than ``settle_frac`` of its training span within the last ``settle``
+    readings (a pump that just started or stopped is still warming or cooling; a steady-state
+    model calls every such transient a fault — on the simulated fleet every false alarm of the
+    state estimators followed a start or a stop).
+    """
+
+    def __init__(self, det, A: np.ndarray):
+        names = set(det.state_columns or ())
+        self.idx = [i for i, c in enumerate(det.columns_) if c in names]
+        lo = np.nanmin(A[:, self.idx], axis=0) if self.idx else np.zeros(0)
+        hi = np.nanmax(A[:, self.idx], axis=0) if self.idx else np.zeros(0)
+        span = hi - lo
+        pad = float(det.state_margin) * span + 1e-9 * np.maximum(np.abs(lo), 1.0)
+        self.lo, self.hi = lo - pad, hi + pad
+        self.settle = int(getattr(det, "settle", 0) or 0)
+        self.step_limit = float(getattr(det, "settle_frac", 0.2)) * span
+
+    def covers(self, A: np.ndarray) -> np.ndarray:
+        """Rows of a block (the settling window starting at its first row)."""
+        if not self.idx:
+            return np.ones(len(A), dtype=bool)
+        S = A[:, self.idx]
+        ok = np.all((S >= self.lo) & (S <= self.hi), axis=1)
+        if self.settle > 0 and len(S):
+            # causal rolling range of each state column over the last `settle` readings
+
+            roll = pd.DataFrame(S).rolling(self.settle + 1, min_periods=1)
+            moved = (roll.max() - roll.min()).to_numpy() > self.step_limit
+            ok &= ~moved.any(axis=1)
+        return ok
+
+    def covers_one(self, v: np.ndarray, history: list | None) -> tuple[bool, list]:
+        """One reading, given the state rows of the previous readings; returns the new history."""
+        if not self.idx:
+            return True, []
+        s = np.asarray(v, dtype=float)[self.idx]
+        hist = (list(history or []) + [s.tolist()])[-(self.settle + 1):]
+        ok = bool(np.all((s >= self.lo) & (s <= self.hi)))
+        if self.settle > 0:
+            H = np.asarray(hist, dtype=float)
+            ok &= not bool(np.any(H.max(axis=0) - H.min(axis=0) > self.step_limit))
+        return ok, hist
+
+
 class StateResiduals:
     """Each measured signal minus what the operating state explains, causal and linear.
 
@@ -167,7 +217,7 @@ class StateConditioned:
     state columns (none named, or none in the data — e.g. SKAB) nothing changes.
 
     Where a reading's state lies outside the range the training rows covered, the detector has
-    no opinion (as the state estimators: :class:`~._state.StateGuard`): a regression
+    no opinion (as the state estimators: :class:`StateGuard`): a regression
     extrapolated to a stop it never saw is not evidence of a fault.
 
     Subclasses call :meth:`_cond_fit` in ``_fit``, :meth:`_cond_batch` in ``_score``, and
@@ -259,12 +309,10 @@ class StateConditioned:
         return model.residuals(Y, F) if R is None else R
 
     def _guard(self, F: np.ndarray):
-        """The state estimators' range guard (:class:`~._state.StateGuard`, no settling wait)
+        """The state estimators' range guard (:class:`StateGuard`, no settling wait)
         on the state *features*: a restart after a stop longer than any in the training rows
         leaves the lags where they never were, and the regression would extrapolate."""
         from types import SimpleNamespace
-
-        from ._state import StateGuard
 
         names = [f"f{i}" for i in range(F.shape[1])]
         view = SimpleNamespace(state_columns=names, state_margin=0.05, settle=0, columns_=names)

@@ -40,7 +40,7 @@ import numpy as np
 
 from twinlib.twin import ewm_causal, ewm_step
 
-from ._prep import CausalPrep, slow_channels
+from ._prep import CausalPrep, StateGuard, slow_channels
 from .base import Detector
 
 __all__ = ["aggregate", "StateGuard", "StateEstimator"]
@@ -76,57 +76,6 @@ def _slow_indices(det, A: np.ndarray) -> tuple[list[int], object]:
     if isinstance(named, Mapping):
         return idx, [float(named[det.columns_[i]]) for i in idx]
     return idx, float(det.slow_tau)
-
-
-class StateGuard:
-    """Whether a state estimate applies: steady operation inside the trained operating range.
-
-    No opinion (score 0) where a reading's state columns lie outside the range the training rows
-    covered (widened by ``state_margin`` of its span; the estimate would be an extrapolation,
-    as :meth:`TwinModel.covers`), nor while the operating state is in transition: a state
-    column moved by more than ``settle_frac`` of its training span within the last ``settle``
-    readings (a pump that just started or stopped is still warming or cooling; a steady-state
-    model calls every such transient a fault — on the simulated fleet every false alarm of the
-    state estimators followed a start or a stop).
-    """
-
-    def __init__(self, det, A: np.ndarray):
-        names = set(det.state_columns or ())
-        self.idx = [i for i, c in enumerate(det.columns_) if c in names]
-        lo = np.nanmin(A[:, self.idx], axis=0) if self.idx else np.zeros(0)
-        hi = np.nanmax(A[:, self.idx], axis=0) if self.idx else np.zeros(0)
-        span = hi - lo
-        pad = float(det.state_margin) * span + 1e-9 * np.maximum(np.abs(lo), 1.0)
-        self.lo, self.hi = lo - pad, hi + pad
-        self.settle = int(getattr(det, "settle", 0) or 0)
-        self.step_limit = float(getattr(det, "settle_frac", 0.2)) * span
-
-    def covers(self, A: np.ndarray) -> np.ndarray:
-        """Rows of a block (the settling window starting at its first row)."""
-        if not self.idx:
-            return np.ones(len(A), dtype=bool)
-        S = A[:, self.idx]
-        ok = np.all((S >= self.lo) & (S <= self.hi), axis=1)
-        if self.settle > 0 and len(S):
-            # causal rolling range of each state column over the last `settle` readings
-            import pandas as pd
-
-            roll = pd.DataFrame(S).rolling(self.settle + 1, min_periods=1)
-            moved = (roll.max() - roll.min()).to_numpy() > self.step_limit
-            ok &= ~moved.any(axis=1)
-        return ok
-
-    def covers_one(self, v: np.ndarray, history: list | None) -> tuple[bool, list]:
-        """One reading, given the state rows of the previous readings; returns the new history."""
-        if not self.idx:
-            return True, []
-        s = np.asarray(v, dtype=float)[self.idx]
-        hist = (list(history or []) + [s.tolist()])[-(self.settle + 1):]
-        ok = bool(np.all((s >= self.lo) & (s <= self.hi)))
-        if self.settle > 0:
-            H = np.asarray(hist, dtype=float)
-            ok &= not bool(np.any(H.max(axis=0) - H.min(axis=0) > self.step_limit))
-        return ok, hist
 
 
 class StateEstimator(Detector):
