@@ -203,13 +203,24 @@ def _target(body: dict, rule_required: bool) -> tuple[str, str | None]:
     return asset, rule
 
 
-def _suppression_write(fn):
+def _suppress(example: str, rule_required: bool, write, *, reason: bool = False,
+              duration: bool = False):
+    """One suppression change (shelve, unshelve, out of service, return to service): the body
+    parsed and checked as the endpoint documents, ``write(store, asset, rule, by, text, seconds)``
+    run with the store-busy retry, the suppression answered as JSON. ``text`` is the required
+    ``reason`` when ``reason`` is set, else the optional ``note``."""
+    body = _body(example)
+    asset, rule = _target(body, rule_required)
+    text = _text(body, "reason", required=True) if reason else _text(body, "note")
+    seconds = _duration(body) if duration else None
+    by = _who(body)
     try:
-        return write_with_retry(fn)
+        s = write_with_retry(lambda st: write(st, asset, rule, by, text, seconds))
     except KeyError as exc:
         raise ApiError(404, str(exc.args[0]) if exc.args else "nothing to end") from None
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
+    return json_response(suppression_to_json(s, now_ms()))
 
 
 @bp.post("/alarms/shelve")
@@ -218,48 +229,36 @@ def shelve():
     """Shelve an asset's rule for a ``duration`` with a ``reason``: its alarms are still recorded
     but flagged shelved, not notified and not counted as needing action until the shelf expires
     or is removed."""
-    body = _body('{"asset_id": "pump-01", "rule": "temperature_high", "reason": "sensor '
-                 'being replaced", "duration": "2h"}')
-    asset, rule = _target(body, True)
-    reason = _text(body, "reason", required=True)
-    seconds = _duration(body)
-    by = _who(body)
-    s = _suppression_write(lambda st: st.shelve_alarm(asset, rule, by=by, reason=reason,
-                                                      duration_s=seconds))
-    return json_response(suppression_to_json(s, now_ms()))
+    return _suppress('{"asset_id": "pump-01", "rule": "temperature_high", "reason": "sensor '
+                     'being replaced", "duration": "2h"}', True,
+                     lambda st, a, r, by, text, s: st.shelve_alarm(a, r, by=by, reason=text,
+                                                                   duration_s=s),
+                     reason=True, duration=True)
 
 
 @bp.post("/alarms/unshelve")
 @require_token
 def unshelve():
     """Remove the shelf from an asset's rule now."""
-    body = _body('{"asset_id": "pump-01", "rule": "temperature_high"}')
-    asset, rule = _target(body, True)
-    note, by = _text(body, "note"), _who(body)
-    s = _suppression_write(lambda st: st.unshelve_alarm(asset, rule, by=by, note=note))
-    return json_response(suppression_to_json(s, now_ms()))
+    return _suppress('{"asset_id": "pump-01", "rule": "temperature_high"}', True,
+                     lambda st, a, r, by, text, s: st.unshelve_alarm(a, r, by=by, note=text))
 
 
 @bp.post("/alarms/out-of-service")
 @require_token
 def out_of_service():
     """Take an asset (no ``rule``: all its rules) or one rule out of service, with a reason."""
-    body = _body('{"asset_id": "pump-01", "reason": "maintenance"}')
-    asset, rule = _target(body, False)
-    reason, by = _text(body, "reason", required=True), _who(body)
-    s = _suppression_write(lambda st: st.set_out_of_service(asset, rule, by=by, reason=reason))
-    return json_response(suppression_to_json(s, now_ms()))
+    return _suppress('{"asset_id": "pump-01", "reason": "maintenance"}', False,
+                     lambda st, a, r, by, text, s: st.set_out_of_service(a, r, by=by, reason=text),
+                     reason=True)
 
 
 @bp.post("/alarms/return-to-service")
 @require_token
 def return_to_service():
     """Return an asset (or one rule) to service."""
-    body = _body('{"asset_id": "pump-01"}')
-    asset, rule = _target(body, False)
-    note, by = _text(body, "note"), _who(body)
-    s = _suppression_write(lambda st: st.return_to_service(asset, rule, by=by, note=note))
-    return json_response(suppression_to_json(s, now_ms()))
+    return _suppress('{"asset_id": "pump-01"}', False,
+                     lambda st, a, r, by, text, s: st.return_to_service(a, r, by=by, note=text))
 
 
 @bp.get("/alarms/suppressions")

@@ -74,20 +74,11 @@ class MSETDetector(StateEstimator):
     """Largest standardized residual of a similarity-based estimate (see the module docstring)."""
 
     def __init__(self, bandwidth: float = 0.5, reg: float = 1e-2, max_memory: int = 200,
-                 folds: int = 5, agg: str = "max", input_smooth: float | None = 0.2,
-                 slow: str = "highpass", slow_columns=None, slow_ratio: float = 0.5,
-                 slow_tau: float = 30.0, state_columns=(), state_margin: float = 0.05,
-                 settle: int = 30, settle_frac: float = 0.2, relearn=None,
-                 relearn_tol: float = 1.0, persist: float | None = None, *, columns=None,
-                 q: float | None = 1.0,
-                 factor: float = 1.0, threshold: float | None = None, horizon: float | None = None,
-                 smooth: float | None = None, grace: int = 400):
-        super().__init__(agg=agg, input_smooth=input_smooth, slow=slow, slow_columns=slow_columns,
-                         slow_ratio=slow_ratio, slow_tau=slow_tau, state_columns=state_columns,
-                         state_margin=state_margin, settle=settle, settle_frac=settle_frac,
-                         relearn=relearn, relearn_tol=relearn_tol, persist=persist,
-                         columns=columns, q=q,
-                         factor=factor, threshold=threshold, horizon=horizon, smooth=smooth, grace=grace)
+                 folds: int = 5, **options):
+        """``bandwidth``, ``reg``, ``max_memory``: the similarity estimate (see the module);
+        ``folds``: out-of-fold residuals for the threshold; ``options``: the state estimators'
+        settings (:class:`~._state.StateEstimator`)."""
+        super().__init__(**options)
         self.bandwidth = bandwidth
         self.reg = reg
         self.max_memory = max_memory

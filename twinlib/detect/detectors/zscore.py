@@ -85,13 +85,9 @@ class RollingZScore(Detector):
 
     default_threshold = 4.0
 
-    def __init__(self, window: int = 60, min_std_ratio: float = 0.1, *, columns=None,
-                 q: float | None = 0.99, factor: float = 1.0, threshold: float | None = None,
-                 horizon: float | None = None,
-                 smooth: float | None = None, grace: int = 30):
-        super().__init__(columns=columns, q=q, factor=factor, threshold=threshold,
-                         horizon=horizon, smooth=smooth,
-                         grace=grace)
+    def __init__(self, window: int = 60, min_std_ratio: float = 0.1, **options):
+        # options: the detector's threshold settings, at their defaults (:class:`~.base.Detector`)
+        super().__init__(**options)
         self.window = window
         self.min_std_ratio = min_std_ratio
 
