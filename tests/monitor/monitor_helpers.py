@@ -142,6 +142,15 @@ class Mosquitto:
         subprocess.run([exe, "-h", "127.0.0.1", "-p", str(self.port), "-q", str(qos),
                         "-t", topic, "-m", payload], check=True, timeout=10)
 
+    def publish_many(self, messages: list[tuple[str, str]], qos: int = 1) -> None:
+        """Publish several ``(topic, payload)`` over one connection, in order and back to back,
+        as a gateway publishing one scan would (one `mosquitto_pub` process per message can
+        spread a burst over seconds on a loaded machine)."""
+        from paho.mqtt import publish
+
+        publish.multiple([{"topic": t, "payload": p, "qos": qos} for t, p in messages],
+                         hostname="127.0.0.1", port=self.port)
+
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()

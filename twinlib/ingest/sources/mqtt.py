@@ -262,7 +262,9 @@ class MqttSource(Source):
         """The time of a time-less one-value-per-topic value: a gateway publishes an asset's
         values of one scan as a burst of messages, each arriving a little later. A value joins
         the asset's open burst (stamped with the burst's first arrival) unless the burst already
-        has that signal or began ``settle_s`` ago; then it opens a new one."""
+        has that signal or began ``settle_s`` ago; then it opens a new one, stamped at least
+        1 ms after the previous burst (two scans arriving within one millisecond are still two
+        readings, never one reading's duplicate values)."""
         sig = next((k for k in row if k not in ("asset_id", "timestamp")), None)
         asset, now = row.get("asset_id"), time.monotonic()
         with self._lock:
@@ -271,6 +273,8 @@ class MqttSource(Source):
                     now - burst[2] < self.assembler.settle_s:
                 burst[1].add(sig)
                 return burst[0]
+            if burst is not None and stamp <= burst[0]:
+                stamp = burst[0] + 1
             self._bursts[asset] = (stamp, {sig}, now)
             return stamp
 
