@@ -64,6 +64,21 @@ def test_assembler_joins_complete_settles_partial_and_reports_late_values():
     assert len(asm) == 0 and asm.next_due_in() is None
 
 
+def test_a_second_value_for_a_pending_instant_is_reported_not_silently_overwritten():
+    clock = Clock()
+    asm = Assembler(1.0, monotonic=clock)
+    assert asm.add(_row("p1", T0, temperature=70.0, pressure=40.0), "m1") == []
+    assert asm.add(_row("p1", T0, temperature=70.0), "m2") == []          # a redelivery
+    rejects = asm.add(_row("p1", T0, pressure=41.0), "m3")
+    assert len(rejects) == 1 and "pressure=41.0 for p1" in rejects[0].reason
+    assert "differs from the 40.0 already received" in rejects[0].reason
+    clock.t += 1.0
+    rows, tokens = asm.due()
+    assert rows == [_row("p1", T0, temperature=70.0, pressure=40.0)]    # the first value kept
+    assert sorted(tokens) == ["m1", "m2", "m3"]    # acknowledged once the reading is stored
+    assert (asm.duplicates, asm.conflicts) == (1, 1)
+
+
 def test_decoder_refuses_a_time_less_value_when_no_receive_time_may_be_given():
     d = PayloadDecoder("per-topic", "plant/#")
     rows, rejects = d.decode(b"71.5", "plant/l1/p1/temperature", None, "no time: redelivered")

@@ -496,6 +496,7 @@ class MqttSource(Source):
                 **({"settle_s": self.assembler.settle_s, "pending": len(self.assembler),
                     "complete": self.assembler.complete, "settled": self.assembler.settled,
                     "late_values": self.assembler.late_values,
+                    "conflicting_values": self.assembler.conflicts,
                     "duplicate_values": self.assembler.duplicates}
                    if self.assembler is not None else {})}
 

@@ -111,7 +111,9 @@ class Assembler:
     redelivery) is counted in ``duplicates``; a signal the reading lacked, or a different
     value, is reported as a reject that names the asset, instant, signal, value and how late it
     was (raise ``settle_s``), and the signal is expected from then on. ``remember`` instants
-    are kept for that check.
+    are kept for that check. The same holds before it is handed out: a signal's second value
+    for a pending instant is a ``duplicate`` if equal, else a reject counted in ``conflicts``
+    (the first value is kept).
 
     Each value carries a ``token`` (the MQTT message id to acknowledge); :meth:`due` returns
     the tokens of the readings it hands out, :meth:`take_free` those of values that need no
@@ -134,7 +136,7 @@ class Assembler:
         self._misses: dict[str, dict] = {}               # asset → signal → readings without it
         self.forget_after = 3
         self._free: list = []
-        self.duplicates = self.late_values = self.settled = self.complete = 0
+        self.duplicates = self.late_values = self.conflicts = self.settled = self.complete = 0
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -171,10 +173,23 @@ class Assembler:
             self._pending[key] = have = {}
             self._first[key] = self._mono()
             self._tokens[key] = []
-        have.update(values)
+        rejects = []
+        for sig, v in values.items():
+            if sig not in have:
+                have[sig] = v
+            elif have[sig] == v:
+                self.duplicates += 1
+            else:   # two values of one signal for one instant: the first is kept, never silently
+                self.conflicts += 1
+                rejects.append(SourceReject(None, f"topic {topic}: value {sig}={v!r} for {asset} "
+                                                  f"at {ts} ms differs from the {have[sig]!r} "
+                                                  f"already received for that instant (the "
+                                                  f"first value is kept)",
+                                            json.dumps({"asset_id": asset, "timestamp": ts,
+                                                        sig: v})))
         if token is not None:
             self._tokens[key].append(token)
-        return []
+        return rejects
 
     def _is_complete(self, key) -> bool:
         want = self._signals.get(key[0])
