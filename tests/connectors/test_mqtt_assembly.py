@@ -153,7 +153,7 @@ def test_a_redelivered_time_less_qos1_message_is_stored_once(mosquitto, tmp_db):
         _break_connection(src)
         # the broker sends the unacknowledged message again (DUP) after the reconnect
         assert wait_until(lambda: src.redelivered == 1, 30), src.describe()
-        assert wait_until(lambda: src.assembler.duplicates == 1, 10)
+        assert wait_until(lambda: src.assembler.duplicates == 1, 30)
         assert [(r.asset_id, r.ts, r.temperature) for r in run.store.latest(10)] == \
             [("p9", first.ts, 71.5)]
     finally:

@@ -36,13 +36,15 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02) -> bool
 class WebhookReceiver:
     """An HTTP server that records every POST; `statuses` scripts the answers (then 200).
 
-    `delay_s` makes every answer slow (a hanging endpoint).
+    `delay_s` makes every answer slow (a hanging endpoint); `gate` (an Event) holds every
+    answer until it is set (at most 120 s): a hanging endpoint for as long as the test needs.
     """
 
-    def __init__(self, statuses=(), delay_s: float = 0.0):
+    def __init__(self, statuses=(), delay_s: float = 0.0, gate: threading.Event | None = None):
         self.requests: list[dict] = []
         self.statuses = list(statuses)
         self.delay_s = delay_s
+        self.gate = gate
         self.answered = 0  # answers fully sent (a slow endpoint receives long before this)
         self.lock = threading.Lock()
         receiver = self
@@ -57,6 +59,8 @@ class WebhookReceiver:
                                               "status": status})
                 if receiver.delay_s:
                     time.sleep(receiver.delay_s)
+                if receiver.gate is not None:
+                    receiver.gate.wait(120)
                 self.send_response(status)
                 self.send_header("Content-Length", "2")
                 self.end_headers()

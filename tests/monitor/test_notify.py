@@ -165,7 +165,7 @@ def test_undelivered_notifications_wait_in_the_outbox_for_the_next_start(tmp_pat
     try:
         first = Notifier([WebhookChannel(down.url)], db_path=db, retries=20, backoff_s=0.05)
         first.submit([make_event("raised", alert_id=i) for i in range(3)])
-        assert wait_until(lambda: len(down.requests) >= 2, 10)  # it keeps trying…
+        assert wait_until(lambda: len(down.requests) >= 2, 30)  # it keeps trying…
         first.close(timeout=0.5)                                   # …then the process stops
     finally:
         down.close()
@@ -206,7 +206,7 @@ def test_a_given_up_notification_is_listed_and_can_be_sent_again(tmp_path, capsy
         assert main(["notify", "retry"]) == 0
         assert "1 failed notification(s) queued again" in capsys.readouterr().out
         notifier.wake()
-        assert wait_until(lambda: len(receiver.payloads()) == 1, 10)
+        assert wait_until(lambda: len(receiver.payloads()) == 1, 30)
         notifier.close()
         assert main(["notify", "status"]) == 0
         text = capsys.readouterr().out
@@ -222,7 +222,7 @@ def test_email_reaches_the_smtp_server(smtp_sink):
     notifier.submit([make_event("escalated")])
     assert notifier.flush(10)
     notifier.close()
-    assert wait_until(lambda: len(smtp_sink.messages) == 1, 5)
+    assert wait_until(lambda: len(smtp_sink.messages) == 1, 30)
     env = smtp_sink.messages[0]
     assert env.mail_from == "twin@example.org"
     assert sorted(env.rcpt_tos) == ["oncall@example.org", "ops@example.org"]
@@ -260,7 +260,7 @@ def test_settings_file_configures_both_channels(webhook, smtp_sink):
     assert notifier.flush(10)
     notifier.close()
     assert len(webhook.payloads()) == 1
-    assert wait_until(lambda: len(smtp_sink.messages) == 1, 5)
+    assert wait_until(lambda: len(smtp_sink.messages) == 1, 30)
 
 
 def test_no_notify_section_means_no_channels():
