@@ -16,7 +16,7 @@ ifeq ($(DB),postgres)
   export TWIN_DB := $(PG_URL)
 endif
 
-.PHONY: help venv install install-test data model up pg-db test test-postgres test-notebooks test-fast bench notebooks clean distclean
+.PHONY: help venv install install-test data model up pg-db test test-postgres test-notebooks test-fast bench notebooks screenshots clean distclean
 
 help:
 	@echo "make up      - set up, generate history, train models, run simulator + API (:5000) + dashboard (:8050)"
@@ -25,6 +25,7 @@ help:
 	@echo "make up DB=postgres - the same on the local PostgreSQL server (database twin)"
 	@echo "make bench   - measure speed and size into reports/bench.json"
 	@echo "make install - only the pinned runtime (twinlib[all]); make install-test adds the test tools"
+	@echo "make screenshots - refresh the dashboard screenshots in docs/ (headless Chromium)"
 	@echo "make data | model | notebooks | clean"
 
 $(BIN)/python:
@@ -82,6 +83,10 @@ test-notebooks: $(TEST_STAMP)
 
 test-fast: $(TEST_STAMP)
 	$(BIN)/python -m pytest tests -m "not browser and not mqtt and not slow"
+
+# the browser tests, writing their screenshots into docs/ (a plain test run keeps them in reports/)
+screenshots: $(TEST_STAMP)
+	TWIN_DOCS_SCREENSHOTS=1 $(BIN)/python -m pytest -p no:cacheprovider tests/dashboard/test_browser.py
 
 bench: $(TEST_STAMP)
 	$(TWIN) bench
