@@ -340,11 +340,15 @@ def test_the_page_renders_with_icons_when_nothing_beyond_loopback_resolves(dashb
         page.wait_for_function(
             "() => /Normal|Alert|Data stale/.test(document.querySelector('.twin-status .value').textContent)",
             timeout=30_000)
-        icon = page.locator(".twin-status .value svg.twin-icon")
-        assert icon.count() == 1
-        box = icon.bounding_box()
-        assert box and box["width"] >= 16 and box["height"] >= 16
-        assert page.locator(".twin-card .trend svg.twin-icon").count() >= 1
+        # one status icon drawn at ≥ 16 px, and trend icons (the 2-s refresh re-renders the cards:
+        # a handle taken between two renders can be detached, so the page is asked as a whole)
+        page.wait_for_function("""() => {
+            const icons = document.querySelectorAll('.twin-status .value svg.twin-icon');
+            if (icons.length !== 1) return false;
+            const r = icons[0].getBoundingClientRect();
+            return r.width >= 16 && r.height >= 16 &&
+                document.querySelectorAll('.twin-card .trend svg.twin-icon').length >= 1; }""",
+                               timeout=30_000)
         mark = page.evaluate("""() => { const s = getComputedStyle(document.querySelector('.twin-asset'), '::before');
             return [s.content, s.backgroundColor, s.width]; }""")
         assert mark[0] == '""' and mark[1] not in ("rgba(0, 0, 0, 0)", "transparent") and mark[2] == "9px", mark
