@@ -46,8 +46,8 @@ a slow and a fast regime of the trend (its rise per hour as a share of the thres
 the median: at the same true lead a faster degradation rises faster and is forecast more
 closely). The range is every true time whose 80 % band holds the forecast (a confidence
 interval by inversion), so the share of ranges that hold the truth is about 80 % at every lead
-time, however the leads are distributed; ``eta_expected`` is the true time whose median the
-forecast equals. The table is measured on simulated degradations at 1× and 2× speed with fixed
+time, however the leads are distributed; ``eta_expected`` is the curve's crossing, kept within
+the range. The table is measured on simulated degradations at 1× and 2× speed with fixed
 seeds (:func:`twinlib.models.evaluate.calibrate_forecast` re-derives it). With
 ``calibration={}`` the range is the line's own statistical range (``z`` standard errors of slope
 and level) around the line's and the curve's crossings.
@@ -241,9 +241,11 @@ def calibrated_hours(sensor: str, hours: float, calibration: Mapping | None = No
     ``sensor`` and the regime of ``slope_share`` (the trend's rise per hour as a share of the
     threshold; ``None``: the slow regime, the wider one): the range holds every true time ``T``
     for which ``log(hours / T)`` lies between the regime's low and high percentiles at ``T``, so
-    at every true lead the share of ranges that hold the truth is the table's coverage; the
-    expectation is the ``T`` where it equals the median. ``high`` is ``inf`` when the range
-    reaches past 48 h. A sensor missing from the table keeps the forecast, ``(h, h, h)``.
+    at every true lead the share of ranges that hold the truth is the table's coverage. The
+    expectation is the forecast itself, kept within the range (on the simulated degradations the
+    curve's crossing is closer to the truth than any other point of the range we tried: the
+    band's median, the range's geometric middle, the straight line). ``high`` is ``inf`` when the
+    range reaches past 48 h. A sensor missing from the table keeps the forecast, ``(h, h, h)``.
     """
     entry = (CALIBRATION if calibration is None else calibration).get(sensor)
     if not entry or not hours > 0:
@@ -258,14 +260,13 @@ def calibrated_hours(sensor: str, hours: float, calibration: Mapping | None = No
     r = math.log(hours) - _LOG_T_GRID           # log(forecast / T) for every candidate T
     low_q, mid_q, high_q = (np.interp(_LOG_T_GRID, at, table[q]) for q in ("q_low", "q_mid", "q_high"))
     inside = (r >= low_q) & (r <= high_q)
-    mid = float(_T_GRID_H[int(np.argmin(np.abs(r - mid_q)))])
     if not inside.any():  # between two bands of a non-monotone table: the nearest true time
         k = int(np.argmin(np.minimum(np.abs(r - low_q), np.abs(r - high_q))))
-        return min(float(_T_GRID_H[k]), mid), mid, max(float(_T_GRID_H[k]), mid)
+        return float(_T_GRID_H[k]), float(_T_GRID_H[k]), float(_T_GRID_H[k])
     pick = np.flatnonzero(inside)
     low = float(_T_GRID_H[pick[0]])
     high = math.inf if pick[-1] == len(_T_GRID_H) - 1 else float(_T_GRID_H[pick[-1]])
-    return min(low, mid), mid, max(high, mid)
+    return low, min(max(hours, low), high), high
 
 
 def _curve_hours(hours: np.ndarray, y: np.ndarray, threshold: float) -> float | None:
