@@ -15,7 +15,9 @@
   counts forecasts made on healthy stretches (false forecasts).
 * :func:`simulate_degradations` / :func:`calibrate_forecast` — a seeded library of simulated
   degradations, and the forecast's model-error table
-  (:data:`twinlib.models.forecast.CALIBRATION`) measured on it.
+  (:data:`twinlib.models.forecast.CALIBRATION`) measured on it at 1× and 2× speed;
+  :func:`cross_validate_forecast` scores that calibration leave-one-seed-out, and
+  :func:`forecast_study` on seeds it never saw, per lead-time bin and speed.
 * :func:`evaluate_models` — all of it for the models in a models directory, as one JSON-ready dict
   with ``macro_f1`` per model.
 """
