@@ -60,6 +60,8 @@ def test_a_linear_ramp_gives_the_right_eta():
     # inside the range.
     assert f["curve_hours_to_threshold"] == pytest.approx(f["hours_to_threshold"], rel=0.1)
     assert f["eta_low"] <= f["eta_expected"] <= f["eta_high"]
+    assert all(type(f[k]) is float for k in ("hours_to_threshold", "expected_hours_to_threshold",
+                                              "curve_hours_to_threshold", "current"))
     assert f["expected_hours_to_threshold"] == pytest.approx((f["eta_expected"] - now) / 3_600_000,
                                                              abs=1e-3)
     assert f["coverage"] == CALIBRATION_COVERAGE == 0.8

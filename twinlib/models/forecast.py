@@ -279,7 +279,7 @@ def calibrated_hours(sensor: str, hours: float, calibration: Mapping | None = No
     pick = np.flatnonzero(inside)
     low = float(_T_GRID_H[pick[0]])
     high = math.inf if pick[-1] == len(_T_GRID_H) - 1 else float(_T_GRID_H[pick[-1]])
-    return low, min(max(hours, low), high), high
+    return low, float(min(max(hours, low), high)), high
 
 
 def _curve_hours(hours: np.ndarray, y: np.ndarray, threshold: float) -> float | None:
@@ -290,7 +290,7 @@ def _curve_hours(hours: np.ndarray, y: np.ndarray, threshold: float) -> float | 
     """
     if len(y) < 5:
         return None
-    c2, c1, c0 = np.polyfit(hours, y, 2)
+    c2, c1, c0 = (float(c) for c in np.polyfit(hours, y, 2))
     gap = threshold - c0
     if gap <= 0:
         return None
