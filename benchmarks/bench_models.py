@@ -7,7 +7,9 @@ Also the cost of one ``forecast_asset`` call (per asset, per API request or dash
 with the full-size parameters of ``twin train`` / ``twin evaluate`` — notebook 03 is the full
 evaluation: 5 random-schedule fleets
 (seeds 200–204, 6 pumps × 48 h) and the forecast study (seeds 300–309, speeds 1× and 2×). Its
-headline figures and the issue-16 targets (met or missed) are reported under ``quality``.
+headline figures and the issue-16 targets (met or missed) are reported under ``quality`` (the
+forecasts also per speed), and the forecast calibration's leave-one-seed-out figure (seeds
+100–107) under ``forecast_cross_validation``.
 ``quick=True`` shrinks everything for a smoke run. All files go to a temporary directory.
 """
 from __future__ import annotations
@@ -112,8 +114,38 @@ def run(quick: bool = False) -> dict:
             "macro_f1_random_worst", "min_class_recall", "false_alarms_per_pump_day",
             "median_lead_min", "leak_detected_15min_share", "forecast_coverage_by_lead",
             "forecast_rate_by_lead", "forecast_false_rate", "calibration_ece", "targets")}
+        out["quality"].update(_forecast_by_speed(tmp / "reports" / "evaluation.json"))
+        if not quick:
+            # The forecast calibration's own cross-validated figure (calibration seeds only).
+            from twinlib.models.evaluate import cross_validate_forecast
+
+            cpu, wall = time.process_time(), time.perf_counter()
+            cv = cross_validate_forecast()
+            out["forecast_cross_validation"] = {
+                "seeds": cv["seeds"], "speeds": cv["speeds"],
+                "coverage_by_speed": {sp: {k: c["coverage"] for k, c in cells.items()}
+                                      for sp, cells in cv["by_speed"].items()},
+                "forecast_rate_by_speed": {sp: {k: c["forecast_rate"] for k, c in cells.items()}
+                                           for sp, cells in cv["by_speed"].items()},
+                "worst_bin_coverage": cv["worst_bin_coverage"],
+                "best_bin_coverage": cv["best_bin_coverage"],
+                "cpu_s": round(time.process_time() - cpu, 1),
+                "wall_s": round(time.perf_counter() - wall, 1),
+            }
     out["cpu_count"] = os.cpu_count()
     return out
+
+
+def _forecast_by_speed(report_path: Path) -> dict:
+    """Per-speed forecast coverage and forecast rate from ``twin evaluate``'s report, if any."""
+    import json
+
+    try:
+        study = json.loads(report_path.read_text()).get("forecast_study") or {}
+    except (OSError, ValueError):
+        return {}
+    return {"forecast_coverage_by_speed": study.get("coverage_by_speed"),
+            "forecast_rate_by_speed": study.get("forecast_rate_by_speed")}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,7 +15,9 @@
   counts forecasts made on healthy stretches (false forecasts).
 * :func:`simulate_degradations` / :func:`calibrate_forecast` — a seeded library of simulated
   degradations, and the forecast's model-error table
-  (:data:`twinlib.models.forecast.CALIBRATION`) measured on it.
+  (:data:`twinlib.models.forecast.CALIBRATION`) measured on it at 1× and 2× speed;
+  :func:`cross_validate_forecast` scores that calibration leave-one-seed-out, and
+  :func:`forecast_study` on seeds it never saw, per lead-time bin and speed.
 * :func:`evaluate_models` — all of it for the models in a models directory, as one JSON-ready dict
   with ``macro_f1`` per model.
 """
@@ -32,20 +34,26 @@ import pandas as pd
 from twinlib.models.cards import load_model
 from twinlib.models.classifiers import CLASSES, class_labels
 from twinlib.models.features import reading_times
-from twinlib.models.forecast import ForecastParams, forecast_frame
+from twinlib.models.forecast import ForecastParams, calibrated_hours, forecast_frame
 from twinlib.models.labels import RECOVERY, with_recovery
 from twinlib.models.metrics import classification_scores
 from twinlib.models.train import Split, augmentation_data, fingerprint, load_history, model_path
 
 __all__ = [
     "LEAD_HOURS",
+    "CALIBRATION_SEEDS",
+    "CALIBRATION_SPEEDS",
     "calibrate_forecast",
+    "calibrated_range",
+    "calibration_table",
+    "cross_validate_forecast",
     "classification_scores",
     "evaluate_classifier",
     "evaluate_forecasts",
     "evaluate_models",
     "failure_events",
     "forecast_study",
+    "forecast_trials",
     "LEAD_BINS_H",
     "simulate_degradations",
 ]
@@ -139,7 +147,13 @@ def evaluate_forecasts(readings: pd.DataFrame, events, thresholds: Callable[[str
             if hit:
                 f = hit[0]
                 trial["predicted_h"] = f["hours_to_threshold"]
+                trial["curve_h"] = f.get("curve_hours_to_threshold", f["hours_to_threshold"])
                 trial["true_h"] = (ev["failure"] - now) / _HOUR_MS
+                trial["slope_share"] = (f["slope_per_hour"] / abs(f["threshold"])
+                                        if f["threshold"] else None)
+                trial["low_h"] = (f["eta_low"] - now) / _HOUR_MS
+                trial["high_h"] = (None if f["eta_high"] is None
+                                   else (f["eta_high"] - now) / _HOUR_MS)
                 if "eta_expected" in f:
                     expected_error = abs(f["eta_expected"] - ev["failure"])
                     trial["expected_abs_error_h"] = expected_error / _HOUR_MS
@@ -210,8 +224,11 @@ def _false_forecasts(by_asset, events, thresholds, params, every_h) -> dict:
 
 #: The progressive fault kinds with a failure time (a leak lowers pressure: no upper crossing).
 _DEGRADATIONS = ("cooling_failure", "bearing_wear", "blockage")
-#: Straight-line lead times (hours) at which the calibration table is split into bins.
-_CALIBRATION_EDGES_H = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+#: True hours to the failure at which the calibration table is split into bins.
+_CALIBRATION_EDGES_H = (1 / 6, 1 / 3, 2 / 3, 4 / 3, 8 / 3, 16 / 3)
+#: Seeds and degradation speeds :func:`calibrate_forecast` measures by default.
+CALIBRATION_SEEDS = tuple(range(100, 108))
+CALIBRATION_SPEEDS = (1.0, 2.0)
 
 
 def simulate_degradations(seed: int, *, assets: int = 12, hours: float = 24.0,
@@ -246,56 +263,153 @@ def simulate_degradations(seed: int, *, assets: int = 12, hours: float = 24.0,
                           faults=faults)
 
 
-def calibrate_forecast(seeds: Sequence[int] = (100, 101, 102, 103, 104), *, assets: int = 12,
-                       hours: float = 24.0, step_min: float = 5.0, coverage: float = 0.8,
-                       min_bin: int = 30, params: ForecastParams | None = None,
-                       quantiles: tuple[float, float, float] | None = None,
-                       speeds: Sequence[float] = (1.0,)) -> dict:
-    """Re-derive :data:`twinlib.models.forecast.CALIBRATION` from simulated degradations.
+def forecast_trials(seed: int, speed: float = 1.0, *, assets: int = 12, hours: float = 24.0,
+                    step_min: float = 5.0, max_lead_h: float = 12.0,
+                    params: ForecastParams | None = None) -> list[dict]:
+    """Uncalibrated forecasts of one seeded degradation fleet, every ``step_min`` before each failure.
 
-    For each seed, :func:`simulate_degradations` is forecast every ``step_min`` minutes from
-    15 min after each onset until its failure (default thresholds); every forecast of the failing
-    sensor pairs the straight-line hours ``h`` with the true hours ``T``. Per sensor and bin of
-    ``h`` (split at :data:`_CALIBRATION_EDGES_H`), the table holds the median ``log h`` and the
-    ``(1 − coverage)/2``, 0.5 and ``(1 + coverage)/2`` quantiles of ``log(T / h)``; a bin with
-    fewer than ``min_bin`` forecasts of the sensor uses every sensor's forecasts in that bin, and
-    a bin with fewer than ``min_bin`` in all is left out. ``speeds``: degradation speeds pooled
-    into one table (the speed of a real degradation is not known in advance). Deterministic for
-    given arguments.
+    :func:`simulate_degradations` (``seed``, ``speed``) is forecast with ``params`` but no
+    calibration table (``calibration={}``): each trial of :func:`evaluate_forecasts`'s
+    ``details`` then carries the curve forecast (``curve_h``), the truth (``true_h`` = lead) and
+    the range the forecast keeps without a table (``low_h`` / ``high_h``: the straight line and
+    its statistical range), which is all a table needs to be fitted and scored.
     """
     from twinlib.config import THRESHOLDS
 
     base = params or ForecastParams()
-    params = ForecastParams(**{**{k: v for k, v in vars(base).items()
-                                  if k not in ("calibration", "coverage")}, "calibration": {}})
+    raw = ForecastParams(**{**{k: v for k, v in vars(base).items()
+                               if k not in ("calibration", "coverage")}, "calibration": {}})
     step_h = step_min / 60.0
-    leads = np.round(np.arange(step_h, 12.0 + step_h / 2, step_h), 6)
-    rows = []
-    for seed, speed in [(s, v) for s in seeds for v in speeds]:
-        fleet = simulate_degradations(seed, assets=assets, hours=hours, speed=float(speed))
-        report = evaluate_forecasts(fleet.readings, fleet.events, lambda a: THRESHOLDS,
-                                    lead_hours=tuple(leads), params=params, healthy_every_h=None)
-        rows += [(t["sensor"], t["predicted_h"], t["true_h"]) for t in report["details"]
-                 if t["forecast"]]
-    sensors = np.array([r[0] for r in rows])
-    log_h = np.log([r[1] for r in rows])
-    ratio = np.log([r[2] / r[1] for r in rows])
-    bins = np.digitize(log_h, np.log(_CALIBRATION_EDGES_H))
+    leads = tuple(np.round(np.arange(step_h, max_lead_h + step_h / 2, step_h), 6))
+    fleet = simulate_degradations(int(seed), assets=assets, hours=hours, speed=float(speed))
+    report = evaluate_forecasts(fleet.readings, fleet.events, lambda a: THRESHOLDS,
+                                lead_hours=leads, params=raw, healthy_every_h=None)
+    return [{**t, "seed": int(seed), "speed": float(speed)} for t in report["details"]]
+
+
+def calibration_table(trials: Sequence[Mapping], *, coverage: float = 0.8, min_bin: int = 60,
+                      quantiles: tuple[float, float, float] | None = None) -> dict:
+    """The model-error table (layout of :data:`twinlib.models.forecast.CALIBRATION`) of some trials.
+
+    Per sensor, the forecasts made are split at the median ``slope_share`` (the trend's rise per
+    hour over the threshold) into a slow and a fast regime (at a given true lead, a faster
+    degradation rises faster and its forecast is closer). Per regime and bin of true hours ``T``
+    (split at :data:`_CALIBRATION_EDGES_H`): the median ``log T`` and the ``(1 − coverage)/2``,
+    0.5 and ``(1 + coverage)/2`` quantiles of ``log(curve hours / T)``. A bin with fewer than
+    ``min_bin`` forecasts of the sensor uses every sensor's forecasts of that regime in that bin;
+    a bin with fewer than ``min_bin`` in all is left out.
+    """
+    made = [t for t in trials if t["forecast"] and t.get("curve_h") and t.get("slope_share")]
+    sensors = np.array([t["sensor"] for t in made])
+    log_t = np.log([t["true_h"] for t in made])
+    ratio = np.log([t["curve_h"] for t in made]) - log_t
+    share = np.array([t["slope_share"] for t in made])
+    bins = np.digitize(log_t, np.log(_CALIBRATION_EDGES_H))
     qs = quantiles or ((1.0 - coverage) / 2.0, 0.5, (1.0 + coverage) / 2.0)
+    splits = {s: float(f"{np.median(share[sensors == s]):.4g}") for s in sorted(set(sensors))}
+    fast = np.array([v > splits[s] for s, v in zip(sensors, share)], dtype=bool)
     table = {}
-    for sensor in sorted(set(sensors)):
-        cols: dict[str, list[float]] = {"log_hours": [], "q_low": [], "q_mid": [], "q_high": []}
-        for b in range(len(_CALIBRATION_EDGES_H) + 1):
-            pick = (bins == b) & (sensors == sensor)
-            if pick.sum() < min_bin:
-                pick = bins == b
+    for sensor, split in splits.items():
+        entry: dict = {"split": split}
+        for name, regime in (("slow", ~fast), ("fast", fast)):
+            cols: dict[str, list[float]] = {"log_true_hours": [], "q_low": [], "q_mid": [],
+                                            "q_high": []}
+            for b in range(len(_CALIBRATION_EDGES_H) + 1):
+                pick = (bins == b) & regime & (sensors == sensor)
                 if pick.sum() < min_bin:
+                    pick = (bins == b) & regime
+                    if pick.sum() < min_bin:
+                        continue
+                cols["log_true_hours"].append(round(float(np.median(log_t[pick])), 4))
+                for key, q in zip(("q_low", "q_mid", "q_high"), qs):
+                    cols[key].append(round(float(np.quantile(ratio[pick], q)), 4))
+            entry[name] = {k: tuple(v) for k, v in cols.items()}
+        table[sensor] = entry
+    return table
+
+
+def calibrate_forecast(seeds: Sequence[int] = CALIBRATION_SEEDS, *, assets: int = 12,
+                       hours: float = 24.0, step_min: float = 5.0, coverage: float = 0.8,
+                       min_bin: int = 60, params: ForecastParams | None = None,
+                       quantiles: tuple[float, float, float] | None = None,
+                       speeds: Sequence[float] = CALIBRATION_SPEEDS) -> dict:
+    """Re-derive :data:`twinlib.models.forecast.CALIBRATION` from simulated degradations.
+
+    For each seed and speed, :func:`forecast_trials` forecasts :func:`simulate_degradations`
+    every ``step_min`` minutes from 15 min after each onset until its failure (default
+    thresholds); :func:`calibration_table` turns the forecasts into the table. ``speeds``:
+    degradation speeds pooled into one table (the speed of a real degradation is not known in
+    advance; the table is conditioned on the true lead, so each speed's forecasts count where
+    they fall). Deterministic for given arguments.
+    """
+    trials = [t for seed in seeds for speed in speeds
+              for t in forecast_trials(seed, speed, assets=assets, hours=hours,
+                                       step_min=step_min, params=params)]
+    table = calibration_table(trials, coverage=coverage, min_bin=min_bin, quantiles=quantiles)
+    return {"coverage": coverage, "forecasts": sum(t["forecast"] for t in trials),
+            "seeds": [int(s) for s in seeds], "speeds": [float(v) for v in speeds],
+            "table": table}
+
+
+def calibrated_range(trial: Mapping, table: Mapping) -> tuple[float, float]:
+    """The ``[low, high]`` hours that an uncalibrated ``trial``'s forecast gets with ``table``.
+
+    What :func:`twinlib.models.forecast.forecast_frame` returns with that table, from the
+    trial's curve forecast and slope.
+    """
+    low, _, high = calibrated_hours(trial["sensor"], trial["curve_h"], table,
+                                    slope_share=trial.get("slope_share"))
+    return low, high
+
+
+def cross_validate_forecast(seeds: Sequence[int] = CALIBRATION_SEEDS,
+                            speeds: Sequence[float] = CALIBRATION_SPEEDS, *,
+                            test_speeds: Sequence[float] = (1.0, 2.0), coverage: float = 0.8,
+                            min_bin: int = 60, assets: int = 12, hours: float = 24.0, step_min: float = 5.0,
+                            max_lead_h: float = 4.0,
+                            params: ForecastParams | None = None, progress=None) -> dict:
+    """Leave-one-seed-out coverage of the calibration by lead-time bin and speed.
+
+    Each seed's degradations (at ``test_speeds``, leads up to ``max_lead_h``) are scored with a
+    table fitted on the other seeds (at ``speeds``); per speed and bin of
+    :data:`LEAD_BINS_H`: checks, forecasts, forecast rate and coverage, pooled over the folds.
+    This is how the calibration's speeds and bins were chosen, never on the study's seeds.
+    """
+    say = progress or (lambda msg: None)
+    by = {(int(s), float(v)): forecast_trials(s, v, assets=assets, hours=hours,
+                                              step_min=step_min, params=params)
+          for s in seeds for v in sorted(set(map(float, speeds)) | set(map(float, test_speeds)))}
+    rows: dict[float, list[dict]] = {float(v): [] for v in test_speeds}
+    for k in seeds:
+        table = calibration_table([t for (s, v), ts in by.items() if s != int(k) and v in speeds
+                                   for t in ts], coverage=coverage, min_bin=min_bin)
+        for v in test_speeds:
+            for t in by[(int(k), float(v))]:
+                if t["lead_h"] > max_lead_h:
                     continue
-            cols["log_hours"].append(round(float(np.median(log_h[pick])), 4))
-            for key, q in zip(("q_low", "q_mid", "q_high"), qs):
-                cols[key].append(round(float(np.quantile(ratio[pick], q)), 4))
-        table[sensor] = {k: tuple(v) for k, v in cols.items()}
-    return {"coverage": coverage, "forecasts": len(rows), "table": table}
+                row = dict(t)
+                if t["forecast"]:
+                    low, high = calibrated_range(t, table)
+                    row["covered"] = bool(low <= t["true_h"] <= high)
+                rows[float(v)].append(row)
+        say(f"forecast cross-validation: fold {k} done")
+    by_speed = {f"{v:g}x": {**{_bin_name(lo, hi): _cell([t for t in ts if lo < t["lead_h"] <= hi])
+                               for lo, hi in LEAD_BINS_H}, "all": _cell(ts)}
+                for v, ts in rows.items()}
+    covs = [c["coverage"] for sp in by_speed.values() for k, c in sp.items()
+            if k != "all" and c["coverage"] is not None]
+    return {"seeds": [int(s) for s in seeds], "speeds": [float(v) for v in speeds],
+            "test_speeds": [float(v) for v in test_speeds], "coverage": coverage,
+            "by_speed": by_speed, "worst_bin_coverage": min(covs) if covs else None,
+            "best_bin_coverage": max(covs) if covs else None}
+
+
+def _cell(rows: Sequence[Mapping]) -> dict:
+    """Checks, forecasts, forecast rate and coverage of some trials."""
+    made = [t for t in rows if t["forecast"]]
+    return {"checks": len(rows), "forecasts": len(made),
+            "forecast_rate": len(made) / len(rows) if rows else None,
+            "coverage": float(np.mean([t["covered"] for t in made])) if made else None}
 
 
 def evaluate_models(store, models_dir: str | os.PathLike, *, kinds: Sequence[str] = ("rf", "xgb"),
@@ -468,11 +582,7 @@ def forecast_study(seeds: Sequence[int] = tuple(range(300, 310)), speeds: Sequen
         false += rep["false_forecasts"]
         say(f"forecast study: seed {seed} done")
 
-    def cell(rows):
-        made = [t for t in rows if t["forecast"]]
-        return {"checks": len(rows), "forecasts": len(made),
-                "forecast_rate": len(made) / len(rows) if rows else None,
-                "coverage": float(np.mean([t["covered"] for t in made])) if made else None}
+    cell = _cell
 
     by_speed = {}
     for speed, rows in trials.items():
@@ -489,6 +599,10 @@ def forecast_study(seeds: Sequence[int] = tuple(range(300, 310)), speeds: Sequen
             "coverage_by_lead": {k: v["coverage"] for k, v in by_lead.items()},
             "forecast_rate_by_lead": {k: v["forecast_rate"] for k, v in by_lead.items()},
             "by_lead": by_lead, "by_speed": by_speed,
+            "coverage_by_speed": {sp: {k: c["coverage"] for k, c in cells.items()}
+                                  for sp, cells in by_speed.items()},
+            "forecast_rate_by_speed": {sp: {k: c["forecast_rate"] for k, c in cells.items()}
+                                       for sp, cells in by_speed.items()},
             "worst_bin_coverage": min(covs) if covs else None,
             "best_bin_coverage": max(covs) if covs else None,
             "healthy_checks": checks, "false_forecasts": false,

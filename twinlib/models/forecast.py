@@ -6,52 +6,66 @@ from the store and returns one dict per sensor that is trending toward its alarm
     {"sensor": "temperature", "threshold": 85.0, "current": 78.4, "slope_per_hour": 3.1,
      "eta": 1770712200000, "eta_low": 1770706800000, "eta_high": 1770713400000,
      "hours_to_threshold": 2.13, "coverage": 0.8,
-     "eta_expected": 1770709500000, "expected_hours_to_threshold": 1.38}
+     "eta_expected": 1770709500000, "expected_hours_to_threshold": 1.38,
+     "curve_hours_to_threshold": 1.38}
 
 ``eta`` / ``eta_low`` / ``eta_high`` are epoch milliseconds (UTC): where the trend line crosses
 the threshold, and the ends of an **80 % range** (``coverage``): on simulated degradations the
-true crossing fell inside ``[eta_low, eta_high]`` in about 80 % of forecasts (``eta_high`` is
-``None`` when the slope's lower bound is not above zero, i.e. the crossing may never come).
-``eta_expected`` is the calibrated expectation (the median of the truth on simulated
-degradations, which mostly accelerate: sooner than the line). ``current`` is the trend's value
-now (per-minute means, so noise does not move it), ``slope_per_hour`` is in the sensor's unit per
-hour, ``hours_to_threshold`` is ``(eta - now) / 1 h`` and ``expected_hours_to_threshold`` the same
-for ``eta_expected``. An empty list means nothing is degrading.
+true crossing fell inside ``[eta_low, eta_high]`` in about 80 % of forecasts at every lead time
+(``eta_high`` is ``None`` when the range reaches past 48 h). ``eta_expected`` is the calibrated
+expectation. ``current`` is the trend's value now (per-minute means, so noise does not move it),
+``slope_per_hour`` is in the sensor's unit per hour, ``hours_to_threshold`` is
+``(eta - now) / 1 h``, ``expected_hours_to_threshold`` the same for ``eta_expected`` and
+``curve_hours_to_threshold`` the curve's crossing the range is built on (see below). An empty
+list means nothing is degrading.
 
 How: the last ``lookback_s`` (45 min) of readings are averaged per minute and split into two
 halves; a straight line is fitted to each. A sensor is reported when both halves rise
 significantly (slope at least ``min_t`` standard errors above zero), the recent half rises at
 least ``min_ratio`` times as fast as the earlier one (a step in the operating point rises in one
-half only), and the straight-line crossing lies within ``horizon_h`` hours. For sensors with a
-thermal lag (``lagged_sensors``: temperature) the rise must also survive the best thermal
-transient: a load step or restart makes temperature rise for an hour and settle, which two
-straight lines mistake for a degradation. The window is refitted as a line plus a first-order
-step response (time constant ``thermal_taus_s``, step at any minute of the window or shortly
-before); the trend left beside the transient must be significant (``min_t``) and at least
-``min_net_share`` of the raw slope. Sensors already past their threshold are the alarm
-engine's business, not a forecast. Thresholds are the upper alarm thresholds of
+half only), and the straight-line crossing lies within ``horizon_h`` hours. A degradation that
+began within the window rises in the recent half only: for ``recent_sensors`` (vibration,
+pressure) it is reported too when that half rises by at least ``recent_min_t`` standard errors,
+no slower than the earlier half, and like a ramp (a line fits it at least as well as the best
+single step). For sensors with a thermal lag (``lagged_sensors``: temperature) the rise must also
+survive the best thermal transient: a load step or restart makes temperature rise for an hour
+and settle, which two straight lines mistake for a degradation. The window is refitted as a line
+plus a first-order step response (time constant ``thermal_taus_s``, step at any minute of the
+window or shortly before); the trend left beside the transient must be significant (``min_t``)
+and at least ``min_net_share`` of the raw slope. Sensors already past their threshold are the
+alarm engine's business, not a forecast. Thresholds are the upper alarm thresholds of
 :meth:`twinlib.config.Settings.thresholds` (per-asset overrides apply).
 
-The range and the expected time come from :data:`CALIBRATION`: a straight line on a degradation
-is systematically late on accelerating wear (truth comes sooner the further out the line
-crosses) and its own standard errors do not describe that error. For each sensor the table holds
-the 10th, 50th and 90th percentiles of ``log(true hours / straight-line hours)`` as a function of
-the straight-line hours, measured on simulated degradations with fixed seeds
-(:func:`twinlib.models.evaluate.calibrate_forecast` re-derives it). ``eta_expected`` is the
-line's crossing scaled by the median ratio, the range by the 10th and 90th percentiles, widened
-where needed to hold the straight-line crossing itself (a trend that stays straight) and the
-line's own statistical range (``z`` standard errors of slope and level: a noisier window than
-simulated).
+The range and the expected time come from a curve and :data:`CALIBRATION`. A straight line lags
+an accelerating degradation (and by how much depends on how fast it degrades), so the forecast
+the range is built on is where a quadratic through the whole window crosses the threshold
+(``curve_hours_to_threshold``; the line's crossing when the quadratic never does). Its error is
+calibrated *given the true time to the crossing*: for each sensor the table holds the 10th, 50th
+and 90th percentiles of ``log(curve hours / true hours)`` as a function of the true hours, for
+a slow and a fast regime of the trend (its rise per hour as a share of the threshold, split at
+the median: at the same true lead a faster degradation rises faster and is forecast more
+closely). The range is every true time whose 80 % band holds the forecast (a confidence
+interval by inversion), so the share of ranges that hold the truth is about 80 % at every lead
+time, however the leads are distributed; ``eta_expected`` is the curve's crossing, kept within
+the range. The table is measured on simulated degradations at 1× and 2× speed with fixed
+seeds (:func:`twinlib.models.evaluate.calibrate_forecast` re-derives it). With
+``calibration={}`` the range is the line's own statistical range (``z`` standard errors of slope
+and level) around the line's and the curve's crossings.
 
-Measured on seeded simulated fleets the calibration never saw (``twin evaluate`` reports the
-figures for the current data; ``tests/models/test_forecast.py`` checks them): the truth fell
-inside the range in 76 %, 88 %, 82 %, 81 % of forecasts at 15 min, 30 min, 1 h, 2 h lead (before
-this calibration: 65 %, 51 %, 38 %, 25 %), 77–81 % over all leads; the weak spot is the last
-20 minutes (56–63 %: there the truth often comes sooner than any trend of the past 45 min says).
-Mean absolute error of ``eta_expected``: 0.13 / 0.19 / 0.38 / 0.61 h at those leads (the
-straight-line ``eta``: 0.22 / 0.37 / 0.92 / 3.2 h, as before). False forecasts on healthy
-fleets: 3–4 % of checks (before: 8–9 %), at the cost of about 5 % of the forecasts made on
-degradations, mostly far from the failure.
+Measured by lead time before the failure (0–15 min, 15–30 min, 30 min–1 h, 1–2 h, 2–4 h), the
+share of ranges that held the truth: leave-one-seed-out over the calibration seeds
+(:func:`twinlib.models.evaluate.cross_validate_forecast`) 0.76 / 0.76 / 0.77 / 0.83 / 0.79 at 1×
+and 0.83 / 0.83 / 0.83 / 0.81 / 0.83 at 2× speed; on seeds 300–309, which no choice saw
+(:func:`twinlib.models.evaluate.forecast_study`, what ``twin evaluate`` reports), 0.76 / 0.77 /
+0.81 / 0.81 / 0.80 at 1× and 0.83 / 0.85 / 0.87 / 0.84 / 0.82 at 2× (the target 0.75–0.85 is
+missed in one bin of ten there, 2× at 30 min–1 h). The faster degradation is
+covered a little more often at every lead: its forecasts are closer than the slower one's,
+and the two regimes take only part of that into account. A forecast exists in 34–67 % of the
+checks at 1× and 9–71 % at 2× (far from a fast failure the degradation has not begun); at 1×
+the curve's crossing is off by 0.20 / 0.39 / 0.77 / 1.4 h on average at 0–30 min / 30 min–1 h /
+1–2 h / 2–4 h (the straight line: 0.30 / 0.67 / 2.1 / 5.9 h). False forecasts on healthy fleets:
+about 4 % of checks (3.8 % on the calibration seeds, 4.0 % on 300–309; without the recent-start
+ramps 3.5 %, with a forecast in 8–11 points fewer of the checks on degradations).
 """
 
 from __future__ import annotations
@@ -69,36 +83,68 @@ __all__ = ["CALIBRATION", "CALIBRATION_COVERAGE", "ForecastParams", "calibrated_
            "forecast_asset", "forecast_frame"]
 
 _HOUR_MS = 3_600_000
+#: Candidate true hours to the crossing over which :func:`calibrated_hours` inverts the table.
+_T_GRID_H = np.exp(np.linspace(math.log(1 / 60), math.log(48.0), 600))
+_LOG_T_GRID = np.log(_T_GRID_H)
 
 #: Nominal coverage of ``[eta_low, eta_high]`` that :data:`CALIBRATION` was fitted for.
 CALIBRATION_COVERAGE = 0.8
 
-#: Model error of the straight-line crossing, per sensor: at straight-line lead ``hours`` (the
-#: ``log_hours`` are bin medians), the 10th / 50th / 90th percentiles of
-#: ``log(true hours to the crossing / straight-line hours)``. Obtained with
-#: ``twinlib.models.evaluate.calibrate_forecast()`` (defaults: seeds 100–104; each 12 pumps
-#: × 24 h at 1 s going through cooling failures, bearing wear and blockages of random length, a
-#: forecast every 5 min from 15 min after each onset to the failure; bins of straight-line hours
-#: split at 0.25, 0.5, 1, 2, 4, 8 h; a sensor's bin with under 30 forecasts uses all sensors').
-#: Between bins the percentiles are interpolated on log hours; beyond the ends they are held.
-CALIBRATION: dict[str, dict[str, tuple[float, ...]]] = {
+#: Model error of the curve forecast, per sensor and regime of the trend: ``split`` is the rise
+#: per hour (as a share of the threshold) above which a trend is ``fast``; per regime, at true
+#: hours to the crossing ``exp(log_true_hours)`` (bin medians), the 10th / 50th / 90th
+#: percentiles of ``log(curve hours / true hours)``. Obtained with
+#: ``twinlib.models.evaluate.calibrate_forecast()`` (defaults: seeds 100–107 at 1× and 2×
+#: degradation speed; each 12 pumps × 24 h at 1 s going through cooling failures, bearing wear
+#: and blockages of random length, a forecast every 5 min from 15 min after each onset to the
+#: failure; bins of true hours split at 10, 20, 40, 80, 160, 320 min; a bin with under 60
+#: forecasts of the sensor uses all sensors' of that regime). Between bins the percentiles are
+#: interpolated on log hours; beyond the ends they are held.
+CALIBRATION: dict[str, dict] = {
+    "pressure": {
+        "split": 0.4397,
+        "slow": {
+            "log_true_hours": (-2.4849, -1.3863, -0.6931, -0.087, 0.6061, 1.1527),
+            "q_low": (-0.0829, -0.0181, -0.3454, -1.0762, -1.4606, -1.0049),
+            "q_mid": (0.2939, 0.7174, 0.3421, -0.0982, -0.5761, 0.0674),
+            "q_high": (2.4516, 1.8123, 1.307, 0.7109, 0.0146, 0.5453),
+        },
+        "fast": {
+            "log_true_hours": (-2.4849, -1.3863, -0.6931, -0.2877, 0.5596, 1.2763),
+            "q_low": (-1.2647, -1.0926, -1.1983, -1.7217, -1.8877, -2.1038),
+            "q_mid": (-0.2317, -0.2563, -0.4919, -0.7259, -1.1044, -1.5703),
+            "q_high": (0.6922, 0.3458, 0.0124, -0.3377, -0.5184, -1.0152),
+        },
+    },
     "temperature": {
-        "log_hours": (-1.94, -1.0098, -0.3522, 0.233, 0.8756, 1.6561, 2.4572),
-        "q_low": (-0.3326, -0.5011, -0.8136, -1.0053, -1.5612, -1.359, -1.8638),
-        "q_mid": (-0.039, -0.1, -0.1757, -0.371, -0.8557, -0.92, -1.4637),
-        "q_high": (0.4036, 0.2988, 0.1318, -0.1012, -0.4161, -0.4923, -1.0168),
+        "split": 0.3587,
+        "slow": {
+            "log_true_hours": (-2.4849, -1.3863, -0.6931, -0.1823, 0.6061, 1.1527),
+            "q_low": (-0.0829, -0.1879, -0.3098, -0.5441, -0.6633, -1.0049),
+            "q_mid": (0.2939, 0.1076, 0.0658, -0.1983, 0.1597, 0.0674),
+            "q_high": (2.4516, 0.9315, 0.8076, 0.3365, 0.6675, 0.5453),
+        },
+        "fast": {
+            "log_true_hours": (-2.4849, -1.3863, -0.8755, -0.1823, 0.5596, 1.2763),
+            "q_low": (-0.6063, -0.6387, -0.9969, -1.1025, -1.8877, -2.1038),
+            "q_mid": (-0.2004, -0.1844, -0.3235, -0.1633, -1.1044, -1.5703),
+            "q_high": (0.4854, 0.3252, 0.0408, 0.2964, -0.5184, -1.0152),
+        },
     },
     "vibration": {
-        "log_hours": (-1.9936, -0.9731, -0.3044, 0.3782, 1.031, 1.6783, 2.4572),
-        "q_low": (-0.2515, -0.5278, -0.8436, -0.9582, -1.088, -1.359, -1.8587),
-        "q_mid": (-0.0068, -0.1675, -0.1899, -0.3157, -0.5449, -0.932, -1.4618),
-        "q_high": (1.476, 1.2835, 0.9024, 0.639, 0.0182, -0.4843, -1.0157),
-    },
-    "pressure": {
-        "log_hours": (-2.0691, -1.0785, -0.3554, 0.3462, 0.8528, 1.6561, 2.4572),
-        "q_low": (-0.0104, -0.0524, -0.7146, -2.133, -1.7974, -1.359, -1.8638),
-        "q_mid": (0.0076, 0.0016, 0.0006, -0.6122, -1.1441, -0.92, -1.4637),
-        "q_high": (1.392, 1.1877, 0.8159, 0.052, 0.0265, -0.4923, -1.0168),
+        "split": 0.228,
+        "slow": {
+            "log_true_hours": (-2.4849, -1.3863, -0.539, 0.08, 0.6061, 1.1527),
+            "q_low": (-0.0829, -0.1672, -0.4991, -0.1082, -0.5332, -0.9728),
+            "q_mid": (0.2939, 0.3446, 0.8659, 0.4167, 0.1982, 0.074),
+            "q_high": (2.4516, 1.6343, 1.3214, 0.9104, 0.6784, 0.5466),
+        },
+        "fast": {
+            "log_true_hours": (-2.4849, -1.3863, -0.6931, -0.1823, 0.6061, 1.2763),
+            "q_low": (-0.5225, -0.6198, -0.6722, -0.9558, -1.7877, -2.1038),
+            "q_mid": (0.0573, 0.0635, 0.0814, -0.051, -1.0514, -1.5703),
+            "q_high": (1.058, 0.8337, 0.6834, 0.3376, -0.4905, -1.0152),
+        },
     },
 }
 
@@ -117,6 +163,8 @@ class ForecastParams:
                  horizon_h: float = 24.0, min_net_share: float = 0.3,
                  lagged_sensors: tuple[str, ...] = ("temperature",),
                  thermal_taus_s: tuple[float, ...] = (900.0, 1200.0, 1500.0),
+                 recent_sensors: tuple[str, ...] = ("vibration", "pressure"),
+                 recent_min_t: float = 8.0,
                  calibration: Mapping | None = None, coverage: float | None = None):
         self.lookback_s = lookback_s
         self.bucket_s = bucket_s
@@ -128,6 +176,8 @@ class ForecastParams:
         self.min_net_share = min_net_share
         self.lagged_sensors = tuple(lagged_sensors)
         self.thermal_taus_s = tuple(float(t) for t in thermal_taus_s)
+        self.recent_sensors = tuple(recent_sensors)
+        self.recent_min_t = recent_min_t
         self.calibration = CALIBRATION if calibration is None else calibration
         self.coverage = (CALIBRATION_COVERAGE if calibration is None else coverage)
 
@@ -196,20 +246,75 @@ def forecast_frame(readings: pd.DataFrame, thresholds: Mapping[str, float], *,
     return out
 
 
-def calibrated_hours(sensor: str, trend_hours: float,
-                     calibration: Mapping | None = None) -> tuple[float, float, float]:
-    """Low, expected and high hours to the crossing for a straight-line lead of ``trend_hours``.
+def calibrated_hours(sensor: str, hours: float, calibration: Mapping | None = None, *,
+                     slope_share: float | None = None) -> tuple[float, float, float]:
+    """Low, expected and high hours to the crossing for a curve forecast of ``hours``.
 
-    Applies the model-error percentiles of ``calibration`` (default :data:`CALIBRATION`) for
-    ``sensor``; a sensor missing from the table keeps the straight line, ``(h, h, h)``.
+    Inverts the model-error table of ``calibration`` (default :data:`CALIBRATION`) for
+    ``sensor`` and the regime of ``slope_share`` (the trend's rise per hour as a share of the
+    threshold; ``None``: the slow regime, the wider one): the range holds every true time ``T``
+    for which ``log(hours / T)`` lies between the regime's low and high percentiles at ``T``, so
+    at every true lead the share of ranges that hold the truth is the table's coverage. The
+    expectation is the forecast itself, kept within the range (on the simulated degradations the
+    curve's crossing is closer to the truth than any other point of the range we tried: the
+    band's median, the range's geometric middle, the straight line). ``high`` is ``inf`` when the
+    range reaches past 48 h. A sensor missing from the table keeps the forecast, ``(h, h, h)``.
     """
-    table = (CALIBRATION if calibration is None else calibration).get(sensor)
-    if not table or trend_hours <= 0:
-        return trend_hours, trend_hours, trend_hours
-    x = math.log(trend_hours)
-    lo, mid, hi = (float(np.interp(x, table["log_hours"], table[q]))
-                   for q in ("q_low", "q_mid", "q_high"))
-    return trend_hours * math.exp(lo), trend_hours * math.exp(mid), trend_hours * math.exp(hi)
+    entry = (CALIBRATION if calibration is None else calibration).get(sensor)
+    if not entry or not hours > 0:
+        return hours, hours, hours
+    fast = slope_share is not None and slope_share > entry["split"]
+    table = entry["fast" if fast else "slow"]
+    if not len(table["log_true_hours"]):  # a regime too rare to calibrate: the other one
+        table = entry["slow" if fast else "fast"]
+        if not len(table["log_true_hours"]):
+            return hours, hours, hours
+    at = table["log_true_hours"]
+    r = math.log(hours) - _LOG_T_GRID           # log(forecast / T) for every candidate T
+    low_q, mid_q, high_q = (np.interp(_LOG_T_GRID, at, table[q]) for q in ("q_low", "q_mid", "q_high"))
+    inside = (r >= low_q) & (r <= high_q)
+    if not inside.any():  # between two bands of a non-monotone table: the nearest true time
+        k = int(np.argmin(np.minimum(np.abs(r - low_q), np.abs(r - high_q))))
+        return float(_T_GRID_H[k]), float(_T_GRID_H[k]), float(_T_GRID_H[k])
+    pick = np.flatnonzero(inside)
+    low = float(_T_GRID_H[pick[0]])
+    high = math.inf if pick[-1] == len(_T_GRID_H) - 1 else float(_T_GRID_H[pick[-1]])
+    return low, float(min(max(hours, low), high)), high
+
+
+def _curve_hours(hours: np.ndarray, y: np.ndarray, threshold: float) -> float | None:
+    """Hours until a quadratic through the whole window reaches ``threshold`` (None: never).
+
+    A straight line lags an accelerating degradation; the curvature of the window is the
+    cheapest estimate of that acceleration (its error is what :data:`CALIBRATION` describes).
+    """
+    if len(y) < 5:
+        return None
+    c2, c1, c0 = (float(c) for c in np.polyfit(hours, y, 2))
+    gap = threshold - c0
+    if gap <= 0:
+        return None
+    if abs(c2) < 1e-12:
+        return gap / c1 if c1 > 0 else None
+    disc = c1 * c1 + 4.0 * c2 * gap
+    if disc < 0:
+        return None
+    roots = [(-c1 + sgn * math.sqrt(disc)) / (2.0 * c2) for sgn in (1.0, -1.0)]
+    roots = [r for r in roots if r > 0]
+    return min(roots) if roots else None
+
+
+def _is_ramp(hours: np.ndarray, y: np.ndarray) -> bool:
+    """Whether a straight line explains ``y`` at least as well as the best single step does."""
+    coef = np.polyfit(hours, y, 1)
+    rss_line = float(np.sum((y - np.polyval(coef, hours)) ** 2))
+    c = np.cumsum(y)
+    c2 = np.cumsum(y * y)
+    n = len(y)
+    k = np.arange(2, n - 1)
+    left = c2[k - 1] - c[k - 1] ** 2 / k
+    right = (c2[-1] - c2[k - 1]) - (c[-1] - c[k - 1]) ** 2 / (n - k)
+    return len(k) > 0 and rss_line <= float(np.min(left + right))
 
 
 def _line(hours: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float]:
@@ -266,12 +371,18 @@ def _crossing(sensor: str, threshold: float, hours: np.ndarray, y: np.ndarray, n
         return None
     slope_a, _, se_a, _ = _line(hours[~half], y[~half])
     slope, level_now, se_slope, se_level = _line(hours[half], y[half])
+    if slope <= 0 or level_now >= threshold:
+        return None
     # A degradation rises through the whole window; a step in the operating point rises in one
     # half only, and a thermal transient after a load step levels off (second half flatter).
-    for b, se in ((slope_a, se_a), (slope, se_slope)):
-        if b <= 0 or b < params.min_t * se:
+    if slope_a <= 0 or slope_a < params.min_t * se_a:
+        # One that began within the window rises in the recent half only: accepted for the
+        # ``recent_sensors`` when that half rises strongly, at least as fast as the earlier
+        # one, and like a ramp rather than a step.
+        if (sensor not in params.recent_sensors or slope < params.recent_min_t * se_slope
+                or slope < slope_a or not _is_ramp(hours[half], y[half])):
             return None
-    if slope < params.min_ratio * slope_a or level_now >= threshold:
+    elif slope < params.min_t * se_slope or slope < params.min_ratio * slope_a:
         return None
     gap = threshold - level_now
     trend_h = gap / slope
@@ -284,16 +395,16 @@ def _crossing(sensor: str, threshold: float, hours: np.ndarray, y: np.ndarray, n
         net, net_t = _net_trend(hours, y, params.thermal_taus_s)
         if net < params.min_net_share * slope or net_t < params.min_t:
             return None
-    slope_lo = slope - params.z * se_slope
-    low_h, eta_h, high_h = calibrated_hours(sensor, trend_h, params.calibration)
-    # The table was measured on the simulator's degradations, which mostly accelerate; a trend
-    # that stays straight crosses where the line does, so the range always keeps that time.
-    low_h, high_h = min(low_h, trend_h), max(high_h, trend_h)
-    # The line's own statistical range (``z`` standard errors of level and slope) widens it
-    # where this window's fit is looser than the simulated ones were.
-    stat_low = max(gap - params.z * se_level, 0.0) / (slope + params.z * se_slope)
-    stat_high = (gap + params.z * se_level) / slope_lo if slope_lo > 0 else math.inf
-    low_h, high_h = min(low_h, stat_low), max(high_h, stat_high)
+    curve_h = _curve_hours(hours, y, threshold) or trend_h
+    low_h, eta_h, high_h = calibrated_hours(sensor, curve_h, params.calibration,
+                                            slope_share=slope / abs(threshold) if threshold else None)
+    if not params.calibration:
+        # Uncalibrated: the straight line's own statistical range (``z`` standard errors of
+        # level and slope), around both the line's and the curve's crossing.
+        slope_lo = slope - params.z * se_slope
+        stat_low = max(gap - params.z * se_level, 0.0) / (slope + params.z * se_slope)
+        stat_high = (gap + params.z * se_level) / slope_lo if slope_lo > 0 else math.inf
+        low_h, high_h = min(trend_h, curve_h, stat_low), max(trend_h, curve_h, stat_high)
     return {
         "sensor": sensor,
         "threshold": threshold,
@@ -301,10 +412,10 @@ def _crossing(sensor: str, threshold: float, hours: np.ndarray, y: np.ndarray, n
         "slope_per_hour": round(slope, 6),
         "eta": now_ms + int(round(trend_h * _HOUR_MS)),
         "eta_low": now_ms + int(round(low_h * _HOUR_MS)),
-        "eta_high": (None if slope_lo <= 0 or not math.isfinite(high_h)
-                     else now_ms + int(round(high_h * _HOUR_MS))),
+        "eta_high": None if not math.isfinite(high_h) else now_ms + int(round(high_h * _HOUR_MS)),
         "hours_to_threshold": round(trend_h, 4),
         "coverage": params.coverage,
         "eta_expected": now_ms + int(round(eta_h * _HOUR_MS)),
         "expected_hours_to_threshold": round(eta_h, 4),
+        "curve_hours_to_threshold": round(curve_h, 4),
     }
