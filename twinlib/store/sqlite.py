@@ -691,6 +691,7 @@ class SQLiteStore(RollupsMixin, AlertsMixin, OutboxMixin, Store):
         and executed here. ``tick(rows)`` is called after each piece (a progress bar);
         ``flusher`` (a :class:`_WalFlusher`) is told how many bytes each piece wrote.
         """
+        c0 = time.process_time()
         a_codes, a_uniq = _asset_codes(df["asset_id"])
         kinds = df["kind"].astype(str).to_numpy() if "kind" in df.columns else None
         labels = None  # label codes, -1 = none
@@ -735,6 +736,8 @@ class SQLiteStore(RollupsMixin, AlertsMixin, OutboxMixin, Store):
             plan.append((a, run))
         pieces = (_piece(a.key, a.signals, run[lo:lo + _PIECE_ROWS], ts, nxt, labels, values, stamp)
                   for a, run in plan for lo in range(0, len(run), _PIECE_ROWS))
+        if prof is not None:  # codes, order, registrations: on this thread, before any insert
+            prof["plan_cpu_s"] = time.process_time() - c0
         with (_Prefetch(pieces) if pipeline else contextlib.nullcontext(pieces)) as feed:
             for p in feed:
                 got = self._insert_rows(p.key, p.mode, p.params, p.m)
