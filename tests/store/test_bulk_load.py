@@ -306,15 +306,32 @@ def test_a_big_load_is_in_the_main_file_when_it_returns(tmp_path, monkeypatch):
     monkeypatch.setattr(S, "_WAL_SYNC_BYTES", 64 << 10)  # sync the WAL often
     df = _frame(["a", "b"], 4000, seed=11)
     with open_store(tmp_path / "t.db", create=True) as st:
+        st.conn.execute("PRAGMA wal_autocheckpoint=20")  # pages: less than this load writes
+        statements = []
+        st.conn.set_trace_callback(statements.append)
         st.load_readings(df)
+        st.conn.set_trace_callback(None)
+        assert statements[-1] == "PRAGMA wal_checkpoint(PASSIVE)"  # after the COMMIT
+        assert statements.index("COMMIT") < len(statements) - 1
         prof = st.last_load_profile
         assert prof["wal_syncs"] >= 1 and prof["checkpoint_wall_s"] >= 0
         assert prof["wall_s"] >= prof["write_wall_s"] and prof["cpu_s"] > 0
-        assert st.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+        assert st.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 20
         shutil.copy(tmp_path / "t.db", tmp_path / "copy.db")
     con = sqlite3.connect(tmp_path / "copy.db")
     assert con.execute("SELECT COUNT(*) FROM readings").fetchone()[0] == len(df)
     con.close()
+
+
+def test_a_load_smaller_than_the_auto_checkpoint_leaves_the_checkpoint_to_sqlite(tmp_path, monkeypatch):
+    monkeypatch.setattr(S, "_BULK_MIN_ROWS", 1000)
+    with open_store(tmp_path / "t.db", create=True) as st:
+        statements = []
+        st.conn.set_trace_callback(statements.append)
+        st.load_readings(_frame(["a"], 5000, seed=14))  # ~200 KB of WAL: under 1,000 pages
+        st.conn.set_trace_callback(None)
+        assert not any("wal_checkpoint" in s or "wal_autocheckpoint=" in s for s in statements)
+        assert st.last_load_profile["pipelined"] and "checkpoint_wall_s" not in st.last_load_profile
 
 
 def test_a_connection_that_does_not_checkpoint_is_not_checkpointed(tmp_path, monkeypatch):

@@ -590,11 +590,16 @@ class SQLiteStore(RollupsMixin, AlertsMixin, OutboxMixin, Store):
         # must commit in order) and another backend go by chunks of _CHUNK_ROWS.
         whole = atomic and self.backend == "sqlite"
         bulk = whole and n >= _BULK_MIN_ROWS
-        # the checkpoint is ours only when this call commits (not inside a caller's transaction)
-        # and the connection checkpoints automatically at all (wal_autocheckpoint > 0)
+        # the checkpoint is ours only when this call commits (not inside a caller's transaction),
+        # the connection checkpoints automatically at all (wal_autocheckpoint > 0, in pages) and
+        # the load surely writes more than that to the WAL (~8 B a value + ~24 B a reading), so
+        # that SQLite's auto-checkpoint would have run inside this COMMIT anyway
         auto = 0
         if bulk and not self.conn.in_transaction:
             auto = self.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+            page = self.conn.execute("PRAGMA page_size").fetchone()[0]
+            if n * (8 * len(value_cols) + 24) < auto * page:
+                auto = 0
         prof = {"rows": n, "pipelined": bulk}
         step = n if whole else _CHUNK_ROWS
         inserted = duplicates = conflicts = 0
