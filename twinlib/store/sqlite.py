@@ -189,9 +189,9 @@ class _Prefetch:
 
     _END = object()
 
-    def __init__(self, items, depth: int = _PREFETCH_DEPTH):
+    def __init__(self, items, depth: int | None = None):
         self._items = items
-        self._q: queue.Queue = queue.Queue(depth)
+        self._q: queue.Queue = queue.Queue(depth or _PREFETCH_DEPTH)
         self._stop = threading.Event()
         self.cpu_s = 0.0
         self._thread = threading.Thread(target=self._run, name="twinlib-load-prepare", daemon=True)
@@ -743,8 +743,8 @@ class SQLiteStore(RollupsMixin, AlertsMixin, OutboxMixin, Store):
                     flusher.wrote(mat.nbytes + 24 * m)
                 if tick is not None:
                     tick(m)
-            if pipeline and prof is not None:
-                prof["prepare_thread_cpu_s"] = feed.cpu_s
+        if pipeline and prof is not None:  # (after the with: the helper has ended)
+            prof["prepare_thread_cpu_s"] = feed.cpu_s
         if log:
             self.conn.executemany("INSERT INTO ingest_log (hi, lo, asset, ts_lo, ts_hi, at, mono) "
                                   "VALUES (?, ?, ?, ?, ?, ?, ?)", log)
