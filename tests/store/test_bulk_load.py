@@ -219,3 +219,175 @@ def test_a_load_that_commits_as_it_goes_stores_the_same(tmp_path, monkeypatch):
         np.testing.assert_array_equal(back["id"].to_numpy(), want["id"].to_numpy())
         np.testing.assert_array_equal(back["x"].to_numpy(), want["x"].to_numpy())
         assert [r.id for r in st.after(0, limit=10**6)] == list(range(1, len(df) + 1))
+
+
+# -- big loads: parameters built on a helper thread, the WAL synced as it grows, the checkpoint
+# run (and timed) right after the commit -------------------------------------------------------
+def _threads(name="twinlib-"):
+    import threading
+    return [t.name for t in threading.enumerate() if t.name.startswith(name)]
+
+
+def _rows_and_log(path):
+    con = sqlite3.connect(path)
+    rows = con.execute("SELECT asset, ts, id, label, typeof(label), vals FROM readings "
+                       "ORDER BY asset, ts").fetchall()
+    log = con.execute("SELECT hi, lo, asset, ts_lo, ts_hi, mono FROM ingest_log ORDER BY hi").fetchall()
+    con.close()
+    return rows, log
+
+
+def test_a_pipelined_load_writes_what_a_load_on_one_thread_writes(tmp_path, monkeypatch):
+    monkeypatch.setattr(S, "_PIECE_ROWS", 700)
+    df = _frame(["a", "b", "c"], 3000, seed=8)
+    df["label"] = pd.array(np.where(np.arange(len(df)) % 7 == 0, None, "healthy"), dtype="str")
+    got = {}
+    for name, threshold in (("one", 10**9), ("pipe", 1)):
+        monkeypatch.setattr(S, "_BULK_MIN_ROWS", threshold)
+        with open_store(tmp_path / f"{name}.db", create=True) as st:
+            res = st.load_readings(df)
+            assert st.last_load_profile["pipelined"] is (name == "pipe")
+            assert (res.inserted, res.duplicates, res.conflicts) == (len(df), 0, 0)
+        got[name] = _rows_and_log(tmp_path / f"{name}.db")
+    assert got["one"] == got["pipe"] and len(got["one"][0]) == len(df)
+    assert not _threads()
+
+
+def test_an_error_on_the_helper_thread_is_raised_here_and_stores_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(S, "_PIECE_ROWS", 500)
+    monkeypatch.setattr(S, "_BULK_MIN_ROWS", 1)
+    real, calls = S._piece, []
+
+    def failing(*args):
+        calls.append(1)
+        if len(calls) == 7:
+            raise MemoryError("no room for piece 7")
+        return real(*args)
+
+    df = _frame(["a", "b"], 5000, seed=9)
+    with open_store(tmp_path / "t.db", create=True) as st:
+        st.load_readings(_frame(["a"], 5, start=1_700_000_000_000))
+        auto = st.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+        monkeypatch.setattr(S, "_piece", failing)
+        with pytest.raises(MemoryError, match="piece 7"):
+            st.load_readings(df)
+        assert st.count() == 5 and st.max_id() == 5 and not st.conn.in_transaction
+        assert st.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == auto
+        assert not _threads()
+        monkeypatch.setattr(S, "_piece", real)
+        assert st.load_readings(df).inserted == len(df)
+
+
+def test_an_error_on_this_thread_stops_the_helpers(tmp_path, monkeypatch):
+    monkeypatch.setattr(S, "_BULK_MIN_ROWS", 1)
+    monkeypatch.setattr(S, "_PIECE_ROWS", 300)
+    monkeypatch.setattr(S, "_PREFETCH_DEPTH", 1)  # the helper waits on a full queue when it happens
+    real, calls = S.SQLiteStore._insert_rows, []
+
+    def failing(self, *args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise sqlite3.OperationalError("disk I/O error")
+        return real(self, *args)
+
+    monkeypatch.setattr(S.SQLiteStore, "_insert_rows", failing)
+    with open_store(tmp_path / "t.db", create=True) as st:
+        with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
+            st.load_readings(_frame(["a", "b"], 3000, seed=10))
+        assert st.count() == 0 and st.max_id() == 0
+    assert not _threads()
+
+
+def test_a_big_load_is_in_the_main_file_when_it_returns(tmp_path, monkeypatch):
+    """The checkpoint SQLite's auto-checkpoint would run inside the COMMIT runs right after it:
+    a copy of the main file alone (no -wal) holds the load; the setting is back after."""
+    import shutil
+    monkeypatch.setattr(S, "_BULK_MIN_ROWS", 1000)
+    monkeypatch.setattr(S, "_WAL_SYNC_BYTES", 64 << 10)  # sync the WAL often
+    df = _frame(["a", "b"], 4000, seed=11)
+    with open_store(tmp_path / "t.db", create=True) as st:
+        st.conn.execute("PRAGMA wal_autocheckpoint=20")  # pages: less than this load writes
+        statements = []
+        st.conn.set_trace_callback(statements.append)
+        st.load_readings(df)
+        st.conn.set_trace_callback(None)
+        assert statements[-1] == "PRAGMA wal_checkpoint(PASSIVE)"  # after the COMMIT
+        assert statements.index("COMMIT") < len(statements) - 1
+        prof = st.last_load_profile
+        assert prof["wal_syncs"] >= 0 and prof["checkpoint_wall_s"] >= 0  # (syncs: see below)
+        assert prof["wall_s"] >= prof["write_wall_s"] and prof["cpu_s"] > 0
+        assert st.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 20
+        shutil.copy(tmp_path / "t.db", tmp_path / "copy.db")
+    con = sqlite3.connect(tmp_path / "copy.db")
+    assert con.execute("SELECT COUNT(*) FROM readings").fetchone()[0] == len(df)
+    con.close()
+
+
+def test_a_load_smaller_than_the_auto_checkpoint_leaves_the_checkpoint_to_sqlite(tmp_path, monkeypatch):
+    monkeypatch.setattr(S, "_BULK_MIN_ROWS", 1000)
+    with open_store(tmp_path / "t.db", create=True) as st:
+        statements = []
+        st.conn.set_trace_callback(statements.append)
+        st.load_readings(_frame(["a"], 5000, seed=14))  # ~200 KB of WAL: under 1,000 pages
+        st.conn.set_trace_callback(None)
+        assert not any("wal_checkpoint" in s or "wal_autocheckpoint=" in s for s in statements)
+        assert st.last_load_profile["pipelined"] and "checkpoint_wall_s" not in st.last_load_profile
+
+
+def test_a_connection_that_does_not_checkpoint_is_not_checkpointed(tmp_path, monkeypatch):
+    import shutil
+    monkeypatch.setattr(S, "_BULK_MIN_ROWS", 1000)
+    df = _frame(["a"], 5000, seed=12)
+    with open_store(tmp_path / "t.db", create=True) as st:
+        st.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the schema into the main file
+        st.conn.execute("PRAGMA wal_autocheckpoint=0")
+        statements = []
+        st.conn.set_trace_callback(statements.append)
+        st.load_readings(df)
+        st.conn.set_trace_callback(None)
+        assert not any("wal_checkpoint" in s for s in statements)
+        assert st.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        shutil.copy(tmp_path / "t.db", tmp_path / "copy.db")  # the load is in the -wal only
+        assert "checkpoint_wall_s" not in st.last_load_profile
+    con = sqlite3.connect(tmp_path / "copy.db")
+    assert con.execute("SELECT COUNT(*) FROM readings").fetchone()[0] == 0
+    con.close()
+
+
+def test_a_big_load_inside_a_callers_transaction_commits_with_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(S, "_BULK_MIN_ROWS", 1000)
+    df = _frame(["a", "b"], 2000, seed=13).assign(label="first-seen")
+    with open_store(tmp_path / "t.db", create=True) as st:
+        with pytest.raises(RuntimeError, match="changed my mind"):
+            with st.transaction():
+                assert st.load_readings(df).inserted == len(df)
+                assert st.conn.in_transaction and st.count() == len(df)
+                raise RuntimeError("changed my mind")
+        assert st.count() == 0 and st.max_id() == 0
+        assert st.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+        with st.transaction():  # the rolled-back assets and label are registered again
+            st.load_readings(df)
+        assert st.count() == len(df) and st.asset_ids() == ["a", "b"]
+        assert set(st.window()["label"]) == {"first-seen"}
+
+
+def test_the_wal_syncer_syncs_the_wal_each_time_enough_was_written(tmp_path):
+    import time
+    with open_store(tmp_path / "t.db", create=True) as st:
+        with S._WalFlusher(st.conn) as f:
+            assert _threads("twinlib-wal-sync")
+            f.wrote(S._WAL_SYNC_BYTES - 1)
+            f.wrote(1)  # due: the syncer wakes
+            deadline = time.monotonic() + 60
+            while f.syncs < 1 and time.monotonic() < deadline:  # wait for it, however busy
+                time.sleep(0.005)
+            assert f.syncs == 1
+        assert not _threads()
+
+
+def test_the_wal_syncer_is_a_no_op_without_a_wal_file():
+    con = sqlite3.connect(":memory:")
+    with S._WalFlusher(con) as f:
+        f.wrote(1 << 30)
+    assert f.syncs == 0 and not _threads()
+    con.close()
