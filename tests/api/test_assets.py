@@ -138,6 +138,7 @@ def test_forecast_reports_the_degrading_pump(tmp_path, make_app):
     assert temp[0]["coverage"] == pytest.approx(0.8)
     assert temp[0]["eta_low"] <= temp[0]["eta_expected"] <= temp[0]["eta"]
     assert 0 < temp[0]["expected_hours_to_threshold"] <= temp[0]["hours_to_threshold"]
+    assert temp[0]["curve_hours_to_threshold"] > 0     # the curve the range is built on
     flat = client.get("/assets/pump-02/forecast").get_json()
     assert flat["forecasts"] == []
     assert client.get("/assets/pump-77/forecast").status_code == 404

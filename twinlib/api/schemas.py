@@ -250,11 +250,15 @@ _SCHEMAS = {
             "slope_per_hour": _NUM,
             "eta": {**_TS_NULL, "description": "Where the fitted straight trend crosses the threshold."},
             "eta_low": _TS_NULL,
-            "eta_high": {**_TS_NULL, "description": "Null when the crossing may never come."},
+            "eta_high": {**_TS_NULL, "description": "Null when the range reaches past 48 h."},
             "hours_to_threshold": _NUM,
-            "eta_expected": {**_TS_NULL, "description": "Calibrated crossing time (degradations "
-                             "usually speed up near the end)."},
+            "eta_expected": {**_TS_NULL, "description": "Calibrated crossing time: where a curve "
+                             "through the window crosses the threshold (degradations usually "
+                             "speed up near the end), kept inside the range."},
             "expected_hours_to_threshold": _NUM,
+            "curve_hours_to_threshold": {**_NUM, "description": "Hours until the curve the range "
+                                         "is built on crosses the threshold (the line's crossing "
+                                         "when the curve never does)."},
             "coverage": {**_NUM, "description": "How often [eta_low, eta_high] holds the true "
                          "crossing time (nominal, e.g. 0.8)."},
         },

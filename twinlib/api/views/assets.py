@@ -319,6 +319,7 @@ def _forecast_item(f: dict) -> dict:
         "hours_to_threshold": clean_number(f["hours_to_threshold"]),
         "eta_expected": format_optional_ts(f.get("eta_expected")),
         "expected_hours_to_threshold": clean_number(f.get("expected_hours_to_threshold")),
+        "curve_hours_to_threshold": clean_number(f.get("curve_hours_to_threshold")),
         "coverage": clean_number(f.get("coverage")),
     }
 
