@@ -67,6 +67,9 @@ _ALLOC, _PART, _REGISTER, _LABELS = 0x74770001, 0x74770002, 0x74770003, 0x747700
 ID_BITS = 48
 #: Rows of an atomic load handled (and copied) at a time: one id block and one COPY each.
 _LOAD_ROWS = 1_000_000
+#: Readings of one load in a day without a partition from which the load creates that day's
+#: partition itself, index built after the rows are in (see PostgresStore._claim_new_days).
+_NEW_DAY_ROWS = 100_000
 #: Rows a non-atomic load commits at a time, so other writers get turns (as SQLite's).
 _TXN_ROWS = 100_000
 #: Rows encoded per COPY write: bounds the client's buffers; the server starts on them at once.
@@ -298,8 +301,12 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
         if self.conn.in_transaction:
             yield self.conn
             return
-        with self._raw.transaction():
-            yield self.conn
+        try:
+            with self._raw.transaction():
+                yield self.conn
+        except BaseException:
+            self._parts = set()  # partitions a load created in it are gone: re-read them
+            raise
 
     def get_meta(self, key: str, default: str | None = None) -> str | None:
         """A meta value. Read inside a write transaction, the key is also claimed until commit
@@ -426,7 +433,6 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
             return LoadResult(0, 0)
         ts_all = check_reading_keys(df)
         value_cols = [c for c in df.columns if c not in RESERVED_COLUMNS]
-        self._ensure_partitions(np.unique(ts_all // PART_MS).tolist())
         bar = None
         if progress:
             from tqdm import tqdm
@@ -434,11 +440,14 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
         step = _LOAD_ROWS if atomic else _TXN_ROWS
         inserted = duplicates = conflicts = 0
         with self.transaction() if atomic else contextlib.nullcontext():
+            ours = self._claim_new_days(ts_all, atomic)
             for lo in range(0, n, step):
                 hi = min(n, lo + step)
                 with contextlib.nullcontext() if atomic else self.transaction():
                     part = df if (lo, hi) == (0, n) else df.iloc[lo:hi]
-                    i, d, c = self._load_chunk(part, ts_all[lo:hi], value_cols, kind)
+                    new_days = sorted(set(np.unique(ts_all[lo:hi] // PART_MS).tolist()) & ours
+                                      - self._parts) if ours else []
+                    i, d, c = self._load_chunk(part, ts_all[lo:hi], value_cols, kind, new_days)
                 inserted, duplicates, conflicts = inserted + i, duplicates + d, conflicts + c
                 if bar is not None:
                     bar.update(hi - lo)
@@ -461,7 +470,50 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
         is either still announced or already committed.)"""
         return int(self._raw.execute("SELECT twin_horizon()").fetchone()[0])
 
-    def _load_chunk(self, df, ts, value_cols, kind):
+    def _claim_new_days(self, ts: np.ndarray, atomic: bool) -> set[int]:
+        """The days of ``ts`` that have no partition yet and that this load will create itself,
+        in its own transaction (see :meth:`_copy_new_day`). Only an atomic load with at least
+        ``_NEW_DAY_ROWS`` readings in one such day does (a bulk import of history), and only if
+        the partitions' lock is free: it then holds that lock until commit, so no other writer
+        creates — nor writes into — those days meanwhile, and their rows cannot collide with
+        stored ones; other writers needing a new partition wait for this load's commit. Every
+        other missing day is created at once on the side connection, as for any load (live
+        writers write into the days created ahead and never wait)."""
+        if self.timescale:
+            return set()
+        days, counts = np.unique(ts // PART_MS, return_counts=True)
+        if not set(days.tolist()) <= self._parts:
+            self._parts = self._known_parts()
+        missing = {int(d): int(c) for d, c in zip(days, counts) if int(d) not in self._parts}
+        if not missing:
+            return set()
+        if (atomic and max(missing.values()) >= _NEW_DAY_ROWS and self._raw.execute(
+                "SELECT pg_try_advisory_xact_lock(%s, %s)", (self.lock_ns, _PART)).fetchone()[0]):
+            self._parts = self._known_parts()  # under the lock: what exists now is all there is
+            return set(missing) - self._parts
+        self._ensure_partitions(missing)
+        return set()
+
+    def _copy_new_day(self, day: int, parts) -> None:
+        """A new day's partition made whole in this transaction: a plain table with the range as
+        a CHECK (so ATTACH need not scan it), the rows by binary ``COPY … FREEZE`` (no index to
+        maintain row by row, pages written frozen and all-visible), then ``ATTACH PARTITION``,
+        which builds the primary key from the sorted rows in one pass. ATTACH locks ``readings``
+        only SHARE UPDATE EXCLUSIVE: readers and writers of other days go on meanwhile.
+        ``parts``: (asset, rows, sub-index) to copy, in (asset, ts) order; may be empty."""
+        r, name, lo, hi = self._raw, _part_name(day), day * PART_MS, (day + 1) * PART_MS
+        r.execute(f"CREATE TABLE {name} (LIKE readings INCLUDING DEFAULTS, "
+                  f"CONSTRAINT {name}_range CHECK (ts >= {lo} AND ts < {hi}))")
+        if parts:
+            with r.cursor().copy(f"COPY {name} (asset, ts, id, label, vals) FROM STDIN "
+                                 "(FORMAT BINARY, FREEZE)") as cp:
+                cp.write(_COPY_HEADER)
+                for write in parts:
+                    write(cp)
+                cp.write(_COPY_TRAILER)
+        r.execute(f"ALTER TABLE readings ATTACH PARTITION {name} FOR VALUES FROM ({lo}) TO ({hi})")
+
+    def _load_chunk(self, df, ts, value_cols, kind, new_days=()):
         """One chunk inside an open transaction: returns (inserted, duplicates, conflicts).
 
         Ids follow the input order (as the rows arrived). An asset whose rows all lie after its
@@ -516,21 +568,53 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
             lab = labels[idx] if labels is not None else None
             return _copy_records(a.key, ts[idx], nxt + idx, lab, mat)
 
+        def writer(a, idx):
+            def write(cp):
+                for s in range(0, len(idx), _SLICE_ROWS):
+                    cp.write(records(a, idx[s:s + _SLICE_ROWS]))
+            return write
+
+        # direct rows of the days this chunk creates go into their new partitions (by day, in
+        # (asset, ts) order); the rest into readings
+        by_day: dict[int, list] = {d: [] for d in new_days}
+        rest = []
+        if new_days:
+            edges = np.array([d * PART_MS for d in new_days] + [(new_days[-1] + 1) * PART_MS])
+            for a, idx in direct:
+                cut = np.searchsorted(ts[idx], edges)  # idx is in time order
+                inside = np.zeros(len(idx), dtype=bool)
+                for j, d in enumerate(new_days):
+                    if cut[j + 1] > cut[j]:
+                        by_day[d].append(writer(a, idx[cut[j]:cut[j + 1]]))
+                        inside[cut[j]:cut[j + 1]] = True
+                if not inside.all():
+                    rest.append(writer(a, idx[~inside]))
+        else:
+            rest = [writer(a, idx) for a, idx in direct]
+
         r = self._raw
         got: dict[int, int] = {}
+        made = False
         if direct:
             try:
                 with r.transaction():  # a savepoint: a lost race falls back to staging
-                    with r.cursor().copy("COPY readings (asset, ts, id, label, vals) FROM STDIN "
-                                         "(FORMAT BINARY)") as cp:
-                        cp.write(_COPY_HEADER)
-                        for a, idx in direct:
-                            for s in range(0, len(idx), _SLICE_ROWS):
-                                cp.write(records(a, idx[s:s + _SLICE_ROWS]))
-                        cp.write(_COPY_TRAILER)
+                    for d in new_days:
+                        self._copy_new_day(d, by_day[d])
+                    if rest:
+                        with r.cursor().copy("COPY readings (asset, ts, id, label, vals) FROM STDIN "
+                                             "(FORMAT BINARY)") as cp:
+                            cp.write(_COPY_HEADER)
+                            for write in rest:
+                                write(cp)
+                            cp.write(_COPY_TRAILER)
+                made = True
                 got.update((a.key, len(idx)) for a, idx in direct)
             except psycopg.errors.UniqueViolation:
                 staged, direct = direct + staged, []
+        if new_days and not made:  # the staged rows need these days' partitions (empty now)
+            for d in new_days:
+                self._copy_new_day(d, [])
+        self._parts |= set(new_days)
         conflicts = 0
         if staged:
             r.execute("CREATE TEMP TABLE IF NOT EXISTS twin_stage (asset integer, ts bigint, id bigint, "
