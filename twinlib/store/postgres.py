@@ -53,8 +53,9 @@ except ImportError:  # pragma: no cover - psycopg is a pinned dependency
 
 __all__ = ["PostgresStore", "open_pg_store", "is_url", "PG_SCHEMA_VERSION", "PART_MS"]
 
-PG_SCHEMA_VERSION = 4  # 3: alarm management (alerts.ack_note/suppressed, shelves, audit);
-#                        4: no BRIN index on readings.ts (it served no query, cost ingest CPU)
+PG_SCHEMA_VERSION = 5  # 3: alarm management (alerts.ack_note/suppressed, shelves, audit);
+#                        4: no BRIN index on readings.ts (it served no query, cost ingest CPU);
+#                        5: twin_stamp(), the change stamp the API's /data cache keys on
 #: Width of a readings partition (one day): retention drops whole days.
 PART_MS = 86_400_000
 #: Partitions created ahead of the current day (at init and by ``twin retention``).
@@ -165,6 +166,23 @@ _FUNCTIONS = (
          AND (classid::bigint >> (%(bits)s - 32)) = %(tag)s
          AND database = (SELECT oid FROM pg_database WHERE datname = current_database());
       RETURN LEAST(nxt, COALESCE(low, nxt));
+    END $$""",
+    # The change stamp: the next id the sequence would give, then the id blocks in flight (same
+    # order as the horizon). Every write of what latest() shows commits in a transaction holding
+    # an id block (a load's; PostgresStore._touch() for the others), so a commit moves the
+    # stamp: a block not in flight when the stamp was read was allocated later (the sequence
+    # moved) or committed before it; one in flight leaves the set when it commits.
+    """CREATE OR REPLACE FUNCTION twin_stamp() RETURNS text LANGUAGE plpgsql STABLE AS $$
+    DECLARE nxt bigint; blocks text;
+    BEGIN
+      SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END INTO nxt FROM readings_id_seq;
+      SELECT string_agg((((classid::bigint << 32) | objid::bigint) & ((1::bigint << %(bits)s) - 1))::text,
+                        ',' ORDER BY classid, objid)
+        INTO blocks FROM pg_locks
+       WHERE locktype = 'advisory' AND objsubid = 1
+         AND (classid::bigint >> (%(bits)s - 32)) = %(tag)s
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database());
+      RETURN nxt::text || ':' || COALESCE(blocks, '');
     END $$""",
 )
 
@@ -679,7 +697,24 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
         return self.horizon() - 1
 
     def _assets_stamp(self):
-        return None  # no cheap change counter here: re-read the (small) assets table each time
+        return self.change_stamp()
+
+    def change_stamp(self):
+        """A value that differs whenever what :meth:`latest` shows may have changed since it was
+        taken — a commit by this connection or any other — read in one small round trip (the
+        id sequence and the id blocks in flight, see ``twin_stamp()``): an answer computed after
+        taking it stays right while it compares equal (the API's ``GET /data`` keeps its bytes)."""
+        return self._raw.execute("SELECT twin_stamp()").fetchone()[0]
+
+    def _touch(self) -> None:
+        """Make this transaction's commit move :meth:`change_stamp` (for writes that store no
+        readings): it holds an id block of one, left unused."""
+        self._alloc(1)
+
+    def upsert_assets(self, assets: list[dict]) -> None:
+        with self.transaction():
+            self._touch()  # a kind or layout changed: /data answers differ
+            super().upsert_assets(assets)
 
     def latest(self, n: int = 10, asset: str | None = None, since: int | None = None,
                until: int | None = None):
@@ -793,6 +828,7 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
         the partition that straddles the cutoff is kept whole until it is wholly older."""
         if self.timescale:
             with self.transaction():
+                self._touch()
                 n = self.conn.execute("SELECT count(*) FROM readings WHERE ts < ?", (cutoff,)).fetchone()[0]
                 self._raw.execute("SELECT drop_chunks('readings', older_than => %s::bigint)", (cutoff,))
             return int(n)
@@ -802,6 +838,7 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
                 name = _part_name(d)
                 with self.transaction():
                     self._raw.execute("SELECT pg_advisory_xact_lock(%s, %s)", (self.lock_ns, _PART))
+                    self._touch()
                     total += self._raw.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
                     self._raw.execute(f"DROP TABLE {name}")
                 self._parts.discard(d)
