@@ -116,3 +116,28 @@ def test_readers_and_writers_of_other_days_go_on_while_a_bulk_load_is_in_flight(
             assert [r.id for r in reader.after(0, limit=100)] == list(range(1, 16))
         assert len(reader.window()) == 1530
         assert sorted(_tail(reader)) == sorted(reader.window()["id"].tolist())
+
+
+def test_a_multi_chunk_import_cuts_its_chunks_at_day_boundaries(pg_url, small_days, monkeypatch):
+    """Chunks of 1,000 rows would cut each 720-row day (3 assets, 1 per minute... 240 minutes a
+    day here) in two; cut at the days' starts instead, every day is built whole by ATTACH and no
+    row of it is kept up row by row."""
+    monkeypatch.setattr(pgmod, "PART_MS", 4 * 3_600_000)        # 4-hour "days": 240 minutes
+    df = _fleet(3600, T0, seed=6)                                 # 5 such days of 720 rows
+    built: dict[int, int] = {}
+    real = pgmod.PostgresStore._copy_new_day
+
+    def spy(self, day, parts):
+        built[day] = sum(w.rows for w in parts)
+        return real(self, day, parts)
+
+    monkeypatch.setattr(pgmod.PostgresStore, "_copy_new_day", spy)
+    with open_store(pg_url, create=True) as st:
+        res = st.load_readings(df)
+        assert res.inserted == 3600
+        days = (df["ts"] // pgmod.PART_MS).value_counts().to_dict()
+        assert built == days and set(days.values()) == {720}
+        assert st.window()["x"].tolist() == df["x"].tolist()
+        ids = _tail(st)
+        assert len(ids) == 3600 == len(set(ids))
+        assert st.window().sort_values("id")["ts"].tolist() == df["ts"].tolist()  # input order

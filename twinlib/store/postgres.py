@@ -443,7 +443,9 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
         100,000 rows). Rows are written in chunks of up to a million: per chunk one id block, one
         query for which assets' rows are pure appends, one binary ``COPY`` of those rows sorted
         by (asset, ts) — B-tree appends — and a staged ``INSERT … ON CONFLICT DO NOTHING`` only
-        for assets whose rows may already be stored (see ``docs/DESIGN.md``)."""
+        for assets whose rows may already be stored. A big atomic load into days that have no
+        partition yet builds those partitions itself (:meth:`_claim_new_days`,
+        :meth:`_copy_new_day`; see ``docs/DESIGN.md``)."""
         if self.readonly:
             raise StoreError("store is open read-only")
         n = len(df)
@@ -459,8 +461,8 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
         inserted = duplicates = conflicts = 0
         with self.transaction() if atomic else contextlib.nullcontext():
             ours = self._claim_new_days(ts_all, atomic)
-            for lo in range(0, n, step):
-                hi = min(n, lo + step)
+            cuts = _day_cuts(ts_all // PART_MS, step) if ours else list(range(0, n, step))
+            for lo, hi in zip(cuts, cuts[1:] + [n]):
                 with contextlib.nullcontext() if atomic else self.transaction():
                     part = df if (lo, hi) == (0, n) else df.iloc[lo:hi]
                     new_days = sorted(set(np.unique(ts_all[lo:hi] // PART_MS).tolist()) & ours
@@ -590,6 +592,7 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
             def write(cp):
                 for s in range(0, len(idx), _SLICE_ROWS):
                     cp.write(records(a, idx[s:s + _SLICE_ROWS]))
+            write.rows = len(idx)
             return write
 
         # direct rows of the days this chunk creates go into their new partitions (by day, in
@@ -900,6 +903,24 @@ def _copy_records(key: int, ts: np.ndarray, ids: np.ndarray, labels: np.ndarray 
 def _copy_binary(key: int, ts: np.ndarray, ids: np.ndarray, labels: np.ndarray, mat: np.ndarray) -> bytes:
     """The rows as a whole PostgreSQL binary COPY stream (header, tuples, trailer)."""
     return _COPY_HEADER + _copy_records(key, ts, ids, labels, mat) + _COPY_TRAILER
+
+
+def _day_cuts(days: np.ndarray, step: int) -> list[int]:
+    """Starts of the chunks (at most ``step`` rows each, in input order) of a load that builds
+    new days' partitions: a chunk that would end inside a run of one day ends where that run
+    starts instead (if that keeps at least half a chunk), so a day that fits in a chunk is
+    wholly in one and built at once, never half built and half kept up row by row."""
+    n, out, lo = len(days), [0], 0
+    while n - lo > step:
+        hi = lo + step
+        if days[hi - 1] == days[hi]:
+            other = np.flatnonzero(days[lo:hi] != days[hi])
+            start = lo + int(other[-1]) + 1 if len(other) else lo
+            if start - lo >= step // 2:
+                hi = start
+        out.append(hi)
+        lo = hi
+    return out
 
 
 def _factorize_str(col: pd.Series) -> tuple[np.ndarray, list[str]]:

@@ -1,4 +1,4 @@
--- twinlib PostgreSQL schema, version 4 (the same model as schema.sql). Times: UTC epoch ms (bigint).
+-- twinlib PostgreSQL schema, version 5 (the same model as schema.sql). Times: UTC epoch ms (bigint).
 -- Distributable: every unique key of a large table includes the asset (Citus distribution column);
 -- meta, assets and labels are small reference tables (replicated to every node under Citus).
 CREATE TABLE IF NOT EXISTS meta (
