@@ -46,18 +46,19 @@ def test_the_fleet_latest_is_never_stale_after_a_write_by_this_or_another_connec
             assert latest(reader, 1) == [("a", T0 + 10_000, 1.0)]
             writer.upsert_assets([{"asset_id": "a", "kind": "fan"}])   # no reading, other answer
             assert [r.kind for r in reader.latest(1)] == ["fan"]
-            s = reader.change_stamp()
+            s, top = reader.change_stamp(), reader.max_id()
             writer.upsert_assets([{"asset_id": "a", "kind": "pump"}])
             assert reader.change_stamp() != s
+            assert reader.max_id() == top == 7            # no reading id spent on it
             assert latest(writer, 1) == [("a", T0 + 10_000, 1.0)]
             writer.load_readings(_frame("c", 1, start=T0 + 11_000))   # this connection
             assert latest(writer, 1) == [("c", T0 + 11_000, None)]
 
 
 def test_a_commit_between_stamp_and_read_is_caught_by_the_next_stamp(pg_url):
-    """The race the order inside twin_stamp() is for: a writer's id block allocated before the
-    stamp and committed after the read. While it is in flight it is in the stamp; once
-    committed, the stamp differs — whatever the sequence says."""
+    """The race the order inside twin_stamp() is for: a writer's id block (or touch) allocated
+    before the stamp and committed after the read. While it is in flight it is in the stamp;
+    once committed, the stamp differs — whatever the sequences say."""
     with open_store(pg_url, create=True) as w, open_store(pg_url) as other, \
             open_store(pg_url, readonly=True) as r:
         w.load_readings(_frame("a", 3))
@@ -74,6 +75,11 @@ def test_a_commit_between_stamp_and_read_is_caught_by_the_next_stamp(pg_url):
                 other.load_readings(_frame("z", 1, start=T0 + 99_000))
                 raise RuntimeError("rolled back")
         assert r.change_stamp() != s2 and [x.ts for x in r.latest(1)] == [T0 + 6000]
+        with w.transaction():
+            w.upsert_assets([{"asset_id": "a", "kind": "fan"}])     # touched, in flight
+            s3 = r.change_stamp()
+            assert [x.kind for x in r.latest(1)] == ["pump"]
+        assert r.change_stamp() != s3 and [x.kind for x in r.latest(1)] == ["fan"]
 
 
 def test_concurrent_writers_never_leave_a_reader_on_a_stale_answer(pg_url):
@@ -125,6 +131,8 @@ def test_a_schema_4_database_gets_the_stamp_at_init_db_keeping_its_data(pg_url):
         before = st.window()
     with psycopg.connect(pg_url, autocommit=True) as c:     # the schema-4 shape
         c.execute("DROP FUNCTION twin_stamp()")
+        c.execute("DROP FUNCTION twin_touch()")
+        c.execute("DROP SEQUENCE twin_change_seq")
         c.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
     with pytest.raises(SchemaVersionError, match="init-db"):
         open_store(pg_url)
@@ -143,4 +151,4 @@ def test_retention_moves_the_stamp(pg_url):
         st.load_readings(_frame("a", 10, start=T0 + 3 * pgmod.PART_MS))
         s = st.change_stamp()
         assert st._drop_raw(T0 + 2 * pgmod.PART_MS) == 10
-        assert st.change_stamp() != s
+        assert st.change_stamp() != s and st.max_id() == 20

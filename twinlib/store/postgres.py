@@ -62,7 +62,7 @@ PART_MS = 86_400_000
 PARTS_AHEAD = 3
 #: Codes (objid) of the store's two-key advisory locks; the classid is the store's schema (its
 #: namespace oid), so two twinlib schemas on one server never block or see each other's locks.
-_ALLOC, _PART, _REGISTER, _LABELS = 0x74770001, 0x74770002, 0x74770003, 0x74770004
+_ALLOC, _PART, _REGISTER, _LABELS, _TOUCH = 0x74770001, 0x74770002, 0x74770003, 0x74770004, 0x74770005
 #: Reading ids stay below 2**48: the in-flight block locks are single bigint keys
 #: ``tag << 48 | first id``, ``tag`` (1–32767) standing for the schema.
 ID_BITS = 48
@@ -167,22 +167,35 @@ _FUNCTIONS = (
          AND database = (SELECT oid FROM pg_database WHERE datname = current_database());
       RETURN LEAST(nxt, COALESCE(low, nxt));
     END $$""",
-    # The change stamp: the next id the sequence would give, then the id blocks in flight (same
-    # order as the horizon). Every write of what latest() shows commits in a transaction holding
-    # an id block (a load's; PostgresStore._touch() for the others), so a commit moves the
-    # stamp: a block not in flight when the stamp was read was allocated later (the sequence
-    # moved) or committed before it; one in flight leaves the set when it commits.
+    # A write that stores no readings but changes what latest() shows (an asset's kind or
+    # layout, retention) announces itself like an id block, from its own sequence: a lock keyed
+    # (tag | 0x8000) << 48 | n, which twin_horizon() does not see, taken before the sequence moves.
+    """CREATE OR REPLACE FUNCTION twin_touch() RETURNS void LANGUAGE plpgsql AS $$
+    DECLARE v bigint;
+    BEGIN
+      PERFORM pg_advisory_lock(%(ns)s, %(touch)s);
+      SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END INTO v FROM twin_change_seq;
+      PERFORM pg_advisory_xact_lock_shared(((%(tag)s::bigint | 32768) << %(bits)s)
+                                           | (v & ((1::bigint << %(bits)s) - 1)));
+      PERFORM setval('twin_change_seq', v, true);
+      PERFORM pg_advisory_unlock(%(ns)s, %(touch)s);
+    END $$""",
+    # The change stamp: both sequences' next values, then the id blocks and touches in flight
+    # (same order as the horizon). Every commit of what latest() shows holds an id block (a
+    # load's) or a touch, so it moves the stamp: one not in flight when the stamp was read was
+    # announced later (its sequence moved) or committed before it; one in flight leaves the set
+    # when it commits.
     """CREATE OR REPLACE FUNCTION twin_stamp() RETURNS text LANGUAGE plpgsql STABLE AS $$
-    DECLARE nxt bigint; blocks text;
+    DECLARE nxt bigint; chg bigint; blocks text;
     BEGIN
       SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END INTO nxt FROM readings_id_seq;
-      SELECT string_agg((((classid::bigint << 32) | objid::bigint) & ((1::bigint << %(bits)s) - 1))::text,
-                        ',' ORDER BY classid, objid)
+      SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END INTO chg FROM twin_change_seq;
+      SELECT string_agg(((classid::bigint << 32) | objid::bigint)::text, ',' ORDER BY classid, objid)
         INTO blocks FROM pg_locks
        WHERE locktype = 'advisory' AND objsubid = 1
-         AND (classid::bigint >> (%(bits)s - 32)) = %(tag)s
+         AND (classid::bigint >> (%(bits)s - 32)) IN (%(tag)s, %(tag)s | 32768)
          AND database = (SELECT oid FROM pg_database WHERE datname = current_database());
-      RETURN nxt::text || ':' || COALESCE(blocks, '');
+      RETURN nxt::text || ':' || chg::text || ':' || COALESCE(blocks, '');
     END $$""",
 )
 
@@ -273,7 +286,7 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
                 self._raw.execute(stmt)
             self._init_outbox_schema()
             for fn in _FUNCTIONS:
-                self._raw.execute(fn % {"ns": self.lock_ns, "alloc": _ALLOC,
+                self._raw.execute(fn % {"ns": self.lock_ns, "alloc": _ALLOC, "touch": _TOUCH,
                                         "tag": self.lock_tag, "bits": ID_BITS})
             if ts_ok:
                 self._timescale_setup()
@@ -705,14 +718,14 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
     def change_stamp(self):
         """A value that differs whenever what :meth:`latest` shows may have changed since it was
         taken — a commit by this connection or any other — read in one small round trip (the
-        id sequence and the id blocks in flight, see ``twin_stamp()``): an answer computed after
+        sequences, then the id blocks and touches in flight, see ``twin_stamp()``): an answer computed after
         taking it stays right while it compares equal (the API's ``GET /data`` keeps its bytes)."""
         return self._raw.execute("SELECT twin_stamp()").fetchone()[0]
 
     def _touch(self) -> None:
         """Make this transaction's commit move :meth:`change_stamp` (for writes that store no
-        readings): it holds an id block of one, left unused."""
-        self._alloc(1)
+        readings; spends no reading id)."""
+        self._raw.execute("SELECT twin_touch()")
 
     def upsert_assets(self, assets: list[dict]) -> None:
         with self.transaction():
