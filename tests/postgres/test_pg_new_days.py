@@ -1,5 +1,5 @@
 """A bulk load into days without a partition builds those partitions itself: rows copied into a
-plain table (FREEZE), the primary key built once at ATTACH PARTITION, all in the load's
+plain table, the primary key built once at ATTACH PARTITION, all in the load's
 transaction — and everything else still holds: first copies kept, duplicates and conflicts
 counted, the cursor sees every row once, a rollback leaves nothing behind, and writers and readers
 of other days go on meanwhile."""
@@ -118,6 +118,22 @@ def test_readers_and_writers_of_other_days_go_on_while_a_bulk_load_is_in_flight(
         assert sorted(_tail(reader)) == sorted(reader.window()["id"].tolist())
 
 
+def test_a_snapshot_older_than_the_bulk_load_never_sees_part_of_it(pg_url, small_days):
+    """The load's rows in new days and in days that exist commit together for every reader: a
+    REPEATABLE READ snapshot taken before the commit sees none of them after it (rows are not
+    written frozen — frozen rows would show through the new partition to the old snapshot)."""
+    with open_store(pg_url, create=True) as w, open_store(pg_url, readonly=True) as r:
+        w.load_readings(_fleet(30, T0 + 50 * DAY, seed=9))            # day 50 exists now
+        bulk = _fleet(1500, T0 + 50 * DAY + 1200 * 60_000, seed=10)   # rest of day 50, day 51 new
+        r.conn.execute("BEGIN")
+        assert r.count() == 30                                        # the snapshot is taken
+        w.load_readings(bulk)
+        assert _built_here(w) == {pgmod._part_name(T0 // DAY + 51)}
+        assert r.count() == 30 and len(r.window()) == 30              # none of it
+        r.conn.execute("COMMIT")
+        assert r.count() == 1530
+
+
 def test_a_multi_chunk_import_cuts_its_chunks_at_day_boundaries(pg_url, small_days, monkeypatch):
     """Chunks of 1,000 rows would cut each 720-row day (3 assets, 1 per minute... 240 minutes a
     day here) in two; cut at the days' starts instead, every day is built whole by ATTACH and no
@@ -141,3 +157,17 @@ def test_a_multi_chunk_import_cuts_its_chunks_at_day_boundaries(pg_url, small_da
         ids = _tail(st)
         assert len(ids) == 3600 == len(set(ids))
         assert st.window().sort_values("id")["ts"].tolist() == df["ts"].tolist()  # input order
+
+
+def test_new_days_load_inside_a_repeatable_read_transaction(pg_url, small_days):
+    """Under a caller's REPEATABLE READ transaction the new-day path works as in autocommit."""
+    df = _fleet(600, T0 + 30 * DAY, seed=7)
+    with open_store(pg_url, create=True) as st:
+        known = _fleet(6, T0 + 40 * DAY, seed=8).assign(label="wear")
+        st.load_readings(known)                        # assets and labels known before the snapshot
+        st.conn.execute("BEGIN")                       # the callers' "one consistent snapshot"
+        assert st.count() == 6
+        res = st.load_readings(df)
+        st.conn.execute("COMMIT")
+        assert res.inserted == 600 and _built_here(st) == {pgmod._part_name(T0 // DAY + 30)}
+        assert st.window(end=T0 + 31 * DAY)["x"].tolist() == df["x"].tolist()
