@@ -475,8 +475,12 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
             bar = tqdm(total=n, unit="rows", desc="store", disable=None)
         step = _LOAD_ROWS if atomic else _TXN_ROWS
         inserted = duplicates = conflicts = 0
+        missing = self._missing_days(ts_all)
+        bulk = atomic and bool(missing) and max(missing.values()) >= _NEW_DAY_ROWS
+        if missing and not bulk:
+            self._ensure_partitions(missing)
         with self.transaction() if atomic else contextlib.nullcontext():
-            ours = self._claim_new_days(ts_all, atomic)
+            ours = self._claim_new_days(missing) if bulk else set()
             cuts = _day_cuts(ts_all // PART_MS, step) if ours else list(range(0, n, step))
             for lo, hi in zip(cuts, cuts[1:] + [n]):
                 with contextlib.nullcontext() if atomic else self.transaction():
@@ -506,25 +510,26 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
         is either still announced or already committed.)"""
         return int(self._raw.execute("SELECT twin_horizon()").fetchone()[0])
 
-    def _claim_new_days(self, ts: np.ndarray, atomic: bool) -> set[int]:
-        """The days of ``ts`` that have no partition yet and that this load will create itself,
-        in its own transaction (see :meth:`_copy_new_day`). Only an atomic load with at least
-        ``_NEW_DAY_ROWS`` readings in one such day does (a bulk import of history), and only if
-        the partitions' lock is free: it then holds that lock until commit, so no other writer
-        creates — nor writes into — those days meanwhile, and their rows cannot collide with
-        stored ones; other writers needing a new partition wait for this load's commit. Every
-        other missing day is created at once on the side connection, as for any load (live
-        writers write into the days created ahead and never wait)."""
+    def _missing_days(self, ts: np.ndarray) -> dict[int, int]:
+        """The days of ``ts`` without a partition, with the number of readings in each."""
         if self.timescale:
-            return set()
+            return {}
         days, counts = np.unique(ts // PART_MS, return_counts=True)
         if not set(days.tolist()) <= self._parts:
             self._parts = self._known_parts()
-        missing = {int(d): int(c) for d, c in zip(days, counts) if int(d) not in self._parts}
-        if not missing:
-            return set()
-        if (atomic and max(missing.values()) >= _NEW_DAY_ROWS and self._raw.execute(
-                "SELECT pg_try_advisory_xact_lock(%s, %s)", (self.lock_ns, _PART)).fetchone()[0]):
+        return {int(d): int(c) for d, c in zip(days, counts) if int(d) not in self._parts}
+
+    def _claim_new_days(self, missing: dict[int, int]) -> set[int]:
+        """The ``missing`` days this load creates itself, in its own transaction (see
+        :meth:`_copy_new_day`): an atomic load with at least ``_NEW_DAY_ROWS`` readings in one
+        of them (a bulk import of history) does, if the partitions' lock is free. It then holds
+        that lock until commit, so no other writer creates — nor writes into — those days
+        meanwhile, and their rows cannot collide with stored ones; another writer needing a new
+        partition waits for this load's commit. Otherwise (the lock is busy) the days are created
+        at once on the side connection, as a smaller load's are (live writers write into the days
+        created ahead and never wait)."""
+        if self._raw.execute("SELECT pg_try_advisory_xact_lock(%s, %s)",
+                             (self.lock_ns, _PART)).fetchone()[0]:
             self._parts = self._known_parts()  # under the lock: what exists now is all there is
             return set(missing) - self._parts
         self._ensure_partitions(missing)
@@ -533,10 +538,11 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
     def _copy_new_day(self, day: int, parts) -> None:
         """A new day's partition made whole in this transaction: a plain table with the range as
         a CHECK (so ATTACH need not scan it), the rows by binary ``COPY`` (no index to maintain
-        row by row), then ``ATTACH PARTITION``,
-        which builds the primary key from the sorted rows in one pass. ATTACH locks ``readings``
-        only SHARE UPDATE EXCLUSIVE: readers and writers of other days go on meanwhile.
-        ``parts``: (asset, rows, sub-index) to copy, in (asset, ts) order; may be empty."""
+        row by row), then ``ATTACH PARTITION``, which builds the primary key from the sorted rows
+        in one pass. ATTACH locks ``readings`` only SHARE UPDATE EXCLUSIVE: readers and writers
+        of other days go on meanwhile.
+        ``parts``: callables writing the day's rows to the COPY, in (asset, ts) order (may be
+        none: an empty partition)."""
         r, name, lo, hi = self._raw, _part_name(day), day * PART_MS, (day + 1) * PART_MS
         r.execute(f"CREATE TABLE {name} (LIKE readings INCLUDING DEFAULTS, "
                   f"CONSTRAINT {name}_range CHECK (ts >= {lo} AND ts < {hi}))")
@@ -723,8 +729,9 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
     def change_stamp(self):
         """A value that differs whenever what :meth:`latest` shows may have changed since it was
         taken — a commit by this connection or any other — read in one small round trip (the
-        sequences, then the id blocks and touches in flight, see ``twin_stamp()``): an answer computed after
-        taking it stays right while it compares equal (the API's ``GET /data`` keeps its bytes)."""
+        sequences, then the id blocks and touches in flight, see ``twin_stamp()``): an answer
+        computed after taking it stays right while it compares equal (the API's ``GET /data``
+        keeps its bytes)."""
         return self._raw.execute("SELECT twin_stamp()").fetchone()[0]
 
     def _touch(self) -> None:
