@@ -6,6 +6,11 @@ CPU seconds per million readings of this process (the client) and of the server 
 from ``/proc/<backend pid>/stat``, so only for a server on this machine), the load average, and
 the target; ``ingest`` puts both backends and the target side by side.
 
+``ingest_paths``: the load as it is (a day without a partition gets its partition built by the
+load, key at ATTACH) against row-by-row key maintenance, interleaved in one run; beside
+``get_data_p99_us`` (GET /data kept while ``change_stamp()`` holds) ``get_data_p99_no_stamp_us``
+(every answer read afresh, as before schema 5).
+
 Needs a PostgreSQL server: ``TWIN_BENCH_PG_URL`` (else ``TWIN_TEST_PG_URL``, else the local
 socket); the bench works in a throw-away schema. Quick mode: 100k → 1M readings; full: 100k →
 10M. Pump readings: 6 float64 values each, 8 assets at 1 Hz.
@@ -100,6 +105,11 @@ def _measure(store, loc, n_total: int) -> dict:
         client = app.test_client()
         out["get_data_p99_us"] = _p99_us(lambda: client.get("/data"))
         out["get_data_median_us"] = median_us(lambda: client.get("/data"), repeat=200)
+        if store.backend == "postgresql":  # beside it: every answer read afresh (no stamp)
+            reader = app.extensions["twinlib.stores"].reader()
+            reader.change_stamp = lambda: None
+            out["get_data_p99_no_stamp_us"] = _p99_us(lambda: client.get("/data"))
+            del reader.change_stamp
     t = time.perf_counter()
     store.refresh_rollups()
     out["rollup_refresh_s"] = round(time.perf_counter() - t, 2)
@@ -183,6 +193,51 @@ def _copy_formats(url: str, n: int = 200_000) -> dict:
     return out
 
 
+def _ingest_paths(url: str, loads: int) -> dict:
+    """The store's load with days' partitions built by the load itself (keys built at ATTACH;
+    what ``load_readings`` does) against keeping every row's key up in a partition created
+    beforehand (``_NEW_DAY_ROWS`` set out of reach), 1M-row loads into two stores, interleaved
+    A B B A …: wall, client and server CPU per million readings."""
+    import psycopg
+
+    from twinlib.store import open_store
+    from twinlib.store import postgres as pgmod
+
+    keep = pgmod._NEW_DAY_ROWS
+    out = {m: {"wall_s": 0.0, "client_s": 0.0, "server_s": 0.0} for m in ("new_days_built", "row_by_row")}
+    stores = {}
+    try:
+        for m in out:
+            sep = "&" if "?" in url else "?"
+            schema = "i13_paths_" + uuid.uuid4().hex[:8]
+            with psycopg.connect(url, autocommit=True) as c:
+                c.execute(f"CREATE SCHEMA {schema}")
+            stores[m] = (schema, open_store(f"{url}{sep}options={quote(f'-c search_path={schema}')}",
+                                            create=True))
+        for k in range(loads):
+            df = _frame(k * 1_000_000, 1_000_000, seed=k)
+            for m in (list(out) if k % 2 == 0 else list(out)[::-1]):
+                pgmod._NEW_DAY_ROWS = keep if m == "new_days_built" else 1 << 62
+                st = stores[m][1]
+                s0 = {p: _proc_cpu_s(p) for p in _backends(st)}
+                t, c = time.perf_counter(), time.process_time()
+                st.load_readings(df)
+                out[m]["wall_s"] += time.perf_counter() - t
+                out[m]["client_s"] += time.process_time() - c
+                out[m]["server_s"] += sum((_proc_cpu_s(p) or 0.0) - (s0.get(p) or 0.0) for p in _backends(st))
+    finally:
+        pgmod._NEW_DAY_ROWS = keep
+        for schema, st in stores.values():
+            st.close()
+            with psycopg.connect(url, autocommit=True) as c:
+                c.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    n = loads * 1_000_000
+    return {"loads": loads, "loadavg_1m": round(os.getloadavg()[0], 2), **{
+        m: {"readings_per_s": round(n / r["wall_s"]),
+            "client_cpu_s_per_million": round(r["client_s"] / n * 1e6, 3),
+            "server_cpu_s_per_million": round(r["server_s"] / n * 1e6, 3)} for m, r in out.items()}}
+
+
 def run(quick: bool = False) -> dict:
     import psycopg
     sizes = [100_000, 1_000_000] if quick else [100_000, 1_000_000, 10_000_000]
@@ -196,6 +251,7 @@ def run(quick: bool = False) -> dict:
     report = {"server": f"PostgreSQL {server}", "assets": ASSETS, "values_per_reading": len(SIGNALS)}
     try:
         report["copy_formats"] = _copy_formats(url)
+        report["ingest_paths"] = _ingest_paths(base, loads=2 if quick else 6)
         report["postgresql"] = _backend("postgresql", url, sizes)
         with tempfile.TemporaryDirectory() as tmp:
             report["sqlite"] = _backend("sqlite", Path(tmp) / "bench.db", sizes)

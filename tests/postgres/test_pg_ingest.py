@@ -152,7 +152,7 @@ def test_a_schema_3_database_loses_its_brin_index_at_init_db_keeping_the_reading
     with pytest.raises(SchemaVersionError):
         open_store(pg_url)
     with open_store(pg_url, create=True) as st:                # `twin init-db`
-        assert st.schema_version() == pgmod.PG_SCHEMA_VERSION == 4
+        assert st.schema_version() == pgmod.PG_SCHEMA_VERSION
         assert not st._raw.execute("SELECT to_regclass('readings_ts_brin') IS NOT NULL").fetchone()[0]
         n_idx = st._raw.execute(
             "SELECT count(*) FROM pg_inherits i JOIN pg_index x ON x.indrelid = i.inhrelid "
@@ -183,3 +183,16 @@ def test_the_cursor_probes_each_log_entry_by_key_once_the_tables_have_statistics
         assert "Nested Loop" in plan and "Hash Join" not in plan, plan
         assert f"Seq Scan on {day}" not in plan and f"Index Scan using {day}_pkey" in plan, plan
         assert [r.id for r in st.after(top - 1000, limit=1000)] == list(range(top - 999, top + 1))
+
+
+def test_the_store_connections_never_jit_compile(pg_url):
+    """JIT compiled the cursor's query for 45-500 ms per call once the history made its estimate
+    pass jit_above_cost (its execution: ~1 ms); the store's sessions turn it off, read-only too,
+    keeping options given in the URL."""
+    with open_store(pg_url, create=True) as st, open_store(pg_url, readonly=True) as ro:
+        for s in (st, ro):
+            assert s._raw.execute("SHOW jit").fetchone()[0] == "off"
+            # the URL's own options (the test schema's search_path) still apply
+            assert s._raw.execute("SELECT current_schema()").fetchone()[0].startswith("i13_")
+        assert ro._raw.execute("SHOW default_transaction_read_only").fetchone()[0] == "on"
+        assert st._raw.execute("SHOW default_transaction_read_only").fetchone()[0] == "off"

@@ -16,8 +16,9 @@ The answer is polled far more often than anything is written, so its bytes are k
 store's change stamp (:meth:`~twinlib.store.sqlite.SQLiteStore.change_stamp`, taken *before*
 reading): while the stamp compares equal and the request comes through the same store (the
 provider opens a new one when the file is replaced), the kept bytes are the answer, and a
-request costs one ``PRAGMA data_version`` instead of decoding and serialising ten readings. A
-store that cannot tell (PostgreSQL) is read every time.
+request costs one ``PRAGMA data_version`` (SQLite) or one ``SELECT twin_stamp()`` round trip
+(PostgreSQL) instead of decoding and serialising ten readings. A store whose stamp is ``None``
+(cannot tell) is read every time.
 """
 from __future__ import annotations
 

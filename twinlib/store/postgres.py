@@ -53,20 +53,24 @@ except ImportError:  # pragma: no cover - psycopg is a pinned dependency
 
 __all__ = ["PostgresStore", "open_pg_store", "is_url", "PG_SCHEMA_VERSION", "PART_MS"]
 
-PG_SCHEMA_VERSION = 4  # 3: alarm management (alerts.ack_note/suppressed, shelves, audit);
-#                        4: no BRIN index on readings.ts (it served no query, cost ingest CPU)
+PG_SCHEMA_VERSION = 5  # 3: alarm management (alerts.ack_note/suppressed, shelves, audit);
+#                        4: no BRIN index on readings.ts (it served no query, cost ingest CPU);
+#                        5: twin_stamp(), the change stamp the API's /data cache keys on
 #: Width of a readings partition (one day): retention drops whole days.
 PART_MS = 86_400_000
 #: Partitions created ahead of the current day (at init and by ``twin retention``).
 PARTS_AHEAD = 3
 #: Codes (objid) of the store's two-key advisory locks; the classid is the store's schema (its
 #: namespace oid), so two twinlib schemas on one server never block or see each other's locks.
-_ALLOC, _PART, _REGISTER, _LABELS = 0x74770001, 0x74770002, 0x74770003, 0x74770004
+_ALLOC, _PART, _REGISTER, _LABELS, _TOUCH = 0x74770001, 0x74770002, 0x74770003, 0x74770004, 0x74770005
 #: Reading ids stay below 2**48: the in-flight block locks are single bigint keys
 #: ``tag << 48 | first id``, ``tag`` (1–32767) standing for the schema.
 ID_BITS = 48
 #: Rows of an atomic load handled (and copied) at a time: one id block and one COPY each.
 _LOAD_ROWS = 1_000_000
+#: Readings of one load in a day without a partition from which the load creates that day's
+#: partition itself, index built after the rows are in (see PostgresStore._claim_new_days).
+_NEW_DAY_ROWS = 100_000
 #: Rows a non-atomic load commits at a time, so other writers get turns (as SQLite's).
 _TXN_ROWS = 100_000
 #: Rows encoded per COPY write: bounds the client's buffers; the server starts on them at once.
@@ -163,6 +167,36 @@ _FUNCTIONS = (
          AND database = (SELECT oid FROM pg_database WHERE datname = current_database());
       RETURN LEAST(nxt, COALESCE(low, nxt));
     END $$""",
+    # A write that stores no readings but changes what latest() shows (an asset's kind or
+    # layout, retention) announces itself like an id block, from its own sequence: a lock keyed
+    # (tag | 0x8000) << 48 | n, which twin_horizon() does not see, taken before the sequence moves.
+    """CREATE OR REPLACE FUNCTION twin_touch() RETURNS void LANGUAGE plpgsql AS $$
+    DECLARE v bigint;
+    BEGIN
+      PERFORM pg_advisory_lock(%(ns)s, %(touch)s);
+      SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END INTO v FROM twin_change_seq;
+      PERFORM pg_advisory_xact_lock_shared(((%(tag)s::bigint | 32768) << %(bits)s)
+                                           | (v & ((1::bigint << %(bits)s) - 1)));
+      PERFORM setval('twin_change_seq', v, true);
+      PERFORM pg_advisory_unlock(%(ns)s, %(touch)s);
+    END $$""",
+    # The change stamp: both sequences' next values, then the id blocks and touches in flight
+    # (same order as the horizon). Every commit of what latest() shows holds an id block (a
+    # load's) or a touch, so it moves the stamp: one not in flight when the stamp was read was
+    # announced later (its sequence moved) or committed before it; one in flight leaves the set
+    # when it commits.
+    """CREATE OR REPLACE FUNCTION twin_stamp() RETURNS text LANGUAGE plpgsql STABLE AS $$
+    DECLARE nxt bigint; chg bigint; blocks text;
+    BEGIN
+      SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END INTO nxt FROM readings_id_seq;
+      SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END INTO chg FROM twin_change_seq;
+      SELECT string_agg(((classid::bigint << 32) | objid::bigint)::text, ',' ORDER BY classid, objid)
+        INTO blocks FROM pg_locks
+       WHERE locktype = 'advisory' AND objsubid = 1
+         AND (classid::bigint >> (%(bits)s - 32)) IN (%(tag)s, %(tag)s | 32768)
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database());
+      RETURN nxt::text || ':' || chg::text || ':' || COALESCE(blocks, '');
+    END $$""",
 )
 
 
@@ -197,12 +231,15 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
         self.url = str(url)
         self.path = StoreURL(self.url)
         self.readonly = readonly
-        kw = {}
+        from psycopg.conninfo import conninfo_to_dict
+        # No JIT: the store's queries run in milliseconds, but the planner's estimates for the
+        # cursor's per-log-entry probes grow with the history past jit_above_cost, and compiling
+        # them cost 45-500 ms per after() (measured at 2M-10M readings; 1 ms without).
+        options = (conninfo_to_dict(self.url).get("options") or "") + " -c jit=off"
         if readonly:
-            from psycopg.conninfo import conninfo_to_dict
-            given = conninfo_to_dict(self.url).get("options") or ""
-            kw["options"] = (given + " -c default_transaction_read_only=on").strip()
-        self._raw = psycopg.connect(self.url, autocommit=True, connect_timeout=10, **kw)
+            options += " -c default_transaction_read_only=on"
+        self._raw = psycopg.connect(self.url, autocommit=True, connect_timeout=10,
+                                    options=options.strip())
         self.conn = _PgConn(self._raw)
         self._ddl = None
         self._by_id, self._by_key = {}, {}
@@ -252,7 +289,7 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
                 self._raw.execute(stmt)
             self._init_outbox_schema()
             for fn in _FUNCTIONS:
-                self._raw.execute(fn % {"ns": self.lock_ns, "alloc": _ALLOC,
+                self._raw.execute(fn % {"ns": self.lock_ns, "alloc": _ALLOC, "touch": _TOUCH,
                                         "tag": self.lock_tag, "bits": ID_BITS})
             if ts_ok:
                 self._timescale_setup()
@@ -298,8 +335,12 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
         if self.conn.in_transaction:
             yield self.conn
             return
-        with self._raw.transaction():
-            yield self.conn
+        try:
+            with self._raw.transaction():
+                yield self.conn
+        except BaseException:
+            self._parts = set()  # partitions a load created in it are gone: re-read them
+            raise
 
     def get_meta(self, key: str, default: str | None = None) -> str | None:
         """A meta value. Read inside a write transaction, the key is also claimed until commit
@@ -418,7 +459,9 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
         100,000 rows). Rows are written in chunks of up to a million: per chunk one id block, one
         query for which assets' rows are pure appends, one binary ``COPY`` of those rows sorted
         by (asset, ts) — B-tree appends — and a staged ``INSERT … ON CONFLICT DO NOTHING`` only
-        for assets whose rows may already be stored (see ``docs/DESIGN.md``)."""
+        for assets whose rows may already be stored. A big atomic load into days that have no
+        partition yet builds those partitions itself (:meth:`_claim_new_days`,
+        :meth:`_copy_new_day`; see ``docs/DESIGN.md``)."""
         if self.readonly:
             raise StoreError("store is open read-only")
         n = len(df)
@@ -426,19 +469,25 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
             return LoadResult(0, 0)
         ts_all = check_reading_keys(df)
         value_cols = [c for c in df.columns if c not in RESERVED_COLUMNS]
-        self._ensure_partitions(np.unique(ts_all // PART_MS).tolist())
         bar = None
         if progress:
             from tqdm import tqdm
             bar = tqdm(total=n, unit="rows", desc="store", disable=None)
         step = _LOAD_ROWS if atomic else _TXN_ROWS
         inserted = duplicates = conflicts = 0
+        missing = self._missing_days(ts_all)
+        bulk = atomic and bool(missing) and max(missing.values()) >= _NEW_DAY_ROWS
+        if missing and not bulk:
+            self._ensure_partitions(missing)
         with self.transaction() if atomic else contextlib.nullcontext():
-            for lo in range(0, n, step):
-                hi = min(n, lo + step)
+            ours = self._claim_new_days(missing) if bulk else set()
+            cuts = _day_cuts(ts_all // PART_MS, step) if ours else list(range(0, n, step))
+            for lo, hi in zip(cuts, cuts[1:] + [n]):
                 with contextlib.nullcontext() if atomic else self.transaction():
                     part = df if (lo, hi) == (0, n) else df.iloc[lo:hi]
-                    i, d, c = self._load_chunk(part, ts_all[lo:hi], value_cols, kind)
+                    new_days = sorted(set(np.unique(ts_all[lo:hi] // PART_MS).tolist()) & ours
+                                      - self._parts) if ours else []
+                    i, d, c = self._load_chunk(part, ts_all[lo:hi], value_cols, kind, new_days)
                 inserted, duplicates, conflicts = inserted + i, duplicates + d, conflicts + c
                 if bar is not None:
                     bar.update(hi - lo)
@@ -461,7 +510,54 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
         is either still announced or already committed.)"""
         return int(self._raw.execute("SELECT twin_horizon()").fetchone()[0])
 
-    def _load_chunk(self, df, ts, value_cols, kind):
+    def _missing_days(self, ts: np.ndarray) -> dict[int, int]:
+        """The days of ``ts`` without a partition, with the number of readings in each."""
+        if self.timescale:
+            return {}
+        days, counts = np.unique(ts // PART_MS, return_counts=True)
+        if not set(days.tolist()) <= self._parts:
+            self._parts = self._known_parts()
+        return {int(d): int(c) for d, c in zip(days, counts) if int(d) not in self._parts}
+
+    def _claim_new_days(self, missing: dict[int, int]) -> set[int]:
+        """The ``missing`` days this load creates itself, in its own transaction (see
+        :meth:`_copy_new_day`): an atomic load with at least ``_NEW_DAY_ROWS`` readings in one
+        of them (a bulk import of history) does, if the partitions' lock is free. It then holds
+        that lock until commit, so no other writer creates — nor writes into — those days
+        meanwhile, and their rows cannot collide with stored ones; another writer needing a new
+        partition waits for this load's commit. Otherwise (the lock is busy) the days are created
+        at once on the side connection, as a smaller load's are (live writers write into the days
+        created ahead and never wait)."""
+        if self._raw.execute("SELECT pg_try_advisory_xact_lock(%s, %s)",
+                             (self.lock_ns, _PART)).fetchone()[0]:
+            self._parts = self._known_parts()  # under the lock: what exists now is all there is
+            return set(missing) - self._parts
+        self._ensure_partitions(missing)
+        return set()
+
+    def _copy_new_day(self, day: int, parts) -> None:
+        """A new day's partition made whole in this transaction: a plain table with the range as
+        a CHECK (so ATTACH need not scan it), the rows by binary ``COPY`` (no index to maintain
+        row by row), then ``ATTACH PARTITION``, which builds the primary key from the sorted rows
+        in one pass. ATTACH locks ``readings`` only SHARE UPDATE EXCLUSIVE: readers and writers
+        of other days go on meanwhile.
+        ``parts``: callables writing the day's rows to the COPY, in (asset, ts) order (may be
+        none: an empty partition)."""
+        r, name, lo, hi = self._raw, _part_name(day), day * PART_MS, (day + 1) * PART_MS
+        r.execute(f"CREATE TABLE {name} (LIKE readings INCLUDING DEFAULTS, "
+                  f"CONSTRAINT {name}_range CHECK (ts >= {lo} AND ts < {hi}))")
+        if parts:
+            # Not FREEZE: frozen rows would be visible to snapshots older than this load's commit
+            # (a REPEATABLE READ reader would see this day's rows but not the load's other rows).
+            with r.cursor().copy(f"COPY {name} (asset, ts, id, label, vals) FROM STDIN "
+                                 "(FORMAT BINARY)") as cp:
+                cp.write(_COPY_HEADER)
+                for write in parts:
+                    write(cp)
+                cp.write(_COPY_TRAILER)
+        r.execute(f"ALTER TABLE readings ATTACH PARTITION {name} FOR VALUES FROM ({lo}) TO ({hi})")
+
+    def _load_chunk(self, df, ts, value_cols, kind, new_days=()):
         """One chunk inside an open transaction: returns (inserted, duplicates, conflicts).
 
         Ids follow the input order (as the rows arrived). An asset whose rows all lie after its
@@ -516,21 +612,54 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
             lab = labels[idx] if labels is not None else None
             return _copy_records(a.key, ts[idx], nxt + idx, lab, mat)
 
+        def writer(a, idx):
+            def write(cp):
+                for s in range(0, len(idx), _SLICE_ROWS):
+                    cp.write(records(a, idx[s:s + _SLICE_ROWS]))
+            write.rows = len(idx)
+            return write
+
+        # direct rows of the days this chunk creates go into their new partitions (by day, in
+        # (asset, ts) order); the rest into readings
+        by_day: dict[int, list] = {d: [] for d in new_days}
+        rest = []
+        if new_days:
+            edges = np.array([d * PART_MS for d in new_days] + [(new_days[-1] + 1) * PART_MS])
+            for a, idx in direct:
+                cut = np.searchsorted(ts[idx], edges)  # idx is in time order
+                inside = np.zeros(len(idx), dtype=bool)
+                for j, d in enumerate(new_days):
+                    if cut[j + 1] > cut[j]:
+                        by_day[d].append(writer(a, idx[cut[j]:cut[j + 1]]))
+                        inside[cut[j]:cut[j + 1]] = True
+                if not inside.all():
+                    rest.append(writer(a, idx[~inside]))
+        else:
+            rest = [writer(a, idx) for a, idx in direct]
+
         r = self._raw
         got: dict[int, int] = {}
+        made = False
         if direct:
             try:
                 with r.transaction():  # a savepoint: a lost race falls back to staging
-                    with r.cursor().copy("COPY readings (asset, ts, id, label, vals) FROM STDIN "
-                                         "(FORMAT BINARY)") as cp:
-                        cp.write(_COPY_HEADER)
-                        for a, idx in direct:
-                            for s in range(0, len(idx), _SLICE_ROWS):
-                                cp.write(records(a, idx[s:s + _SLICE_ROWS]))
-                        cp.write(_COPY_TRAILER)
+                    for d in new_days:
+                        self._copy_new_day(d, by_day[d])
+                    if rest:
+                        with r.cursor().copy("COPY readings (asset, ts, id, label, vals) FROM STDIN "
+                                             "(FORMAT BINARY)") as cp:
+                            cp.write(_COPY_HEADER)
+                            for write in rest:
+                                write(cp)
+                            cp.write(_COPY_TRAILER)
+                made = True
                 got.update((a.key, len(idx)) for a, idx in direct)
             except psycopg.errors.UniqueViolation:
                 staged, direct = direct + staged, []
+        if new_days and not made:  # the staged rows need these days' partitions (empty now)
+            for d in new_days:
+                self._copy_new_day(d, [])
+        self._parts |= set(new_days)
         conflicts = 0
         if staged:
             r.execute("CREATE TEMP TABLE IF NOT EXISTS twin_stage (asset integer, ts bigint, id bigint, "
@@ -595,7 +724,25 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
         return self.horizon() - 1
 
     def _assets_stamp(self):
-        return None  # no cheap change counter here: re-read the (small) assets table each time
+        return self.change_stamp()
+
+    def change_stamp(self):
+        """A value that differs whenever what :meth:`latest` shows may have changed since it was
+        taken — a commit by this connection or any other — read in one small round trip (the
+        sequences, then the id blocks and touches in flight, see ``twin_stamp()``): an answer
+        computed after taking it stays right while it compares equal (the API's ``GET /data``
+        keeps its bytes)."""
+        return self._raw.execute("SELECT twin_stamp()").fetchone()[0]
+
+    def _touch(self) -> None:
+        """Make this transaction's commit move :meth:`change_stamp` (for writes that store no
+        readings; spends no reading id)."""
+        self._raw.execute("SELECT twin_touch()")
+
+    def upsert_assets(self, assets: list[dict]) -> None:
+        with self.transaction():
+            self._touch()  # a kind or layout changed: /data answers differ
+            super().upsert_assets(assets)
 
     def latest(self, n: int = 10, asset: str | None = None, since: int | None = None,
                until: int | None = None):
@@ -709,6 +856,7 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
         the partition that straddles the cutoff is kept whole until it is wholly older."""
         if self.timescale:
             with self.transaction():
+                self._touch()
                 n = self.conn.execute("SELECT count(*) FROM readings WHERE ts < ?", (cutoff,)).fetchone()[0]
                 self._raw.execute("SELECT drop_chunks('readings', older_than => %s::bigint)", (cutoff,))
             return int(n)
@@ -718,6 +866,7 @@ class PostgresStore(PgOutboxMixin, SQLiteStore):
                 name = _part_name(d)
                 with self.transaction():
                     self._raw.execute("SELECT pg_advisory_xact_lock(%s, %s)", (self.lock_ns, _PART))
+                    self._touch()
                     total += self._raw.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
                     self._raw.execute(f"DROP TABLE {name}")
                 self._parts.discard(d)
@@ -779,6 +928,24 @@ def _copy_records(key: int, ts: np.ndarray, ids: np.ndarray, labels: np.ndarray 
 def _copy_binary(key: int, ts: np.ndarray, ids: np.ndarray, labels: np.ndarray, mat: np.ndarray) -> bytes:
     """The rows as a whole PostgreSQL binary COPY stream (header, tuples, trailer)."""
     return _COPY_HEADER + _copy_records(key, ts, ids, labels, mat) + _COPY_TRAILER
+
+
+def _day_cuts(days: np.ndarray, step: int) -> list[int]:
+    """Starts of the chunks (at most ``step`` rows each, in input order) of a load that builds
+    new days' partitions: a chunk that would end inside a run of one day ends where that run
+    starts instead (if that keeps at least half a chunk), so a day that fits in a chunk is
+    wholly in one and built at once, never half built and half kept up row by row."""
+    n, out, lo = len(days), [0], 0
+    while n - lo > step:
+        hi = lo + step
+        if days[hi - 1] == days[hi]:
+            other = np.flatnonzero(days[lo:hi] != days[hi])
+            start = lo + int(other[-1]) + 1 if len(other) else lo
+            if start - lo >= step // 2:
+                hi = start
+        out.append(hi)
+        lo = hi
+    return out
 
 
 def _factorize_str(col: pd.Series) -> tuple[np.ndarray, list[str]]:

@@ -1,4 +1,4 @@
--- twinlib PostgreSQL schema, version 4 (the same model as schema.sql). Times: UTC epoch ms (bigint).
+-- twinlib PostgreSQL schema, version 5 (the same model as schema.sql). Times: UTC epoch ms (bigint).
 -- Distributable: every unique key of a large table includes the asset (Citus distribution column);
 -- meta, assets and labels are small reference tables (replicated to every node under Citus).
 CREATE TABLE IF NOT EXISTS meta (
@@ -42,6 +42,9 @@ DROP INDEX IF EXISTS readings_ts_brin;
 -- Reading ids come from this sequence in contiguous blocks (one per load and asset set); they are
 -- NOT committed in order under concurrent writers: see PostgresStore.horizon() for the cursor.
 CREATE SEQUENCE IF NOT EXISTS readings_id_seq AS bigint;
+-- Schema 5: moved by writes that change what the fleet's latest readings show without storing any
+-- (asset kinds and layouts, retention): part of the change stamp (PostgresStore.change_stamp).
+CREATE SEQUENCE IF NOT EXISTS twin_change_seq AS bigint;
 
 -- One entry per asset and load: the id block [lo, hi] and time span [ts_lo, ts_hi] it wrote.
 CREATE TABLE IF NOT EXISTS ingest_log (
