@@ -335,7 +335,7 @@ def choose_alarm_settings(model, *, seeds: Sequence[int] = DEV_SEEDS, assets: in
                           holds_s: Sequence[float] = (60.0, 300.0, 600.0, 900.0),
                           clear_s: float = 600.0, max_false_per_pump_day: float = 0.5,
                           class_levels: Sequence[float] = (0.3, 0.4, 0.5, 0.6),
-                          class_holds_s: Sequence[float] = (),
+                          class_holds_s: Sequence[float] = (0.0, 30.0, 120.0, 300.0),
                           class_budget: float = 0.6,
                           start: str = "2026-02-10 00:00:00", progress=None) -> dict:
     """Pick the fault-model alarm's ``level`` and ``hold_s`` on development seeds.
