@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from twinlib.models.alarm_rule import (
+    DEFAULT_HOLDS,
     DEFAULT_LEVELS,
     FaultModelRule,
     FaultRuleSettings,
@@ -115,10 +116,48 @@ def test_a_class_may_have_its_own_level():
 def test_class_levels_come_from_a_settings_table_and_bad_ones_are_refused():
     s = FaultRuleSettings.from_settings({"fault_model": {"level": 0.8, "levels": {"leak": 0.35}}})
     # the file's class levels go over the defaults; a class without one takes ``level``
-    assert s.level_for("leak") == 0.35 and s.level_for("bearing_wear") == 0.8
+    assert s.level_for("leak") == 0.35 and s.level_for("cooling_failure") == 0.8
+    assert "cooling_failure" not in DEFAULT_LEVELS
     assert s.level_for("blockage") == DEFAULT_LEVELS["blockage"]
     assert FaultRuleSettings(levels={}).level_for("leak") == FaultRuleSettings().level
     with pytest.raises(ValueError, match="levels.leak"):
         FaultRuleSettings.from_settings({"fault_model": {"levels": {"leak": 2}}})
     with pytest.raises(ValueError, match="table"):
         FaultRuleSettings.from_settings({"fault_model": {"levels": 0.4}})
+
+
+def test_a_class_may_have_its_own_hold():
+    """A leak may be raised after 10 s of suspicion while a cooling failure waits the 60 s."""
+    rule = FaultModelRule(FaultRuleSettings(level=0.6, hold_s=60, clear_s=60,
+                                            levels={}, holds={"leak": 10}))
+    p_leak = {"healthy": 0.2, "cooling_failure": 0.1, "leak": 0.7}
+    state = rule.new_state()
+    assert _run(rule, state, [(0, p_leak), (5 * S, p_leak)]) == []
+    trans = _run(rule, state, [(10 * S, p_leak)])
+    assert [t.kind for t in trans] == ["raised"] and state.active["fault"] == "leak"
+    state = rule.new_state()
+    assert _run(rule, state, [(t * S, P_COOL) for t in range(0, 60, 5)]) == []
+    assert [t.kind for t in _run(rule, state, [(60 * S, P_COOL)])] == ["raised"]
+    # the batch runner applies the same holds
+    classes = ["healthy", "cooling_failure", "leak"]
+    ts = np.arange(0, 30, 5) * S
+    p = np.tile([0.2, 0.1, 0.7], (len(ts), 1))
+    assert [a["raised"] for a in alarms_from_proba(ts, p, classes, rule)] == [10 * S]
+    p = np.tile([0.1, 0.85, 0.05], (len(ts), 1))
+    assert alarms_from_proba(ts, p, classes, rule) == []
+
+
+def test_class_holds_come_from_a_settings_table_and_bad_ones_are_refused():
+    s = FaultRuleSettings.from_settings({"fault_model": {"hold_s": 90, "holds": {"leak": 20}}})
+    assert s.hold_for("leak") == 20.0 and s.hold_for("cooling_failure") == 90.0
+    assert "cooling_failure" not in DEFAULT_HOLDS
+    for cls, v in DEFAULT_HOLDS.items():
+        if cls != "leak":
+            assert s.hold_for(cls) == v
+    assert FaultRuleSettings(holds={}).hold_for("leak") == FaultRuleSettings().hold_s
+    with pytest.raises(ValueError, match="holds.leak"):
+        FaultRuleSettings.from_settings({"fault_model": {"holds": {"leak": -1}}})
+    with pytest.raises(ValueError, match="table"):
+        FaultRuleSettings.from_settings({"fault_model": {"holds": 30}})
+    with pytest.raises(ValueError, match="negative"):
+        FaultRuleSettings(hold_s=-1)

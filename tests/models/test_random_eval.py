@@ -143,6 +143,29 @@ def test_alarm_settings_are_chosen_on_dev_fleets_within_the_false_alarm_budget(t
         assert chosen["detection_rate"] == max(g["detection_rate"] for g in within)
 
 
+def test_per_class_holds_are_tried_and_kept_only_within_the_budget(trained):
+    from twinlib.models.cards import load_model
+    from twinlib.models.random_eval import choose_alarm_settings
+    from twinlib.models.train import model_path
+
+    model, _ = load_model(model_path(trained["dir"], "rf"))
+    out = choose_alarm_settings(model, seeds=(910,), assets=2, hours=8.0, levels=(0.9,),
+                                holds_s=(600.0,), class_levels=(), class_holds_s=(0.0,),
+                                max_false_per_pump_day=50.0, class_budget=1.0)
+    faults = [c for c in model.classes_ if c != "healthy"]
+    # one trial per fault class: the chosen level with a hold of 0 s
+    assert len(out["class_trials"]) == len(faults)
+    assert all(set(t["holds"].values()) <= {0.0} for t in out["class_trials"])
+    chosen = out["chosen"]
+    assert set(chosen["holds"]) <= set(faults) and chosen["levels"] == {}
+    assert chosen["false_alarms_per_pump_day"] <= 50.0
+    # a class given its own hold found more, sooner or earlier than the common setting
+    base = out["grid"][0]
+    if chosen["holds"]:
+        assert ((chosen["detection_rate"], chosen["within_15min"], chosen["mean_median_lead_min"])
+                > (base["detection_rate"], base["within_15min"], base["mean_median_lead_min"]))
+
+
 def test_evaluation_is_recorded_on_the_model_cards_and_models_still_load(trained, tmp_path):
     import shutil
 

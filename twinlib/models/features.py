@@ -74,7 +74,7 @@ __all__ = [
 ]
 
 #: Bumped whenever a feature's definition changes; a model card with another version is refused.
-FEATURE_VERSION = 3
+FEATURE_VERSION = 4
 
 #: The pump's operating-state signals (the asset kind will give them for other machines).
 STATE: tuple[str, ...] = ("load", "speed", "ambient")
@@ -83,7 +83,9 @@ _PER_SENSOR = ("spread", "delta", "slope", "jump", "flat", "flat_run", "jump_rat
                "residual_slope", "residual_shift", "residual_z", "residual_persist",
                "residual_duty_corr", "duty_elasticity", "duty_coef_z", "trend_coef_z",
                "residual_r2", "ratio_r2", "residual_r2_trend", "ratio_r2_trend", "ratio_shift",
-               "residual_slope_trend", "residual_accel", "noise_ratio")
+               "residual_slope_trend", "residual_accel", "noise_ratio",
+               "local_slope", "local_slope_t", "local_slope_long", "local_z_long", "local_noise",
+               "local_run")
 
 
 @dataclass(frozen=True)
@@ -326,9 +328,127 @@ def _asset_features(frame: pd.DataFrame, ms: np.ndarray, expected: pd.DataFrame,
         cols[f"{sensor}_residual_duty_corr"] = corr.where(np.isfinite(corr), 0.0).to_numpy()
         cols[f"{sensor}_residual_slope"] = _slope(resid, hours, var_t, long)
         x.name = sensor
-        cols.update(_drift_features(x, resid, pd.Series(duty[sensor].to_numpy(), index=index),
-                                    hours, sigma[sensor], floors[sensor], spec))
+        duty_s = pd.Series(duty[sensor].to_numpy(), index=index)
+        cols.update(_drift_features(x, resid, duty_s, hours, sigma[sensor], floors[sensor], spec))
+        cols.update(_local_features(x, resid, duty_s, ms, sigma[sensor], floors[sensor], spec))
     return pd.DataFrame(cols)
+
+
+#: Readings the per-asset correction needs in its window before it says anything.
+_LOCAL_MIN_PERIODS = 120
+#: Ridge of the per-asset duty coefficient, as a share of the mean duty part: with a load that
+#: barely moved in the window the coefficient shrinks to 0 (an offset only) instead of guessing.
+_LOCAL_RIDGE = 0.05
+#: A one-minute mean this many standard errors from the corrected twin starts a run.
+_LOCAL_RUN_K = 3.0
+
+
+def _local_features(x: pd.Series, resid: pd.Series, duty: pd.Series, ms: np.ndarray,
+                    sigma: float, floor: float, spec: FeatureSpec) -> dict[str, np.ndarray]:
+    """The twin corrected to this asset: small, slow or early changes against its own past.
+
+    The clean twin is fitted over a fleet, and pumps differ (pump curve, static head, bearing
+    noise), so a residual moves with the load by a pump-specific amount that can hide a leak's
+    first bar or a bearing's first per cent. Here the residual is regressed on the duty part of
+    the expectation over the baseline window that *ended a long window ago* (ridge towards an
+    offset only), so the correction is the asset's own healthy behaviour, not the last half
+    hour's fault; what the correction does not explain now is the early evidence:
+
+    * ``local_slope`` / ``local_slope_long``: the residual's time trend over twice the short /
+      the long window, with the duty held fixed (a load change within the window is the
+      duty term's, not a trend), per hour, relative to the duty part — a leak takes 45 % of
+      the pump's head over its course, a straight ramp these see within minutes — and
+      ``local_slope_t`` the short one's t statistic (a transient the line does not fit has a
+      large standard error, a ramp a small one);
+    * ``local_z_long``: the corrected residual over the long window, in units of the
+      correction's own residual σ;
+    * ``local_noise``: the long window's mean step over the lagged baseline's (noise growth);
+    * ``local_run``: seconds the one-minute mean of the corrected residual has stayed on one
+      side, more than ``_LOCAL_RUN_K`` standard errors away (signed: negative below; a
+      CUSUM-like persistence).
+    """
+    sensor = x.name
+    long, base = f"{spec.long_window_s}s", f"{spec.baseline_s}s"
+    mp = _LOCAL_MIN_PERIODS
+    cols: dict[str, np.ndarray] = {}
+    # the time trend with the duty held fixed, relative to the duty part (per hour)
+    hours = pd.Series((ms - ms[0]) / 3_600_000.0, index=x.index)
+    cols[f"{sensor}_local_slope"], cols[f"{sensor}_local_slope_t"] = _partial_time_slope(
+        resid, duty, hours, f"{2 * spec.window_s}s", min(mp, 60), floor)
+    cols[f"{sensor}_local_slope_long"], _ = _partial_time_slope(
+        resid, duty, hours, f"{spec.long_window_s}s", min(mp, 60), floor)
+    roll_r, roll_d = resid.rolling(base, min_periods=mp), duty.rolling(base, min_periods=mp)
+    mean_r, mean_d = roll_r.mean().to_numpy(), roll_d.mean().to_numpy()
+    var_r, var_d = roll_r.var().to_numpy(), roll_d.var().to_numpy()
+    cov = roll_r.cov(duty).to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ridge = (_LOCAL_RIDGE * np.maximum(np.abs(mean_d), floor)) ** 2
+        beta = cov / (var_d + ridge)
+        fit_var = var_r - 2.0 * beta * cov + beta * beta * var_d
+    # coefficients of the window that ended a long window before each reading
+    j = np.searchsorted(ms, ms - spec.long_window_s * 1000, side="right") - 1
+    ok = j >= 0
+    jj = np.where(ok, j, 0)
+
+    def lagged(a):
+        return np.where(ok, a[jj], np.nan)
+
+    sd = np.sqrt(np.maximum(lagged(fit_var), (0.2 * sigma) ** 2))
+    e = resid.to_numpy() - (lagged(mean_r) + lagged(beta) * (duty.to_numpy() - lagged(mean_d)))
+    ez = pd.Series(e / sd, index=x.index)
+    cols[f"{sensor}_local_z_long"] = ez.rolling(long, min_periods=1).mean().to_numpy()
+    step = x.diff().abs()
+    step_base = step.rolling(base, min_periods=mp).mean().to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cols[f"{sensor}_local_noise"] = (step.rolling(long, min_periods=2).mean().to_numpy()
+                                         / lagged(step_base))
+    minute = ez.rolling("60s", min_periods=1)
+    m1, n1 = minute.mean().to_numpy(), minute.count().to_numpy()
+    k = _LOCAL_RUN_K / np.sqrt(np.maximum(n1, 1.0))
+    side = np.where(m1 > k, 1, np.where(m1 < -k, -1, 0))
+    side = np.where(np.isfinite(m1), side, 0)
+    cols[f"{sensor}_local_run"] = _run_s(side, ms, spec.long_window_s)
+    return cols
+
+
+def _partial_time_slope(resid: pd.Series, duty: pd.Series, hours: pd.Series, window: str,
+                        min_periods: int, floor: float) -> tuple[np.ndarray, np.ndarray]:
+    """Rolling regression of ``resid`` on time and duty: the time coefficient (per hour) over
+    the window's mean duty part — a leak's or a bearing's ramp, with a load change absorbed
+    by the duty term (the pump's own gain over a few minutes) instead of read as a trend —
+    and its t statistic (the coefficient over its standard error: a ramp the noise cannot
+    make, where a transient the regression does not fit has a large error)."""
+    def roll(y):
+        return y.rolling(window, min_periods=min_periods)
+
+    var_t, var_b = roll(hours).var(), roll(duty).var()
+    c_tb, c_rt, c_rb = roll(hours).cov(duty), roll(resid).cov(hours), roll(resid).cov(duty)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_b = roll(duty).mean().abs()
+        # with a constant duty the regression on time alone is the answer
+        varied = np.sqrt(var_b) > 0.01 * mean_b.where(mean_b > floor, floor)
+        det = (var_t * var_b - c_tb * c_tb).where(varied)
+        coef = ((var_b * c_rt - c_tb * c_rb) / det.where(det > 0)).where(
+            varied, c_rt / var_t.where(var_t > 0))
+        out = (coef / mean_b.where(mean_b > floor, floor)).to_numpy()
+        # standard error of the time coefficient (with or without the duty term)
+        n = roll(resid).count()
+        var_r = roll(resid).var()
+        coef_b = ((var_t * c_rb - c_tb * c_rt) / det.where(det > 0)).where(varied, 0.0)
+        res_var = (var_r - coef * c_rt - coef_b * c_rb).clip(lower=0.0)
+        share = (1.0 - c_tb * c_tb / (var_t * var_b)).where(varied, 1.0).clip(lower=1e-6)
+        se = np.sqrt(res_var / (n * var_t * share))
+        t = (coef / se.where(se > 0)).clip(-1e3, 1e3).to_numpy()
+    return (np.where(np.isfinite(out), out, np.nan), np.where(np.isfinite(t), t, np.nan))
+
+
+def _run_s(side: np.ndarray, ms: np.ndarray, cap_s: float) -> np.ndarray:
+    """Signed seconds each reading's ``side`` (−1, 0, +1) has held, capped (0 while 0)."""
+    changed = np.ones(len(side), dtype=bool)
+    if len(side) > 1:
+        changed[1:] = side[1:] != side[:-1]
+    start = np.maximum.accumulate(np.where(changed, np.arange(len(side)), 0))
+    return side * np.minimum((ms - ms[start]) / 1000.0, float(cap_s))
 
 
 def _flat_run_s(x: np.ndarray, ms: np.ndarray, cap_s: float) -> np.ndarray:

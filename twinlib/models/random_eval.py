@@ -335,6 +335,7 @@ def choose_alarm_settings(model, *, seeds: Sequence[int] = DEV_SEEDS, assets: in
                           holds_s: Sequence[float] = (60.0, 300.0, 600.0, 900.0),
                           clear_s: float = 600.0, max_false_per_pump_day: float = 0.5,
                           class_levels: Sequence[float] = (0.3, 0.4, 0.5, 0.6),
+                          class_holds_s: Sequence[float] = (0.0, 30.0, 120.0, 300.0),
                           class_budget: float = 0.6,
                           start: str = "2026-02-10 00:00:00", progress=None) -> dict:
     """Pick the fault-model alarm's ``level`` and ``hold_s`` on development seeds.
@@ -344,9 +345,10 @@ def choose_alarm_settings(model, *, seeds: Sequence[int] = DEV_SEEDS, assets: in
     rate among those with at most ``max_false_per_pump_day`` false alarms (ties: more episodes
     found within 15 min, more lead, then the stricter pair); when none qualifies, the pair with
     the fewest false alarms. Then, class by class, a lower level of its own
-    (``class_levels``) is kept when it finds more, sooner or earlier while the false alarms stay
-    within ``class_budget`` × the budget (a margin: the seeds scored later are other fleets).
-    Use seeds the final evaluation never sees (:data:`DEV_SEEDS`).
+    (``class_levels``) and, when ``class_holds_s`` is given, a hold of its own are tried: of the
+    pairs that find more, sooner or earlier while the false alarms stay within
+    ``class_budget`` × the budget (a margin: the seeds scored later are other fleets), the one
+    that does best is kept. Use seeds the final evaluation never sees (:data:`DEV_SEEDS`).
     """
     from twinlib.detect.rules import default_ruleset
     from twinlib.simulate import simulate_random_fleet
@@ -384,7 +386,7 @@ def choose_alarm_settings(model, *, seeds: Sequence[int] = DEV_SEEDS, assets: in
                  if k["median_lead_min"] is not None]
         early = [k["detected_within_15min"] for k in pooled["by_kind"].values()]
         return {"level": settings.level, "hold_s": settings.hold_s,
-                "levels": dict(settings.levels or {}),
+                "levels": dict(settings.levels or {}), "holds": dict(settings.holds or {}),
                 "false_alarms_per_pump_day": pooled["false_alarms_per_pump_day"],
                 "detection_rate": pooled["detection_rate"] or 0.0,
                 "within_15min": float(np.mean(early)) if early else 0.0,
@@ -394,7 +396,7 @@ def choose_alarm_settings(model, *, seeds: Sequence[int] = DEV_SEEDS, assets: in
         return (round(g["detection_rate"], 3), round(g["within_15min"], 3),
                 g["mean_median_lead_min"], g["level"], g["hold_s"])
 
-    grid = [score(FaultRuleSettings(level=lv, hold_s=h, clear_s=clear_s, levels={}))
+    grid = [score(FaultRuleSettings(level=lv, hold_s=h, clear_s=clear_s, levels={}, holds={}))
             for lv in levels for h in holds_s]
     ok = [g for g in grid if g["false_alarms_per_pump_day"] <= max_false_per_pump_day]
     if ok:
@@ -405,18 +407,28 @@ def choose_alarm_settings(model, *, seeds: Sequence[int] = DEV_SEEDS, assets: in
     # false alarms within ``class_budget`` of the budget and improves detection, earliness or
     # lead (a class the thresholds never see, a leak, gains most from an early word).
     tried = []
-    if class_levels and ok:
+    if (class_levels or class_holds_s) and ok:
         budget = class_budget * max_false_per_pump_day
         per_class: dict[str, float] = {}
+        per_hold: dict[str, float] = {}
         for cls in classes:
             if cls == "healthy":
                 continue
-            for lv in sorted(v for v in class_levels if v < best["level"]):
+            pairs = [(lv, h) for lv in sorted({best["level"], *(v for v in class_levels
+                                                                 if v < best["level"])})
+                     for h in sorted({best["hold_s"], *class_holds_s})
+                     if (lv, h) != (best["level"], best["hold_s"])]
+            found = None
+            for lv, h in pairs:
+                lv_map = {**per_class, cls: lv} if lv != best["level"] else dict(per_class)
+                hold_map = {**per_hold, cls: h} if h != best["hold_s"] else dict(per_hold)
                 trial = score(FaultRuleSettings(level=best["level"], hold_s=best["hold_s"],
-                                                clear_s=clear_s, levels={**per_class, cls: lv}))
+                                                clear_s=clear_s, levels=lv_map, holds=hold_map))
                 tried.append(trial)
-                if trial["false_alarms_per_pump_day"] <= budget and key(trial)[:3] > key(best)[:3]:
-                    per_class[cls] = lv
-                    best = trial
-                    break
+                if (trial["false_alarms_per_pump_day"] <= budget
+                        and key(trial)[:3] > key(found or best)[:3]):
+                    found = trial
+            if found is not None:
+                best = found
+                per_class, per_hold = dict(found["levels"]), dict(found["holds"])
     return {"seeds": [int(s) for s in seeds], "chosen": best, "grid": grid, "class_trials": tried}
