@@ -49,8 +49,9 @@ data: $(STAMP)
 	$(TWIN) init-db --db $(DB)
 	$(TWIN) store --db $(DB) --csv $(DATA)/readings.csv
 
+# trains when a model is missing or was trained on features this twinlib no longer computes
 model: data
-	@test -f models/fault_detection_rf.pkl -a -f models/fault_detection_xgb.pkl || $(TWIN) train --db $(DB)
+	$(TWIN) train --db $(DB) --if-needed
 
 # PLANT=opcua or PLANT=modbus: the monitor reads a simulated plant over that protocol
 up: $(STAMP) $(if $(TWIN_DB),pg-db)

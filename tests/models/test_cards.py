@@ -16,6 +16,7 @@ from twinlib.models.cards import (
     card_path,
     load_model,
     read_card,
+    retrain_reason,
     save_model,
 )
 from twinlib.models.features import FeatureSpec
@@ -185,3 +186,42 @@ def test_a_card_whose_kind_contradicts_the_file_name_is_refused(tmp_path):
     _rewrite_card(path, sha256=hashlib.sha256(data).hexdigest())
     with pytest.raises(ModelMismatchError, match="file name says a 'rf' model"):
         load_model(path)
+
+
+def test_retrain_reason_names_a_missing_or_stale_model_and_passes_a_current_one(tmp_path, monkeypatch):
+    """What `twin up` and `twin train --if-needed` ask: train when missing or trained on other
+    features (an upgrade), never over a current model — and never over a tampered one either
+    (load_model refuses that with its digest; retraining would hide it)."""
+    path = _saved(tmp_path)
+    assert retrain_reason(path) is None
+    assert "missing" in retrain_reason(tmp_path / "fault_detection_xgb.pkl")
+    path.write_bytes(path.read_bytes() + b"x")              # modified after training
+    assert retrain_reason(path) is None
+    stale = _saved(tmp_path / "old")
+    _rewrite_card(stale, feature_version=-1)
+    assert "feature version -1" in retrain_reason(stale)
+    card_path(stale).unlink()
+    assert "no model card" in retrain_reason(stale)
+
+
+def test_train_if_needed_trains_nothing_when_the_models_are_current(tmp_path, capsys, monkeypatch):
+    from twinlib.cli import main
+    from twinlib.workflows import pipeline
+
+    for name in ("fault_detection_rf.pkl", "fault_detection_xgb.pkl"):
+        names = FeatureSpec().names()
+        save_model(SimpleNamespace(feature_names_=names), tmp_path / name,
+                   {"features": names, "feature_spec": FeatureSpec().to_dict(),
+                    "kind": name[16:-4], "model_file": name})
+    class Trained(Exception):
+        pass
+
+    def train(*args, **kwargs):
+        raise Trained
+
+    monkeypatch.setattr(pipeline, "train", train)
+    assert main(["train", "--models-dir", str(tmp_path), "--if-needed"]) == 0
+    assert "up to date" in capsys.readouterr().err
+    (tmp_path / "fault_detection_xgb.pkl").unlink()
+    with pytest.raises(Trained):        # one is missing: now it trains
+        main(["train", "--models-dir", str(tmp_path), "--if-needed"])

@@ -59,6 +59,9 @@ def register(sub) -> None:
                    help="minimum hours of the fault library; it spans the history (default 48)")
     p.add_argument("--models", default="rf,xgb", help="which models, comma-separated (default rf,xgb)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--if-needed", action="store_true",
+                   help="train only when a model is missing or was trained on other features "
+                        "than this twinlib computes (after an upgrade); else say so and exit 0")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="score the saved models held out, and the forecasts",
@@ -164,6 +167,18 @@ def cmd_train(args) -> int:
     from ..workflows import pipeline
 
     say = (lambda msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
+    if args.if_needed:
+        from ..models.cards import retrain_reason
+        from ..models.train import model_path
+
+        models_dir = pipeline.resolve_paths(models_dir=args.models_dir)["models_dir"]
+        why = [r for r in (retrain_reason(model_path(models_dir, k, args.kind))
+                           for k in _models(args.models)) if r]
+        if not why:
+            print(f"models in {models_dir} are up to date for kind {args.kind}; nothing to train",
+                  file=sys.stderr)
+            return 0
+        say("training: " + "; ".join(why))
     sensors = [s.strip() for s in args.sensors.split(",") if s.strip()] if args.sensors else None
     try:
         summary = pipeline.train(args.db, args.models_dir, seed=args.seed,

@@ -135,11 +135,15 @@ def _subcommands() -> set[str]:
     return set()
 
 
-def _models_missing(models_dir: Path) -> bool:
+def _models_to_train(models_dir: Path) -> list[str]:
+    """Why the pump models must be trained: each one missing, or trained on features this
+    twinlib no longer computes (an upgrade); empty when both load."""
+    from twinlib.models.cards import retrain_reason
     from twinlib.models.classifiers import MODEL_KINDS
     from twinlib.models.train import model_path
 
-    return any(not model_path(models_dir, kind).exists() for kind in MODEL_KINDS)
+    reasons = (retrain_reason(model_path(models_dir, kind)) for kind in MODEL_KINDS)
+    return [r for r in reasons if r]
 
 
 def prepare(settings, env: dict, *, hours: float, assets: int, seed: int,
@@ -167,9 +171,11 @@ def prepare(settings, env: dict, *, hours: float, assets: int, seed: int,
               flush=True)
     if not train:
         return
-    if not _models_missing(settings.models_dir):
+    why = _models_to_train(settings.models_dir)
+    if not why:
         print(f"twin up: models found in {settings.models_dir}", flush=True)
         return
+    print("twin up: training the models: " + "; ".join(why), flush=True)
     if "train" not in _subcommands():
         raise CommandError("models are missing and this twinlib has no `twin train`")
     _run_step(["train", *train_args], env)

@@ -213,6 +213,23 @@ def _check_features(card: dict, model_path) -> None:
         )
 
 
+def retrain_reason(model_path: str | os.PathLike) -> str | None:
+    """Why the model at ``model_path`` must be (re)trained before use, or None when it can be
+    loaded: the file or its card is missing or unreadable, or it was trained on other features
+    than this twinlib computes (an upgrade). Cheap: the card only, nothing unpickled. A file
+    modified after training is not a reason to retrain over it (:func:`load_model` refuses it,
+    naming the digest)."""
+    path = Path(model_path)
+    if not path.exists():
+        return f"{path.name} missing"
+    try:
+        card = read_card(path)
+        _check_features(card, path)
+    except (UnknownModelError, ModelMismatchError) as exc:
+        return str(exc)
+    return None
+
+
 def _major_minor(version: str | None) -> tuple:
     if not version:
         return ()
