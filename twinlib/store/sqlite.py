@@ -29,7 +29,7 @@ import pandas as pd
 from ..timeutil import now_ms, to_ms
 from ._alerts import AlertsMixin
 from ._outbox import OutboxMixin
-from ._rollups import RollupsMixin, downsample_frame
+from ._rollups import RESOLUTIONS, RollupsMixin, downsample_frame
 from .base import (
     RESERVED_COLUMNS,
     LoadResult,
@@ -515,8 +515,7 @@ class SQLiteStore(RollupsMixin, AlertsMixin, OutboxMixin, Store):
         out = []
         for aid in sorted(self._by_id):
             a = self._by_id[aid]
-            lo, hi = self.conn.execute("SELECT MIN(ts), MAX(ts) FROM readings WHERE asset = ?",
-                                       (a.key,)).fetchone()
+            lo, hi = self._ts_edges(a.key)
             row = {**self._asset_dict(a), "first_ts": lo, "last_ts": hi}
             if counts:
                 row["count"] = self.count(aid)
@@ -1070,15 +1069,32 @@ class SQLiteStore(RollupsMixin, AlertsMixin, OutboxMixin, Store):
         return max(got) if got else None
 
     # -- rollups and retention (see _rollups.py) ----------------------------------------------
+    def _first_value(self, sql: str, args: tuple):
+        row = self.conn.execute(sql, args).fetchone()
+        return None if row is None else row[0]
+
+    def _ts_edges(self, key: int) -> tuple[int | None, int | None]:
+        """First and last reading time of one asset: one index seek per end. (SQLite optimises a
+        lone MIN or MAX of an indexed column, not both in one query: ``SELECT MIN(ts), MAX(ts)``
+        walks the asset's whole history — ~70 ms at 1M readings per asset.)"""
+        return (self._first_value("SELECT ts FROM readings WHERE asset = ? ORDER BY ts LIMIT 1",
+                                  (key,)),
+                self._first_value("SELECT ts FROM readings WHERE asset = ? ORDER BY ts DESC "
+                                  "LIMIT 1", (key,)))
+
     def _span(self, key: int):
         """First and last instant with data of one asset, raw or rolled up (retention may have
         removed the raw readings of the oldest rollups)."""
-        lo, hi = self.conn.execute("SELECT MIN(ts), MAX(ts) FROM readings WHERE asset = ?",
-                                   (key,)).fetchone()
-        rlo, rhi = self.conn.execute("SELECT MIN(bucket), MAX(bucket + res - 1) FROM rollups "
-                                     "WHERE asset = ?", (key,)).fetchone()
-        los = [v for v in (lo, rlo) if v is not None]
-        his = [v for v in (hi, rhi) if v is not None]
+        lo, hi = self._ts_edges(key)
+        los, his = [lo], [hi]
+        for res in RESOLUTIONS:
+            los.append(self._first_value("SELECT bucket FROM rollups WHERE asset = ? AND res = ? "
+                                         "ORDER BY bucket LIMIT 1", (key, res)))
+            last = self._first_value("SELECT bucket FROM rollups WHERE asset = ? AND res = ? "
+                                     "ORDER BY bucket DESC LIMIT 1", (key, res))
+            his.append(None if last is None else last + res - 1)
+        los = [v for v in los if v is not None]
+        his = [v for v in his if v is not None]
         return (min(los), max(his)) if los else None
 
     def _dirty_since(self, cursor: int):
