@@ -12,6 +12,8 @@ from twinlib.store import postgres as pgmod
 from twinlib.store.base import SchemaVersionError
 from twinlib.store.sqlite import _log_entries
 
+from pg_support import tail_ids
+
 T0 = 1_770_000_000_000
 
 
@@ -22,16 +24,6 @@ def _frame(asset: str, n: int, start: int = T0, seed: int = 0, label: bool = Tru
     if label:
         df["label"] = np.where(rng.random(n) < 0.3, "wear", None)
     return df
-
-
-def _tail(st) -> list[int]:
-    out, cur = [], 0
-    while True:
-        got = st.after(cur, limit=700)
-        if not got:
-            return out
-        out += [r.id for r in got]
-        cur = got[-1].id
 
 
 def _log(st) -> list[tuple]:
@@ -83,8 +75,8 @@ def test_a_load_mixing_appends_and_duplicates_keeps_first_copies_and_counts(pg_u
         assert (res.inserted, res.duplicates, res.conflicts) == (700, 50, 10)
         assert st.window(asset="a")["x"].tolist() == a["x"].tolist()
         assert st.window(asset="b")["y"].tolist() == b["y"].tolist()
-        assert sorted(_tail(st)) == sorted(st.window()["id"].tolist())
-        assert len(set(_tail(st))) == 1000
+        assert sorted(tail_ids(st, 700)) == sorted(st.window()["id"].tolist())
+        assert len(set(tail_ids(st, 700))) == 1000
         # a repeated instant inside one load: the first one offered is kept
         dup = pd.concat([_frame("c", 3, seed=5), _frame("c", 3, seed=6)])
         res = st.load_readings(dup)
@@ -109,7 +101,7 @@ def test_a_lost_race_falls_back_to_staging_without_losing_or_doubling(pg_url, mo
         assert calls and calls[0]               # the real check would have staged it
         assert (res.inserted, res.duplicates, res.conflicts) == (300, 100, 0)
         assert st.window(asset="a")["ts"].tolist() == df["ts"].tolist()
-        assert len(_tail(st)) == 400 == len(set(_tail(st)))
+        assert len(tail_ids(st, 700)) == 400 == len(set(tail_ids(st, 700)))
 
 
 @pytest.mark.parametrize("atomic", [True, False])
@@ -122,7 +114,7 @@ def test_loads_larger_than_a_chunk_store_everything_once_with_a_log_entry_per_sp
     with open_store(pg_url, create=True) as st:
         res = st.load_readings(df, atomic=atomic)
         assert (res.inserted, res.duplicates) == (2700, 0)
-        ids = _tail(st)
+        ids = tail_ids(st, 700)
         assert len(ids) == 2700 == len(set(ids)) and ids == sorted(ids)
         w = st.window()
         for p in parts:

@@ -12,6 +12,8 @@ import pytest
 from twinlib.store import open_store
 from twinlib.store import postgres as pgmod
 
+from pg_support import tail_ids
+
 DAY = pgmod.PART_MS
 T0 = (1_770_000_000_000 // DAY) * DAY          # a midnight, long past: no partition yet
 
@@ -23,16 +25,6 @@ def _fleet(n: int, start: int, seed: int, assets: int = 3, step: int = 60_000) -
                          "ts": start + (k // assets) * step,
                          "x": rng.normal(size=n).round(3), "y": rng.normal(size=n).round(3),
                          "label": np.where(rng.random(n) < 0.2, "wear", None)})
-
-
-def _tail(st) -> list[int]:
-    out, cur = [], 0
-    while True:
-        got = st.after(cur, limit=500)
-        if not got:
-            return out
-        out += [r.id for r in got]
-        cur = got[-1].id
 
 
 def _built_here(st) -> set[str]:
@@ -67,7 +59,7 @@ def test_new_days_are_built_with_their_key_and_read_back_like_any_load(pg_url, s
             assert got["ts"].tolist() == want["ts"].tolist()
             assert got["x"].tolist() == want["x"].tolist()
             assert got["label"].tolist() == want["label"].tolist()
-        ids = _tail(st)
+        ids = tail_ids(st)
         assert len(ids) == 3000 == len(set(ids)) and ids == sorted(ids)
         assert [r.ts for r in st.latest(3)] == [int(df["ts"].iloc[-1])] * 3
         # the key is there and enforced: loading it all again stores nothing twice
@@ -98,7 +90,7 @@ def test_a_failed_load_leaves_no_partition_and_the_next_load_makes_it_again(pg_u
                 raise RuntimeError("boom")
         assert st._known_parts().isdisjoint({T0 // DAY + 5}) and len(st.window()) == 0
         assert st.load_readings(df).inserted == 900
-        assert len(st.window()) == 900 and len(_tail(st)) == 900
+        assert len(st.window()) == 900 and len(tail_ids(st)) == 900
 
 
 def test_readers_and_writers_of_other_days_go_on_while_a_bulk_load_is_in_flight(pg_url, small_days):
@@ -115,7 +107,7 @@ def test_readers_and_writers_of_other_days_go_on_while_a_bulk_load_is_in_flight(
             # the cursor stops below the bulk load's id block, still in flight
             assert [r.id for r in reader.after(0, limit=100)] == list(range(1, 16))
         assert len(reader.window()) == 1530
-        assert sorted(_tail(reader)) == sorted(reader.window()["id"].tolist())
+        assert sorted(tail_ids(reader)) == sorted(reader.window()["id"].tolist())
 
 
 def test_a_snapshot_older_than_the_bulk_load_never_sees_part_of_it(pg_url, small_days):
@@ -154,7 +146,7 @@ def test_a_multi_chunk_import_cuts_its_chunks_at_day_boundaries(pg_url, small_da
         days = (df["ts"] // pgmod.PART_MS).value_counts().to_dict()
         assert built == days and set(days.values()) == {720}
         assert st.window()["x"].tolist() == df["x"].tolist()
-        ids = _tail(st)
+        ids = tail_ids(st)
         assert len(ids) == 3600 == len(set(ids))
         assert st.window().sort_values("id")["ts"].tolist() == df["ts"].tolist()  # input order
 

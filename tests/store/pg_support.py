@@ -62,3 +62,14 @@ def pg_url():
     schema = PgSchema()
     yield schema.url
     schema.drop()
+
+
+def tail_ids(store, page: int = 500) -> list[int]:
+    """Every reading id a reader following the live cursor sees, paging ``page`` at a time."""
+    out, cur = [], 0
+    while True:
+        got = store.after(cur, limit=page)
+        if not got:
+            return out
+        out += [r.id for r in got]
+        cur = got[-1].id
