@@ -28,6 +28,8 @@ import pandas as pd
 
 from twinlib.twin import ewm_causal, ewm_step
 
+from .base import reading_vector
+
 __all__ = ["slow_channels", "CausalPrep", "StateResiduals", "StateConditioned", "STATE_LAGS_S"]
 
 
@@ -260,12 +262,8 @@ class StateConditioned:
             self._sres_mem = None
         if not self.state_:
             return v
-        s = np.array([np.nan if x.get(c) is None else float(x.get(c)) for c in self.state_])
-        if np.isnan(s).any():
-            last = getattr(self, "_last_state_", None)
-            fb = last if last is not None else getattr(self, "state_fill_", np.zeros(s.size))
-            s = np.where(np.isnan(s), fb, s)
-            s = np.where(np.isnan(s), 0.0, s)
+        s = reading_vector(x, self.state_, getattr(self, "_last_state_", None),
+                           getattr(self, "state_fill_", None))
         self._last_state_ = s
         return np.concatenate([v[self.meas_idx_], s])
 

@@ -39,7 +39,7 @@ import pandas as pd
 from twinlib.config import SENSORS
 from twinlib.twin import STATE_COLUMNS, NotFittedError, ewm_causal, ewm_step
 
-__all__ = ["Detector", "NotFittedError", "pick_columns", "tail_threshold"]
+__all__ = ["Detector", "NotFittedError", "pick_columns", "reading_vector", "tail_threshold"]
 
 _META = frozenset({"id", "asset_id", "ts", "timestamp", "datetime", "time", "label", "anomaly",
                    "changepoint", "bucket", *STATE_COLUMNS})
@@ -89,6 +89,17 @@ def tail_threshold(scores: np.ndarray, horizon: float, tail: float = 0.1) -> flo
     if exc.size < 2 or tail * horizon <= 1.0:
         return float(np.quantile(s, max(0.0, 1.0 - 1.0 / horizon)))
     return u + float(exc.mean()) * float(np.log(tail * horizon))
+
+
+def reading_vector(x, names, last: np.ndarray | None, fill: np.ndarray | None) -> np.ndarray:
+    """The values of ``names`` in one reading (a mapping) as floats. A missing or NaN value takes
+    the previous reading's (``last``), else ``fill`` (e.g. the training medians), else 0."""
+    v = np.array([np.nan if x.get(c) is None else float(x.get(c)) for c in names])
+    if np.isnan(v).any():
+        fallback = last if last is not None else (fill if fill is not None else np.zeros(v.size))
+        v = np.where(np.isnan(v), fallback, v)
+        v = np.where(np.isnan(v), 0.0, v)
+    return v
 
 
 class Detector:
@@ -170,12 +181,8 @@ class Detector:
                 self.columns_ = pick_columns(pd.DataFrame([{k: v for k, v in x.items()
                                                             if isinstance(v, (int, float, np.number))
                                                             or v is None}]).astype(float))
-        v = np.array([np.nan if x.get(c) is None else float(x.get(c)) for c in self.columns_])
-        if np.isnan(v).any():
-            last = getattr(self, "_last_", None)
-            fallback = last if last is not None else getattr(self, "fill_", np.zeros(v.size))
-            v = np.where(np.isnan(v), fallback, v)
-            v = np.where(np.isnan(v), 0.0, v)
+        v = reading_vector(x, self.columns_, getattr(self, "_last_", None),
+                           getattr(self, "fill_", None))
         self._last_ = v
         return v
 
