@@ -72,6 +72,13 @@ class FaultClassifier:
         self.calibration_folds = calibration_folds
         self.calibration_every = calibration_every
 
+    @classmethod
+    def for_spec(cls, kind: str, spec, **options) -> "FaultClassifier":
+        """A classifier of ``kind`` with a :class:`~twinlib.models.features.FeatureSpec`'s
+        windows, sensors and state signals (``options``: the other settings)."""
+        return cls(kind, window_s=spec.window_s, long_window_s=spec.long_window_s,
+                   baseline_s=spec.baseline_s, sensors=spec.sensors, state=spec.state, **options)
+
     def _estimator(self):
         if self.kind == "rf":
             from sklearn.ensemble import RandomForestClassifier

@@ -145,12 +145,9 @@ def evaluate_own_history(readings: pd.DataFrame, kind, *, models: Sequence[str] 
         episodes = [episodes_all[k] for k in in_fold]
         first_thr = {i: first_thr_all.get(k) for i, k in enumerate(in_fold)}
         for m in models:
-            model = FaultClassifier(m, seed=seed, window_s=spec.window_s,
-                                    long_window_s=spec.long_window_s, baseline_s=spec.baseline_s,
-                                    max_train_rows=max_train_rows, class_weight=class_weight,
-                                    classes=None, sensors=spec.sensors, state=spec.state,
-                                    calibration=calibration).fit(tr, builder=builder,
-                                                                 features=X_train)
+            model = FaultClassifier.for_spec(
+                m, spec, seed=seed, max_train_rows=max_train_rows, class_weight=class_weight,
+                classes=None, calibration=calibration).fit(tr, builder=builder, features=X_train)
             proba = model.predict_proba_features(X)
             classes = [str(c) for c in model.classes_]
             pred = np.asarray(classes)[proba.argmax(axis=1)]

@@ -419,12 +419,9 @@ def train_models(readings: pd.DataFrame, models_dir: str | os.PathLike, *,
     for kind in kinds:
         say(f"training {kind}")
         started = time.perf_counter()
-        model = FaultClassifier(kind, seed=seed, window_s=spec.window_s,
-                                long_window_s=spec.long_window_s, baseline_s=spec.baseline_s,
-                                max_train_rows=max_train_rows, class_weight=class_weight,
-                                classes=classes, sensors=spec.sensors, state=spec.state,
-                                calibration=calibration).fit(train, builder=builder,
-                                                             features=X_train)
+        model = FaultClassifier.for_spec(
+            kind, spec, seed=seed, max_train_rows=max_train_rows, class_weight=class_weight,
+            classes=classes, calibration=calibration).fit(train, builder=builder, features=X_train)
         seconds = time.perf_counter() - started + feature_seconds
         scores = classification_scores(y_test, model.predict_features(X_test))
         say(f"{kind}: held-out macro-F1 {scores['macro_f1']:.3f} on {len(y_test):,} readings "
