@@ -28,7 +28,7 @@ import pandas as pd
 
 from twinlib.twin import ewm_causal, ewm_step
 
-from .base import reading_vector
+from .base import fill_block, reading_vector, training_fill
 
 __all__ = ["slow_channels", "CausalPrep", "StateResiduals", "StateConditioned", "STATE_LAGS_S"]
 
@@ -246,12 +246,8 @@ class StateConditioned:
             raise ValueError(f"state columns missing from the data: {missing}")
         S = X[self.state_].to_numpy(dtype=float)
         if fitting:
-            fill = np.nanmean(S, axis=0) if len(S) else np.zeros(S.shape[1])
-            self.state_fill_ = np.where(np.isnan(fill), 0.0, fill)
-        if np.isnan(S).any():
-            S = pd.DataFrame(S).ffill().to_numpy()
-            S = np.where(np.isnan(S), self.state_fill_, S)
-        return np.hstack([A[:, self.meas_idx_], S])
+            self.state_fill_ = training_fill(S)
+        return np.hstack([A[:, self.meas_idx_], fill_block(S, self.state_fill_)])
 
     def _vector(self, x):
         v = super()._vector(x)

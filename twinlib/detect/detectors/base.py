@@ -39,7 +39,8 @@ import pandas as pd
 from twinlib.config import SENSORS
 from twinlib.twin import STATE_COLUMNS, NotFittedError, ewm_causal, ewm_step
 
-__all__ = ["Detector", "NotFittedError", "pick_columns", "reading_vector", "tail_threshold"]
+__all__ = ["Detector", "NotFittedError", "fill_block", "pick_columns", "reading_vector",
+           "tail_threshold", "training_fill"]
 
 _META = frozenset({"id", "asset_id", "ts", "timestamp", "datetime", "time", "label", "anomaly",
                    "changepoint", "bucket", *STATE_COLUMNS})
@@ -89,6 +90,22 @@ def tail_threshold(scores: np.ndarray, horizon: float, tail: float = 0.1) -> flo
     if exc.size < 2 or tail * horizon <= 1.0:
         return float(np.quantile(s, max(0.0, 1.0 - 1.0 / horizon)))
     return u + float(exc.mean()) * float(np.log(tail * horizon))
+
+
+def training_fill(A: np.ndarray) -> np.ndarray:
+    """Per column, what stands in for a missing value with no earlier one: the training mean
+    (0 for a column without any value)."""
+    fill = np.nanmean(A, axis=0) if len(A) else np.zeros(A.shape[1])
+    return np.where(np.isnan(fill), 0.0, fill)
+
+
+def fill_block(A: np.ndarray, fill: np.ndarray) -> np.ndarray:
+    """A block's missing values: the last known one of the column (no new evidence), else
+    ``fill`` — the batch twin of :func:`reading_vector`."""
+    if not np.isnan(A).any():
+        return A
+    A = pd.DataFrame(A).ffill().to_numpy()
+    return np.where(np.isnan(A), fill, A)
 
 
 def reading_vector(x, names, last: np.ndarray | None, fill: np.ndarray | None) -> np.ndarray:
@@ -165,13 +182,8 @@ class Detector:
         if A.shape[1] != len(self.columns_):
             raise ValueError(f"expected {len(self.columns_)} columns, got {A.shape[1]}")
         if fitting:
-            fill = np.nanmean(A, axis=0) if len(A) else np.zeros(A.shape[1])
-            self.fill_ = np.where(np.isnan(fill), 0.0, fill)
-        if np.isnan(A).any():
-            # a missing value repeats the last known one (no new evidence), else the training mean
-            A = pd.DataFrame(A).ffill().to_numpy()
-            A = np.where(np.isnan(A), self.fill_, A)
-        return A
+            self.fill_ = training_fill(A)
+        return fill_block(A, self.fill_)
 
     def _vector(self, x: Mapping) -> np.ndarray:
         if not hasattr(self, "columns_"):
