@@ -23,10 +23,8 @@ from twinlib.models.alarm_rule import FaultModelRule, FaultRuleSettings, alarms_
 from twinlib.models.features import FeatureBuilder, reading_times
 from twinlib.models.labels import HEALTHY, RECOVERY, class_labels, with_recovery
 from twinlib.models.random_eval import (
-    _pooled,
     _score_alarms,
-    _summary,
-    reliability,
+    model_entry,
     threshold_alarm_times,
 )
 
@@ -170,24 +168,10 @@ def evaluate_own_history(readings: pd.DataFrame, kind, *, models: Sequence[str] 
     for m, results in per_fold.items():
         if not results:
             continue
-        recall_classes = sorted({c for r in results for c in r["row"]["classes_scored"]})
-        recall = {c: float(np.mean([r["row"]["per_class"][c]["recall"] for r in results
-                                    if c in r["row"]["classes_scored"]])) for c in recall_classes}
-        faults = {c: v for c, v in recall.items() if c != HEALTHY}
-        # ``_pooled`` divides by assets × hours / 24 × runs: give it the asset-days measured
+        # the alarms are pooled per assets × hours / 24 × runs: give it the asset-days measured
         days_per_fold = asset_days / len(results)
-        out["models"][m] = {
-            "per_seed": [{"seed": r["seed"], "macro_f1": r["row"]["macro_f1"],
-                          "recall": {c: s["recall"] for c, s in r["row"]["per_class"].items()
-                                     if c in r["row"]["classes_scored"]},
-                          "false_alarms": r["alarms"]["false_alarms"]} for r in results],
-            "macro_f1": _summary([r["row"]["macro_f1"] for r in results]),
-            "recall": recall,
-            "min_class_recall": min((faults or recall).values()) if recall else None,
-            "alarms": _pooled(results, "alarms", 1, 24.0 * days_per_fold),
-            "reliability": reliability(np.concatenate([c[0] for c in conf[m]]),
-                                       np.concatenate([c[1] for c in conf[m]])),
-        }
+        out["models"][m] = model_entry(results, 1, 24.0 * days_per_fold,
+                                       exclude_from_min=(HEALTHY,), conf=conf[m])
     return out
 
 

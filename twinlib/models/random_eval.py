@@ -232,6 +232,34 @@ def _pooled(results: list[dict], key: str, assets: int, hours: float) -> dict:
             "by_kind": by_kind}
 
 
+def model_entry(results: list[dict], assets: float, hours: float, *, order=None,
+                exclude_from_min: Sequence[str] = (), conf: list | None = None) -> dict:
+    """One model's summary over runs (seeds or folds) of ``{"seed", "row", "alarms"}``: per run,
+    macro-F1 (mean ± spread, worst), recall per class (mean over the runs that scored it, in
+    ``order``), the lowest class recall (not counting ``exclude_from_min``), alarms pooled per
+    ``assets`` × ``hours``, and with ``conf`` (``[(top probability, correct)]`` per run) the
+    reliability curve."""
+    classes = {c for r in results for c in r["row"]["classes_scored"]}
+    recall = {c: float(np.mean([r["row"]["per_class"][c]["recall"] for r in results
+                                if c in r["row"]["classes_scored"]]))
+              for c in sorted(classes, key=order)}
+    ranked = {c: v for c, v in recall.items() if c not in exclude_from_min} or recall
+    entry = {
+        "per_seed": [{"seed": r["seed"], "macro_f1": r["row"]["macro_f1"],
+                      "recall": {c: s["recall"] for c, s in r["row"]["per_class"].items()
+                                 if c in r["row"]["classes_scored"]},
+                      "false_alarms": r["alarms"]["false_alarms"]} for r in results],
+        "macro_f1": _summary([r["row"]["macro_f1"] for r in results]),
+        "recall": recall,
+        "min_class_recall": min(ranked.values()) if recall else None,
+        "alarms": _pooled(results, "alarms", assets, hours),
+    }
+    if conf:
+        entry["reliability"] = reliability(np.concatenate([c[0] for c in conf]),
+                                           np.concatenate([c[1] for c in conf]))
+    return entry
+
+
 def evaluate_random(models: Mapping[str, object], *, seeds: Sequence[int] = EVAL_SEEDS,
                     assets: int = 6, hours: float = 48.0, every_s: int = 5,
                     rule_settings: FaultRuleSettings | None = None, ruleset=None,
@@ -297,24 +325,8 @@ def evaluate_random(models: Mapping[str, object], *, seeds: Sequence[int] = EVAL
     out = {"seeds": [int(s) for s in seeds], "assets": assets, "hours": hours,
            "every_s": every_s, "settings": vars(rule.settings).copy(), "models": {}}
     for kind, results in per_seed.items():
-        recall_classes = sorted({c for r in results for c in r["row"]["classes_scored"]},
-                                key=lambda c: (CLASSES + (c,)).index(c))
-        recall = {c: float(np.mean([r["row"]["per_class"][c]["recall"] for r in results
-                                    if c in r["row"]["classes_scored"]])) for c in recall_classes}
-        entry = {
-            "per_seed": [{"seed": r["seed"], "macro_f1": r["row"]["macro_f1"],
-                          "recall": {c: s["recall"] for c, s in r["row"]["per_class"].items()
-                                     if c in r["row"]["classes_scored"]},
-                          "false_alarms": r["alarms"]["false_alarms"]} for r in results],
-            "macro_f1": _summary([r["row"]["macro_f1"] for r in results]),
-            "recall": recall,
-            "min_class_recall": min(recall.values()) if recall else None,
-            "alarms": _pooled(results, "alarms", assets, hours),
-        }
-        if kind in conf:
-            p = np.concatenate([c[0] for c in conf[kind]])
-            ok = np.concatenate([c[1] for c in conf[kind]])
-            entry["reliability"] = reliability(p, ok)
+        entry = model_entry(results, assets, hours, order=lambda c: (CLASSES + (c,)).index(c),
+                            conf=conf.get(kind))
         if kind == "rules":
             out["rules"] = entry
         else:
