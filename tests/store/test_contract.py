@@ -14,6 +14,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from twinlib.kinds import BUILTIN_KINDS  # noqa: E402
 from twinlib.store import StoreMissingError, open_store  # noqa: E402
+from twinlib.timeutil import now_ms  # noqa: E402
 
 from foundation.test_store import (  # noqa: E402,F401 (collected again, on both backends)
     test_asset_lookups_use_the_index,
@@ -151,7 +152,9 @@ def test_a_cursor_older_than_the_pruned_log_still_sees_everything(db):
     with open_store(db, create=True) as st:
         for k in range(5):
             st.load_readings(_frame("a", 100, ["x"], start=1_770_000_000_000 + k * 100_000))
-        assert st.prune_ingest_log(keep_ms=0) == 4
+        # every entry but the newest is older than a minute from now (`now` explicit: an entry
+        # written in the same millisecond as the call is not older than it)
+        assert st.prune_ingest_log(keep_ms=0, now=now_ms() + 60_000) == 4
         assert [r.id for r in st.after(0, limit=10**6)] == list(range(1, 501))
         assert [r.id for r in st.after(250, limit=100)] == list(range(251, 351))
 

@@ -12,6 +12,7 @@ import pytest
 from twinlib.kinds import BUILTIN_KINDS
 from twinlib.store import SchemaVersionError, open_store
 from twinlib.store.sqlite import SCHEMA_VERSION
+from twinlib.timeutil import now_ms
 
 FIXTURE_V1 = Path(__file__).parent.parent / "fixtures" / "twin-v1.db"
 
@@ -120,7 +121,9 @@ def test_a_cursor_older_than_the_pruned_log_still_sees_everything(tmp_path):
     with open_store(tmp_path / "t.db", create=True) as st:
         for k in range(5):
             st.load_readings(_frame("a", 100, ["x"], start=1_770_000_000_000 + k * 100_000))
-        assert st.prune_ingest_log(keep_ms=0) == 4
+        # every entry but the newest is older than a minute from now (`now` explicit: an entry
+        # written in the same millisecond as the call is not older than it)
+        assert st.prune_ingest_log(keep_ms=0, now=now_ms() + 60_000) == 4
         assert [r.id for r in st.after(0, limit=10**6)] == list(range(1, 501))
         assert [r.id for r in st.after(250, limit=100)] == list(range(251, 351))
 
