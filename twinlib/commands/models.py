@@ -168,12 +168,10 @@ def cmd_train(args) -> int:
 
     say = (lambda msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr))
     if args.if_needed:
-        from ..models.cards import retrain_reason
-        from ..models.train import model_path
+        from ..models.train import models_to_train
 
         models_dir = pipeline.resolve_paths(models_dir=args.models_dir)["models_dir"]
-        why = [r for r in (retrain_reason(model_path(models_dir, k, args.kind))
-                           for k in _models(args.models)) if r]
+        why = models_to_train(models_dir, _models(args.models), args.kind)
         if not why:
             print(f"models in {models_dir} are up to date for kind {args.kind}; nothing to train",
                   file=sys.stderr)

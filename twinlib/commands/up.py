@@ -135,17 +135,6 @@ def _subcommands() -> set[str]:
     return set()
 
 
-def _models_to_train(models_dir: Path) -> list[str]:
-    """Why the pump models must be trained: each one missing, or trained on features this
-    twinlib no longer computes (an upgrade); empty when both load."""
-    from twinlib.models.cards import retrain_reason
-    from twinlib.models.classifiers import MODEL_KINDS
-    from twinlib.models.train import model_path
-
-    reasons = (retrain_reason(model_path(models_dir, kind)) for kind in MODEL_KINDS)
-    return [r for r in reasons if r]
-
-
 def prepare(settings, env: dict, *, hours: float, assets: int, seed: int,
             train: bool = True, train_args: tuple[str, ...] = ()) -> None:
     """Generate and load a history if the store is empty; train the models if missing."""
@@ -171,7 +160,9 @@ def prepare(settings, env: dict, *, hours: float, assets: int, seed: int,
               flush=True)
     if not train:
         return
-    why = _models_to_train(settings.models_dir)
+    from twinlib.models.train import models_to_train
+
+    why = models_to_train(settings.models_dir)
     if not why:
         print(f"twin up: models found in {settings.models_dir}", flush=True)
         return

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from twinlib.config import SENSORS
-from twinlib.models.cards import save_model
+from twinlib.models.cards import retrain_reason, save_model
 from twinlib.models.classifiers import CLASSES, MODEL_KINDS, FaultClassifier, class_labels
 from twinlib.models.features import FeatureBuilder, FeatureSpec, reading_times
 from twinlib.models.labels import RECOVERY, with_recovery
@@ -360,6 +360,14 @@ def model_path(models_dir: str | os.PathLike, kind: str, asset_kind: str | None 
         raise ValueError(f"unknown model kind {kind!r}; expected one of {sorted(MODEL_KINDS)}")
     suffix = "" if asset_kind in (None, "pump") else f".{asset_kind}"
     return Path(models_dir) / f"{MODEL_KINDS[kind]}{suffix}.pkl"
+
+
+def models_to_train(models_dir: str | os.PathLike, kinds=tuple(MODEL_KINDS),
+                    asset_kind: str | None = None) -> list[str]:
+    """Why the ``kinds`` models of ``asset_kind`` must be trained: each one missing, or trained
+    on features this twinlib no longer computes (an upgrade); empty when all of them load."""
+    reasons = (retrain_reason(model_path(models_dir, k, asset_kind)) for k in kinds)
+    return [r for r in reasons if r]
 
 
 def train_models(readings: pd.DataFrame, models_dir: str | os.PathLike, *,
