@@ -288,6 +288,27 @@ class TwinModel:
             base[s] = df[s].to_numpy(dtype=float)
         return base
 
+    def _design_rows(self, df: pd.DataFrame, state: list[str], dt: float,
+                     rows: np.ndarray) -> tuple[list[str], np.ndarray]:
+        """The design matrix (state features, then the sensors) at the positions ``rows``
+        (ascending) of ``df``: its column names and the float64 rows. Built one asset at a time
+        — the lag filters run over all of an asset's rows — keeping only the rows asked for."""
+        codes = (pd.factorize(df["asset_id"], use_na_sentinel=False)[0]
+                 if "asset_id" in df.columns else np.zeros(len(df), dtype="int64"))
+        out, columns = None, None
+        for code in np.unique(codes[rows]):
+            pos = np.flatnonzero(codes == code)
+            part = df.iloc[pos] if len(pos) != len(df) else df
+            base = self._base_features(part, state, dt)
+            for s in self.sensors_:
+                base[s] = part[s].to_numpy(dtype=float)
+            if out is None:
+                columns = list(base.columns)
+                out = np.empty((len(rows), len(columns)))
+            at = np.flatnonzero(codes[rows] == code)
+            out[at] = base.to_numpy(dtype=float)[np.searchsorted(pos, rows[at])]
+        return columns, out
+
     def _matrix(self, full: pd.DataFrame, sensor: str) -> np.ndarray:
         X = full[self.feature_names_[sensor]].to_numpy(dtype=float)
         X = (X - self.feature_mean_[sensor]) / self.feature_scale_[sensor]
@@ -309,44 +330,47 @@ class TwinModel:
             d = d[d > 0]
             if d.size:
                 dt = float(np.median(d))
-        # set what features() needs, then build the design matrix once
+        # set what features() and the design matrix need
         self.sensors_, self.state_, self.dt_s_ = sensors, state, dt
         self.offset_mean_ = {c: float(df[c].mean()) for c in set(self._offsets().values())}
-        healthy = df if not (self.healthy_only and "label" in df.columns) else \
-            df[(df["label"].isna() | (df["label"].astype(str) == "healthy")).to_numpy()]
-        self.state_range_ = {c: (float(healthy[c].min()), float(healthy[c].max()))
-                             for c in state if c in ("load", "speed") and healthy[c].notna().any()}
-        self.run_speed_ = 0.05 * float(np.nanmax(df["speed"].to_numpy(dtype=float))) \
-            if "speed" in state else 0.0
-        base = self._base_features(df, state, dt)
-        for s in sensors:
-            base[s] = df[s].to_numpy(dtype=float)
         rows = np.ones(len(df), dtype=bool)
         if self.healthy_only and "label" in df.columns:
             lab = df["label"]
             rows = (lab.isna() | (lab.astype(str) == "healthy")).to_numpy()
+        self.state_range_ = {c: (float(df[c][rows].min()), float(df[c][rows].max()))
+                             for c in state if c in ("load", "speed") and df[c][rows].notna().any()}
+        self.run_speed_ = 0.05 * float(np.nanmax(df["speed"].to_numpy(dtype=float))) \
+            if "speed" in state else 0.0
+        # Each sensor learns from a seeded subsample of its usable rows (at most max_rows): those
+        # are drawn first, and the design matrix is built for them only (its lag filters still
+        # run over every row of each asset), not for every row of a fleet's history.
         rng = np.random.default_rng(self.seed)
-        base_np = base.to_numpy(dtype=float)
-        col_of = {c: i for i, c in enumerate(base.columns)}
-        self.feature_names_, self.coef_, self.intercept_ = {}, {}, {}
-        self.feature_mean_, self.feature_scale_, self.resid_std_ = {}, {}, {}
-        self.tau_s_ = {}
+        picks = {}
         for s in sensors:
-            y_all = base[s].to_numpy(dtype=float) - self._offset(df, s)
+            y_all = df[s].to_numpy(dtype=float) - self._offset(df, s)
             ok = rows & ~np.isnan(y_all)
             pos = np.flatnonzero(ok)
             if pos.size < 10:
                 raise ValueError(f"not enough usable (healthy, non-missing) rows to fit {s!r}")
             if pos.size > self.max_rows:
                 pos = np.sort(rng.choice(pos, self.max_rows, replace=False))
-            instant = [c for c in base.columns if c not in sensors and "_ewm" not in c]
+            picks[s] = (pos, y_all[pos])
+        needed = np.unique(np.concatenate([pos for pos, _ in picks.values()]))
+        columns, base_np = self._design_rows(df, state, dt, needed)
+        col_of = {c: i for i, c in enumerate(columns)}
+        self.feature_names_, self.coef_, self.intercept_ = {}, {}, {}
+        self.feature_mean_, self.feature_scale_, self.resid_std_ = {}, {}, {}
+        self.tau_s_ = {}
+        for s in sensors:
+            pos, y = picks[s]
+            instant = [c for c in columns if c not in sensors and "_ewm" not in c]
             others = [o for o in sensors if o != s] if (self.use_other_sensors or not instant) else []
-            gram = _Gram(base_np[pos], y_all[pos])
+            gram = _Gram(base_np[np.searchsorted(needed, pos)], y)
             best = None
             # one thermal time constant per sensor, the one that explains the training data best
             # (why one: several collinear lags fit the past well and extrapolate badly)
             for tau in (list(self.taus_s) or [None]):
-                lagged = [c for c in base.columns if tau is not None and c.endswith(f"_ewm{int(tau)}s")]
+                lagged = [c for c in columns if tau is not None and c.endswith(f"_ewm{int(tau)}s")]
                 names = instant + lagged + others
                 fit = gram.ridge([col_of[c] for c in names], self.alpha)
                 if best is None or fit[4] < best[1][4] - 1e-12:

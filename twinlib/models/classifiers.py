@@ -100,12 +100,24 @@ class FaultClassifier:
             )
         raise ValueError(f"unknown model kind {self.kind!r}; expected one of {sorted(MODEL_KINDS)}")
 
+    def training_rows(self, readings: pd.DataFrame) -> np.ndarray:
+        """Positions (ascending) of the readings whose features :meth:`fit` reads: the
+        per-asset stride the estimator is fitted on and the rows the calibration scores out of
+        fold. They follow from the labels, the assets and the settings alone, so only these
+        rows' features need to be kept (``builder.transform(readings, rows=…)``, then
+        ``fit(readings, builder=…, features=…, rows=…)``)."""
+        return self._plan(readings).rows
+
     def fit(self, readings: pd.DataFrame, *, builder: FeatureBuilder | None = None,
-            features: pd.DataFrame | None = None) -> "FaultClassifier":
+            features: pd.DataFrame | None = None, rows=None) -> "FaultClassifier":
         """Fit on labelled readings (``label`` column); returns ``self``.
 
-        ``builder`` (fitted) and ``features`` (its output for ``readings``) may be passed in so
-        that several classifiers trained on the same rows compute the features once.
+        ``builder`` (fitted) and ``features`` may be passed in so that several classifiers
+        trained on the same rows compute the features once: ``features`` is the builder's
+        output for every reading, or — with ``rows``, ascending positions in ``readings`` —
+        for those readings only, which must include :meth:`training_rows`. Without
+        ``features``, only the rows the fit reads are kept (a fleet's full feature matrix is
+        never built); the fitted model is the same either way.
         """
         if "label" not in readings.columns or readings["label"].isna().all():
             raise ValueError("training readings need a 'label' column with fault labels")
@@ -122,76 +134,100 @@ class FaultClassifier:
                 self.window_s, self.long_window_s, self.baseline_s):
             raise ValueError("the feature builder's windows differ from the classifier's")
         self.builder_ = builder
-        X = builder.transform(readings) if features is None else features
-        if len(X) != len(readings):
-            raise ValueError("features and readings differ in length")
-        labelled = (readings["label"].notna().to_numpy()
-                    & (readings["label"].astype(str) != RECOVERY).to_numpy())
-        X, y = X[labelled], class_labels(readings["label"][labelled], self.classes)
-        self.source_class_counts_ = {c: int(n) for c, n in zip(*np.unique(y, return_counts=True))}
-        X_all, y_all = X, y
-        assets_all = (readings["asset_id"].to_numpy()[labelled] if "asset_id" in readings.columns
-                      else np.zeros(len(y)))
-        keep = _stride_rows(readings[labelled], y, self.max_train_rows)
-        X, y = X.iloc[keep], y[keep]
-        order = list(self.classes) if self.classes is not None else []
-        order += sorted(set(y) - set(order))
-        self.classes_ = np.array([c for c in order if c in set(y)])
-        if len(self.classes_) < 2:
-            raise ValueError(f"training data has a single class {list(self.classes_)}; "
-                             "simulate more hours or a higher fault rate")
-        index = {c: i for i, c in enumerate(self.classes_)}
-        codes = np.fromiter((index[c] for c in y), dtype="int64", count=len(y))
+        plan = self._plan(readings)
+        if features is None:
+            features, rows = builder.transform(readings, rows=plan.rows), plan.rows
+        take = _row_lookup(features, rows, len(readings))
+        take(plan.rows)  # fail fast when a row the fit reads is missing
+        y, codes = plan.y[plan.keep], plan.codes
+        self.source_class_counts_ = {c: int(n) for c, n in
+                                     zip(*np.unique(plan.y, return_counts=True))}
+        self.classes_ = plan.classes
+        X = take(plan.positions[plan.keep])
         weights = self._weights(codes)
         estimator.fit(X.to_numpy(), codes, sample_weight=weights)
         self.estimator_ = estimator
         self.calibrators_ = None
         self.calibration_ = {"method": self.calibration, "applied": False}
         if self.calibration != "none":
-            self._fit_calibration(X.to_numpy(), codes, weights, assets_all[keep],
-                                  X_all, y_all, assets_all, index)
+            self._fit_calibration(X.to_numpy(), codes, weights, plan, take)
         self.feature_names_ = list(self.builder_.feature_names_)
         self.n_train_rows_ = int(len(y))
-        self.n_source_rows_ = int(labelled.sum())
+        self.n_source_rows_ = int(len(plan.positions))
         self.train_class_counts_ = {c: int((y == c).sum()) for c in self.classes_}
         return self
 
-    def _fit_calibration(self, X, codes, weights, groups, X_all, y_all, assets_all, index) -> None:
-        """Out-of-fold probabilities, grouped by asset → one calibrator per class."""
+    def _plan(self, readings: pd.DataFrame) -> "_Plan":
+        """Which rows the fit reads, from the labels and assets alone (no features)."""
+        if "label" not in readings.columns or readings["label"].isna().all():
+            raise ValueError("training readings need a 'label' column with fault labels")
+        labelled = (readings["label"].notna().to_numpy()
+                    & (readings["label"].astype(str) != RECOVERY).to_numpy())
+        positions = np.flatnonzero(labelled)
+        y = class_labels(readings["label"][labelled], self.classes)
+        assets = (readings["asset_id"].to_numpy()[labelled] if "asset_id" in readings.columns
+                  else np.zeros(len(y)))
+        keep = _stride_rows(assets, y, self.max_train_rows)
+        kept = y[keep]
+        order = list(self.classes) if self.classes is not None else []
+        order += sorted(set(kept) - set(order))
+        classes = np.array([c for c in order if c in set(kept)])
+        if len(classes) < 2:
+            raise ValueError(f"training data has a single class {list(classes)}; "
+                             "simulate more hours or a higher fault rate")
+        index = {c: i for i, c in enumerate(classes)}
+        codes = np.fromiter((index[c] for c in kept), dtype="int64", count=len(kept))
+        plan = _Plan(positions, y, assets, keep, classes, index, codes)
+        if self.calibration != "none":
+            self._plan_calibration(plan)
+        used = [keep] + [held for _, _, held in plan.folds]
+        plan.rows = positions[np.unique(np.concatenate(used))]
+        return plan
+
+    def _plan_calibration(self, plan: "_Plan") -> None:
+        """The calibration's folds (grouped by asset) and the rows each one scores."""
+        groups = plan.assets[plan.keep]
         names = pd.unique(groups)
-        n_folds = min(int(self.calibration_folds), len(names))
-        if n_folds < 2:
-            self.calibration_["reason"] = "fewer than two training assets"
+        plan.n_folds = min(int(self.calibration_folds), len(names))
+        if plan.n_folds < 2:
+            plan.reason = "fewer than two training assets"
             return
         order = np.random.default_rng(self.seed).permutation(len(names))
-        fold_of = {names[i]: k % n_folds for k, i in enumerate(order)}
+        fold_of = {names[i]: k % plan.n_folds for k, i in enumerate(order)}
         fit_fold = np.array([fold_of[a] for a in groups])
-        all_fold = np.array([fold_of.get(a, -1) for a in assets_all])
-        every = max(1, int(self.calibration_every))
-        probs, truth, fold_ids = [], [], []
-        for k in range(n_folds):
+        all_fold = np.array([fold_of.get(a, -1) for a in plan.assets])
+        plan.every = max(1, int(self.calibration_every))
+        for k in range(plan.n_folds):
             train = fit_fold != k
-            if len(np.unique(codes[train])) < 2:
+            if len(np.unique(plan.codes[train])) < 2:
                 continue
+            held = np.flatnonzero(all_fold == k)[::plan.every]
+            held = held[np.isin(plan.y[held], list(plan.index))]
+            if len(held):
+                plan.folds.append((k, train, held))
+        if not plan.folds:
+            plan.reason = "no held-out rows"
+
+    def _fit_calibration(self, X, codes, weights, plan: "_Plan", take) -> None:
+        """Out-of-fold probabilities, grouped by asset → one calibrator per class."""
+        if plan.reason:
+            self.calibration_["reason"] = plan.reason
+            return
+        probs, truth, fold_ids = [], [], []
+        for k, train, held in plan.folds:
             est = self._estimator()
             # a fold may miss a class: fit on the classes it has, place them in the full matrix
             present = np.unique(codes[train])
             remap = {c: i for i, c in enumerate(present)}
             est.fit(X[train], np.array([remap[c] for c in codes[train]]),
                     sample_weight=weights[train])
-            held = np.flatnonzero(all_fold == k)[::every]
-            held = held[np.isin(y_all[held], list(index))]
-            if not len(held):
-                continue
             p = np.zeros((len(held), len(self.classes_)))
-            p[:, present] = est.predict_proba(X_all.iloc[held].to_numpy())
+            p[:, present] = est.predict_proba(take(plan.positions[held]).to_numpy())
             probs.append(p)
-            truth.append(np.array([index[c] for c in y_all[held]]))
+            truth.append(np.array([plan.index[c] for c in plan.y[held]]))
             fold_ids.append(np.full(len(held), k))
-        if not probs:
-            self.calibration_["reason"] = "no held-out rows"
-            return
         P, t, f = np.vstack(probs), np.concatenate(truth), np.concatenate(fold_ids)
+        n_folds, every = plan.n_folds, plan.every
         # A class seen held out in fewer than two folds, or in few rows, has no out-of-fold
         # picture of its own probabilities (its only assets were never scored by a model that
         # knew it): it keeps its raw probability rather than being mapped to its base rate.
@@ -323,17 +359,53 @@ class _Constant:
         return np.full(len(p), self.value)
 
 
-def _stride_rows(readings: pd.DataFrame, y: np.ndarray, cap: int) -> np.ndarray:
-    """Positions of at most ``cap`` rows: an even per-asset stride within each class.
+class _Plan:
+    """What a fit reads, worked out before any feature: the labelled rows (``positions`` in
+    the readings, their class names ``y`` and ``assets``), the stride ``keep`` (indices into
+    them), the ``classes`` learned and the kept rows' class ``codes``, the calibration folds
+    (``(fold, fit mask over keep, held-out indices)``), and ``rows``: every reading whose
+    features are read."""
+
+    def __init__(self, positions, y, assets, keep, classes, index, codes):
+        self.positions, self.y, self.assets, self.keep = positions, y, assets, keep
+        self.classes, self.index, self.codes = classes, index, codes
+        self.folds: list[tuple[int, np.ndarray, np.ndarray]] = []
+        self.n_folds, self.every, self.reason = 0, 1, None
+        self.rows = np.zeros(0, dtype="int64")
+
+
+def _row_lookup(features: pd.DataFrame, rows, n: int):
+    """``take(positions)``: the feature rows of those readings' positions, from ``features``
+    computed for all ``n`` readings (``rows`` None) or for the ascending positions ``rows``."""
+    if rows is None:
+        if len(features) != n:
+            raise ValueError("features and readings differ in length")
+        return lambda positions: features.iloc[positions]
+    rows = np.asarray(rows, dtype="int64")
+    if len(features) != len(rows):
+        raise ValueError("features and rows differ in length")
+    if len(rows) > 1 and (np.diff(rows) <= 0).any():
+        raise ValueError("rows must be ascending positions in the readings")
+
+    def take(positions):
+        loc = np.searchsorted(rows, positions)
+        if len(loc) and (loc.max() >= len(rows) or (rows[loc] != positions).any()):
+            raise ValueError("the features lack rows the fit reads (see training_rows)")
+        return features.iloc[loc]
+    return take
+
+
+def _stride_rows(assets: np.ndarray, y: np.ndarray, cap: int) -> np.ndarray:
+    """Positions of at most ``cap`` rows: an even per-asset stride within each class
+    (``assets``: each row's asset).
 
     The budget is shared out between classes (a class smaller than its share keeps every row,
     the rest goes to the others), so the rare fault rows are not thinned out as much as the
     abundant healthy ones.
     """
-    n = len(readings)
+    n = len(y)
     if n <= cap:
         return np.arange(n)
-    assets = readings["asset_id"].to_numpy() if "asset_id" in readings.columns else np.zeros(n)
     sizes = {c: int((y == c).sum()) for c in pd.unique(y)}
     quota, budget = {}, cap
     for c in sorted(sizes, key=sizes.get):  # smallest first: water-filling

@@ -174,22 +174,50 @@ class FeatureBuilder:
         self.state_ = state
         # The ratio features divide by the duty part, floored at a fifth of its typical size
         # on the healthy training rows (a stopped machine has none): fixed at fit, so causal.
-        healthy = df
-        if "label" in df.columns:
-            lab = df["label"].astype(object)
-            healthy = df[(lab.isna() | (lab.astype(str) == "healthy")).to_numpy()]
-        healthy = healthy if len(healthy) else df
-        duty = _duty_parts(self.twin_, healthy,
-                           self.twin_.expected(healthy)[list(spec.sensors)], spec.sensors)
-        self.duty_floor_ = {s: max(0.2 * float(np.nanmedian(np.abs(duty[s].to_numpy())))
-                                   if duty[s].notna().any() else 0.0, 1e-9)
+        duty = self._healthy_duty(df)
+        self.duty_floor_ = {s: max(0.2 * float(np.nanmedian(np.abs(duty[s])))
+                                   if (~np.isnan(duty[s])).any() else 0.0, 1e-9)
                             for s in spec.sensors}
         self.feature_names_ = spec.names()
         return self
 
-    def transform(self, df: pd.DataFrame) -> pd.DataFrame:
+    def _healthy_duty(self, df: pd.DataFrame) -> dict[str, np.ndarray]:
+        """The duty part of each sensor's expected value on the healthy rows of ``df`` (label
+        ``"healthy"`` or missing; every row when none is), as the twin sees the healthy rows on
+        their own. Computed one asset at a time (the twin's lag filters run per asset), so no
+        design matrix of the whole fleet is built."""
+        sensors = list(self.spec.sensors)
+        healthy = np.arange(len(df))
+        if "label" in df.columns:
+            lab = df["label"].astype(object)
+            healthy = np.flatnonzero((lab.isna() | (lab.astype(str) == "healthy")).to_numpy())
+        if not len(healthy):
+            healthy = np.arange(len(df))
+        out = {s: np.empty(len(healthy)) for s in sensors}
+        codes = (pd.factorize(df["asset_id"].to_numpy()[healthy], use_na_sentinel=False)[0]
+                 if "asset_id" in df.columns else np.zeros(len(healthy), dtype="int64"))
+        for code in np.unique(codes):
+            at = np.flatnonzero(codes == code)
+            part = df.iloc[healthy[at]]
+            duty = _duty_parts(self.twin_, part, self.twin_.expected(part)[sensors], sensors)
+            for s in sensors:
+                out[s][at] = duty[s].to_numpy()
+        return out
+
+    def transform(self, df: pd.DataFrame, rows=None) -> pd.DataFrame:
+        """One float32 feature row per reading of ``df`` (aligned with ``df.index``).
+
+        ``rows`` (positions in ``df``): only those readings' features, in that order, indexed
+        ``df.index[rows]`` — the values of ``transform(df).iloc[rows]``. They are computed asset
+        by asset (each asset's windows still run over all of its readings, and the twin's lag
+        filters too) and each asset keeps only the rows asked for, so a training fleet's full
+        matrix (millions of readings × ~90 features) is never held; an asset with no row asked
+        for is not computed at all.
+        """
         if not hasattr(self, "twin_"):
             raise RuntimeError("FeatureBuilder is not fitted; call fit() first")
+        if rows is not None:
+            return self._transform_rows(df, rows)
         if len(df) == 0:
             return pd.DataFrame(columns=self.feature_names_, dtype="float64")
         spec = self.spec
@@ -204,11 +232,45 @@ class FeatureBuilder:
             order = pos[np.argsort(ms[pos], kind="stable")]
             feats = _asset_features(df.iloc[order], ms[order], expected.iloc[order],
                                     duty.iloc[order], sigma, self.duty_floor_, spec)
+            # float32 per asset (the trees compare in float32 anyway): the fleet's matrix is
+            # assembled at half the size, with the values a float64 one cast at the end has
+            feats = feats[self.feature_names_].astype("float32")
             feats.index = df.index[order]
             parts.append(feats)
-        out = pd.concat(parts).reindex(df.index)
-        # float32: the trees compare in float32 anyway, and a training fleet's matrix halves
-        return out[self.feature_names_].astype("float32")
+        return pd.concat(parts).reindex(df.index)
+
+    def _transform_rows(self, df: pd.DataFrame, rows) -> pd.DataFrame:
+        """``transform(df, rows)``: features of the rows at positions ``rows`` only."""
+        rows = np.asarray(rows)
+        if rows.ndim != 1 or (len(rows) and not np.issubdtype(rows.dtype, np.integer)):
+            raise ValueError("rows must be a one-dimensional array of row positions")
+        rows = rows.astype("int64", copy=False)
+        if len(rows) and (rows.min() < 0 or rows.max() >= len(df)):
+            raise ValueError(f"rows outside the {len(df)} readings given")
+        out = np.empty((len(rows), len(self.feature_names_)), dtype="float32")
+        spec = self.spec
+        sigma = {s: float(self.twin_.resid_std_[s]) for s in spec.sensors}
+        ms = reading_times(df)
+        assets = df["asset_id"].to_numpy() if "asset_id" in df.columns else np.zeros(len(df))
+        codes, _ = pd.factorize(assets, use_na_sentinel=False)
+        wanted = codes[rows]
+        for code in np.unique(wanted):
+            pos = np.flatnonzero(codes == code)
+            by_time = np.argsort(ms[pos], kind="stable")
+            part = df.iloc[pos[by_time]]
+            # the twin's expectation on this asset alone: its lag filters run per asset in time
+            # order, so each row gets the value the whole frame gives it
+            expected = self.twin_.expected(part)[list(spec.sensors)].astype("float64")
+            duty = _duty_parts(self.twin_, part, expected, spec.sensors)
+            feats = _asset_features(part, ms[pos[by_time]], expected, duty, sigma,
+                                    self.duty_floor_, spec)
+            rank = np.empty(len(pos), dtype="int64")  # a row's place in the asset's time order
+            rank[by_time] = np.arange(len(pos))
+            at = np.flatnonzero(wanted == code)
+            loc = rank[np.searchsorted(pos, rows[at])]
+            out[at] = feats[self.feature_names_].iloc[loc].to_numpy(dtype="float64") \
+                .astype("float32")
+        return pd.DataFrame(out, columns=self.feature_names_, index=df.index[rows])
 
 
 #: Window of the residual-versus-duty correlation: long enough to see a load change.
