@@ -123,15 +123,20 @@ def evaluate_own_history(readings: pd.DataFrame, kind, *, models: Sequence[str] 
         tr = readings[train]
         builder = FeatureBuilder(spec.window_s, spec.long_window_s, spec.baseline_s, seed=seed,
                                  sensors=spec.sensors, state=spec.state).fit(tr)
-        X_train = builder.transform(tr)
+        clfs = {m: FaultClassifier.for_spec(
+            m, spec, seed=seed, max_train_rows=max_train_rows, class_weight=class_weight,
+            classes=None, calibration=calibration) for m in models}
+        # only the rows the classifiers read (their stride and calibration rows) keep features
+        rows = np.unique(np.concatenate([np.zeros(0, dtype="int64")]
+                                        + [c.training_rows(tr) for c in clfs.values()]))
+        X_train = builder.transform(tr, rows=rows)
         # a held-out asset's features come from its own history (causal), never the others'
         test_assets = sorted(pd.unique(ids[test]))
         hist = np.isin(ids, test_assets) if len(pd.unique(ids)) > 1 else np.ones(len(ids), bool)
         frame = readings[hist]
-        X_hist = builder.transform(frame)
         test_in_hist = test[hist]
         scored = test_in_hist & ((ms[hist] // 1000) % every_s == 0) & (truth_all[hist] != RECOVERY)
-        X = X_hist[scored]
+        X = builder.transform(frame, rows=np.flatnonzero(scored))
         truth = truth_all[hist][scored]
         s_ids, s_ms = ids[hist][scored], ms[hist][scored]
         for a in pd.unique(s_ids):
@@ -143,9 +148,7 @@ def evaluate_own_history(readings: pd.DataFrame, kind, *, models: Sequence[str] 
         episodes = [episodes_all[k] for k in in_fold]
         first_thr = {i: first_thr_all.get(k) for i, k in enumerate(in_fold)}
         for m in models:
-            model = FaultClassifier.for_spec(
-                m, spec, seed=seed, max_train_rows=max_train_rows, class_weight=class_weight,
-                classes=None, calibration=calibration).fit(tr, builder=builder, features=X_train)
+            model = clfs[m].fit(tr, builder=builder, features=X_train, rows=rows)
             proba = model.predict_proba_features(X)
             classes = [str(c) for c in model.classes_]
             pred = np.asarray(classes)[proba.argmax(axis=1)]

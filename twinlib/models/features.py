@@ -174,45 +174,27 @@ class FeatureBuilder:
         self.state_ = state
         # The ratio features divide by the duty part, floored at a fifth of its typical size
         # on the healthy training rows (a stopped machine has none): fixed at fit, so causal.
-        duty = self._healthy_duty(df)
-        self.duty_floor_ = {s: max(0.2 * float(np.nanmedian(np.abs(duty[s])))
-                                   if (~np.isnan(duty[s])).any() else 0.0, 1e-9)
+        healthy = df
+        if "label" in df.columns:
+            lab = df["label"].astype(object)
+            healthy = df[(lab.isna() | (lab.astype(str) == "healthy")).to_numpy()]
+        healthy = healthy if len(healthy) else df
+        duty = _duty_parts(self.twin_, healthy,
+                           self.twin_.expected(healthy)[list(spec.sensors)], spec.sensors)
+        self.duty_floor_ = {s: max(0.2 * float(np.nanmedian(np.abs(duty[s].to_numpy())))
+                                   if duty[s].notna().any() else 0.0, 1e-9)
                             for s in spec.sensors}
         self.feature_names_ = spec.names()
         return self
-
-    def _healthy_duty(self, df: pd.DataFrame) -> dict[str, np.ndarray]:
-        """The duty part of each sensor's expected value on the healthy rows of ``df`` (label
-        ``"healthy"`` or missing; every row when none is), as the twin sees the healthy rows on
-        their own. Computed one asset at a time (the twin's lag filters run per asset), so no
-        design matrix of the whole fleet is built."""
-        sensors = list(self.spec.sensors)
-        healthy = np.arange(len(df))
-        if "label" in df.columns:
-            lab = df["label"].astype(object)
-            healthy = np.flatnonzero((lab.isna() | (lab.astype(str) == "healthy")).to_numpy())
-        if not len(healthy):
-            healthy = np.arange(len(df))
-        out = {s: np.empty(len(healthy)) for s in sensors}
-        codes = (pd.factorize(df["asset_id"].to_numpy()[healthy], use_na_sentinel=False)[0]
-                 if "asset_id" in df.columns else np.zeros(len(healthy), dtype="int64"))
-        for code in np.unique(codes):
-            at = np.flatnonzero(codes == code)
-            part = df.iloc[healthy[at]]
-            duty = _duty_parts(self.twin_, part, self.twin_.expected(part)[sensors], sensors)
-            for s in sensors:
-                out[s][at] = duty[s].to_numpy()
-        return out
 
     def transform(self, df: pd.DataFrame, rows=None) -> pd.DataFrame:
         """One float32 feature row per reading of ``df`` (aligned with ``df.index``).
 
         ``rows`` (positions in ``df``): only those readings' features, in that order, indexed
         ``df.index[rows]`` — the values of ``transform(df).iloc[rows]``. They are computed asset
-        by asset (each asset's windows still run over all of its readings, and the twin's lag
-        filters too) and each asset keeps only the rows asked for, so a training fleet's full
-        matrix (millions of readings × ~90 features) is never held; an asset with no row asked
-        for is not computed at all.
+        by asset (each asset's windows still run over all of its readings) and each asset keeps
+        only the rows asked for, so a training fleet's full matrix (millions of readings × ~90
+        features) is never held; an asset with no row asked for is not computed at all.
         """
         if not hasattr(self, "twin_"):
             raise RuntimeError("FeatureBuilder is not fitted; call fit() first")
@@ -248,8 +230,15 @@ class FeatureBuilder:
         if len(rows) and (rows.min() < 0 or rows.max() >= len(df)):
             raise ValueError(f"rows outside the {len(df)} readings given")
         out = np.empty((len(rows), len(self.feature_names_)), dtype="float32")
+        if not len(rows):
+            return pd.DataFrame(out, columns=self.feature_names_, index=df.index[rows])
         spec = self.spec
+        # The twin's expectation over the whole frame at once, as transform(df) computes it: a
+        # few columns, and per asset it would not be the same to the last bit (BLAS splits a
+        # matrix-vector product by its length; measured: 1 row in ~10^5 differs by 1 ulp).
+        expected = self.twin_.expected(df)[list(spec.sensors)].astype("float64")
         sigma = {s: float(self.twin_.resid_std_[s]) for s in spec.sensors}
+        duty = _duty_parts(self.twin_, df, expected, spec.sensors)
         ms = reading_times(df)
         assets = df["asset_id"].to_numpy() if "asset_id" in df.columns else np.zeros(len(df))
         codes, _ = pd.factorize(assets, use_na_sentinel=False)
@@ -257,13 +246,9 @@ class FeatureBuilder:
         for code in np.unique(wanted):
             pos = np.flatnonzero(codes == code)
             by_time = np.argsort(ms[pos], kind="stable")
-            part = df.iloc[pos[by_time]]
-            # the twin's expectation on this asset alone: its lag filters run per asset in time
-            # order, so each row gets the value the whole frame gives it
-            expected = self.twin_.expected(part)[list(spec.sensors)].astype("float64")
-            duty = _duty_parts(self.twin_, part, expected, spec.sensors)
-            feats = _asset_features(part, ms[pos[by_time]], expected, duty, sigma,
-                                    self.duty_floor_, spec)
+            order = pos[by_time]
+            feats = _asset_features(df.iloc[order], ms[order], expected.iloc[order],
+                                    duty.iloc[order], sigma, self.duty_floor_, spec)
             rank = np.empty(len(pos), dtype="int64")  # a row's place in the asset's time order
             rank[by_time] = np.arange(len(pos))
             at = np.flatnonzero(wanted == code)

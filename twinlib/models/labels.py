@@ -74,7 +74,10 @@ def with_recovery(readings: pd.DataFrame, recovery_s: Mapping[str, float] = RECO
     mask = recovery_mask(ids, reading_times(readings), labels, recovery_s, healthy)
     if not mask.any():
         return readings
-    out = readings.copy()
-    out[label] = out[label].astype(object)
-    out.loc[mask, label] = RECOVERY
+    # a new label column on a shallow copy: the other columns (a training fleet's millions of
+    # readings) are shared with ``readings``, not copied; ``readings`` itself is left as it was
+    relabelled = np.array(readings[label].astype(object), dtype=object)
+    relabelled[mask] = RECOVERY
+    out = readings.copy(deep=False)
+    out[label] = relabelled
     return out

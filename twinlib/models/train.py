@@ -262,7 +262,7 @@ def augmentation_data(spec: dict):
     res = simulate_fleet(assets=list(spec["assets"]), hours=spec["hours"], freq_s=spec["freq_s"],
                          seed=spec["seed"], start=int(spec["start_ms"]), fault_rate=0.0,
                          faults=[dict(f) for f in spec["faults"]])
-    readings = res.readings.copy()
+    readings = res.readings  # the simulation's own frame (nothing else holds it): no copy
     readings.insert(0, "ts", reading_times(readings))
     return readings, res.events
 
