@@ -216,3 +216,15 @@ def test_the_twin_learns_from_its_subsample_of_the_full_design_matrix(history, m
     for s in sensors:
         old = max(0.2 * float(np.nanmedian(np.abs(duty[s].to_numpy()))), 1e-9)
         assert builder.duty_floor_[s] == old
+
+
+def test_recovery_labels_leave_the_given_history_untouched(rich_fleet):
+    """``with_recovery`` relabels a shallow copy: the caller's frame keeps its labels."""
+    df = rich_fleet.readings
+    before = df["label"].copy()
+    out = with_recovery(df)
+    assert (out["label"] == RECOVERY).sum() > 0
+    assert df["label"].equals(before) and not (df["label"] == RECOVERY).any()
+    assert list(out.columns) == list(df.columns) and out.index.equals(df.index)
+    out.loc[out.index[:5], "temperature"] = -1.0  # writing to the copy never reaches the input
+    assert (df["temperature"].iloc[:5] != -1.0).all()
