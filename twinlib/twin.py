@@ -243,8 +243,11 @@ class TwinModel:
             raise ValueError("no numeric sensor columns in the data")
         return generic
 
-    def _base_features(self, df: pd.DataFrame, state: list[str], dt_fallback: float) -> pd.DataFrame:
-        """State features shared by every sensor model: raw, squared, product, lagged."""
+    def _base_features(self, df: pd.DataFrame, state: list[str], dt_fallback: float,
+                       taus_s=None) -> pd.DataFrame:
+        """State features shared by every sensor model: raw, squared, product, lagged (for the
+        time constants ``taus_s``, default all of ``self.taus_s``)."""
+        taus_s = self.taus_s if taus_s is None else taus_s
         cols: dict[str, np.ndarray] = {}
         for c in state:
             cols[c] = df[c].to_numpy(dtype=float)
@@ -258,10 +261,10 @@ class TwinModel:
             sp = cols["speed"]
             cols["running"] = np.where(np.isnan(sp), np.nan, (sp > self.run_speed_).astype(float))
         lagged = [c for c in state if c in _LAGGED_STATE] + (["running"] if "speed" in state else [])
-        if lagged and len(self.taus_s):
+        if lagged and len(taus_s):
             t = _time_seconds(df)
             for c in lagged:
-                for tau in self.taus_s:
+                for tau in taus_s:
                     cols[f"{c}_ewm{int(tau)}s"] = np.empty(len(df))
             for idx in _groups(df, t):
                 dt = dt_fallback
@@ -272,18 +275,19 @@ class TwinModel:
                         dt = float(np.median(d))
                 for c in lagged:
                     x = cols[c][idx]
-                    for tau in self.taus_s:
+                    for tau in taus_s:
                         a = 1.0 - math.exp(-dt / float(tau))
                         cols[f"{c}_ewm{int(tau)}s"][idx] = ewm_causal(x, a)
         return pd.DataFrame(cols, index=df.index)
 
-    def features(self, df: pd.DataFrame) -> pd.DataFrame:
-        """The full design matrix (state features plus every sensor) for a fitted model."""
+    def features(self, df: pd.DataFrame, taus_s=None) -> pd.DataFrame:
+        """The full design matrix (state features plus every sensor) for a fitted model
+        (``taus_s``: only these lag time constants; default all)."""
         self._check_fitted()
         missing = [c for c in (*self.sensors_, *self.state_) if c not in df.columns]
         if missing:
             raise ValueError(f"columns missing from the data: {missing}")
-        base = self._base_features(df, self.state_, self.dt_s_)
+        base = self._base_features(df, self.state_, self.dt_s_, taus_s)
         for s in self.sensors_:
             base[s] = df[s].to_numpy(dtype=float)
         return base
@@ -310,9 +314,13 @@ class TwinModel:
         return columns, out
 
     def _matrix(self, full: pd.DataFrame, sensor: str) -> np.ndarray:
-        X = full[self.feature_names_[sensor]].to_numpy(dtype=float)
-        X = (X - self.feature_mean_[sensor]) / self.feature_scale_[sensor]
-        return np.where(np.isnan(X), 0.0, X)  # missing → training mean
+        # one copy, standardised in place (the same operations, in the same memory layout, as
+        # ``(X - mean) / scale`` with missing values to 0: a long history's matrix is large)
+        X = np.array(full[self.feature_names_[sensor]].to_numpy(dtype=float), order="K")
+        X -= self.feature_mean_[sensor]
+        X /= self.feature_scale_[sensor]
+        X[np.isnan(X)] = 0.0  # missing → training mean
+        return X
 
     # ------------------------------------------------------------------ fit / predict
     def fit(self, df: pd.DataFrame, y=None) -> "TwinModel":
@@ -444,7 +452,10 @@ class TwinModel:
         return out
 
     def _expected_own(self, df: pd.DataFrame) -> dict:
-        full = self.features(df)
+        # the design matrix with the lags of the chosen time constants only (not all of them)
+        used = {c for names in self.feature_names_.values() for c in names}
+        taus = [t for t in self.taus_s if any(c.endswith(f"_ewm{int(t)}s") for c in used)]
+        full = self.features(df, taus)
         return {s: self._matrix(full, s) @ self.coef_[s] + self.intercept_[s] + self._offset(df, s)
                 for s in self.sensors_}
 
