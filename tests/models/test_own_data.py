@@ -130,6 +130,7 @@ def test_twin_evaluate_kind_history_label_column(own_csv, tmp_path, capsys):
     assert rc == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["protocol"] == "grouped_cv" and report["asset_kind"] == "pump"
+    assert report["operating_model"] == "xgb" and report["operating_model_reason"]
     for key in ("macro_f1_random_mean", "macro_f1_random_worst", "min_class_recall",
                 "false_alarms_per_pump_day", "median_lead_min", "forecast_coverage_by_lead"):
         assert key in report

@@ -418,7 +418,8 @@ def evaluate_models(store, models_dir: str | os.PathLike, *, kinds: Sequence[str
                     random_seeds: Sequence[int] | None = None, random_assets: int = 6,
                     random_hours: float = 48.0, forecast_seeds: Sequence[int] | None = None,
                     forecast_speeds: Sequence[float] = (1.0, 2.0), forecast_assets: int = 6,
-                    forecast_hours: float = 24.0, rule_settings=None) -> dict:
+                    forecast_hours: float = 24.0, rule_settings=None,
+                    settings_file: Mapping | None = None) -> dict:
     """Evaluate the saved models (hash-verified) and the forecasts.
 
     Three parts: the held-out split of the store's history (``macro_f1`` per model, as
@@ -427,8 +428,9 @@ def evaluate_models(store, models_dir: str | os.PathLike, *, kinds: Sequence[str
     :data:`~twinlib.models.random_eval.EVAL_SEEDS`, ``()`` skips it); and the forecasts, on the
     store's failures (``forecast``) and across degradation speeds (``forecast_study``, seeds
     ``forecast_seeds``, default 300–309, ``()`` skips it). The headline fields
-    (``macro_f1_random_mean`` …) are those of the *operating model*: the one with the best mean
-    macro-F1 on the random fleets.
+    (``macro_f1_random_mean`` …) are those of the *operating model*: the one the alarm engine
+    runs under ``settings_file`` (:func:`twinlib.detect.fault_model.operating_model`), decided
+    before any score is seen — never the one the evaluation fleets happen to favour.
     """
     say = progress or (lambda msg: None)
     if thresholds is None:
@@ -467,10 +469,13 @@ def evaluate_models(store, models_dir: str | os.PathLike, *, kinds: Sequence[str
         report["macro_f1"][kind] = scores["macro_f1"]
     say("scoring time-to-threshold forecasts on simulated failures")
     report["forecast"] = evaluate_forecasts(readings, events, thresholds)
+    from twinlib.detect.fault_model import operating_model
     from twinlib.models.random_eval import EVAL_SEEDS, TARGETS, evaluate_random
 
     seeds = EVAL_SEEDS if random_seeds is None else tuple(random_seeds)
-    headline: dict = {"operating_model": None, "macro_f1_random_mean": None,
+    best, why = operating_model(loaded, settings_file)
+    report["operating_model_reason"] = why
+    headline: dict = {"operating_model": best, "macro_f1_random_mean": None,
                       "macro_f1_random_std": None, "macro_f1_random_worst": None,
                       "min_class_recall": None, "false_alarms_per_pump_day": None,
                       "median_lead_min": {}, "leak_detected_15min_share": None}
@@ -479,7 +484,6 @@ def evaluate_models(store, models_dir: str | os.PathLike, *, kinds: Sequence[str
                                  assets=random_assets, hours=random_hours,
                                  rule_settings=rule_settings, progress=say)
         report["random"] = random
-        best = max(random["models"], key=lambda k: random["models"][k]["macro_f1"]["mean"])
         r = random["models"][best]
         by_kind = r["alarms"]["by_kind"]
         headline.update(

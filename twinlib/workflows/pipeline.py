@@ -282,7 +282,7 @@ def evaluate(db_path: str | None = None, models_dir: str | None = None,
                                  random_assets=random_assets, random_hours=random_hours,
                                  forecast_seeds=forecast_seeds, forecast_speeds=forecast_speeds,
                                  forecast_assets=forecast_assets, forecast_hours=forecast_hours,
-                                 rule_settings=rule_settings)
+                                 rule_settings=rule_settings, settings_file=settings.file)
     report["path"] = str(write_figures(paths["reports_dir"], "evaluation", report))
     _cards_record(paths["models_dir"], report)
     return report
@@ -303,6 +303,7 @@ def evaluate_own(db_path: str | None = None, reports_dir: str | None = None, *,
     from datetime import datetime, timezone
 
     from twinlib.config import get_settings
+    from twinlib.detect.fault_model import operating_model
     from twinlib.models.alarm_rule import FaultRuleSettings
     from twinlib.models.cv_eval import evaluate_own_history
     from twinlib.models.evaluate import _targets
@@ -330,14 +331,15 @@ def evaluate_own(db_path: str | None = None, reports_dir: str | None = None, *,
                               max_train_rows=max_train_rows,
                               rule_settings=FaultRuleSettings.from_settings(settings.file),
                               progress=progress)
-    best = max(cv["models"], key=lambda k: cv["models"][k]["macro_f1"]["mean"])
+    best, why = operating_model(cv["models"], settings.file)
     r = cv["models"][best]
     by_kind = r["alarms"]["by_kind"]
     report = {"generated_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
               "protocol": "grouped_cv", "asset_kind": kind.name, "source": source,
               "readings": int(len(readings)), "cross_validation": cv,
               "macro_f1": {k: v["macro_f1"]["mean"] for k, v in cv["models"].items()},
-              "operating_model": best, "macro_f1_random_mean": r["macro_f1"]["mean"],
+              "operating_model": best, "operating_model_reason": why,
+              "macro_f1_random_mean": r["macro_f1"]["mean"],
               "macro_f1_random_std": r["macro_f1"]["std"],
               "macro_f1_random_worst": r["macro_f1"]["worst"],
               "min_class_recall": r["min_class_recall"],
