@@ -145,3 +145,36 @@ def test_dev_fleets_refuse_models_the_simulator_cannot_score(rich_fleet, tmp_pat
     with pytest.raises(ValueError, match="decision_weights must be"):
         train_models(rich_fleet.readings, tmp_path, kinds=("rf",), max_train_rows=2000,
                      decision_weights="yes")
+
+
+def test_twin_train_chooses_on_dev_fleets_only_when_simulated_pumps_are_trained_on(
+        rich_fleet, tmp_path, monkeypatch):
+    """``--decision-weights auto``: development fleets when the simulated library joined the
+    training data; weights of 1 otherwise (and ``none`` turns them off)."""
+    from twinlib.cli import main
+    from twinlib.ingest import ingest_frame
+    from twinlib.models import train as train_module
+    from twinlib.store import open_store
+
+    asked = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_train_models(readings, models_dir, **kw):
+        asked.append((kw["decision_weights"], kw["augmentation"] is not None))
+        raise Stop
+
+    monkeypatch.setattr(train_module, "train_models", fake_train_models)
+    db = tmp_path / "twin.db"
+    short = rich_fleet.readings[rich_fleet.readings["asset_id"].isin(["pump-01", "pump-02"])]
+    with open_store(db, create=True) as store:
+        ingest_frame(store, short.iloc[: 2 * 3600], source="simulator")
+        store.upsert_assets([a for a in rich_fleet.assets
+                             if a["asset_id"] in ("pump-01", "pump-02")])
+    base = ["train", "--db", str(db), "--models-dir", str(tmp_path / "m"),
+            "--library-assets", "2", "--library-hours", "2"]
+    for extra in ([], ["--decision-weights", "none"], ["--augment", "never"]):
+        with pytest.raises(Stop):
+            main(base + extra)
+    assert asked == [("dev", True), ("none", True), ("none", False)]

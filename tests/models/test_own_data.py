@@ -37,6 +37,8 @@ def test_train_on_own_history_with_own_label_column_and_no_simulated_pumps(own_c
                                     "bad_sensor"}
     assert "overheat" in card["classes"] and "cooling_failure" not in card["classes"]
     assert card["training_data"]["library"] == {"mode": "auto", "used": False, "pumps": 0}
+    # no simulated pumps in the data, no simulated development fleets in the decision
+    assert card["decision"]["method"] == "none"
     assert not any(a.startswith("sim-") for a in card["training_data"]["assets"])
     assert card["class_weight"] == {"seal_leak": 3.0}
 
