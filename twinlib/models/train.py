@@ -423,6 +423,13 @@ def train_models(readings: pd.DataFrame, models_dir: str | os.PathLike, *,
     say = progress or (lambda msg: None)
     asset_kind = asset_kind or builtin_kind("pump")
     spec = spec or spec_for_kind(asset_kind)
+    if decision_weights not in DECISION_WEIGHTS:
+        raise ValueError(f"decision_weights must be one of {DECISION_WEIGHTS}, "
+                         f"not {decision_weights!r}")
+    if decision_weights == "dev":
+        why_not = dev_fleets_unfit(asset_kind, spec, classes)
+        if why_not:
+            raise ValueError(f"decision weights on development fleets: {why_not}")
     missing = [s for s in spec.sensors if s not in readings.columns
                or not readings[s].notna().any()]
     if missing:
@@ -449,13 +456,6 @@ def train_models(readings: pd.DataFrame, models_dir: str | os.PathLike, *,
     X_train = builder.transform(train)
     X_test = builder.transform(test_history)[test_rows]
     feature_seconds = time.perf_counter() - started
-    if decision_weights not in DECISION_WEIGHTS:
-        raise ValueError(f"decision_weights must be one of {DECISION_WEIGHTS}, "
-                         f"not {decision_weights!r}")
-    if decision_weights == "dev":
-        why_not = dev_fleets_unfit(asset_kind, spec, classes)
-        if why_not:
-            raise ValueError(f"decision weights on development fleets: {why_not}")
     fitted, fit_seconds = {}, {}
     for kind in kinds:
         say(f"training {kind}")
