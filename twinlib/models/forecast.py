@@ -63,7 +63,9 @@ and 0.83 / 0.84 / 0.82 / 0.80 / 0.85 at 2× speed; on seeds 300–309, which no 
 0.78 / 0.77 / 0.76 at 1× and 0.83 / 0.83 / 0.85 / 0.84 / 0.77 at 2× (all ten within the target
 0.75–0.85). The split on the rise per hour alone that the score replaced covered as evenly in
 the same cross-validation (0.77 / 0.77 / 0.78 / 0.81 / 0.80 and 0.83 / 0.84 / 0.84 / 0.83 /
-0.83): what a 45-minute window shows tells the speed of a degradation only in part, and the
+0.83: a little higher at 1× within 30 min, further above 0.80 at 2× from 30 min to 2 h; on
+300–309 0.76 / 0.77 / 0.81 / 0.81 / 0.80 and 0.83 / 0.85 / 0.87 / 0.84 / 0.82, one bin
+missed): what a 45-minute window shows tells the speed of a degradation only in part, and the
 faster one is still covered a little more often (0.82 against 0.78 over all leads). The score
 makes the ranges narrower where most forecasts fall: at 1× the median range spans 1.0 / 1.6 /
 2.0 h at 15–30 min / 30 min–1 h / 1–2 h (was 1.8 / 2.7 / 3.9 h), at 2× 0.9 / 2.0 h at
@@ -72,7 +74,7 @@ forecast exists there in 10–43 % of the checks). A forecast exists in 34–67 
 checks at 1× and 9–71 % at 2× (far from a fast failure the degradation has not begun); at 1×
 the curve's crossing is off by 0.20 / 0.39 / 0.77 / 1.4 h on average at 0–30 min / 30 min–1 h /
 1–2 h / 2–4 h (the straight line: 0.30 / 0.67 / 2.1 / 5.9 h). False forecasts on healthy fleets:
-about 4 % of checks (3.8 % on the calibration seeds, 4.0 % on 300–309; without the recent-start
+about 4 % of checks (3.8 % on seeds 100–107, 4.0 % on 300–309; without the recent-start
 ramps 3.5 %, with a forecast in 8–11 points fewer of the checks on degradations).
 """
 
