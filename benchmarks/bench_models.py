@@ -9,7 +9,7 @@ evaluation: 5 random-schedule fleets
 (seeds 200–204, 6 pumps × 48 h) and the forecast study (seeds 300–309, speeds 1× and 2×). Its
 headline figures and the issue-16 targets (met or missed) are reported under ``quality`` (the
 forecasts also per speed), and the forecast calibration's leave-one-seed-out figure (seeds
-100–107) under ``forecast_cross_validation``.
+100–115) under ``forecast_cross_validation``.
 ``quick=True`` shrinks everything for a smoke run. All files go to a temporary directory.
 """
 from __future__ import annotations
