@@ -319,18 +319,7 @@ def test_the_calibration_table_splits_slow_and_fast_trends_and_matches_the_forec
         shares = [t["slope_share"] for t in made if t["sensor"] == sensor]
         assert table[sensor]["split"] == pytest.approx(np.median(shares), rel=1e-3)
         assert set(table[sensor]) == {"split", "slow", "fast"}
-    # What the CV scores is what forecast_frame serves with that table.
-    served = evaluate_forecasts(fleet.readings, fleet.events, lambda a: THRESHOLDS,
-                                lead_hours=tuple(np.arange(1, 25) / 12), healthy_every_h=None,
-                                params=ForecastParams(calibration=table, coverage=0.8))["details"]
-    for r, t in zip(raw, served):
-        assert r["forecast"] == t["forecast"]
-        if t["forecast"]:
-            low, high = calibrated_range(r, table)
-            assert t["low_h"] == pytest.approx(low, rel=0.03)
-            assert (t["high_h"] is None) == (high == float("inf"))
-            if t["high_h"] is not None:
-                assert t["high_h"] == pytest.approx(high, rel=0.03)
+    _assert_served_as_scored(fleet, raw, table, tuple(np.arange(1, 25) / 12))
 
 
 def test_a_table_from_two_speeds_splits_on_the_speed_score_and_matches_the_forecast():
@@ -356,11 +345,17 @@ def test_a_table_from_two_speeds_splits_on_the_speed_score_and_matches_the_forec
                 if t["speed"] == 1.0]
         if fast and slow:
             assert np.mean(fast) > np.mean(slow), sensor
-    # What the CV scores is what forecast_frame serves with that table.
-    served = evaluate_forecasts(fleets[2.0].readings, fleets[2.0].events, lambda a: THRESHOLDS,
+    _assert_served_as_scored(fleets[2.0], [t for t in raw if t["speed"] == 2.0], table, leads)
+
+
+def _assert_served_as_scored(fleet, raw, table, leads):
+    """What the CV scores (``calibrated_range`` of the raw trials) is what ``forecast_frame``
+    serves with that table."""
+    served = evaluate_forecasts(fleet.readings, fleet.events, lambda a: THRESHOLDS,
                                 lead_hours=leads, healthy_every_h=None,
                                 params=ForecastParams(calibration=table, coverage=0.8))["details"]
-    for r, t in zip([t for t in raw if t["speed"] == 2.0], served):
+    assert len(served) == len(raw)
+    for r, t in zip(raw, served):
         assert r["forecast"] == t["forecast"]
         if t["forecast"]:
             low, high = calibrated_range(r, table)
