@@ -19,7 +19,7 @@ from twinlib.store import open_store
 
 TWIN = [sys.executable, "-c", "import sys; from twinlib.cli import main; sys.exit(main())"]
 #: A small, fast training run (the models engineer's options); enough fault classes to train.
-TRAIN_ARGS = "--library-assets 4 --library-hours 8 --max-rows 4000"
+TRAIN_ARGS = "--library-assets 4 --library-hours 8 --max-rows 4000 --decision-weights none"
 
 
 def free_port():

@@ -12,7 +12,7 @@ from twinlib.workflows.notebooks import NOTEBOOKS, coerce_parameters, notebook_p
 TINY = {"assets": "3", "hours": "3", "fault_rate": "8", "seed": "5", "library_assets": "3",
         "library_hours": "4", "max_train_rows": "3000", "bucket_s": "600",
         "random_seeds": "1", "random_assets": "2", "random_hours": "3", "forecast_seeds": "1",
-        "forecast_assets": "2", "forecast_hours": "6"}
+        "forecast_assets": "2", "forecast_hours": "6", "decision_weights": "none"}
 
 
 def _live_system(root):
@@ -161,13 +161,15 @@ def test_parameters_go_only_to_notebooks_that_declare_them():
 def test_train_and_evaluate_commands_and_tamper_refusal(run, tmp_path, capsys):
     db, models = str(run["out"] / "twin.db"), str(tmp_path / "models")
     assert main(["train", "--db", db, "--models-dir", models, "--library-assets", "3",
-                 "--library-hours", "4", "--max-rows", "3000", "--models", "rf"]) == 0
+                 "--library-hours", "4", "--max-rows", "3000", "--models", "rf",
+                 "--decision-weights", "none"]) == 0
     assert "held-out macro-F1" in capsys.readouterr().out
     reports = tmp_path / "reports"
     assert main(["evaluate", "--db", db, "--models-dir", models, "--reports-dir", str(reports)]) != 0
     assert "fault_detection_xgb" in capsys.readouterr().err  # xgb was not trained: no card
     assert main(["train", "--db", db, "--models-dir", models, "--library-assets", "3",
-                 "--library-hours", "4", "--max-rows", "3000", "--models", "xgb"]) == 0
+                 "--library-hours", "4", "--max-rows", "3000", "--models", "xgb",
+                 "--decision-weights", "none"]) == 0
     small = ["--seeds", "1", "--random-assets", "2", "--random-hours", "3", "--forecast-seeds", "0"]
     assert main(["evaluate", "--db", db, "--models-dir", models, "--reports-dir", str(reports),
                  *small]) == 0

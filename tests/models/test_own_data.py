@@ -37,6 +37,8 @@ def test_train_on_own_history_with_own_label_column_and_no_simulated_pumps(own_c
                                     "bad_sensor"}
     assert "overheat" in card["classes"] and "cooling_failure" not in card["classes"]
     assert card["training_data"]["library"] == {"mode": "auto", "used": False, "pumps": 0}
+    # no simulated pumps in the data, no simulated development fleets in the decision
+    assert card["decision"]["method"] == "none"
     assert not any(a.startswith("sim-") for a in card["training_data"]["assets"])
     assert card["class_weight"] == {"seal_leak": 3.0}
 
@@ -130,6 +132,7 @@ def test_twin_evaluate_kind_history_label_column(own_csv, tmp_path, capsys):
     assert rc == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["protocol"] == "grouped_cv" and report["asset_kind"] == "pump"
+    assert report["operating_model"] == "xgb" and report["operating_model_reason"]
     for key in ("macro_f1_random_mean", "macro_f1_random_worst", "min_class_recall",
                 "false_alarms_per_pump_day", "median_lead_min", "forecast_coverage_by_lead"):
         assert key in report

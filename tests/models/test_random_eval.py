@@ -122,6 +122,31 @@ def test_evaluate_json_ends_with_one_line_carrying_the_contract(trained, rich_fl
                                                         "2-4h"}
     assert report["macro_f1_random_worst"] <= report["macro_f1_random_mean"]
     assert report["targets"]["macro_f1_random_mean"]["target"] == ">= 0.85"
+    # the headline is the model the alarm engine runs (settings: the RandomForest by default),
+    # whichever model the evaluation fleets favour
+    assert report["operating_model"] == "rf"
+    assert "preference" in report["operating_model_reason"]
+    rf = report["random"]["models"]["rf"]
+    assert report["macro_f1_random_mean"] == rf["macro_f1"]["mean"]
+    assert report["min_class_recall"] == rf["min_class_recall"]
+
+
+def test_the_operating_model_follows_the_settings_never_the_scores():
+    from twinlib.detect.fault_model import operating_model
+
+    assert operating_model(["xgb", "rf"], {})[0] == "rf"
+    assert operating_model({"xgb": 0.99, "rf": 0.1}, None)[0] == "rf"
+    assert operating_model(["rf", "xgb"], {"rules": {"fault_model": "fault_detection_xgb"}}) == \
+        ("xgb", "[rules] fault_model = 'fault_detection_xgb'")
+    # a kind's own model file: fault_detection_xgb.<kind>
+    assert operating_model(["rf", "xgb"],
+                           {"rules": {"fault_model": "fault_detection_xgb.compressor"}})[0] == "xgb"
+    # a name that was not evaluated falls back to the preference, and says so
+    kind, why = operating_model(["rf", "xgb"], {"rules": {"fault_model": "my_model"}})
+    assert kind == "rf" and "my_model" in why
+    assert operating_model(["xgb"], {})[0] == "xgb"
+    with pytest.raises(ValueError):
+        operating_model([], {})
 
 
 def test_alarm_settings_are_chosen_on_dev_fleets_within_the_false_alarm_budget(trained):

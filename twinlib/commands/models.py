@@ -58,6 +58,10 @@ def register(sub) -> None:
     p.add_argument("--library-hours", type=float, default=48.0,
                    help="minimum hours of the fault library; it spans the history (default 48)")
     p.add_argument("--models", default="rf,xgb", help="which models, comma-separated (default rf,xgb)")
+    p.add_argument("--decision-weights", choices=("auto", "dev", "none"), default="auto",
+                   help="per-class weights on the probabilities when a reading's class is called, "
+                        "chosen on simulated development fleets (seeds 100-104): auto (default) "
+                        "when simulated pumps are in the training data, dev always, none never")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--if-needed", action="store_true",
                    help="train only when a model is missing or was trained on other features "
@@ -187,7 +191,8 @@ def cmd_train(args) -> int:
                                  kinds=_models(args.models), history=args.history,
                                  label_column=args.label_column,
                                  class_weight=_class_weight(args.class_weight),
-                                 sensors=sensors, asset_kind=args.kind, progress=say)
+                                 sensors=sensors, asset_kind=args.kind,
+                                 decision_weights=args.decision_weights, progress=say)
     except StoreMissingError as exc:
         raise CommandError(f"{exc} (run `twin generate`, `twin init-db` and `twin store` first)") from None
     except ValueError as exc:
@@ -199,6 +204,14 @@ def cmd_train(args) -> int:
         for kind, f1 in summary["macro_f1_held_out"].items():
             print(f"{kind}: held-out macro-F1 {f1:.3f}, trained in "
                   f"{summary['training_seconds'][kind]:.1f} s on {summary['train_rows'][kind]:,} rows")
+            decision = summary["decision_weights"][kind]
+            if decision.get("method") == "development_fleets":
+                changed = {c: w for c, w in decision["weights"].items() if w != 1.0}
+                print(f"    decision weights (dev fleets {decision['seeds'][0]}–"
+                      f"{decision['seeds'][-1]}): "
+                      + (", ".join(f"{c} ×{w:g}" for c, w in changed.items()) or "all 1")
+                      + f"; lowest class recall there {decision['before']['min_class_recall']:.3f}"
+                        f" → {decision['after']['min_class_recall']:.3f}")
         print(f"kind {summary['asset_kind']}: models and cards written to "
               + ", ".join(summary["model_files"].values()))
     return 0

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from twinlib.kinds import Kind
 
-__all__ = ["fault_model_setting", "find_fault_model", "fault_model_rules"]
+__all__ = ["fault_model_setting", "find_fault_model", "fault_model_rules", "operating_model"]
 
 log = logging.getLogger("twinlib.detect")
 CARD_SUFFIX = ".card.json"
@@ -39,6 +39,41 @@ def fault_model_setting(file: Mapping | None) -> bool | str:
         return value.strip().removesuffix(".pkl")
     raise ValueError(f"settings: [rules] fault_model must be true, false or a model name, "
                      f"got {value!r}")
+
+
+def operating_model(candidates, file: Mapping | None) -> tuple[str, str]:
+    """Of evaluated model kinds (``"rf"``, ``"xgb"``, …), the one the alarm engine runs, and why.
+
+    The same choice as :func:`find_fault_model`: the model ``[rules] fault_model`` names, else
+    the first of :data:`PREFERRED`. It is decided by the settings, never by the scores being
+    reported, so an evaluation cannot pick the model its own test fleets happen to favour (the
+    preference itself was set on the development seeds; see
+    :mod:`twinlib.models.alarm_rule`)."""
+    from twinlib.models.classifiers import MODEL_KINDS
+
+    kinds = list(candidates)
+    if not kinds:
+        raise ValueError("operating_model: no model was evaluated")
+    name_of = {k: MODEL_KINDS.get(k, k) for k in kinds}
+    try:
+        wanted = fault_model_setting(file)
+    except ValueError:
+        wanted = True
+    if isinstance(wanted, str):
+        # "fault_detection_rf" or a kind's own "fault_detection_rf.<kind>"
+        for k, name in name_of.items():
+            if wanted == name or wanted.startswith(name + "."):
+                return k, f"[rules] fault_model = {wanted!r}"
+    for stem in PREFERRED:
+        for k, name in name_of.items():
+            if name == stem:
+                why = "the alarm engine's preference (the RandomForest first: the alarm " \
+                      "settings were chosen for it on the development seeds)"
+                if isinstance(wanted, str):
+                    why = f"[rules] fault_model = {wanted!r} is not among the evaluated " \
+                          f"models; {why}"
+                return k, why
+    return kinds[0], "the only evaluated model"
 
 
 def _card_fits(card: Mapping, kind: Kind) -> bool:

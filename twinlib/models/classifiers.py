@@ -294,9 +294,35 @@ class FaultClassifier:
         self._check_fitted()
         return self.estimator_.predict_proba(X[self.feature_names_].to_numpy())
 
+    def decision_weights(self) -> np.ndarray:
+        """One weight per class (``classes_`` order) that :meth:`decide` multiplies in; all 1
+        unless :meth:`set_decision_weights` chose others (see :mod:`twinlib.models.decision`)."""
+        self._check_fitted()
+        w = getattr(self, "decision_weights_", None)
+        return np.ones(len(self.classes_)) if w is None else np.asarray(w, dtype="float64")
+
+    def set_decision_weights(self, weights, info: dict | None = None) -> None:
+        """Set the decision weights (class → weight; classes not named keep 1) and what chose
+        them (recorded on the model card as ``decision``)."""
+        self._check_fitted()
+        unknown = sorted(set(weights) - {str(c) for c in self.classes_})
+        if unknown:
+            raise ValueError(f"decision weights name classes the model does not know: {unknown}")
+        w = np.array([float(weights.get(str(c), 1.0)) for c in self.classes_])
+        if not np.isfinite(w).all() or (w <= 0).any():
+            raise ValueError("decision weights must be positive numbers")
+        self.decision_weights_ = w
+        self.decision_ = {**(info or {}), "weights": {str(c): float(v)
+                                                      for c, v in zip(self.classes_, w)}}
+
+    def decide(self, proba: np.ndarray) -> np.ndarray:
+        """Class names for rows of this model's probabilities: the largest after the decision
+        weights (:mod:`twinlib.models.decision`)."""
+        return self.classes_[np.argmax(np.asarray(proba) * self.decision_weights(), axis=1)]
+
     def predict_features(self, X: pd.DataFrame) -> np.ndarray:
-        """Class names for a precomputed feature matrix."""
-        return self.classes_[np.argmax(self.predict_proba_features(X), axis=1)]
+        """Class names for a precomputed feature matrix (the decision weights applied)."""
+        return self.decide(self.predict_proba_features(X))
 
     def predict(self, readings: pd.DataFrame) -> np.ndarray:
         """One class name per reading, from that reading's (causal) features."""

@@ -151,7 +151,7 @@ def evaluate_own_history(readings: pd.DataFrame, kind, *, models: Sequence[str] 
             model = clfs[m].fit(tr, builder=builder, features=X_train, rows=rows)
             proba = model.predict_proba_features(X)
             classes = [str(c) for c in model.classes_]
-            pred = np.asarray(classes)[proba.argmax(axis=1)]
+            pred = model.decide(proba).astype(str)
             row = classification_scores(truth, pred)
             conf[m].append((proba.max(axis=1), pred == truth))
             alarms = {}

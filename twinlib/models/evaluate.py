@@ -151,6 +151,8 @@ def evaluate_forecasts(readings: pd.DataFrame, events, thresholds: Callable[[str
                 trial["true_h"] = (ev["failure"] - now) / _HOUR_MS
                 trial["slope_share"] = (f["slope_per_hour"] / abs(f["threshold"])
                                         if f["threshold"] else None)
+                trial["gap_share"] = ((f["threshold"] - f["current"]) / abs(f["threshold"])
+                                      if f["threshold"] else None)
                 trial["low_h"] = (f["eta_low"] - now) / _HOUR_MS
                 trial["high_h"] = (None if f["eta_high"] is None
                                    else (f["eta_high"] - now) / _HOUR_MS)
@@ -227,7 +229,7 @@ _DEGRADATIONS = ("cooling_failure", "bearing_wear", "blockage")
 #: True hours to the failure at which the calibration table is split into bins.
 _CALIBRATION_EDGES_H = (1 / 6, 1 / 3, 2 / 3, 4 / 3, 8 / 3, 16 / 3)
 #: Seeds and degradation speeds :func:`calibrate_forecast` measures by default.
-CALIBRATION_SEEDS = tuple(range(100, 108))
+CALIBRATION_SEEDS = tuple(range(100, 116))
 CALIBRATION_SPEEDS = (1.0, 2.0)
 
 
@@ -291,26 +293,50 @@ def calibration_table(trials: Sequence[Mapping], *, coverage: float = 0.8, min_b
                       quantiles: tuple[float, float, float] | None = None) -> dict:
     """The model-error table (layout of :data:`twinlib.models.forecast.CALIBRATION`) of some trials.
 
-    Per sensor, the forecasts made are split at the median ``slope_share`` (the trend's rise per
-    hour over the threshold) into a slow and a fast regime (at a given true lead, a faster
-    degradation rises faster and its forecast is closer). Per regime and bin of true hours ``T``
-    (split at :data:`_CALIBRATION_EDGES_H`): the median ``log T`` and the ``(1 − coverage)/2``,
-    0.5 and ``(1 + coverage)/2`` quantiles of ``log(curve hours / T)``. A bin with fewer than
-    ``min_bin`` forecasts of the sensor uses every sensor's forecasts of that regime in that bin;
-    a bin with fewer than ``min_bin`` in all is left out.
+    At a given true lead, a faster degradation is forecast more closely, so per sensor the
+    forecasts made are split into a slow and a fast regime at the median of a speed score
+    (:func:`twinlib.models.forecast.speed_score`): ``log(speed)`` of the trials (their
+    ``speed``) is fitted by least squares on ``log`` of the true hours and of what the forecast
+    shows (:data:`~twinlib.models.forecast.SCORE_FEATURES`: the trend's rise per hour and its
+    distance to the threshold, both over the threshold, and the curve's crossing); the score
+    is that fit without its intercept and true-hours terms, so it ranks trends by how fast they
+    run at the same lead and needs only what a forecast can see. Trials of one speed only (or
+    without ``speed``) leave nothing to fit: the score is then ``slope_share``, split at its
+    median. Per regime and bin of true hours ``T`` (split at :data:`_CALIBRATION_EDGES_H`): the
+    median ``log T`` and the ``(1 − coverage)/2``, 0.5 and ``(1 + coverage)/2`` quantiles of
+    ``log(curve hours / T)``. A bin with fewer than ``min_bin`` forecasts of the sensor uses
+    every sensor's forecasts of that regime in that bin; a bin with fewer than ``min_bin`` in all
+    is left out.
     """
-    made = [t for t in trials if t["forecast"] and t.get("curve_h") and t.get("slope_share")]
+    from twinlib.models.forecast import SCORE_FEATURES, speed_score
+
+    made = [t for t in trials if t["forecast"] and t.get("curve_h") and t.get("slope_share")
+            and t.get("gap_share") is not None]
     sensors = np.array([t["sensor"] for t in made])
     log_t = np.log([t["true_h"] for t in made])
     ratio = np.log([t["curve_h"] for t in made]) - log_t
-    share = np.array([t["slope_share"] for t in made])
     bins = np.digitize(log_t, np.log(_CALIBRATION_EDGES_H))
     qs = quantiles or ((1.0 - coverage) / 2.0, 0.5, (1.0 + coverage) / 2.0)
-    splits = {s: float(f"{np.median(share[sensors == s]):.4g}") for s in sorted(set(sensors))}
-    fast = np.array([v > splits[s] for s, v in zip(sensors, share)], dtype=bool)
+    entries: dict[str, dict] = {}
+    score = np.zeros(len(made))
+    for sensor in sorted(set(sensors.tolist())):
+        rows = np.flatnonzero(sensors == sensor)
+        speeds = np.array([float(made[i].get("speed") or 0.0) for i in rows])
+        entry: dict = {}
+        if np.all(speeds > 0) and len(set(speeds)) > 1:
+            X = np.column_stack([np.ones(len(rows)), log_t[rows],
+                                 np.log([made[i]["slope_share"] for i in rows]),
+                                 np.log(np.maximum([made[i]["gap_share"] for i in rows], 1e-4)),
+                                 np.log([made[i]["curve_h"] for i in rows])])
+            beta = np.linalg.lstsq(X, np.log(speeds), rcond=None)[0]
+            entry["weights"] = {k: round(float(w), 4) for k, w in zip(SCORE_FEATURES, beta[2:])}
+        for i in rows:
+            t = made[i]
+            score[i] = speed_score(entry, t["slope_share"], t["gap_share"], t["curve_h"])
+        entries[sensor] = {"split": float(f"{np.median(score[rows]):.4g}"), **entry}
+    fast = np.array([v > entries[s]["split"] for s, v in zip(sensors, score)], dtype=bool)
     table = {}
-    for sensor, split in splits.items():
-        entry: dict = {"split": split}
+    for sensor, entry in entries.items():
         for name, regime in (("slow", ~fast), ("fast", fast)):
             cols: dict[str, list[float]] = {"log_true_hours": [], "q_low": [], "q_mid": [],
                                             "q_high": []}
@@ -358,7 +384,8 @@ def calibrated_range(trial: Mapping, table: Mapping) -> tuple[float, float]:
     trial's curve forecast and slope.
     """
     low, _, high = calibrated_hours(trial["sensor"], trial["curve_h"], table,
-                                    slope_share=trial.get("slope_share"))
+                                    slope_share=trial.get("slope_share"),
+                                    gap_share=trial.get("gap_share"))
     return low, high
 
 
@@ -373,7 +400,8 @@ def cross_validate_forecast(seeds: Sequence[int] = CALIBRATION_SEEDS,
     Each seed's degradations (at ``test_speeds``, leads up to ``max_lead_h``) are scored with a
     table fitted on the other seeds (at ``speeds``); per speed and bin of
     :data:`LEAD_BINS_H`: checks, forecasts, forecast rate and coverage, pooled over the folds.
-    This is how the calibration's speeds and bins were chosen, never on the study's seeds.
+    This is how the calibration's speeds, bins and regime score were chosen, never on the study's
+    seeds.
     """
     say = progress or (lambda msg: None)
     by = {(int(s), float(v)): forecast_trials(s, v, assets=assets, hours=hours,
@@ -418,7 +446,8 @@ def evaluate_models(store, models_dir: str | os.PathLike, *, kinds: Sequence[str
                     random_seeds: Sequence[int] | None = None, random_assets: int = 6,
                     random_hours: float = 48.0, forecast_seeds: Sequence[int] | None = None,
                     forecast_speeds: Sequence[float] = (1.0, 2.0), forecast_assets: int = 6,
-                    forecast_hours: float = 24.0, rule_settings=None) -> dict:
+                    forecast_hours: float = 24.0, rule_settings=None,
+                    settings_file: Mapping | None = None) -> dict:
     """Evaluate the saved models (hash-verified) and the forecasts.
 
     Three parts: the held-out split of the store's history (``macro_f1`` per model, as
@@ -427,8 +456,9 @@ def evaluate_models(store, models_dir: str | os.PathLike, *, kinds: Sequence[str
     :data:`~twinlib.models.random_eval.EVAL_SEEDS`, ``()`` skips it); and the forecasts, on the
     store's failures (``forecast``) and across degradation speeds (``forecast_study``, seeds
     ``forecast_seeds``, default 300–309, ``()`` skips it). The headline fields
-    (``macro_f1_random_mean`` …) are those of the *operating model*: the one with the best mean
-    macro-F1 on the random fleets.
+    (``macro_f1_random_mean`` …) are those of the *operating model*: the one the alarm engine
+    runs under ``settings_file`` (:func:`twinlib.detect.fault_model.operating_model`), decided
+    before any score is seen — never the one the evaluation fleets happen to favour.
     """
     say = progress or (lambda msg: None)
     if thresholds is None:
@@ -467,10 +497,13 @@ def evaluate_models(store, models_dir: str | os.PathLike, *, kinds: Sequence[str
         report["macro_f1"][kind] = scores["macro_f1"]
     say("scoring time-to-threshold forecasts on simulated failures")
     report["forecast"] = evaluate_forecasts(readings, events, thresholds)
+    from twinlib.detect.fault_model import operating_model
     from twinlib.models.random_eval import EVAL_SEEDS, TARGETS, evaluate_random
 
     seeds = EVAL_SEEDS if random_seeds is None else tuple(random_seeds)
-    headline: dict = {"operating_model": None, "macro_f1_random_mean": None,
+    best, why = operating_model(loaded, settings_file)
+    report["operating_model_reason"] = why
+    headline: dict = {"operating_model": best, "macro_f1_random_mean": None,
                       "macro_f1_random_std": None, "macro_f1_random_worst": None,
                       "min_class_recall": None, "false_alarms_per_pump_day": None,
                       "median_lead_min": {}, "leak_detected_15min_share": None}
@@ -479,7 +512,6 @@ def evaluate_models(store, models_dir: str | os.PathLike, *, kinds: Sequence[str
                                  assets=random_assets, hours=random_hours,
                                  rule_settings=rule_settings, progress=say)
         report["random"] = random
-        best = max(random["models"], key=lambda k: random["models"][k]["macro_f1"]["mean"])
         r = random["models"][best]
         by_kind = r["alarms"]["by_kind"]
         headline.update(

@@ -42,10 +42,13 @@ the range is built on is where a quadratic through the whole window crosses the 
 (``curve_hours_to_threshold``; the line's crossing when the quadratic never does). Its error is
 calibrated *given the true time to the crossing*: for each sensor the table holds the 10th, 50th
 and 90th percentiles of ``log(curve hours / true hours)`` as a function of the true hours, for
-a slow and a fast regime of the trend (its rise per hour as a share of the threshold, split at
-the median: at the same true lead a faster degradation rises faster and is forecast more
-closely). The range is every true time whose 80 % band holds the forecast (a confidence
-interval by inversion), so the share of ranges that hold the truth is about 80 % at every lead
+a slow and a fast regime of the trend (at the same true lead a faster degradation is forecast
+more closely). The regime is read from what the forecast sees: a speed score
+(:func:`speed_score`) weighs the logs of the trend's rise per hour and of its distance to the
+threshold (both as shares of the threshold) and of the curve's crossing, with weights fitted by
+least squares to the log speed of the calibration's degradations given their true lead; a trend
+scoring above the median is fast. The range is every true time whose 80 % band holds the
+forecast (a confidence interval by inversion), so the share of ranges that hold the truth is about 80 % at every lead
 time, however the leads are distributed; ``eta_expected`` is the curve's crossing, kept within
 the range. The table is measured on simulated degradations at 1× and 2× speed with fixed
 seeds (:func:`twinlib.models.evaluate.calibrate_forecast` re-derives it). With
@@ -53,18 +56,25 @@ seeds (:func:`twinlib.models.evaluate.calibrate_forecast` re-derives it). With
 and level) around the line's and the curve's crossings.
 
 Measured by lead time before the failure (0–15 min, 15–30 min, 30 min–1 h, 1–2 h, 2–4 h), the
-share of ranges that held the truth: leave-one-seed-out over the calibration seeds
-(:func:`twinlib.models.evaluate.cross_validate_forecast`) 0.76 / 0.76 / 0.77 / 0.83 / 0.79 at 1×
-and 0.83 / 0.83 / 0.83 / 0.81 / 0.83 at 2× speed; on seeds 300–309, which no choice saw
-(:func:`twinlib.models.evaluate.forecast_study`, what ``twin evaluate`` reports), 0.76 / 0.77 /
-0.81 / 0.81 / 0.80 at 1× and 0.83 / 0.85 / 0.87 / 0.84 / 0.82 at 2× (the target 0.75–0.85 is
-missed in one bin of ten there, 2× at 30 min–1 h). The faster degradation is
-covered a little more often at every lead: its forecasts are closer than the slower one's,
-and the two regimes take only part of that into account. A forecast exists in 34–67 % of the
+share of ranges that held the truth: leave-one-seed-out over the 16 calibration seeds
+(:func:`twinlib.models.evaluate.cross_validate_forecast`) 0.75 / 0.76 / 0.79 / 0.79 / 0.79 at 1×
+and 0.83 / 0.84 / 0.82 / 0.80 / 0.85 at 2× speed; on seeds 300–309, which no choice saw
+(:func:`twinlib.models.evaluate.forecast_study`, what ``twin evaluate`` reports), 0.78 / 0.80 /
+0.78 / 0.77 / 0.76 at 1× and 0.83 / 0.83 / 0.85 / 0.84 / 0.77 at 2× (all ten within the target
+0.75–0.85). The split on the rise per hour alone that the score replaced covered as evenly in
+the same cross-validation (0.77 / 0.77 / 0.78 / 0.81 / 0.80 and 0.83 / 0.84 / 0.84 / 0.83 /
+0.83: a little higher at 1× within 30 min, further above 0.80 at 2× from 30 min to 2 h; on
+300–309 0.76 / 0.77 / 0.81 / 0.81 / 0.80 and 0.83 / 0.85 / 0.87 / 0.84 / 0.82, one bin
+missed): what a 45-minute window shows tells the speed of a degradation only in part, and the
+faster one is still covered a little more often (0.82 against 0.78 over all leads). The score
+makes the ranges narrower where most forecasts fall: at 1× the median range spans 1.0 / 1.6 /
+2.0 h at 15–30 min / 30 min–1 h / 1–2 h (was 1.8 / 2.7 / 3.9 h), at 2× 0.9 / 2.0 h at
+15 min–1 h (was 2.4 / 4.0 h), but wider at 2× beyond 1 h (6.4 / 9.8 h, was 4.5 / 6.0 h; a
+forecast exists there in 10–43 % of the checks). A forecast exists in 34–67 % of the
 checks at 1× and 9–71 % at 2× (far from a fast failure the degradation has not begun); at 1×
 the curve's crossing is off by 0.20 / 0.39 / 0.77 / 1.4 h on average at 0–30 min / 30 min–1 h /
 1–2 h / 2–4 h (the straight line: 0.30 / 0.67 / 2.1 / 5.9 h). False forecasts on healthy fleets:
-about 4 % of checks (3.8 % on the calibration seeds, 4.0 % on 300–309; without the recent-start
+about 4 % of checks (3.8 % on seeds 100–107, 4.0 % on 300–309; without the recent-start
 ramps 3.5 %, with a forecast in 8–11 points fewer of the checks on degradations).
 """
 
@@ -79,8 +89,8 @@ import pandas as pd
 from twinlib.config import SENSORS
 from twinlib.models.features import reading_times
 
-__all__ = ["CALIBRATION", "CALIBRATION_COVERAGE", "ForecastParams", "calibrated_hours",
-           "forecast_asset", "forecast_frame"]
+__all__ = ["CALIBRATION", "CALIBRATION_COVERAGE", "ForecastParams", "SCORE_FEATURES",
+           "calibrated_hours", "forecast_asset", "forecast_frame", "speed_score"]
 
 _HOUR_MS = 3_600_000
 #: Candidate true hours to the crossing over which :func:`calibrated_hours` inverts the table.
@@ -90,11 +100,12 @@ _LOG_T_GRID = np.log(_T_GRID_H)
 #: Nominal coverage of ``[eta_low, eta_high]`` that :data:`CALIBRATION` was fitted for.
 CALIBRATION_COVERAGE = 0.8
 
-#: Model error of the curve forecast, per sensor and regime of the trend: ``split`` is the rise
-#: per hour (as a share of the threshold) above which a trend is ``fast``; per regime, at true
+#: Model error of the curve forecast, per sensor and regime of the trend: ``weights`` give the
+#: trend's speed score (:func:`speed_score`, a weighted sum of :data:`SCORE_FEATURES`) and
+#: ``split`` the score above which a trend is ``fast``; per regime, at true
 #: hours to the crossing ``exp(log_true_hours)`` (bin medians), the 10th / 50th / 90th
 #: percentiles of ``log(curve hours / true hours)``. Obtained with
-#: ``twinlib.models.evaluate.calibrate_forecast()`` (defaults: seeds 100–107 at 1× and 2×
+#: ``twinlib.models.evaluate.calibrate_forecast()`` (defaults: seeds 100–115 at 1× and 2×
 #: degradation speed; each 12 pumps × 24 h at 1 s going through cooling failures, bearing wear
 #: and blockages of random length, a forecast every 5 min from 15 min after each onset to the
 #: failure; bins of true hours split at 10, 20, 40, 80, 160, 320 min; a bin with under 60
@@ -102,48 +113,51 @@ CALIBRATION_COVERAGE = 0.8
 #: interpolated on log hours; beyond the ends they are held.
 CALIBRATION: dict[str, dict] = {
     "pressure": {
-        "split": 0.4397,
+        "split": -0.3951,
+        "weights": {"log_slope_share": 0.2991, "log_gap_share": 0.1172, "log_curve_hours": -0.0034},
         "slow": {
-            "log_true_hours": (-2.4849, -1.3863, -0.6931, -0.087, 0.6061, 1.1527),
-            "q_low": (-0.0829, -0.0181, -0.3454, -1.0762, -1.4606, -1.0049),
-            "q_mid": (0.2939, 0.7174, 0.3421, -0.0982, -0.5761, 0.0674),
-            "q_high": (2.4516, 1.8123, 1.307, 0.7109, 0.0146, 0.5453),
+            "log_true_hours": (-2.4849, -1.3863, -0.6931, -0.087, 0.5596, 1.1527),
+            "q_low": (-0.7543, -0.5001, -0.5184, -1.0449, -1.4099, -0.2876),
+            "q_mid": (-0.0004, 0.04, 0.1937, -0.0046, -0.4158, 0.1528),
+            "q_high": (2.4742, 1.8854, 1.3907, 1.0495, 0.2894, 1.0658),
         },
         "fast": {
-            "log_true_hours": (-2.4849, -1.3863, -0.6931, -0.2877, 0.5596, 1.2763),
-            "q_low": (-1.2647, -1.0926, -1.1983, -1.7217, -1.8877, -2.1038),
-            "q_mid": (-0.2317, -0.2563, -0.4919, -0.7259, -1.1044, -1.5703),
-            "q_high": (0.6922, 0.3458, 0.0124, -0.3377, -0.5184, -1.0152),
+            "log_true_hours": (-2.4849, -1.3863, -0.6931, -0.1823, 0.6061, 1.1527),
+            "q_low": (-1.3093, -1.1516, -1.1928, -1.455, -0.9779, -1.5005),
+            "q_mid": (-0.3975, -0.2994, -0.4454, -0.6597, 0.118, -0.0875),
+            "q_high": (1.035, 0.6715, 0.3202, -0.1195, 0.6075, 0.4745),
         },
     },
     "temperature": {
-        "split": 0.3587,
+        "split": -0.4646,
+        "weights": {"log_slope_share": 0.1044, "log_gap_share": 0.296, "log_curve_hours": -0.1472},
         "slow": {
-            "log_true_hours": (-2.4849, -1.3863, -0.6931, -0.1823, 0.6061, 1.1527),
-            "q_low": (-0.0829, -0.1879, -0.3098, -0.5441, -0.6633, -1.0049),
-            "q_mid": (0.2939, 0.1076, 0.0658, -0.1983, 0.1597, 0.0674),
-            "q_high": (2.4516, 0.9315, 0.8076, 0.3365, 0.6675, 0.5453),
+            "log_true_hours": (-2.4849, -1.3863, -0.6931, -0.087, 0.4595, 1.1527),
+            "q_low": (-0.4961, -0.4721, -0.4303, -1.1159, -1.6205, -0.2876),
+            "q_mid": (-0.1067, -0.0498, 0.0414, -0.2428, -0.3076, 0.1528),
+            "q_high": (0.7167, 0.8035, 0.8804, 0.4382, 0.474, 1.0658),
         },
         "fast": {
-            "log_true_hours": (-2.4849, -1.3863, -0.8755, -0.1823, 0.5596, 1.2763),
-            "q_low": (-0.6063, -0.6387, -0.9969, -1.1025, -1.8877, -2.1038),
-            "q_mid": (-0.2004, -0.1844, -0.3235, -0.1633, -1.1044, -1.5703),
-            "q_high": (0.4854, 0.3252, 0.0408, 0.2964, -0.5184, -1.0152),
+            "log_true_hours": (-2.4849, -1.3863, -0.6931, -0.1823, 0.6061, 1.1527),
+            "q_low": (-0.6166, -0.4978, -0.6293, -0.9451, -0.9779, -1.5005),
+            "q_mid": (-0.2454, -0.1801, -0.2095, -0.3431, 0.118, -0.0875),
+            "q_high": (0.624, 0.3673, 0.2606, 0.1178, 0.6075, 0.4745),
         },
     },
     "vibration": {
-        "split": 0.228,
+        "split": -0.3517,
+        "weights": {"log_slope_share": -0.0278, "log_gap_share": 0.5386, "log_curve_hours": -0.1237},
         "slow": {
-            "log_true_hours": (-2.4849, -1.3863, -0.539, 0.08, 0.6061, 1.1527),
-            "q_low": (-0.0829, -0.1672, -0.4991, -0.1082, -0.5332, -0.9728),
-            "q_mid": (0.2939, 0.3446, 0.8659, 0.4167, 0.1982, 0.074),
-            "q_high": (2.4516, 1.6343, 1.3214, 0.9104, 0.6784, 0.5466),
+            "log_true_hours": (-2.4849, -1.3863, -0.6931, -0.087, 0.6061, 1.1527),
+            "q_low": (-0.664, -0.6635, -0.8062, -0.8527, -0.8673, -0.2521),
+            "q_mid": (0.068, 0.0613, 0.0579, 0.0601, 0.0013, 0.1711),
+            "q_high": (1.2522, 0.831, 0.7792, 0.7336, 0.7323, 1.08),
         },
         "fast": {
-            "log_true_hours": (-2.4849, -1.3863, -0.6931, -0.1823, 0.6061, 1.2763),
-            "q_low": (-0.5225, -0.6198, -0.6722, -0.9558, -1.7877, -2.1038),
-            "q_mid": (0.0573, 0.0635, 0.0814, -0.051, -1.0514, -1.5703),
-            "q_high": (1.058, 0.8337, 0.6834, 0.3376, -0.4905, -1.0152),
+            "log_true_hours": (-2.4849, -1.0986, -0.6931, 0.0, 0.6061, 1.1527),
+            "q_low": (-1.033, -0.1114, -0.3112, -0.5412, -0.9123, -1.5005),
+            "q_mid": (-0.2734, 0.6382, 0.294, 0.23, 0.1457, -0.0875),
+            "q_high": (0.8197, 1.1323, 0.8531, 0.7636, 0.6231, 0.4745),
         },
     },
 }
@@ -246,13 +260,41 @@ def forecast_frame(readings: pd.DataFrame, thresholds: Mapping[str, float], *,
     return out
 
 
+#: The trend's observables a regime score weighs (:func:`speed_score`), in this order.
+SCORE_FEATURES = ("log_slope_share", "log_gap_share", "log_curve_hours")
+
+
+def speed_score(entry: Mapping, slope_share: float | None, gap_share: float | None,
+                hours: float) -> float | None:
+    """The regime score of a trend for one sensor's table ``entry`` (None: not enough to tell).
+
+    With ``weights`` in the entry: the weighted sum of ``log(slope_share)`` (rise per hour over
+    the threshold), ``log(gap_share)`` (distance to the threshold over the threshold) and
+    ``log(hours)`` (the curve's crossing) — the least-squares estimate of how fast the
+    degradation runs given the true lead, less the lead's own term (see
+    :func:`twinlib.models.evaluate.calibration_table`). Without weights (a table fitted on one
+    speed): ``slope_share`` itself.
+    """
+    if slope_share is None or not slope_share > 0:
+        return None
+    weights = entry.get("weights")
+    if not weights:
+        return float(slope_share)
+    if gap_share is None or not hours > 0:
+        return None
+    values = (math.log(slope_share), math.log(max(gap_share, 1e-4)), math.log(hours))
+    return float(sum(weights[k] * v for k, v in zip(SCORE_FEATURES, values)))
+
+
 def calibrated_hours(sensor: str, hours: float, calibration: Mapping | None = None, *,
-                     slope_share: float | None = None) -> tuple[float, float, float]:
+                     slope_share: float | None = None,
+                     gap_share: float | None = None) -> tuple[float, float, float]:
     """Low, expected and high hours to the crossing for a curve forecast of ``hours``.
 
     Inverts the model-error table of ``calibration`` (default :data:`CALIBRATION`) for
-    ``sensor`` and the regime of ``slope_share`` (the trend's rise per hour as a share of the
-    threshold; ``None``: the slow regime, the wider one): the range holds every true time ``T``
+    ``sensor`` and the regime of the trend (:func:`speed_score` of ``slope_share``, the rise per
+    hour, and ``gap_share``, the distance left, both as a share of the threshold, and of
+    ``hours``; ``None``: the slow regime, the wider one): the range holds every true time ``T``
     for which ``log(hours / T)`` lies between the regime's low and high percentiles at ``T``, so
     at every true lead the share of ranges that hold the truth is the table's coverage. The
     expectation is the forecast itself, kept within the range (on the simulated degradations the
@@ -263,7 +305,8 @@ def calibrated_hours(sensor: str, hours: float, calibration: Mapping | None = No
     entry = (CALIBRATION if calibration is None else calibration).get(sensor)
     if not entry or not hours > 0:
         return hours, hours, hours
-    fast = slope_share is not None and slope_share > entry["split"]
+    score = speed_score(entry, slope_share, gap_share, hours)
+    fast = score is not None and score > entry["split"]
     table = entry["fast" if fast else "slow"]
     if not len(table["log_true_hours"]):  # a regime too rare to calibrate: the other one
         table = entry["slow" if fast else "fast"]
@@ -396,8 +439,10 @@ def _crossing(sensor: str, threshold: float, hours: np.ndarray, y: np.ndarray, n
         if net < params.min_net_share * slope or net_t < params.min_t:
             return None
     curve_h = _curve_hours(hours, y, threshold) or trend_h
-    low_h, eta_h, high_h = calibrated_hours(sensor, curve_h, params.calibration,
-                                            slope_share=slope / abs(threshold) if threshold else None)
+    low_h, eta_h, high_h = calibrated_hours(
+        sensor, curve_h, params.calibration,
+        slope_share=slope / abs(threshold) if threshold else None,
+        gap_share=gap / abs(threshold) if threshold else None)
     if not params.calibration:
         # Uncalibrated: the straight line's own statistical range (``z`` standard errors of
         # level and slope), around both the line's and the curve's crossing.

@@ -28,7 +28,8 @@ from twinlib.models.labels import CLASSES, RECOVERY, class_labels, with_recovery
 from twinlib.simulate import RECOVERY_S
 
 __all__ = ["EVAL_SEEDS", "DEV_SEEDS", "TARGETS", "evaluate_random", "rules_baseline",
-           "choose_alarm_settings", "threshold_alarm_times", "reliability"]
+           "choose_alarm_settings", "choose_decision_weights_on_fleets", "threshold_alarm_times",
+           "reliability"]
 
 #: Seeds ``twin evaluate`` scores on; never used to choose a constant.
 EVAL_SEEDS = (200, 201, 202, 203, 204)
@@ -273,7 +274,6 @@ def evaluate_random(models: Mapping[str, object], *, seeds: Sequence[int] = EVAL
     """
     from twinlib.detect.rules import default_ruleset
     from twinlib.models.metrics import classification_scores
-    from twinlib.simulate import simulate_random_fleet
 
     say = progress or (lambda msg: None)
     if not seeds:
@@ -285,12 +285,7 @@ def evaluate_random(models: Mapping[str, object], *, seeds: Sequence[int] = EVAL
     conf: dict[str, list] = {k: [] for k in models}
     for seed in seeds:
         say(f"random-schedule fleet seed {seed}: {assets} pumps × {hours:g} h")
-        fleet = simulate_random_fleet(assets, hours, seed=int(seed), start=start)
-        readings = with_recovery(fleet.readings)
-        ms = reading_times(readings)
-        ids = readings["asset_id"].to_numpy()
-        truth = class_labels(readings["label"])
-        scored = ((ms // 1000) % every_s == 0) & (truth != RECOVERY)
+        fleet, readings, ms, ids, truth, scored = _random_fleet(seed, assets, hours, every_s, start)
         episodes = _episodes(fleet.events)
         first_thr = _first_threshold(readings, episodes, rs)
         # the simple rules
@@ -311,7 +306,9 @@ def evaluate_random(models: Mapping[str, object], *, seeds: Sequence[int] = EVAL
             proba = model.predict_proba_features(X[scored])
             classes = [str(c) for c in model.classes_]
             top = proba.argmax(axis=1)
-            row = classification_scores(truth[scored], np.asarray(classes)[top])
+            # the reading's class as the model calls it (its decision weights); the reliability
+            # curve is of the most likely class's probability, as calibrated
+            row = classification_scores(truth[scored], model.decide(proba).astype(str))
             conf[kind].append((proba.max(axis=1), np.asarray(classes)[top] == truth[scored]))
             alarms = {}
             s_ids, s_ms = ids[scored], ms[scored]
@@ -332,6 +329,70 @@ def evaluate_random(models: Mapping[str, object], *, seeds: Sequence[int] = EVAL
         else:
             out["models"][kind] = entry
     return out
+
+
+def _random_fleet(seed: int, assets: int, hours: float, every_s: int, start: str):
+    """A random-schedule fleet and what scoring it needs: ``(fleet, readings with recovery
+    labelled, ms, asset ids, true class, scored mask)``; the scored rows are every ``every_s``
+    seconds, recovery left out."""
+    from twinlib.simulate import simulate_random_fleet
+
+    fleet = simulate_random_fleet(assets, hours, seed=int(seed), start=start)
+    readings = with_recovery(fleet.readings)
+    ms = reading_times(readings)
+    truth = class_labels(readings["label"])
+    scored = ((ms // 1000) % every_s == 0) & (truth != RECOVERY)
+    return fleet, readings, ms, readings["asset_id"].to_numpy(), truth, scored
+
+
+def choose_decision_weights_on_fleets(models: Mapping[str, object], *,
+                                      seeds: Sequence[int] = DEV_SEEDS, assets: int = 4,
+                                      hours: float = 36.0, every_s: int = 5,
+                                      start: str = "2026-02-10 00:00:00",
+                                      progress=None) -> dict[str, dict]:
+    """Choose and set each fitted pump model's decision weights on development fleets.
+
+    For each seed a random-schedule fleet (as :func:`evaluate_random`, but seeds
+    :data:`DEV_SEEDS`, never the evaluation's) is scored by every model; then
+    :func:`twinlib.models.decision.choose_decision_weights` picks each model's weights, which
+    are set on the model (:meth:`FaultClassifier.set_decision_weights`). Returns model key →
+    the choice (weights, the development figures before and after, seeds and fleet size).
+    """
+    from twinlib.models.decision import choose_decision_weights
+
+    say = progress or (lambda msg: None)
+    if not seeds:
+        raise ValueError("decision weights need at least one development seed")
+    runs: dict[str, list] = {k: [] for k in models}
+    for seed in seeds:
+        say(f"decision weights: dev fleet {seed} ({assets} pumps × {hours:g} h)")
+        _, readings, _, _, truth, scored = _random_fleet(seed, assets, hours, every_s, start)
+        features: dict = {}
+        for key, model in models.items():
+            bkey = _builder_key(model)
+            if bkey not in features:
+                features[bkey] = model.features(readings)[scored]
+            runs[key].append((model.predict_proba_features(features[bkey]), truth[scored]))
+    out = {}
+    for key, model in models.items():
+        classes = [str(c) for c in model.classes_]
+        # a class the model never learned cannot be called at any weight: its rows are left out
+        model_runs = [(p[np.isin(t, classes)], t[np.isin(t, classes)]) for p, t in runs[key]]
+        choice = choose_decision_weights(model_runs, classes)
+        info = {"method": "development_fleets", "seeds": [int(s) for s in seeds],
+                "assets": assets, "hours": hours, "every_s": every_s,
+                **{k: v for k, v in choice.items() if k != "weights"}}
+        model.set_decision_weights(choice["weights"], info)
+        out[key] = model.decision_
+        say(f"  {key}: weights {_short(choice['weights'])}; dev lowest class recall "
+            f"{choice['before']['min_class_recall']:.3f} → {choice['after']['min_class_recall']:.3f},"
+            f" macro-F1 {choice['before']['macro_f1']:.3f} → {choice['after']['macro_f1']:.3f}")
+    return out
+
+
+def _short(weights: Mapping[str, float]) -> str:
+    changed = {c: w for c, w in weights.items() if w != 1.0}
+    return ", ".join(f"{c} ×{w:g}" for c, w in changed.items()) or "all 1"
 
 
 def _builder_key(model) -> str:
@@ -363,19 +424,13 @@ def choose_alarm_settings(model, *, seeds: Sequence[int] = DEV_SEEDS, assets: in
     that does best is kept. Use seeds the final evaluation never sees (:data:`DEV_SEEDS`).
     """
     from twinlib.detect.rules import default_ruleset
-    from twinlib.simulate import simulate_random_fleet
 
     say = progress or (lambda msg: None)
     rs = default_ruleset()
     prepared = []
     for seed in seeds:
         say(f"alarm settings: probabilities of dev fleet {seed}")
-        fleet = simulate_random_fleet(assets, hours, seed=int(seed), start=start)
-        readings = with_recovery(fleet.readings)
-        ms = reading_times(readings)
-        ids = readings["asset_id"].to_numpy()
-        truth = class_labels(readings["label"])
-        scored = ((ms // 1000) % every_s == 0) & (truth != RECOVERY)
+        fleet, readings, ms, ids, truth, scored = _random_fleet(seed, assets, hours, every_s, start)
         proba = model.predict_proba_features(model.features(readings)[scored])
         episodes = _episodes(fleet.events)
         prepared.append((ids[scored], ms[scored], proba, episodes,

@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -47,7 +48,7 @@ from twinlib.simulate import LABELS
 
 __all__ = ["Split", "split_history", "load_history", "fingerprint", "train_models", "model_path",
            "AUGMENT_MODES", "augmentation_spec", "augmentation_data", "training_history",
-           "spec_for_kind", "kind_signals", "kind_assets"]
+           "spec_for_kind", "kind_signals", "kind_assets", "DECISION_WEIGHTS", "dev_fleets_unfit"]
 
 AUGMENT_MODES = ("auto", "always", "never")
 
@@ -370,12 +371,32 @@ def models_to_train(models_dir: str | os.PathLike, kinds=tuple(MODEL_KINDS),
     return [r for r in reasons if r]
 
 
+#: Accepted ``decision_weights`` of :func:`train_models`.
+DECISION_WEIGHTS = ("dev", "none")
+
+
+def dev_fleets_unfit(asset_kind, spec: FeatureSpec, classes) -> str | None:
+    """Why simulated development fleets cannot choose decision weights for these models (None
+    when they can): the fleets are pumps with the simulator's classes, sensors and state."""
+    from twinlib.kinds import builtin_kind
+
+    pump = spec_for_kind(builtin_kind("pump"))
+    if classes is None or set(classes) - set(CLASSES):
+        return "the models learn their own classes, which the simulated fleets do not label"
+    if list(spec.sensors) != list(pump.sensors) or set(spec.state or ()) - set(pump.state or ()):
+        return (f"kind {getattr(asset_kind, 'name', asset_kind)!r} measures "
+                f"{', '.join(spec.sensors)}; the simulated fleets measure "
+                f"{', '.join(pump.sensors)}")
+    return None
+
+
 def train_models(readings: pd.DataFrame, models_dir: str | os.PathLike, *,
                  kinds: tuple[str, ...] = ("rf", "xgb"), seed: int = 0,
                  max_train_rows: int = 60_000, spec: FeatureSpec | None = None,
                  source: str | None = None, augmentation: dict | None = None,
                  class_weight="balanced", classes=CLASSES, library_mode: str | None = None,
                  asset_kind=None, calibration: str = "isotonic",
+                 decision_weights: str = "none", decision_fleets: Mapping | None = None,
                  progress=None) -> dict[str, dict]:
     """Train one classifier per kind on the training split, score it held out, save it + card.
 
@@ -390,6 +411,11 @@ def train_models(readings: pd.DataFrame, models_dir: str | os.PathLike, *,
     the file names (:func:`model_path`) and the card's ``asset_kind`` and ``signals``.
     ``calibration`` as :class:`~twinlib.models.classifiers.FaultClassifier` (the card's
     ``calibration`` records the method, folds and Brier scores before and after).
+    ``decision_weights``: ``"dev"`` chooses each model's decision weights on simulated
+    development fleets (:func:`twinlib.models.random_eval.choose_decision_weights_on_fleets`;
+    ``decision_fleets`` overrides its ``seeds`` / ``assets`` / ``hours``) before the held-out
+    score — only for models of the simulator's classes and signals; ``"none"`` keeps weights of
+    1. The card's ``decision`` records which.
     """
     from twinlib.kinds import builtin_kind
     from twinlib.models.metrics import classification_scores
@@ -397,6 +423,13 @@ def train_models(readings: pd.DataFrame, models_dir: str | os.PathLike, *,
     say = progress or (lambda msg: None)
     asset_kind = asset_kind or builtin_kind("pump")
     spec = spec or spec_for_kind(asset_kind)
+    if decision_weights not in DECISION_WEIGHTS:
+        raise ValueError(f"decision_weights must be one of {DECISION_WEIGHTS}, "
+                         f"not {decision_weights!r}")
+    if decision_weights == "dev":
+        why_not = dev_fleets_unfit(asset_kind, spec, classes)
+        if why_not:
+            raise ValueError(f"decision weights on development fleets: {why_not}")
     missing = [s for s in spec.sensors if s not in readings.columns
                or not readings[s].notna().any()]
     if missing:
@@ -432,12 +465,22 @@ def train_models(readings: pd.DataFrame, models_dir: str | os.PathLike, *,
     X_train = builder.transform(train, rows=rows)
     X_test = builder.transform(test_history, rows=np.flatnonzero(test_rows))
     feature_seconds = time.perf_counter() - started
-    cards = {}
+    fit_seconds = {}
     for kind, model in models.items():
         say(f"training {kind}")
         started = time.perf_counter()
         model.fit(train, builder=builder, features=X_train, rows=rows)
-        seconds = time.perf_counter() - started + feature_seconds
+        fit_seconds[kind] = time.perf_counter() - started + feature_seconds
+    if decision_weights == "dev":
+        from twinlib.models.random_eval import choose_decision_weights_on_fleets
+
+        started = time.perf_counter()
+        choose_decision_weights_on_fleets(models, progress=say, **dict(decision_fleets or {}))
+        shared = (time.perf_counter() - started) / len(models)
+        fit_seconds = {k: v + shared for k, v in fit_seconds.items()}
+    cards = {}
+    for kind, model in models.items():
+        seconds = fit_seconds[kind]
         scores = classification_scores(y_test, model.predict_features(X_test))
         say(f"{kind}: held-out macro-F1 {scores['macro_f1']:.3f} on {len(y_test):,} readings "
             f"({seconds:.1f} s)")
@@ -453,6 +496,8 @@ def train_models(readings: pd.DataFrame, models_dir: str | os.PathLike, *,
             "all_classes": list(CLASSES) if classes is None else list(classes),
             "class_weight": class_weight,
             "calibration": model.calibration_,
+            "decision": getattr(model, "decision_", None) or {
+                "method": "none", "weights": {str(c): 1.0 for c in model.classes_}},
             "recovery_rows_excluded": int((readings["label"].astype(str) == RECOVERY).sum())
             if "label" in readings.columns else 0,
             "metrics": {"held_out": scores},

@@ -168,7 +168,8 @@ def train(db_path: str | None = None, models_dir: str | None = None, *, seed: in
           max_train_rows: int = 60_000, augment: str = "auto", library_assets: int = 32,
           library_hours: float = 48.0, history_hours: float | None = 48.0, kinds=("rf", "xgb"),
           history=None, label_column: str = "label", class_weight="balanced",
-          sensors=None, asset_kind: str | None = None, progress=None) -> dict:
+          sensors=None, asset_kind: str | None = None, decision_weights: str = "auto",
+          progress=None) -> dict:
     """Train both classifiers on the stored history; save models + cards. Returns a summary.
 
     ``asset_kind`` (default the pump) picks the stored assets of that kind and the signals the
@@ -178,11 +179,18 @@ def train(db_path: str | None = None, models_dir: str | None = None, *, seed: in
     the simulated library joins a user's data only with ``augment="always"`` and only when the
     kind measures the pump's signals. ``class_weight``: ``"balanced"``, ``"none"`` or class →
     weight. ``sensors`` restricts the features to some of the kind's measured signals.
+    ``decision_weights``: ``"auto"`` (default) chooses each model's decision weights on simulated
+    development fleets when simulated pumps are part of the training data (the fault library
+    joined it), else keeps weights of 1; ``"dev"`` / ``"none"`` force either (see
+    :mod:`twinlib.models.decision`).
     """
     from twinlib.config import get_settings
+    from twinlib.models.labels import CLASSES
     from twinlib.models.train import (
+        DECISION_WEIGHTS,
         augmentation_data,
         augmentation_spec,
+        dev_fleets_unfit,
         library_fits,
         model_path,
         spec_for_kind,
@@ -237,10 +245,16 @@ def train(db_path: str | None = None, models_dir: str | None = None, *, seed: in
     elif augment != "never":
         say("no simulated pumps added (the library is opt-in for real equipment: --augment always)")
     extra_args = {} if classes == "default" else {"classes": None}
+    if decision_weights not in ("auto", *DECISION_WEIGHTS):
+        raise ValueError(f"decision weights: expected auto, dev or none, got {decision_weights!r}")
+    if decision_weights == "auto":
+        fits = dev_fleets_unfit(kind, feature_spec, None if classes is None else CLASSES) is None
+        decision_weights = "dev" if spec and fits else "none"
     cards = train_models(readings, paths["models_dir"], kinds=tuple(kinds), seed=seed,
                          max_train_rows=max_train_rows, source=source, augmentation=spec,
                          class_weight=class_weight, library_mode=augment, spec=feature_spec,
-                         asset_kind=kind, progress=say, **extra_args)
+                         asset_kind=kind, decision_weights=decision_weights, progress=say,
+                         **extra_args)
     return {
         "models_dir": str(paths["models_dir"]),
         "asset_kind": kind.name,
@@ -254,6 +268,7 @@ def train(db_path: str | None = None, models_dir: str | None = None, *, seed: in
         "train_rows": {k: c["training_data"]["rows_used"] for k, c in cards.items()},
         "test_assets": next(iter(cards.values()))["split"]["test_assets"] if cards else [],
         "classes": {k: c["classes"] for k, c in cards.items()},
+        "decision_weights": {k: c["decision"] for k, c in cards.items()},
         "seconds": round(time.perf_counter() - started, 2),
         "cards": cards,
     }
@@ -282,7 +297,7 @@ def evaluate(db_path: str | None = None, models_dir: str | None = None,
                                  random_assets=random_assets, random_hours=random_hours,
                                  forecast_seeds=forecast_seeds, forecast_speeds=forecast_speeds,
                                  forecast_assets=forecast_assets, forecast_hours=forecast_hours,
-                                 rule_settings=rule_settings)
+                                 rule_settings=rule_settings, settings_file=settings.file)
     report["path"] = str(write_figures(paths["reports_dir"], "evaluation", report))
     _cards_record(paths["models_dir"], report)
     return report
@@ -303,6 +318,7 @@ def evaluate_own(db_path: str | None = None, reports_dir: str | None = None, *,
     from datetime import datetime, timezone
 
     from twinlib.config import get_settings
+    from twinlib.detect.fault_model import operating_model
     from twinlib.models.alarm_rule import FaultRuleSettings
     from twinlib.models.cv_eval import evaluate_own_history
     from twinlib.models.evaluate import _targets
@@ -330,14 +346,15 @@ def evaluate_own(db_path: str | None = None, reports_dir: str | None = None, *,
                               max_train_rows=max_train_rows,
                               rule_settings=FaultRuleSettings.from_settings(settings.file),
                               progress=progress)
-    best = max(cv["models"], key=lambda k: cv["models"][k]["macro_f1"]["mean"])
+    best, why = operating_model(cv["models"], settings.file)
     r = cv["models"][best]
     by_kind = r["alarms"]["by_kind"]
     report = {"generated_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
               "protocol": "grouped_cv", "asset_kind": kind.name, "source": source,
               "readings": int(len(readings)), "cross_validation": cv,
               "macro_f1": {k: v["macro_f1"]["mean"] for k, v in cv["models"].items()},
-              "operating_model": best, "macro_f1_random_mean": r["macro_f1"]["mean"],
+              "operating_model": best, "operating_model_reason": why,
+              "macro_f1_random_mean": r["macro_f1"]["mean"],
               "macro_f1_random_std": r["macro_f1"]["std"],
               "macro_f1_random_worst": r["macro_f1"]["worst"],
               "min_class_recall": r["min_class_recall"],
