@@ -279,10 +279,11 @@ class FaultClassifier:
         if not hasattr(self, "estimator_"):
             raise RuntimeError("FaultClassifier is not fitted; call fit() first")
 
-    def features(self, readings: pd.DataFrame) -> pd.DataFrame:
-        """The feature matrix the classifier sees for ``readings``."""
+    def features(self, readings: pd.DataFrame, rows=None) -> pd.DataFrame:
+        """The feature matrix the classifier sees for ``readings`` (``rows``: only the readings
+        at those positions, in that order — see :meth:`FeatureBuilder.transform`)."""
         self._check_fitted()
-        return self.builder_.transform(readings)
+        return self.builder_.transform(readings, rows=rows)
 
     def predict_proba_features(self, X: pd.DataFrame) -> np.ndarray:
         """Class probabilities (columns follow ``classes_``) for a precomputed feature matrix."""

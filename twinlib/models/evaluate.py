@@ -73,7 +73,7 @@ def evaluate_classifier(model, card: dict, readings: pd.DataFrame) -> dict:
     if not rows.any():
         raise ValueError("none of the model's held-out rows are in this data "
                          f"(test assets {list(split.test_assets)})")
-    X = model.features(history)[rows]
+    X = model.features(history, rows=np.flatnonzero(rows))
     truth = class_labels(history["label"], getattr(model, "classes", CLASSES))[rows]
     scores = classification_scores(truth, model.predict_features(X))
     scores["split"] = split.to_dict()

@@ -301,9 +301,8 @@ def evaluate_random(models: Mapping[str, object], *, seeds: Sequence[int] = EVAL
         for kind, model in models.items():
             key = _builder_key(model)
             if key not in features:
-                features[key] = model.features(readings)
-            X = features[key]
-            proba = model.predict_proba_features(X[scored])
+                features[key] = model.features(readings, rows=np.flatnonzero(scored))
+            proba = model.predict_proba_features(features[key])
             classes = [str(c) for c in model.classes_]
             top = proba.argmax(axis=1)
             # the reading's class as the model calls it (its decision weights); the reliability
@@ -371,7 +370,7 @@ def choose_decision_weights_on_fleets(models: Mapping[str, object], *,
         for key, model in models.items():
             bkey = _builder_key(model)
             if bkey not in features:
-                features[bkey] = model.features(readings)[scored]
+                features[bkey] = model.features(readings, rows=np.flatnonzero(scored))
             runs[key].append((model.predict_proba_features(features[bkey]), truth[scored]))
     out = {}
     for key, model in models.items():
@@ -431,7 +430,8 @@ def choose_alarm_settings(model, *, seeds: Sequence[int] = DEV_SEEDS, assets: in
     for seed in seeds:
         say(f"alarm settings: probabilities of dev fleet {seed}")
         fleet, readings, ms, ids, truth, scored = _random_fleet(seed, assets, hours, every_s, start)
-        proba = model.predict_proba_features(model.features(readings)[scored])
+        proba = model.predict_proba_features(model.features(readings,
+                                                            rows=np.flatnonzero(scored)))
         episodes = _episodes(fleet.events)
         prepared.append((ids[scored], ms[scored], proba, episodes,
                          _first_threshold(readings, episodes, rs)))

@@ -78,7 +78,7 @@ class ModelScorer:
             pick = history["ts"].isin(list(want)).to_numpy()
             if not pick.any():
                 continue
-            X = self.model.features(history)[pick]
+            X = self.model.features(history, rows=np.flatnonzero(pick))
             proba = self.model.predict_proba_features(X)
             classes = [str(c) for c in self.model.classes_]
             names = [c for c in X.columns if c.split("_", 1)[1] in _EVIDENCE]
