@@ -64,16 +64,15 @@ def operating_model(candidates, file: Mapping | None) -> tuple[str, str]:
         for k, name in name_of.items():
             if wanted == name or wanted.startswith(name + "."):
                 return k, f"[rules] fault_model = {wanted!r}"
-    for stem in PREFERRED:
-        for k, name in name_of.items():
-            if name == stem:
-                why = "the alarm engine's preference (the RandomForest first: the alarm " \
-                      "settings were chosen for it on the development seeds)"
-                if isinstance(wanted, str):
-                    why = f"[rules] fault_model = {wanted!r} is not among the evaluated " \
-                          f"models; {why}"
-                return k, why
-    return kinds[0], "the only evaluated model"
+    by_name = {name: k for k, name in name_of.items()}
+    stem = next((s for s in PREFERRED if s in by_name), None)
+    if stem is None:
+        return kinds[0], "the only evaluated model"
+    why = ("the alarm engine's preference (the RandomForest first: the alarm settings were "
+           "chosen for it on the development seeds)")
+    if isinstance(wanted, str):
+        why = f"[rules] fault_model = {wanted!r} is not among the evaluated models; {why}"
+    return by_name[stem], why
 
 
 def _card_fits(card: Mapping, kind: Kind) -> bool:

@@ -14,7 +14,7 @@ from twinlib.models.features import FeatureBuilder
 from twinlib.models.labels import CLASSES, RECOVERY, class_labels
 
 __all__ = ["CLASSES", "MODEL_KINDS", "FaultClassifier", "class_labels", "CLASS_WEIGHTS",
-           "CALIBRATIONS"]
+           "CALIBRATIONS", "rows_read"]
 
 #: Accepted ``calibration`` methods.
 CALIBRATIONS = ("isotonic", "sigmoid", "none")
@@ -25,6 +25,14 @@ CLASS_WEIGHTS = ("balanced", "none")
 #: Model kind → file stem under the models directory.
 MODEL_KINDS = {"rf": "fault_detection_rf", "xgb": "fault_detection_xgb"}
 
+
+
+def rows_read(classifiers, readings: pd.DataFrame) -> np.ndarray:
+    """Ascending positions of the readings whose features any of ``classifiers`` (unfitted
+    :class:`FaultClassifier`) reads when fitted on ``readings``: the union of their
+    :meth:`~FaultClassifier.training_rows`, the only rows whose features need computing."""
+    return np.unique(np.concatenate([np.zeros(0, dtype="int64")]
+                                    + [c.training_rows(readings) for c in classifiers]))
 
 class FaultClassifier:
     """Classifies each reading's fault kind from the features of its asset's recent history.

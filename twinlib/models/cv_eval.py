@@ -91,7 +91,7 @@ def evaluate_own_history(readings: pd.DataFrame, kind, *, models: Sequence[str] 
     alarms, reliability}}}`` — the shape of
     :func:`~twinlib.models.random_eval.evaluate_random`, with one ``per_seed`` entry per fold.
     """
-    from twinlib.models.classifiers import FaultClassifier
+    from twinlib.models.classifiers import FaultClassifier, rows_read
     from twinlib.models.metrics import classification_scores
     from twinlib.models.train import spec_for_kind
 
@@ -127,8 +127,7 @@ def evaluate_own_history(readings: pd.DataFrame, kind, *, models: Sequence[str] 
             m, spec, seed=seed, max_train_rows=max_train_rows, class_weight=class_weight,
             classes=None, calibration=calibration) for m in models}
         # only the rows the classifiers read (their stride and calibration rows) keep features
-        rows = np.unique(np.concatenate([np.zeros(0, dtype="int64")]
-                                        + [c.training_rows(tr) for c in clfs.values()]))
+        rows = rows_read(clfs.values(), tr)
         X_train = builder.transform(tr, rows=rows)
         # a held-out asset's features come from its own history (causal), never the others'
         test_assets = sorted(pd.unique(ids[test]))

@@ -41,7 +41,13 @@ import pandas as pd
 
 from twinlib.config import SENSORS
 from twinlib.models.cards import retrain_reason, save_model
-from twinlib.models.classifiers import CLASSES, MODEL_KINDS, FaultClassifier, class_labels
+from twinlib.models.classifiers import (
+    CLASSES,
+    MODEL_KINDS,
+    FaultClassifier,
+    class_labels,
+    rows_read,
+)
 from twinlib.models.features import FeatureBuilder, FeatureSpec, reading_times
 from twinlib.models.labels import RECOVERY, with_recovery
 from twinlib.simulate import LABELS
@@ -455,8 +461,7 @@ def train_models(readings: pd.DataFrame, models_dir: str | os.PathLike, *,
     # The classifiers read the features of a stride of the training rows and of the rows their
     # calibration scores, known from the labels alone: the features are computed asset by asset
     # and only those rows kept (the same values, a fraction of the memory).
-    rows = np.unique(np.concatenate([np.zeros(0, dtype="int64")]
-                                    + [m.training_rows(train) for m in models.values()]))
+    rows = rows_read(models.values(), train)
     say(f"computing features of {len(train):,} training readings ({len(split.train_assets)} "
         f"assets), keeping the {len(rows):,} the models read")
     started = time.perf_counter()
